@@ -1,0 +1,91 @@
+"""`python -m harness`: the commands behind the nox sessions.
+
+Thin on purpose: argument parsing here, the work in the modules it calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from harness.config import load_settings
+from harness.errors import HarnessError
+
+__all__ = ["main"]
+
+
+def _cmd_images(args: argparse.Namespace) -> int:
+    from harness.images import resolve_images
+
+    settings = load_settings()
+    log = (lambda m: print(f"harness: {m}", file=sys.stderr)) if not args.quiet else (lambda m: None)
+    for image in resolve_images(
+        settings, args.names or None, pull=not args.offline, rebuild=args.rebuild, log=log
+    ):
+        print(image.line())
+    return 0
+
+
+def _cmd_lock(args: argparse.Namespace) -> int:
+    from harness import lockfiles
+
+    settings = load_settings()
+    names = args.names or list(settings.lock_files)
+    if args.check:
+        failures = 0
+        for name in names:
+            source, target = settings.lock_dir / f"{name}.in", settings.lock_dir / f"{name}.txt"
+            problems = lockfiles.find_stale(source, target)
+            try:
+                lockfiles.require_hashes(target)
+            except HarnessError as exc:
+                problems.append(str(exc))
+            for problem in problems:
+                print(f"STALE {target.relative_to(settings.root)}: {problem}", file=sys.stderr)
+            failures += bool(problems)
+            if not problems:
+                print(f"ok    {target.relative_to(settings.root)}")
+        if failures:
+            print(f"{failures} lockfile(s) stale: run `nox -s lock` and commit the result", file=sys.stderr)
+        return 1 if failures else 0
+    lockfiles.compile_lockfiles(settings.lock_dir, names, upgrade=args.upgrade)
+    for name in names:
+        print(f"compiled {settings.lock_dir.relative_to(settings.root)}/{name}.txt")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    images = sub.add_parser(
+        "images", help="make the logical images available (local, pull, or offline build)"
+    )
+    images.add_argument("names", nargs="*", help="logical image names (default: all)")
+    images.add_argument("--rebuild", action="store_true", help="rebuild from the offline recipes")
+    images.add_argument("--offline", action="store_true", help="never try the registry")
+    images.add_argument("--quiet", action="store_true")
+    images.set_defaults(func=_cmd_images)
+
+    lock = sub.add_parser("lock", help="compile requirements/*.in into hash-pinned lockfiles")
+    lock.add_argument("names", nargs="*", help="lockfile names (default: all, in configured order)")
+    lock.add_argument("--check", action="store_true", help="fail, naming the file, when a lockfile is stale")
+    lock.add_argument("--upgrade", action="store_true", help="let pip-tools pick newer versions")
+    lock.set_defaults(func=_cmd_lock)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

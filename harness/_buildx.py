@@ -1,0 +1,177 @@
+"""`docker buildx build` and `docker load`, with errors that name the failing stage and step.
+
+BuildKit's plain progress output is the only stable interface to *which* step
+failed; this module is the one place that reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tarfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.engine import docker_cli, require_buildx
+from harness.errors import BuildError
+
+__all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step", "oci_manifest_digest"]
+
+# "#12 [deps 3/5] RUN pip install ..."  -- the step header BuildKit prints.
+_STEP = re.compile(r"^#(?P<id>\d+) \[(?P<stage>[^\]]+?)\s*(?P<pos>\d+/\d+)?\] (?P<instr>.*)$")
+_STEP_ERROR = re.compile(r"^#(?P<id>\d+) ERROR: (?P<msg>.*)$")
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    log: str
+    cached_steps: int
+    total_steps: int
+    oci_tar: Path | None = None
+
+
+def failed_step(log: str) -> tuple[str, str, str] | None:
+    """(stage, step, instruction) of the step BuildKit reported as failed, if any."""
+    headers: dict[str, tuple[str, str, str]] = {}
+    for line in log.splitlines():
+        header = _STEP.match(line)
+        if header:
+            headers[header["id"]] = (header["stage"], header["pos"] or "", header["instr"])
+            continue
+        error = _STEP_ERROR.match(line)
+        if error and error["id"] in headers:
+            return headers[error["id"]]
+    return None
+
+
+def _step_counts(log: str) -> tuple[int, int]:
+    steps: set[str] = set()
+    cached: set[str] = set()
+    for line in log.splitlines():
+        header = _STEP.match(line)
+        if header and header["pos"]:
+            steps.add(header["id"])
+        elif line.startswith("#") and line.endswith(" CACHED"):
+            cached.add(line.split()[0][1:])
+    return len(cached & steps), len(steps)
+
+
+def _output_tail(log: str, step_id: str | None) -> str:
+    lines = log.splitlines()
+    if step_id:
+        own = [ln for ln in lines if ln.startswith(f"#{step_id} ")]
+        if own:
+            lines = own
+    return "\n".join(lines[-TAIL_LINES:])
+
+
+def buildx_build(
+    context: Path,
+    *,
+    dockerfile: Path | None = None,
+    target: str | None = None,
+    tags: Sequence[str] = (),
+    build_args: Mapping[str, str] | None = None,
+    oci_dest: Path | None = None,
+    oci_name: str | None = None,
+    load: bool = False,
+    no_cache: bool = False,
+    source_date_epoch: int | None = None,
+    labels: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+) -> BuildResult:
+    """Build with BuildKit. With `oci_dest`, export a reproducible OCI tarball
+    (timestamps rewritten to SOURCE_DATE_EPOCH, no provenance attestation)."""
+    require_buildx()
+    cmd = [docker_cli(), "buildx", "build", "--progress=plain", "--provenance=false"]
+    if dockerfile:
+        cmd += ["--file", str(dockerfile)]
+    if target:
+        cmd += ["--target", target]
+    for tag in tags:
+        cmd += ["--tag", tag]
+    for key, value in (build_args or {}).items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    for key, value in (labels or {}).items():
+        cmd += ["--label", f"{key}={value}"]
+    if no_cache:
+        cmd.append("--no-cache")
+    run_env = dict(os.environ)
+    run_env.update(env or {})
+    if source_date_epoch is not None:
+        # Both: the env var drives BuildKit's own timestamp handling, the build arg
+        # makes it visible to RUN steps (for .pyc and the like).
+        run_env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
+        cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={source_date_epoch}"]
+    if oci_dest is not None:
+        oci_dest.parent.mkdir(parents=True, exist_ok=True)
+        output = f"type=oci,dest={oci_dest},rewrite-timestamp=true"
+        if oci_name:
+            output += f",name={oci_name}"
+        cmd += ["--output", output]
+    elif load:
+        cmd.append("--load")
+    cmd.append(str(context))
+    proc = subprocess.run(cmd, env=run_env, capture_output=True, text=True, check=False)
+    log = proc.stdout + proc.stderr
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(log, encoding="utf-8")
+    if proc.returncode != 0:
+        step = failed_step(log)
+        where = f"stage {step[0]!r}, step {step[1] or '?'}: {step[2]}" if step else "before any step ran"
+        step_id = None
+        if step:
+            for line in log.splitlines():
+                m = _STEP.match(line)
+                if m and (m["stage"], m["pos"] or "", m["instr"]) == step:
+                    step_id = m["id"]
+        raise BuildError(
+            f"image build failed at {where}\n--- last lines of its output ---\n{_output_tail(log, step_id)}",
+            checked=" ".join(cmd),
+            fix=f"fix the failing step; full log: {log_path}" if log_path else "fix the failing step",
+        )
+    cached, total = _step_counts(log)
+    return BuildResult(log=log, cached_steps=cached, total_steps=total, oci_tar=oci_dest)
+
+
+def oci_manifest_digest(oci_tar: Path) -> str:
+    """The digest of the (single-platform) image manifest in an OCI layout tarball."""
+    with tarfile.open(oci_tar) as tar:
+        member = tar.extractfile("index.json")
+        if member is None:
+            raise BuildError(f"{oci_tar} has no index.json", checked="OCI layout", fix="rebuild it")
+        index = json.load(member)
+        manifests = index.get("manifests", [])
+        if len(manifests) != 1:
+            raise BuildError(
+                f"{oci_tar} holds {len(manifests)} manifests, expected one",
+                checked="index.json of the OCI export",
+                fix="build a single platform with --provenance=false",
+            )
+        digest = manifests[0]["digest"]
+        media = manifests[0].get("mediaType", "")
+        if media.endswith("image.index.v1+json"):
+            nested = tar.extractfile("blobs/" + digest.replace(":", "/"))
+            if nested is None:
+                raise BuildError(f"{oci_tar}: missing blob {digest}", checked="OCI layout", fix="rebuild")
+            inner = json.load(nested)["manifests"]
+            digest = inner[0]["digest"]
+        return str(digest)
+
+
+def docker_load(oci_tar: Path) -> None:
+    proc = subprocess.run(
+        [docker_cli(), "load", "--input", str(oci_tar)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise BuildError(
+            f"docker load of {oci_tar} failed: {proc.stderr.strip()}",
+            checked="docker load --input",
+            fix="the engine needs the containerd image store: rerun scripts/provision-docker.sh",
+        )

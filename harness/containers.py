@@ -1,0 +1,288 @@
+"""Postgres and Redis containers through testcontainers: labelled, random ports and
+credentials, host-side readiness checks that report the container's logs on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from testcontainers.community.postgres import PostgresContainer
+from testcontainers.community.redis import RedisContainer
+from testcontainers.core.config import testcontainers_config
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
+
+from harness.errors import ReadinessError
+
+__all__ = [
+    "LABEL_HOST",
+    "LABEL_PID",
+    "LABEL_RUN",
+    "LABEL_WORKER",
+    "PostgresInfo",
+    "RedisInfo",
+    "RunIdentity",
+    "start_postgres",
+    "start_redis",
+    "start_services",
+]
+
+LABEL_RUN = "harness.run-id"
+LABEL_WORKER = "harness.worker"
+LABEL_PID = "harness.pid"  # the pid of the run's controlling process: the reaper watches it
+LABEL_HOST = "harness.host"
+LABEL_ROLE = "harness.role"
+
+# Ryuk cannot be pulled here; the harness's own reaper (harness.reaper) does its job.
+testcontainers_config.ryuk_disabled = True
+
+POLL_SECONDS = 0.02
+LOG_TAIL = 60
+
+# Durability costs time and buys nothing in a throw-away test database.
+FAST_POSTGRES = (
+    "postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+)
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who owns a container: one run (a pytest session or a nox tier) and one worker in it."""
+
+    run_id: str
+    worker: str
+    owner_pid: int
+
+    def labels(self, role: str) -> dict[str, str]:
+        return {
+            LABEL_RUN: self.run_id,
+            LABEL_WORKER: self.worker,
+            LABEL_PID: str(self.owner_pid),
+            LABEL_HOST: socket.gethostname(),
+            LABEL_ROLE: role,
+        }
+
+    def name(self, role: str) -> str:
+        return f"harness-{self.run_id}-{self.worker}-{role}"
+
+
+@dataclass(frozen=True)
+class PostgresInfo:
+    container_id: str
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+    ready_seconds: float
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.dbname}"
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["password"] = "***"
+        return data
+
+
+@dataclass(frozen=True)
+class RedisInfo:
+    container_id: str
+    host: str
+    port: int
+    password: str
+    ready_seconds: float
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["password"] = "***"
+        return data
+
+
+def _token() -> str:
+    # Hex: safe in URLs, in SQL literals and on a command line without quoting.
+    return secrets.token_hex(12)
+
+
+def _logs(container: DockerContainer) -> str:
+    try:
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        raw = wrapped.logs(tail=LOG_TAIL).decode(errors="replace")
+        return f"(container status: {wrapped.status})\n{raw}"
+    except Exception as exc:  # the logs are a courtesy: never mask the real failure
+        return f"(logs unavailable: {exc})"
+
+
+def _wait(container: DockerContainer, what: str, probe: Callable[[], None], timeout: float) -> float:
+    """Poll `probe` from the host until it stops raising; returns seconds since `start`."""
+    started = time.monotonic()
+    last: Exception | None = None
+    checks = 0
+    while time.monotonic() - started < timeout:
+        try:
+            probe()
+            return time.monotonic() - started
+        except Exception as exc:  # any failure to connect just means "not yet"
+            last = exc
+        checks += 1
+        # A container that exited will never become ready: say so at once.
+        if checks % 25 == 0:
+            wrapped = container.get_wrapped_container()
+            wrapped.reload()
+            if wrapped.status in ("exited", "dead"):
+                break
+        time.sleep(POLL_SECONDS)
+    raise ReadinessError(
+        f"{container.image} never became ready (waited {time.monotonic() - started:.1f}s)\n"
+        f"--- last {LOG_TAIL} lines of its log ---\n{_logs(container)}",
+        checked=f"{what}; last error: {last}",
+        fix="read the log above; raise HARNESS_READY_TIMEOUT if the machine is just slow",
+    )
+
+
+class _HostCheckedPostgres(PostgresContainer):
+    """PostgresContainer whose readiness is a real connection from the host, polled every 20 ms
+    (the stock check runs psql inside the container once a second)."""
+
+    def _connect(self) -> None:
+        pass  # readiness is checked by start_postgres, which also times it
+
+
+def _remove_quietly(container: DockerContainer | None) -> None:
+    if container is None or container._container is None:
+        return
+    # Already gone is fine: the reaper or a racing cleanup got there first.
+    with contextlib.suppress(Exception):
+        container._container.remove(force=True, v=True)
+
+
+def _ready_timeout() -> float:
+    return float(os.environ.get("HARNESS_READY_TIMEOUT", "60"))
+
+
+def start_postgres(
+    image: str,
+    identity: RunIdentity,
+    *,
+    command: str = FAST_POSTGRES,
+    network: Any = None,
+    alias: str | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+) -> tuple[DockerContainer, PostgresInfo]:
+    import psycopg
+
+    user, password, dbname = f"u{_token()[:8]}", _token(), f"db_{identity.worker}".replace("-", "_")
+    container = _HostCheckedPostgres(image, username=user, password=password, dbname=dbname, driver=None)
+    container.with_command(command)
+    container.with_kwargs(labels={**identity.labels("postgres"), **(extra_labels or {})})
+    container.with_name(identity.name("postgres"))
+    if network is not None:
+        container.with_network(network)
+        if alias:
+            container.with_network_aliases(alias)
+    try:
+        container.start()
+        host = container.get_container_host_ip()
+        port = int(container.get_exposed_port(5432))
+        conninfo = (
+            f"host={host} port={port} user={user} password={password} dbname={dbname} connect_timeout=2"
+        )
+
+        def probe() -> None:
+            with psycopg.connect(conninfo) as conn:
+                conn.execute("SELECT 1")
+
+        ready = _wait(
+            container, f"a psycopg connection to {host}:{port} as {user} to {dbname}", probe, _ready_timeout()
+        )
+    except BaseException:
+        _remove_quietly(container)  # a half-started server must not outlive its failure
+        raise
+    info = PostgresInfo(container.get_wrapped_container().id, host, port, user, password, dbname, ready)
+    return container, info
+
+
+def start_redis(
+    image: str,
+    identity: RunIdentity,
+    *,
+    network: Any = None,
+    alias: str | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+) -> tuple[DockerContainer, RedisInfo]:
+    import redis
+
+    password = _token()
+    container = RedisContainer(image, password=password)
+    container.waiting_for(_NoWait())
+    container.with_kwargs(labels={**identity.labels("redis"), **(extra_labels or {})})
+    container.with_name(identity.name("redis"))
+    if network is not None:
+        container.with_network(network)
+        if alias:
+            container.with_network_aliases(alias)
+    try:
+        container.start()
+        host = container.get_container_host_ip()
+        port = int(container.get_exposed_port(6379))
+
+        def probe() -> None:
+            client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=1)
+            try:
+                client.ping()
+            finally:
+                client.close()
+
+        ready = _wait(container, f"a Redis PING to {host}:{port}", probe, _ready_timeout())
+    except BaseException:
+        _remove_quietly(container)
+        raise
+    return container, RedisInfo(container.get_wrapped_container().id, host, port, password, ready)
+
+
+class _NoWait(WaitStrategy):
+    """Readiness is checked by the harness (and timed); testcontainers must not wait first."""
+
+    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
+        return None
+
+
+def start_services(
+    postgres_image: str, redis_image: str, identity: RunIdentity
+) -> tuple[tuple[DockerContainer, PostgresInfo], tuple[DockerContainer, RedisInfo]]:
+    """Both containers at once; if either fails, the other is removed before the error propagates."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harness-start") as pool:
+        pg_future = pool.submit(start_postgres, postgres_image, identity)
+        redis_future = pool.submit(start_redis, redis_image, identity)
+        errors: list[BaseException] = []
+        results: list[Any] = []
+        for future in (pg_future, redis_future):
+            try:
+                results.append(future.result())
+            except BaseException as exc:
+                errors.append(exc)
+                results.append(None)
+    if errors:
+        for result in results:
+            if result is not None:
+                _remove_quietly(result[0])
+        raise errors[0]
+    return results[0], results[1]
+
+
+def stop(container: DockerContainer | None) -> None:
+    _remove_quietly(container)

@@ -1,0 +1,70 @@
+"""The Docker engine: one place that connects, and fails fast and clearly when it cannot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from functools import cache
+from typing import TYPE_CHECKING
+
+from harness.errors import EngineUnavailableError
+
+if TYPE_CHECKING:
+    import docker
+
+__all__ = ["docker_cli", "engine_client", "require_buildx"]
+
+# Seconds to wait for the daemon to answer a ping: a missing daemon must be
+# reported in seconds, not after the SDK's default 60 s.
+PING_TIMEOUT = float(os.environ.get("HARNESS_ENGINE_TIMEOUT", "5"))
+_START_HINT = "start it with `bash scripts/provision-docker.sh` (installs and starts dockerd on Debian)"
+
+
+def _where() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+@cache
+def engine_client() -> docker.DockerClient:
+    """A connected Docker SDK client, or EngineUnavailableError saying how to start the engine."""
+    import docker as docker_sdk
+    from docker.errors import DockerException
+
+    try:
+        client = docker_sdk.DockerClient(base_url=_where(), timeout=int(max(PING_TIMEOUT, 1)))
+        client.ping()
+    except DockerException as exc:
+        raise EngineUnavailableError(
+            f"the Docker engine is unreachable at {_where()}",
+            checked=f"a ping to the daemon (timeout {PING_TIMEOUT:g}s): {exc}",
+            fix=_START_HINT,
+        ) from exc
+    # Later calls (builds, image loads, log reads) may legitimately take minutes.
+    client.api.timeout = 600
+    return client
+
+
+def docker_cli() -> str:
+    path = shutil.which("docker")
+    if path is None:
+        raise EngineUnavailableError(
+            "the docker command-line client is not installed",
+            checked="`docker` on PATH",
+            fix=_START_HINT,
+        )
+    return path
+
+
+@cache
+def require_buildx() -> str:
+    """The buildx version string; buildx >= 0.13 is what makes `rewrite-timestamp` available."""
+    engine_client()
+    proc = subprocess.run([docker_cli(), "buildx", "version"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise EngineUnavailableError(
+            "docker buildx is not available",
+            checked=f"`docker buildx version`: {proc.stderr.strip()}",
+            fix=_START_HINT,
+        )
+    return proc.stdout.strip()

@@ -1,0 +1,51 @@
+"""One base exception for everything the harness refuses or fails to do.
+
+Messages are built first, then raised, and always say what was checked and how
+to fix it: a user should never have to read harness source to recover.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BuildError",
+    "EngineUnavailableError",
+    "HarnessError",
+    "ImageError",
+    "LockfileError",
+    "ReadinessError",
+]
+
+
+class HarnessError(Exception):
+    """Base class: `what` went wrong, what was `checked`, and the `fix`."""
+
+    def __init__(self, what: str, *, checked: str | None = None, fix: str | None = None) -> None:
+        self.what = what
+        self.checked = checked
+        self.fix = fix
+        lines = [what]
+        if checked:
+            lines.append(f"  checked: {checked}")
+        if fix:
+            lines.append(f"  fix: {fix}")
+        super().__init__("\n".join(lines))
+
+
+class EngineUnavailableError(HarnessError):
+    """The Docker engine cannot be reached or is too old."""
+
+
+class LockfileError(HarnessError):
+    """A lockfile is stale, unhashed or otherwise unusable."""
+
+
+class ImageError(HarnessError):
+    """A logical image could not be made available."""
+
+
+class BuildError(HarnessError):
+    """An image build failed."""
+
+
+class ReadinessError(HarnessError):
+    """A container never became ready; the message carries its logs."""

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Provision a Docker engine able to build reproducible OCI images (BuildKit with
+# rewrite-timestamp, containerd image store). Idempotent: safe to rerun, and a
+# no-op on a host whose engine already qualifies.
+#
+# Debian 12's own docker.io (20.10) ships a BuildKit too old for reproducible
+# output, so the engine comes from Debian 13 "trixie", added as a low-priority
+# source so nothing else on the host is upgraded. The mirror is read from the
+# machine's own apt configuration: no host name lives in this repository.
+set -euo pipefail
+
+MIN_ENGINE_MAJOR=26
+MIN_BUILDX_MINOR=13            # buildx 0.13 gives rewrite-timestamp on the OCI exporter
+LOG=${HARNESS_DOCKERD_LOG:-/var/log/harness-dockerd.log}
+SOCK=/var/run/docker.sock
+WAIT_SECONDS=${HARNESS_DOCKERD_WAIT:-60}
+
+say() { printf 'provision-docker: %s\n' "$*" >&2; }
+die() {
+    say "ERROR: $1"
+    shift
+    for line in "$@"; do say "  $line"; done
+    exit 1
+}
+
+engine_major() { docker version --format '{{.Server.Version}}' 2>/dev/null | cut -d. -f1; }
+buildx_minor() { docker buildx version 2>/dev/null | sed -nE 's/.* v?0\.([0-9]+)\..*/\1/p'; }
+uses_containerd_store() { docker info --format '{{json .DriverStatus}}' 2>/dev/null | grep -q 'io.containerd.snapshotter'; }
+
+engine_qualifies() {
+    local major minor
+    major=$(engine_major || true)
+    minor=$(buildx_minor || true)
+    [[ -n $major && $major -ge $MIN_ENGINE_MAJOR ]] || return 1
+    [[ -n $minor && $minor -ge $MIN_BUILDX_MINOR ]] || return 1
+    uses_containerd_store
+}
+
+# mmdebstrap builds the `base` image offline (see images/base); bookworm's own is fine.
+if ! command -v mmdebstrap >/dev/null; then
+    if [[ $(id -u) -eq 0 ]]; then
+        say "installing mmdebstrap (offline base image builds)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null 2>&1 ||
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null; }
+    else
+        say "warning: mmdebstrap is missing and this is not root; offline base builds will fail"
+    fi
+fi
+
+if engine_qualifies; then
+    say "engine $(docker version --format '{{.Server.Version}}') with buildx $(docker buildx version | awk '{print $2}') and the containerd image store is already running: nothing to do"
+    exit 0
+fi
+
+[[ $(id -u) -eq 0 ]] || die "installing and starting the engine needs root" \
+    "checked: id -u = $(id -u)" "fix: rerun as root (sudo bash $0)"
+
+# --- the mirror, from the machine's own apt configuration --------------------
+mirror_uri() {
+    local f uri
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [[ -e $f ]] || continue
+        # deb822: the URIs of the stanza whose Suites name bookworm (not -security)
+        uri=$(awk '
+            /^URIs:/   { u=$2 }
+            /^Suites:/ { for (i=2;i<=NF;i++) if ($i=="bookworm" || $i=="trixie") s=1 }
+            /^$/       { if (s && u) { print u; exit } s=0; u="" }
+            END        { if (s && u) print u }' "$f")
+        [[ -n $uri ]] && { echo "$uri"; return; }
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [[ -e $f ]] || continue
+        uri=$(awk '$1=="deb" && ($3=="bookworm" || $3=="trixie") {print $2; exit}' "$f")
+        [[ -n $uri ]] && { echo "$uri"; return; }
+    done
+}
+
+install_engine() {
+    local mirror keyring
+    mirror=$(mirror_uri)
+    [[ -n $mirror ]] || die "no Debian mirror found in the apt configuration" \
+        "checked: /etc/apt/sources.list.d/*.sources and *.list, /etc/apt/sources.list for a bookworm entry" \
+        "fix: configure apt for Debian 12, or install Docker Engine >= $MIN_ENGINE_MAJOR with buildx >= 0.$MIN_BUILDX_MINOR yourself"
+    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    say "adding Debian trixie (pinned low) from the machine's mirror"
+    cat > /etc/apt/sources.list.d/harness-trixie.sources <<SRC
+Types: deb
+URIs: $mirror
+Suites: trixie
+Components: main
+Signed-By: $keyring
+SRC
+    cat > /etc/apt/preferences.d/harness-trixie <<PIN
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+PIN
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends \
+        docker.io/trixie containerd/trixie docker-buildx/trixie \
+        iptables ca-certificates >/dev/null
+}
+
+configure_daemon() {
+    # The containerd image store is what lets the OCI exporter's output be
+    # loaded as-is; without it `docker load` of a rewritten-timestamp image fails.
+    mkdir -p /etc/docker
+    python3 - <<'PY'
+import json, pathlib
+p = pathlib.Path("/etc/docker/daemon.json")
+cfg = json.loads(p.read_text()) if p.exists() and p.read_text().strip() else {}
+cfg.setdefault("features", {})["containerd-snapshotter"] = True
+p.write_text(json.dumps(cfg, indent=2) + "\n")
+PY
+}
+
+start_daemon() {
+    if pgrep -x dockerd >/dev/null; then
+        say "dockerd is running but does not qualify; restarting it with the new configuration"
+        pkill -x dockerd || true
+        for _ in $(seq 1 30); do pgrep -x dockerd >/dev/null || break; sleep 1; done
+    fi
+    rm -f /var/run/docker.pid
+    say "starting dockerd (log: $LOG)"
+    # setsid: the daemon must outlive this script and the shell that ran it.
+    setsid nohup dockerd >"$LOG" 2>&1 </dev/null &
+    local i
+    for ((i = 0; i < WAIT_SECONDS; i++)); do
+        if [[ -S $SOCK ]] && docker info >/dev/null 2>&1; then return 0; fi
+        sleep 1
+    done
+    die "dockerd did not answer on $SOCK within ${WAIT_SECONDS}s" \
+        "checked: docker info" "last lines of $LOG:" "$(tail -n 20 "$LOG" 2>/dev/null)"
+}
+
+have_engine_binaries() {
+    command -v dockerd >/dev/null || return 1
+    local v
+    v=$(dockerd --version 2>/dev/null | sed -nE 's/.*version ([0-9]+)\..*/\1/p')
+    [[ -n $v && $v -ge $MIN_ENGINE_MAJOR ]] || return 1
+    [[ -n $(buildx_minor) && $(buildx_minor) -ge $MIN_BUILDX_MINOR ]]
+}
+
+have_engine_binaries || install_engine
+configure_daemon
+start_daemon
+engine_qualifies || die "the engine started but does not qualify" \
+    "checked: engine >= $MIN_ENGINE_MAJOR ($(engine_major || echo none)), buildx >= 0.$MIN_BUILDX_MINOR ($(buildx_minor || echo none)), containerd image store" \
+    "fix: see $LOG and /etc/docker/daemon.json"
+say "ready: engine $(docker version --format '{{.Server.Version}}'), $(docker buildx version | awk '{print $1, $2}')"
