@@ -52,8 +52,12 @@ def images(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Unit and integration tiers under pytest-xdist, one Postgres and Redis per worker."""
     install(session, "test")
+    session.run("python", "-m", "harness", "images", "--quiet", "postgres", "redis")
+    session.run("coverage", "erase")
     session.run(
-        "pytest",
-        "--junitxml=build/junit/tests.xml",
-        *(session.posargs or ("tests/unit",)),
-    )
+        "coverage", "run", "-m", "pytest", "-n", "auto", "--junitxml=build/junit/tests.xml",
+        *(session.posargs or ("tests/unit", "tests/integration")),
+    )  # fmt: skip
+    session.run("coverage", "combine", "--quiet")
+    session.run("coverage", "xml", "--quiet", "--fail-under=0", "-o", "build/coverage/coverage.xml")
+    session.run("coverage", "report")  # the 80 % gate: [tool.coverage.report] fail_under

@@ -21,7 +21,8 @@ from harness.errors import BuildError
 __all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step", "oci_manifest_digest"]
 
 # "#12 [deps 3/5] RUN pip install ..."  -- the step header BuildKit prints.
-_STEP = re.compile(r"^#(?P<id>\d+) \[(?P<stage>[^\]]+?)\s*(?P<pos>\d+/\d+)?\] (?P<instr>.*)$")
+# A single-stage build prints "[2/3]" without the stage name; internal steps have no position.
+_STEP = re.compile(r"^#(?P<id>\d+) \[(?:(?P<stage>[^\]]*?) ?)(?P<pos>\d+/\d+)?\] (?P<instr>.*)$")
 _STEP_ERROR = re.compile(r"^#(?P<id>\d+) ERROR: (?P<msg>.*)$")
 TAIL_LINES = 40
 
@@ -40,7 +41,7 @@ def failed_step(log: str) -> tuple[str, str, str] | None:
     for line in log.splitlines():
         header = _STEP.match(line)
         if header:
-            headers[header["id"]] = (header["stage"], header["pos"] or "", header["instr"])
+            headers[header["id"]] = (header["stage"] or "(unnamed)", header["pos"] or "", header["instr"])
             continue
         error = _STEP_ERROR.match(line)
         if error and error["id"] in headers:
@@ -129,7 +130,7 @@ def buildx_build(
         if step:
             for line in log.splitlines():
                 m = _STEP.match(line)
-                if m and (m["stage"], m["pos"] or "", m["instr"]) == step:
+                if m and (m["stage"] or "(unnamed)", m["pos"] or "", m["instr"]) == step:
                     step_id = m["id"]
         raise BuildError(
             f"image build failed at {where}\n--- last lines of its output ---\n{_output_tail(log, step_id)}",

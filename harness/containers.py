@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -21,12 +20,9 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
 from harness.errors import ReadinessError
+from harness.labels import RunIdentity
 
 __all__ = [
-    "LABEL_HOST",
-    "LABEL_PID",
-    "LABEL_RUN",
-    "LABEL_WORKER",
     "PostgresInfo",
     "RedisInfo",
     "RunIdentity",
@@ -34,12 +30,6 @@ __all__ = [
     "start_redis",
     "start_services",
 ]
-
-LABEL_RUN = "harness.run-id"
-LABEL_WORKER = "harness.worker"
-LABEL_PID = "harness.pid"  # the pid of the run's controlling process: the reaper watches it
-LABEL_HOST = "harness.host"
-LABEL_ROLE = "harness.role"
 
 # Ryuk cannot be pulled here; the harness's own reaper (harness.reaper) does its job.
 testcontainers_config.ryuk_disabled = True
@@ -51,27 +41,6 @@ LOG_TAIL = 60
 FAST_POSTGRES = (
     "postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
 )
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """Who owns a container: one run (a pytest session or a nox tier) and one worker in it."""
-
-    run_id: str
-    worker: str
-    owner_pid: int
-
-    def labels(self, role: str) -> dict[str, str]:
-        return {
-            LABEL_RUN: self.run_id,
-            LABEL_WORKER: self.worker,
-            LABEL_PID: str(self.owner_pid),
-            LABEL_HOST: socket.gethostname(),
-            LABEL_ROLE: role,
-        }
-
-    def name(self, role: str) -> str:
-        return f"harness-{self.run_id}-{self.worker}-{role}"
 
 
 @dataclass(frozen=True)
@@ -90,7 +59,7 @@ class PostgresInfo:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["password"] = "***"
+        data["password"] = "***"  # noqa: S105 - masks the secret in manifests
         return data
 
 
@@ -108,7 +77,7 @@ class RedisInfo:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["password"] = "***"
+        data["password"] = "***"  # noqa: S105 - masks the secret in manifests
         return data
 
 

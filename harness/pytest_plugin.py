@@ -1,0 +1,224 @@
+"""The pytest plugin: each xdist worker (or a run without xdist) gets its own Postgres
+and Redis containers, migrated once, reset before every test that asks for them.
+
+Registered through the `pytest11` entry point. Fixtures are built by factories
+(`services_fixture`, `clean_fixture`); the default ones are created at the bottom.
+Every setting is both a command-line option and an ini key (see README).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.labels import RunIdentity
+
+__all__ = ["HarnessServices", "clean_fixture", "services_fixture"]
+
+_RUN_ID = pytest.StashKey[str]()
+_OWNER_PID = pytest.StashKey[int]()
+_STARTED = pytest.StashKey[str]()
+
+# (name, help, default); each is --harness-<name> and ini harness_<name>.
+_SETTINGS: list[tuple[str, str, str | None]] = [
+    ("postgres-image", "image for the per-worker Postgres (default: the `postgres` logical image)", None),
+    ("redis-image", "image for the per-worker Redis (default: the `redis` logical image)", None),
+    ("migrate", "command applying the project's migrations; DATABASE_URL is set for it", None),
+    ("keep-tables", "comma-separated tables a reset leaves alone", "schema_migrations"),
+    ("reset", "how a test's database is emptied: deletion (fast for small data) or truncation", "deletion"),
+    ("state-dir", "where run manifests are written", ".harness"),
+    ("reaper", "start the reaper that removes this run's containers if the run is killed (1/0)", "1"),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "per-worker Postgres and Redis containers")
+    for name, help_text, default in _SETTINGS:
+        key = name.replace("-", "_")
+        group.addoption(f"--harness-{name}", dest=f"harness_{key}", default=None, help=help_text)
+        parser.addini(f"harness_{key}", help_text, default=default)
+
+
+def _setting(config: pytest.Config, name: str) -> str | None:
+    key = f"harness_{name.replace('-', '_')}"
+    value = config.getoption(key)
+    if value is None:
+        value = config.getini(key)
+    return str(value) if value not in (None, "") else None
+
+
+def _worker_id(config: pytest.Config) -> str:
+    # The xdist way: the env var in workers, "master" without xdist.
+    return os.environ.get("PYTEST_XDIST_WORKER", "master")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _is_worker(config):
+        workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
+        config.stash[_RUN_ID] = workerinput["harness_run_id"]
+        config.stash[_OWNER_PID] = int(workerinput["harness_owner_pid"])
+        return
+    run_id = os.environ.get("HARNESS_RUN_ID") or f"{datetime.now(UTC):%m%d%H%M%S}-{secrets.token_hex(3)}"
+    config.stash[_RUN_ID] = run_id
+    config.stash[_OWNER_PID] = os.getpid()
+    config.stash[_STARTED] = datetime.now(UTC).isoformat(timespec="seconds")
+    if _setting(config, "reaper") == "1":
+        from harness.reaper import spawn_reaper
+
+        spawn_reaper(run_id, os.getpid(), _state_dir(config) / "reaper.log")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: hand each worker the run's identity."""
+    node.workerinput["harness_run_id"] = node.config.stash[_RUN_ID]
+    node.workerinput["harness_owner_pid"] = node.config.stash[_OWNER_PID]
+
+
+def _state_dir(config: pytest.Config) -> Path:
+    return Path(config.rootpath) / (_setting(config, "state-dir") or ".harness")
+
+
+def _default_image(config: pytest.Config, logical: str, fallback: str) -> str:
+    try:
+        from harness.config import load_settings
+
+        return load_settings(Path(config.rootpath)).image(logical).local
+    except Exception:  # no [tool.harness] table: a project may just name images
+        return fallback
+
+
+@dataclass
+class HarnessServices:
+    """What a worker got: its Postgres and Redis, and how to reset them."""
+
+    identity: RunIdentity
+    postgres: Any  # harness.containers.PostgresInfo
+    redis: Any  # harness.containers.RedisInfo
+    reset: Any  # harness.isolation.StateReset
+
+    def env(self) -> dict[str, str]:
+        return {"DATABASE_URL": self.postgres.url, "REDIS_URL": self.redis.url}
+
+
+def services_fixture(
+    *,
+    postgres_image: str | None = None,
+    redis_image: str | None = None,
+    migrate: str | None = None,
+    scope: Any = "session",
+) -> Callable[..., Iterator[HarnessServices]]:
+    """A fixture factory: Postgres + Redis for this worker, started at once, migrated once."""
+
+    @pytest.fixture(scope=scope)
+    def _services(request: pytest.FixtureRequest) -> Iterator[HarnessServices]:
+        from harness import containers, manifest
+        from harness.engine import engine_client
+        from harness.isolation import StateReset, run_migrations
+        from harness.reaper import sweep_dead_runs
+
+        config = request.config
+        identity = RunIdentity(config.stash[_RUN_ID], _worker_id(config), config.stash[_OWNER_PID])
+        pg_image = postgres_image or _setting(config, "postgres-image")
+        rd_image = redis_image or _setting(config, "redis-image")
+        pg_image = pg_image or _ensure_logical(config, "postgres", "postgres:17")
+        rd_image = rd_image or _ensure_logical(config, "redis", "redis:7")
+        sweep_dead_runs(engine_client())  # leftovers of runs that died with their reaper
+
+        started = time.monotonic()
+        (pg_container, pg), (rd_container, rd) = containers.start_services(pg_image, rd_image, identity)
+        try:
+            migrate_cmd = migrate or _setting(config, "migrate")
+            migrate_seconds = run_migrations(migrate_cmd, pg) if migrate_cmd else 0.0
+            keep = [t.strip() for t in (_setting(config, "keep-tables") or "").split(",") if t.strip()]
+            reset = StateReset(pg, rd, keep, _setting(config, "reset") or "deletion")
+            provision = time.monotonic() - started
+            services = HarnessServices(identity, pg, rd, reset)
+            record = {
+                "worker": identity.worker,
+                "postgres": {**pg.as_dict(), "image": pg_image},
+                "redis": {**rd.as_dict(), "image": rd_image},
+                "migrate_seconds": round(migrate_seconds, 3),
+                "provision_seconds": round(provision, 3),
+            }
+            state_dir = _state_dir(config)
+            manifest.write_worker(state_dir, identity.run_id, identity.worker, record)
+            try:
+                yield services
+            finally:
+                record["isolation"] = reset.stats()
+                manifest.write_worker(state_dir, identity.run_id, identity.worker, record)
+                reset.close()
+        finally:
+            containers.stop(pg_container)
+            containers.stop(rd_container)
+
+    return _services
+
+
+def clean_fixture(services_name: str = "harness_services") -> Callable[..., HarnessServices]:
+    """A fixture factory: the worker's services, reset to clean and migrated for this test."""
+
+    @pytest.fixture
+    def _clean(request: pytest.FixtureRequest) -> HarnessServices:
+        services: HarnessServices = request.getfixturevalue(services_name)
+        services.reset.reset()
+        return services
+
+    return _clean
+
+
+def _ensure_logical(config: pytest.Config, logical: str, fallback: str) -> str:
+    """The logical image's local tag, made available (local, pull, or offline build) if needed."""
+    try:
+        from harness.config import load_settings
+
+        settings = load_settings(Path(config.rootpath))
+        settings.image(logical)
+    except Exception:
+        return fallback
+    from harness.images import resolve_images
+
+    (image,) = resolve_images(settings, [logical], log=lambda _m: None)
+    return image.ref
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if _is_worker(config):
+        return
+    from harness import manifest
+
+    state_dir = _state_dir(config)
+    merged = manifest.merge_run(
+        state_dir, config.stash[_RUN_ID], {"started": config.stash.get(_STARTED, ""), "pid": os.getpid()}
+    )
+    if merged is not None:
+        config.stash[_SUMMARY] = manifest.summary_line(merged, state_dir / "last-run.json")
+
+
+_SUMMARY = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    line = config.stash.get(_SUMMARY, None)
+    if line:
+        terminalreporter.write_line(line)
+
+
+# The default fixtures.
+harness_services = services_fixture()
+harness_clean = clean_fixture()

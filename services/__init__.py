@@ -1,0 +1,1 @@
+"""Services under test. The harness never imports these."""

@@ -1,0 +1,333 @@
+"""The HTTP API: articles (CRUD, tags, full-text search), health, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.api_gateway import __version__
+from services.api_gateway.auth import identify
+from services.api_gateway.metrics import Metrics
+from services.api_gateway.migrations import migrate
+from services.api_gateway.ratelimit import RateLimiter
+from services.api_gateway.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("api_gateway")
+
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=50_000)]
+
+
+class ArticleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: Title
+    body: Body
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    slug: Slug | None = None
+
+
+class ArticlePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: Title | None = None
+    body: Body | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=20)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ArticlePatch:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of title, body, tags")
+        return self
+
+
+class Article(BaseModel):
+    id: int
+    slug: str
+    title: str
+    body: str
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ArticlePage(BaseModel):
+    items: list[Article]
+    total: int
+    limit: int
+    offset: int
+
+
+_COLUMNS = sql.SQL("id, slug, title, body, tags, created_at, updated_at")
+_INSERT_TEMPLATE = "INSERT INTO articles (slug, title, body, tags) VALUES (%s, %s, %s, %s) RETURNING {}"
+_INSERT = sql.SQL(_INSERT_TEMPLATE).format(_COLUMNS)
+_BY_ID = sql.SQL("SELECT {} FROM articles WHERE id = %s").format(_COLUMNS)
+_FILTER = sql.SQL(
+    "(%(tag)s::text IS NULL OR tags @> ARRAY[%(tag)s::text]) AND "
+    "(%(q)s::text IS NULL OR search @@ websearch_to_tsquery('english', %(q)s))"
+)
+_BY_RANK = sql.SQL("ts_rank(search, websearch_to_tsquery('english', %(q)s)) DESC, id DESC")
+_BY_DATE = sql.SQL("created_at DESC, id DESC")
+
+
+def slugify(title: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:100].strip("-")
+    return slug or "article"
+
+
+@dataclass
+class State:
+    settings: Settings
+    pool: AsyncConnectionPool
+    redis: Redis
+    limiter: RateLimiter
+    metrics: Metrics
+
+
+def _state(request: Request) -> State:
+    state: State = request.app.state.gateway
+    return state
+
+
+async def require_client(
+    request: Request,
+    x_api_key: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> str:
+    state = _state(request)
+    presented = x_api_key
+    if presented is None and authorization and authorization.lower().startswith("bearer "):
+        presented = authorization[7:].strip()
+    if not presented:
+        raise HTTPException(
+            401,
+            "missing API key: send it as X-API-Key or Authorization: Bearer",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    client = identify(presented, state.settings.api_keys)
+    if client is None:
+        raise HTTPException(403, "invalid API key")
+    try:
+        decision = await state.limiter.hit(client)
+    except RedisError:
+        # Fail open: a cache outage must not take the API down; /ready reports it.
+        state.metrics.degraded.labels("redis").inc()
+        return client
+    if not decision.allowed:
+        raise HTTPException(
+            429,
+            "rate limit exceeded",
+            {"Retry-After": str(decision.retry_after), "X-RateLimit-Remaining": "0"},
+        )
+    return client
+
+
+def _cache_key(state: State, article_id: int) -> str:
+    return f"{state.settings.redis_prefix}article:{article_id}"
+
+
+async def _forget(state: State, article_id: int) -> None:
+    try:
+        await state.redis.delete(_cache_key(state, article_id))
+    except RedisError:
+        state.metrics.degraded.labels("redis").inc()
+
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_client)])
+
+
+@router.post("/articles", status_code=201)
+async def create_article(payload: ArticleIn, request: Request, response: Response) -> Article:
+    state = _state(request)
+    slug = payload.slug or slugify(payload.title)
+    try:
+        async with state.pool.connection() as conn:
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                _INSERT, (slug, payload.title, payload.body, payload.tags)
+            )
+            row = await cur.fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise HTTPException(409, f"an article with slug {slug!r} already exists") from None
+    if row is None:  # INSERT ... RETURNING always returns the row
+        raise RuntimeError("INSERT returned no row")
+    response.headers["Location"] = f"/v1/articles/{row['id']}"
+    return Article(**row)
+
+
+@router.get("/articles/{article_id}")
+async def get_article(
+    article_id: Annotated[int, Field(ge=1)], request: Request, response: Response
+) -> Article:
+    state = _state(request)
+    key = _cache_key(state, article_id)
+    try:
+        cached = await state.redis.get(key)
+    except RedisError:
+        state.metrics.degraded.labels("redis").inc()
+        cached = None
+    if cached is not None:
+        state.metrics.cache.labels("hit").inc()
+        response.headers["X-Cache"] = "hit"
+        return Article.model_validate_json(cached)
+    state.metrics.cache.labels("miss").inc()
+    async with state.pool.connection() as conn:
+        cur = await conn.cursor(row_factory=dict_row).execute(_BY_ID, (article_id,))
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(404, f"no article with id {article_id}")
+    article = Article(**row)
+    try:
+        await state.redis.set(key, article.model_dump_json(), ex=state.settings.cache_ttl_seconds)
+    except RedisError:
+        state.metrics.degraded.labels("redis").inc()
+    response.headers["X-Cache"] = "miss"
+    return article
+
+
+@router.patch("/articles/{article_id}")
+async def update_article(
+    article_id: Annotated[int, Field(ge=1)], patch: ArticlePatch, request: Request
+) -> Article:
+    state = _state(request)
+    changes = patch.model_dump(exclude_unset=True)
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in changes
+    )
+    query = sql.SQL("UPDATE articles SET {}, updated_at = now() WHERE id = {} RETURNING {}").format(
+        assignments, sql.Placeholder("id"), _COLUMNS
+    )
+    async with state.pool.connection() as conn:
+        cur = await conn.cursor(row_factory=dict_row).execute(query, {**changes, "id": article_id})
+        row = await cur.fetchone()
+    # Invalidate after the write commits: a reader racing in between re-reads the new row.
+    await _forget(state, article_id)
+    if row is None:
+        raise HTTPException(404, f"no article with id {article_id}")
+    return Article(**row)
+
+
+@router.delete("/articles/{article_id}", status_code=204)
+async def delete_article(article_id: Annotated[int, Field(ge=1)], request: Request) -> Response:
+    state = _state(request)
+    async with state.pool.connection() as conn:
+        cur = await conn.execute("DELETE FROM articles WHERE id = %s", (article_id,))
+        deleted = cur.rowcount
+    await _forget(state, article_id)
+    if not deleted:
+        raise HTTPException(404, f"no article with id {article_id}")
+    return Response(status_code=204)
+
+
+@router.get("/articles")
+async def list_articles(
+    request: Request,
+    tag: Annotated[Tag | None, Query()] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> ArticlePage:
+    state = _state(request)
+    params: dict[str, Any] = {"tag": tag, "q": q, "limit": limit, "offset": offset}
+    count = sql.SQL("SELECT count(*) FROM articles WHERE {}").format(_FILTER)
+    page = sql.SQL("SELECT {} FROM articles WHERE {} ORDER BY {} LIMIT %(limit)s OFFSET %(offset)s").format(
+        _COLUMNS, _FILTER, _BY_RANK if q else _BY_DATE
+    )
+    async with state.pool.connection() as conn:
+        cur = await conn.execute(count, params)
+        total_row = await cur.fetchone()
+        rows_cur = await conn.cursor(row_factory=dict_row).execute(page, params)
+        rows = await rows_cur.fetchall()
+    total = int(total_row[0]) if total_row else 0
+    return ArticlePage(items=[Article(**r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True) -> FastAPI:
+    """The ASGI app. Settings default to the environment (see settings.py)."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cfg = settings or Settings.from_env()
+        if migrate_on_start:
+            applied = await asyncio.to_thread(migrate, cfg.database_url)
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+        pool = AsyncConnectionPool(
+            cfg.database_url,
+            min_size=cfg.db_pool_min,
+            max_size=cfg.db_pool_max,
+            open=False,
+            kwargs={"autocommit": True},
+            # A connection broken by a Postgres restart is replaced instead of failing a request.
+            check=AsyncConnectionPool.check_connection,
+            timeout=5,
+        )
+        await pool.open(wait=True, timeout=30)
+        redis = Redis.from_url(cfg.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        app.state.gateway = State(
+            cfg, pool, redis, RateLimiter(redis, cfg.rate_limit_per_minute, cfg.redis_prefix), metrics
+        )
+        try:
+            yield
+        finally:
+            await pool.close()
+            await redis.aclose()
+
+    app = FastAPI(title="knowledge hub API gateway", version=__version__, lifespan=lifespan)
+    app.middleware("http")(metrics.middleware)
+    app.include_router(router)
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        metrics.degraded.labels("postgres").inc()
+        return JSONResponse({"detail": "database unavailable, retry later"}, 503, {"Retry-After": "1"})
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Liveness: the process serves HTTP. Checks no dependency on purpose."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/ready")
+    async def ready(request: Request) -> JSONResponse:
+        """Readiness: Postgres and Redis both answer."""
+        state = _state(request)
+        checks: dict[str, str] = {}
+        try:
+            async with state.pool.connection(timeout=1) as conn:
+                await conn.execute("SELECT 1")
+            checks["postgres"] = "ok"
+        except (psycopg.Error, PoolTimeout) as exc:
+            checks["postgres"] = f"unavailable: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(state.redis.ping(), timeout=1)
+            checks["redis"] = "ok"
+        except (RedisError, TimeoutError, OSError) as exc:
+            checks["redis"] = f"unavailable: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,103 @@
+"""Configuration from the environment. Secrets may come from `*_FILE` variables
+(Docker/Kubernetes secrets); nothing secret has a default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ConfigError", "Settings", "parse_api_keys"]
+
+
+class ConfigError(Exception):
+    """The service cannot start with the configuration it was given."""
+
+
+def _secret(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
+    """`NAME` or the contents of the file named by `NAME_FILE` (not both)."""
+    direct, path = env.get(name), env.get(f"{name}_FILE")
+    if direct and path:
+        raise ConfigError(f"both {name} and {name}_FILE are set: set only one")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE={path} cannot be read: {exc.strerror}") from exc
+    if direct:
+        return direct
+    if required:
+        raise ConfigError(f"{name} (or {name}_FILE) is required")
+    return None
+
+
+def parse_api_keys(raw: str) -> dict[str, str]:
+    """`client:key` entries separated by commas or newlines -> {key: client}.
+
+    A bare `key` gets the client name `client-N`. Keys shorter than 16 characters
+    are refused: an API key is a secret, not a password someone remembers.
+    """
+    keys: dict[str, str] = {}
+    entries = [e.strip() for e in raw.replace("\n", ",").split(",")]
+    for n, entry in enumerate((e for e in entries if e and not e.startswith("#")), start=1):
+        client, sep, key = entry.partition(":")
+        if not sep:
+            client, key = f"client-{n}", entry
+        client, key = client.strip(), key.strip()
+        if len(key) < 16:
+            raise ConfigError(f"API key for {client!r} is shorter than 16 characters")
+        if key in keys:
+            raise ConfigError(f"API key for {client!r} duplicates the key of {keys[key]!r}")
+        keys[key] = client
+    return keys
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    api_keys: Mapping[str, str] = field(repr=False)  # key -> client name
+    rate_limit_per_minute: int = 600
+    cache_ttl_seconds: int = 300
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    host: str = "0.0.0.0"  # noqa: S104 - a container's service listens on all of its interfaces
+    port: int = 8000
+    redis_prefix: str = "kh:"
+
+    def __repr__(self) -> str:  # never print credentials embedded in URLs
+        limit = self.rate_limit_per_minute
+        return f"Settings(port={self.port}, api_keys={len(self.api_keys)}, rate_limit={limit})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        keys = parse_api_keys(_secret(env, "API_KEYS", required=True) or "")
+        if not keys:
+            raise ConfigError("API_KEYS (or API_KEYS_FILE) holds no key")
+        return cls(
+            database_url=_secret(env, "DATABASE_URL", required=True) or "",
+            redis_url=_secret(env, "REDIS_URL", required=True) or "",
+            api_keys=keys,
+            rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 600, minimum=1),
+            cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 300, minimum=1),
+            db_pool_min=_int(env, "DB_POOL_MIN", 1, minimum=1),
+            db_pool_max=_int(env, "DB_POOL_MAX", 10, minimum=1),
+            host=env.get("HOST", "0.0.0.0"),  # noqa: S104
+            port=_int(env, "PORT", 8000, minimum=1),
+            redis_prefix=env.get("REDIS_PREFIX", "kh:"),
+        )

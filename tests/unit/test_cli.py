@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.__main__ import main
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path, project_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copy2(project_root / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copytree(project_root / "requirements", tmp_path / "requirements")
+    monkeypatch.setenv("HARNESS_PROJECT_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def test_lock_check_passes_on_the_committed_tree(
+    project_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["lock", "--check"]) == 0
+    assert "ok    requirements/app.txt" in capsys.readouterr().out
+
+
+def test_lock_check_fails_naming_the_stale_file(
+    project_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = project_copy / "requirements" / "lint.in"
+    source.write_text(source.read_text() + "black\n")
+    assert main(["lock", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "STALE requirements/lint.txt: black is required by lint.in but not pinned" in err
+    assert "nox -s lock" in err
+
+
+def test_lock_check_fails_on_a_pin_without_hash(
+    project_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock = project_copy / "requirements" / "nox.txt"
+    lines = lock.read_text().splitlines()
+    first_pin = next(i for i, line in enumerate(lines) if line and line[0].isalpha())
+    name_version = lines[first_pin].split(" ")[0]
+    end = next(i for i in range(first_pin + 1, len(lines)) if not lines[i].strip().startswith("--hash"))
+    lock.write_text("\n".join([*lines[:first_pin], name_version, *lines[end:]]) + "\n")
+    assert main(["lock", "--check", "nox"]) == 1
+    assert f"pins without a hash: {name_version}" in capsys.readouterr().err
+
+
+def test_errors_exit_2_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HARNESS_PROJECT_ROOT", str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text("[tool.harness\n")
+    assert main(["lock", "--check"]) == 2
+    assert "fix the TOML syntax" in capsys.readouterr().err
