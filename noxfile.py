@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -48,16 +49,21 @@ def images(session: nox.Session) -> None:
     session.run("python", "-m", "harness", "images", *session.posargs)
 
 
+def _with_default_paths(posargs: list[str], defaults: tuple[str, ...]) -> tuple[list[str], bool]:
+    """posargs plus the default test paths unless posargs name paths of their own."""
+    named = [a for a in posargs if not a.startswith("-") and Path(a.split("::")[0]).exists()]
+    return (list(posargs), False) if named else ([*posargs, *defaults], True)
+
+
 @nox.session(tags=["ci"])
 def tests(session: nox.Session) -> None:
     """Unit and integration tiers under pytest-xdist, one Postgres and Redis per worker."""
     install(session, "test")
     session.run("python", "-m", "harness", "images", "--quiet", "postgres", "redis")
+    args, whole_tier = _with_default_paths(session.posargs, ("tests/unit", "tests/integration"))
     session.run("coverage", "erase")
-    session.run(
-        "coverage", "run", "-m", "pytest", "-n", "auto", "--junitxml=build/junit/tests.xml",
-        *(session.posargs or ("tests/unit", "tests/integration")),
-    )  # fmt: skip
+    session.run("coverage", "run", "-m", "pytest", "-n", "auto", "--junitxml=build/junit/tests.xml", *args)
     session.run("coverage", "combine", "--quiet")
     session.run("coverage", "xml", "--quiet", "--fail-under=0", "-o", "build/coverage/coverage.xml")
-    session.run("coverage", "report")  # the 80 % gate: [tool.coverage.report] fail_under
+    # The 80 % gate ([tool.coverage.report] fail_under) holds for the whole tiers, not a subset.
+    session.run("coverage", "report", *(() if whole_tier else ("--fail-under=0",)))
