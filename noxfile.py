@@ -67,3 +67,21 @@ def tests(session: nox.Session) -> None:
     session.run("coverage", "xml", "--quiet", "--fail-under=0", "-o", "build/coverage/coverage.xml")
     # The 80 % gate ([tool.coverage.report] fail_under) holds for the whole tiers, not a subset.
     session.run("coverage", "report", *(() if whole_tier else ("--fail-under=0",)))
+
+
+@nox.session(tags=["ci"])
+def build(session: nox.Session) -> None:
+    """Build the production image (unit tier inside it); writes build/image.json."""
+    install(session, "test")
+    session.run("python", "-m", "harness", "build", *session.posargs)
+
+
+@nox.session(tags=["ci"])
+def e2e(session: nox.Session) -> None:
+    """The built image beside its own Postgres and Redis, tested over HTTP."""
+    install(session, "test")
+    session.run("python", "-m", "harness", "build")
+    # One stack for the tier: the tests share it (and stop its Postgres), so no xdist.
+    session.run(
+        "pytest", "-p", "no:xdist", "--junitxml=build/junit/e2e.xml", *(session.posargs or ("tests/e2e",))
+    )

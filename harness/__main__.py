@@ -55,6 +55,24 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build(args: argparse.Namespace) -> int:
+    from harness.build import build_image
+
+    settings = load_settings()
+    built = build_image(
+        settings,
+        force=args.force,
+        no_cache=args.no_cache,
+        log=lambda m: print(f"harness: {m}", file=sys.stderr),
+    )
+    how = "reused" if built.reused else f"built in {built.build_seconds:.1f}s"
+    print(f"image  {built.image}")
+    print(f"digest {built.digest}")
+    record = settings.build_dir / "image.json"
+    print(f"{how}; steps cached {built.cached_steps}/{built.total_steps}; record {record}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument("--check", action="store_true", help="fail, naming the file, when a lockfile is stale")
     lock.add_argument("--upgrade", action="store_true", help="let pip-tools pick newer versions")
     lock.set_defaults(func=_cmd_lock)
+    build = sub.add_parser("build", help="build the production image, the unit tier run inside it")
+    build.add_argument(
+        "--force", action="store_true", help="build even if nothing changed since the last build"
+    )
+    build.add_argument("--no-cache", action="store_true", help="ignore BuildKit's cache")
+    build.set_defaults(func=_cmd_build)
     return parser
 
 

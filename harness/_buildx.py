@@ -34,6 +34,10 @@ class BuildResult:
     total_steps: int
     oci_tar: Path | None = None
 
+    def steps(self) -> list[tuple[str, str, bool]]:
+        """(stage, instruction, cached) of every Dockerfile step, in log order."""
+        return _steps(self.log)
+
 
 def failed_step(log: str) -> tuple[str, str, str] | None:
     """(stage, step, instruction) of the step BuildKit reported as failed, if any."""
@@ -47,6 +51,21 @@ def failed_step(log: str) -> tuple[str, str, str] | None:
         if error and error["id"] in headers:
             return headers[error["id"]]
     return None
+
+
+def _steps(log: str) -> list[tuple[str, str, bool]]:
+    order: list[str] = []
+    info: dict[str, tuple[str, str]] = {}
+    cached: set[str] = set()
+    for line in log.splitlines():
+        header = _STEP.match(line)
+        if header and header["pos"]:
+            if header["id"] not in info:
+                order.append(header["id"])
+            info[header["id"]] = (header["stage"] or "(unnamed)", header["instr"])
+        elif line.startswith("#") and line.endswith(" CACHED"):
+            cached.add(line.split()[0][1:])
+    return [(*info[i], i in cached) for i in order]
 
 
 def _step_counts(log: str) -> tuple[int, int]:
@@ -117,6 +136,9 @@ def buildx_build(
         cmd += ["--output", output]
     elif load:
         cmd.append("--load")
+    else:
+        # Build (and run its steps) for their effect only: no image to store.
+        cmd += ["--output", "type=cacheonly"]
     cmd.append(str(context))
     proc = subprocess.run(cmd, env=run_env, capture_output=True, text=True, check=False)
     log = proc.stdout + proc.stderr

@@ -21,7 +21,7 @@ import pytest
 
 from harness.labels import RunIdentity
 
-__all__ = ["HarnessServices", "clean_fixture", "services_fixture"]
+__all__ = ["HarnessServices", "clean_fixture", "services_fixture", "stack_fixture"]
 
 _RUN_ID = pytest.StashKey[str]()
 _OWNER_PID = pytest.StashKey[int]()
@@ -35,6 +35,7 @@ _SETTINGS: list[tuple[str, str, str | None]] = [
     ("keep-tables", "comma-separated tables a reset leaves alone", "schema_migrations"),
     ("reset", "how a test's database is emptied: deletion (fast for small data) or truncation", "deletion"),
     ("state-dir", "where run manifests are written", ".harness"),
+    ("image", "image the stack fixture runs (default: the one recorded in build/image.json)", None),
     ("reaper", "start the reaper that removes this run's containers if the run is killed (1/0)", "1"),
 ]
 
@@ -180,6 +181,36 @@ def clean_fixture(services_name: str = "harness_services") -> Callable[..., Harn
     return _clean
 
 
+def stack_fixture(image: str | None = None, scope: Any = "session") -> Callable[..., Iterator[Any]]:
+    """A fixture factory: the built image running beside its own Postgres and Redis."""
+
+    @pytest.fixture(scope=scope)
+    def _stack(request: pytest.FixtureRequest) -> Iterator[Any]:
+        import json
+
+        from harness.config import load_settings
+        from harness.stack import StackConfig, running_stack
+
+        config = request.config
+        settings = load_settings(Path(config.rootpath))
+        ref = image or _setting(config, "image")
+        if ref is None:
+            record = settings.build_dir / "image.json"
+            if not record.exists():
+                raise pytest.UsageError(
+                    f"no image to test: {record} does not exist. Build it first (`nox -s build`), "
+                    "or name one with --harness-image"
+                )
+            ref = json.loads(record.read_text())["image"]
+        identity = RunIdentity(config.stash[_RUN_ID], _worker_id(config), config.stash[_OWNER_PID])
+        pg_image = _setting(config, "postgres-image") or _ensure_logical(config, "postgres", "postgres:17")
+        rd_image = _setting(config, "redis-image") or _ensure_logical(config, "redis", "redis:7")
+        with running_stack(ref, pg_image, rd_image, identity, StackConfig.from_raw(settings.raw)) as stack:
+            yield stack
+
+    return _stack
+
+
 def _ensure_logical(config: pytest.Config, logical: str, fallback: str) -> str:
     """The logical image's local tag, made available (local, pull, or offline build) if needed."""
     try:
@@ -222,3 +253,4 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 # The default fixtures.
 harness_services = services_fixture()
 harness_clean = clean_fixture()
+harness_stack = stack_fixture()

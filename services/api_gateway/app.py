@@ -284,7 +284,11 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
         await pool.open(wait=True, timeout=30)
         redis = Redis.from_url(cfg.redis_url, socket_timeout=2, socket_connect_timeout=2)
         app.state.gateway = State(
-            cfg, pool, redis, RateLimiter(redis, cfg.rate_limit_per_minute, cfg.redis_prefix), metrics
+            cfg,
+            pool,
+            redis,
+            RateLimiter(redis, cfg.rate_limit_per_minute, cfg.redis_prefix, cfg.rate_limit_overrides),
+            metrics,
         )
         try:
             yield

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -26,10 +27,13 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, limit: int, prefix: str) -> None:
+    def __init__(
+        self, redis: Redis, limit: int, prefix: str, overrides: Mapping[str, int] | None = None
+    ) -> None:
         self.redis = redis
         self.limit = limit
         self.prefix = prefix
+        self.overrides = dict(overrides or {})
 
     async def hit(self, client: str, now: float | None = None) -> Decision:
         number, left = window(time.time() if now is None else now)
@@ -38,4 +42,5 @@ class RateLimiter:
             pipe.incr(key)
             pipe.expire(key, WINDOW_SECONDS + 1)
             count, _ = await pipe.execute()
-        return Decision(count <= self.limit, max(0, self.limit - count), left)
+        limit = self.overrides.get(client, self.limit)
+        return Decision(count <= limit, max(0, limit - count), left)

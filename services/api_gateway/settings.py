@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ConfigError", "Settings", "parse_api_keys"]
+__all__ = ["ConfigError", "Settings", "parse_api_keys", "parse_limits"]
 
 
 class ConfigError(Exception):
@@ -53,6 +53,19 @@ def parse_api_keys(raw: str) -> dict[str, str]:
     return keys
 
 
+def parse_limits(raw: str) -> dict[str, int]:
+    """`client:limit` entries -> {client: requests per minute}: per-client quotas."""
+    limits: dict[str, int] = {}
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        client, sep, value = entry.partition(":")
+        if not sep or not value.strip().isdigit() or int(value) < 1:
+            raise ConfigError(f"RATE_LIMIT_OVERRIDES entry {entry!r} is not `client:requests-per-minute`")
+        limits[client.strip()] = int(value)
+    return limits
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -72,6 +85,7 @@ class Settings:
     redis_url: str
     api_keys: Mapping[str, str] = field(repr=False)  # key -> client name
     rate_limit_per_minute: int = 600
+    rate_limit_overrides: Mapping[str, int] = field(default_factory=dict)
     cache_ttl_seconds: int = 300
     db_pool_min: int = 1
     db_pool_max: int = 10
@@ -94,6 +108,7 @@ class Settings:
             redis_url=_secret(env, "REDIS_URL", required=True) or "",
             api_keys=keys,
             rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 600, minimum=1),
+            rate_limit_overrides=parse_limits(env.get("RATE_LIMIT_OVERRIDES", "")),
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 300, minimum=1),
             db_pool_min=_int(env, "DB_POOL_MIN", 1, minimum=1),
             db_pool_max=_int(env, "DB_POOL_MAX", 10, minimum=1),

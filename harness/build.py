@@ -1,0 +1,211 @@
+"""Build the project's image: lockfiles checked, wheelhouse filled, unit tier run inside
+the `test` stage, the production stage exported as a reproducible OCI image and loaded.
+
+Writes `build/image.json` (image reference, manifest digest, what it was built
+from) and reuses a previous build when nothing that goes into it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harness._buildx import buildx_build, docker_load, oci_manifest_digest
+from harness.config import Settings
+from harness.errors import HarnessError
+from harness.lockfiles import require_hashes
+from harness.wheelhouse import fill_wheelhouse
+
+__all__ = ["BuildConfig", "BuiltImage", "build_image", "context_digest", "source_date_epoch"]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    image: str
+    dockerfile: str
+    target: str
+    test_target: str | None
+    lockfiles: tuple[str, ...]
+    base_image: str
+    python_version: str
+    setuid_allowlist: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BuildConfig:
+        table = settings.raw.get("build", {})
+        return cls(
+            image=table.get("image", "app"),
+            dockerfile=table.get("dockerfile", "Dockerfile"),
+            target=table.get("target", "production"),
+            test_target=table.get("test-target"),
+            lockfiles=tuple(table.get("lockfiles", ("app",))),
+            base_image=table.get("base-image", "base"),
+            python_version=table.get("python-version", "3.13"),
+            setuid_allowlist=tuple(table.get("setuid-allowlist", ())),
+        )
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    image: str
+    digest: str
+    revision: str
+    source_date_epoch: int
+    context_digest: str
+    build_seconds: float
+    cached_steps: int
+    total_steps: int
+    reused: bool = False
+    deps_cached: int = 0
+    deps_total: int = 0
+
+
+def _git(root: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def source_date_epoch(root: Path) -> int:
+    """The last commit's time: the same source always gets the same timestamps."""
+    value = _git(root, "log", "-1", "--format=%ct")
+    if not value:
+        raise HarnessError(
+            "cannot tell the last commit's time",
+            checked=f"`git log -1 --format=%ct` in {root}",
+            fix="build from a git checkout with at least one commit (or set SOURCE_DATE_EPOCH)",
+        )
+    return int(value)
+
+
+def context_digest(root: Path, paths: list[str]) -> str:
+    """A digest of every file git sees (tracked or not ignored) under `paths`: what a build reads."""
+    listing = _git(root, "ls-files", "--cached", "--others", "--exclude-standard", "--", *paths)
+    digest = hashlib.sha256()
+    for name in sorted(set(listing.splitlines())):
+        path = root / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _inputs(config: BuildConfig) -> list[str]:
+    return [
+        config.dockerfile,
+        ".dockerignore",
+        "pyproject.toml",
+        "requirements",
+        "services",
+        "harness",
+        "tests",
+    ]
+
+
+def build_image(
+    settings: Settings,
+    *,
+    force: bool = False,
+    no_cache: bool = False,
+    log: Callable[[str], None] = print,
+) -> BuiltImage:
+    from harness.images import resolve_images
+
+    config = BuildConfig.from_settings(settings)
+    root = settings.root
+    lockfiles = [settings.lock_dir / f"{name}.txt" for name in config.lockfiles]
+    for path in lockfiles:
+        require_hashes(path)  # refuse before building, naming the package
+    sde = int(os.environ.get("SOURCE_DATE_EPOCH") or source_date_epoch(root))
+    revision = _git(root, "rev-parse", "HEAD") or "unknown"
+    digest_of_context = context_digest(root, _inputs(config))
+    record = settings.build_dir / "image.json"
+
+    if not force and record.exists():
+        previous = json.loads(record.read_text())
+        if previous.get("context_digest") == digest_of_context and _image_present(previous["image"]):
+            log(f"reusing {previous['image']}: nothing that goes into it changed")
+            return BuiltImage(**{**previous, "reused": True})
+
+    (base,) = resolve_images(settings, [config.base_image], log=log)
+    wheelhouse = fill_wheelhouse(
+        lockfiles, settings.build_dir / "wheelhouse", python_version=config.python_version
+    )
+    log(f"wheelhouse ready: {len(list(wheelhouse.glob('*.whl')))} wheels in {wheelhouse}")
+    build_args = {"BASE_IMAGE": base.ref}
+    dockerfile = root / config.dockerfile
+    logs = settings.build_dir / "logs"
+    started = time.monotonic()
+    if config.test_target:
+        log(f"building and running the `{config.test_target}` stage (the unit tier inside the image)")
+        buildx_build(
+            root, dockerfile=dockerfile, target=config.test_target, build_args=build_args,
+            source_date_epoch=sde, no_cache=no_cache, log_path=logs / f"{config.test_target}.log",
+        )  # fmt: skip
+    tag = f"{config.image}:{revision[:12]}"
+    oci = settings.build_dir / "image.oci.tar"
+    created = datetime.fromtimestamp(sde, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    source_url = _git(root, "config", "--get", "remote.origin.url") or str(
+        settings.raw.get("build", {}).get("source-url", "unknown")
+    )
+    log(f"building the `{config.target}` stage")
+    result = buildx_build(
+        root,
+        dockerfile=dockerfile,
+        target=config.target,
+        build_args={
+            **build_args,
+            "VCS_REF": revision,
+            "CREATED": created,
+            "SOURCE_URL": source_url,
+            "SETUID_ALLOWLIST": " ".join(config.setuid_allowlist),
+        },
+        source_date_epoch=sde,
+        no_cache=no_cache,
+        oci_dest=oci,
+        oci_name=tag,
+        log_path=logs / f"{config.target}.log",
+    )
+    seconds = time.monotonic() - started
+    digest = oci_manifest_digest(oci)
+    docker_load(oci)
+    _tag(tag, f"{config.image}:latest")
+    built = BuiltImage(
+        image=tag,
+        digest=digest,
+        revision=revision,
+        source_date_epoch=sde,
+        context_digest=digest_of_context,
+        build_seconds=round(seconds, 2),
+        cached_steps=result.cached_steps,
+        total_steps=result.total_steps,
+        deps_cached=sum(1 for stage, _, cached in result.steps() if stage == "deps" and cached),
+        deps_total=sum(1 for stage, _, _ in result.steps() if stage == "deps"),
+    )
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(asdict(built), indent=2, sort_keys=True) + "\n")
+    return built
+
+
+def _image_present(ref: str) -> bool:
+    from docker.errors import ImageNotFound
+
+    from harness.engine import engine_client
+
+    try:
+        engine_client().images.get(ref)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def _tag(source: str, target: str) -> None:
+    from harness.engine import engine_client
+
+    repo, _, tag = target.rpartition(":")
+    engine_client().images.get(source).tag(repo, tag)

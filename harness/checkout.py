@@ -1,0 +1,36 @@
+"""Copies of the working tree: for builds from another path, and for tests that change it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+__all__ = ["snapshot"]
+
+_GIT = ["git", "-c", "user.name=harness", "-c", "user.email=harness@example.invalid"]
+
+
+def snapshot(root: Path, dest: Path, *, commit_time: int | None = None) -> Path:
+    """The working tree as git sees it (tracked, and untracked but not ignored), committed
+    in a fresh repository at `dest`. With `commit_time`, the commit carries that time, so a
+    snapshot of the same tree gets the same SOURCE_DATE_EPOCH."""
+    listing = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    for name in filter(None, listing):
+        source = root / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    env = None
+    if commit_time is not None:
+        import os
+
+        stamp = f"{commit_time} +0000"
+        env = {**os.environ, "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
+    subprocess.run([*_GIT, "init", "--quiet"], cwd=dest, check=True)
+    subprocess.run([*_GIT, "add", "--all"], cwd=dest, check=True)
+    subprocess.run([*_GIT, "commit", "--quiet", "--message", "snapshot"], cwd=dest, check=True, env=env)
+    return dest
