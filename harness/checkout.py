@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["snapshot"]
+__all__ = ["commit_all", "snapshot"]
 
 _GIT = ["git", "-c", "user.name=harness", "-c", "user.email=harness@example.invalid"]
 
@@ -24,13 +25,17 @@ def snapshot(root: Path, dest: Path, *, commit_time: int | None = None) -> Path:
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
+    return commit_all(dest, commit_time=commit_time)
+
+
+def commit_all(path: Path, *, commit_time: int | None = None) -> Path:
+    """`git init` (if needed) and commit everything under `path`, at `commit_time` if given."""
     env = None
     if commit_time is not None:
-        import os
-
         stamp = f"{commit_time} +0000"
         env = {**os.environ, "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
-    subprocess.run([*_GIT, "init", "--quiet"], cwd=dest, check=True)
-    subprocess.run([*_GIT, "add", "--all"], cwd=dest, check=True)
-    subprocess.run([*_GIT, "commit", "--quiet", "--message", "snapshot"], cwd=dest, check=True, env=env)
-    return dest
+    if not (path / ".git").exists():
+        subprocess.run([*_GIT, "init", "--quiet"], cwd=path, check=True)
+    subprocess.run([*_GIT, "add", "--all"], cwd=path, check=True)
+    subprocess.run([*_GIT, "commit", "--quiet", "--message", "snapshot"], cwd=path, check=True, env=env)
+    return path
