@@ -54,7 +54,7 @@ def pid_alive(pid: int, start_time: str | None = None) -> bool:
 def remove_labelled(client: Any, filters: dict[str, Any]) -> int:
     """Remove containers, then networks, then volumes matching label filters; returns the count."""
     removed = 0
-    for container in client.containers.list(all=True, filters=filters):
+    for container in client.containers.list(all=True, ignore_removed=True, filters=filters):
         with contextlib.suppress(Exception):  # already gone, or being removed by its owner
             container.remove(force=True, v=True)
             removed += 1
@@ -72,7 +72,7 @@ def remove_labelled(client: Any, filters: dict[str, Any]) -> int:
 def _labels_of(client: Any) -> list[dict[str, str]]:
     seen: list[dict[str, str]] = []
     flt = {"label": [LABEL_RUN]}
-    seen.extend(c.labels for c in client.containers.list(all=True, filters=flt))
+    seen.extend(c.labels for c in client.containers.list(all=True, ignore_removed=True, filters=flt))
     seen.extend(n.attrs.get("Labels") or {} for n in client.networks.list(filters=flt))
     seen.extend(v.attrs.get("Labels") or {} for v in client.volumes.list(filters=flt))
     return seen

@@ -68,5 +68,7 @@ def test_a_service_that_never_becomes_healthy_fails_with_its_logs(harness_stack:
     message = str(err.value)
     assert "did not become healthy" in message
     assert "API_KEYS (or API_KEYS_FILE) is required" in message  # the service's own words, from its log
-    leftovers = engine_client().containers.list(all=True, filters={"label": ["harness.worker=broken"]})
+    leftovers = engine_client().containers.list(
+        all=True, ignore_removed=True, filters={"label": ["harness.worker=broken"]}
+    )
     assert [c for c in leftovers if c.labels.get("harness.run-id") == identity.run_id] == []

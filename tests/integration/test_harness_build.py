@@ -126,4 +126,6 @@ def test_stack_runs_the_image_beside_postgres_and_redis_until_healthy(mini_proje
 
 
 def _labelled(run_id: str) -> list:
-    return engine_client().containers.list(all=True, filters={"label": [f"{LABEL_RUN}={run_id}"]})
+    return engine_client().containers.list(
+        all=True, ignore_removed=True, filters={"label": [f"{LABEL_RUN}={run_id}"]}
+    )

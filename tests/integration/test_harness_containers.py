@@ -24,7 +24,9 @@ from harness.reaper import remove_labelled, sweep_dead_runs
 
 
 def _labelled(run_id: str) -> list:
-    return engine_client().containers.list(all=True, filters={"label": [f"{LABEL_RUN}={run_id}"]})
+    return engine_client().containers.list(
+        all=True, ignore_removed=True, filters={"label": [f"{LABEL_RUN}={run_id}"]}
+    )
 
 
 def _wait_gone(run_id: str, seconds: float) -> float:
