@@ -85,3 +85,10 @@ def e2e(session: nox.Session) -> None:
     session.run(
         "pytest", "-p", "no:xdist", "--junitxml=build/junit/e2e.xml", *(session.posargs or ("tests/e2e",))
     )
+
+
+@nox.session(name="repro-check", tags=["ci"])
+def repro_check(session: nox.Session) -> None:
+    """Build the image twice from clean, varied; fail and explain when the digests differ."""
+    install(session, "test")
+    session.run("python", "-m", "harness", "repro-check", *session.posargs)

@@ -6,11 +6,17 @@ Thin on purpose: argument parsing here, the work in the modules it calls.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.config import load_settings
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.imagediff import ImageDiff
 
 __all__ = ["main"]
 
@@ -73,6 +79,56 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_diff(diff: ImageDiff, reports: tuple[Path, Path] | None) -> int:
+    print(f"first  {diff.a_digest}")
+    print(f"second {diff.b_digest}")
+    if diff.reproducible:
+        print("reproducible")
+        return 0
+    print("NOT reproducible")
+    for line in diff.summary():
+        print(f"  {line}")
+    if reports:
+        print(f"report: {reports[0]} and {reports[1]}")
+    return 1
+
+
+def _cmd_repro_check(args: argparse.Namespace) -> int:
+    from harness.build import repro_check
+
+    settings = load_settings()
+    diff = repro_check(settings, keep=args.keep, log=lambda m: print(f"harness: {m}", file=sys.stderr))
+    folder = settings.build_dir / "repro"
+    return _print_diff(diff, (folder / "report.json", folder / "report.md"))
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from harness.imagediff import diff_images, write_reports
+    from harness.oci import read_oci
+
+    with tempfile.TemporaryDirectory(prefix="harness-diff-") as tmp:
+        images = []
+        for n, ref in enumerate((args.first, args.second)):
+            path = Path(ref)
+            if not path.is_file():
+                # A local image: export it (the containerd store writes an OCI layout).
+                path = Path(tmp) / f"{n}.tar"
+                cmd = ["docker", "save", "--output", str(path), ref]
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    raise HarnessError(
+                        f"{ref!r} is neither a file nor a local image: {proc.stderr.strip()}",
+                        checked=f"a file named {ref}, then `docker save {ref}`",
+                        fix="give the path of an OCI tarball or the name of a local image",
+                    )
+            images.append(read_oci(path))
+        diff = diff_images(images[0], images[1])
+        reports = write_reports(diff, Path(args.report_dir)) if args.report_dir else None
+        return _print_diff(diff, reports)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--no-cache", action="store_true", help="ignore BuildKit's cache")
     build.set_defaults(func=_cmd_build)
+
+    repro = sub.add_parser(
+        "repro-check", help="build the image twice from clean, varied, and compare digests"
+    )
+    repro.add_argument(
+        "--keep", action="store_true", help="keep both OCI tarballs even when they are identical"
+    )
+    repro.set_defaults(func=_cmd_repro_check)
+
+    diff = sub.add_parser("diff", help="explain the differences between two OCI tarballs or local images")
+    diff.add_argument("first")
+    diff.add_argument("second")
+    diff.add_argument("--report-dir", help="also write report.json and report.md here")
+    diff.set_defaults(func=_cmd_diff)
     return parser
 
 

@@ -20,10 +20,12 @@ from pathlib import Path
 from harness._buildx import buildx_build, docker_load, oci_manifest_digest
 from harness.config import Settings
 from harness.errors import HarnessError
+from harness.imagediff import ImageDiff
 from harness.lockfiles import require_hashes
+from harness.repro import BuildSpec, check_reproducible
 from harness.wheelhouse import fill_wheelhouse
 
-__all__ = ["BuildConfig", "BuiltImage", "build_image", "context_digest", "source_date_epoch"]
+__all__ = ["BuildConfig", "BuiltImage", "build_image", "context_digest", "repro_check", "source_date_epoch"]
 
 
 @dataclass(frozen=True)
@@ -149,22 +151,12 @@ def build_image(
         )  # fmt: skip
     tag = f"{config.image}:{revision[:12]}"
     oci = settings.build_dir / "image.oci.tar"
-    created = datetime.fromtimestamp(sde, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    source_url = _git(root, "config", "--get", "remote.origin.url") or str(
-        settings.raw.get("build", {}).get("source-url", "unknown")
-    )
     log(f"building the `{config.target}` stage")
     result = buildx_build(
         root,
         dockerfile=dockerfile,
         target=config.target,
-        build_args={
-            **build_args,
-            "VCS_REF": revision,
-            "CREATED": created,
-            "SOURCE_URL": source_url,
-            "SETUID_ALLOWLIST": " ".join(config.setuid_allowlist),
-        },
+        build_args=_production_args(settings, config, base.ref, revision, sde),
         source_date_epoch=sde,
         no_cache=no_cache,
         oci_dest=oci,
@@ -190,6 +182,45 @@ def build_image(
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(asdict(built), indent=2, sort_keys=True) + "\n")
     return built
+
+
+def _production_args(
+    settings: Settings, config: BuildConfig, base: str, revision: str, sde: int
+) -> dict[str, str]:
+    source_url = _git(settings.root, "config", "--get", "remote.origin.url") or str(
+        settings.raw.get("build", {}).get("source-url", "unknown")
+    )
+    return {
+        "BASE_IMAGE": base,
+        "VCS_REF": revision,
+        "CREATED": datetime.fromtimestamp(sde, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "SOURCE_URL": source_url,
+        "SETUID_ALLOWLIST": " ".join(config.setuid_allowlist),
+    }
+
+
+def repro_check(settings: Settings, *, keep: bool = False, log: Callable[[str], None] = print) -> ImageDiff:
+    """Build the production image twice from clean, varied, and compare (see harness.repro)."""
+    from harness.images import resolve_images
+
+    config = BuildConfig.from_settings(settings)
+    lockfiles = [settings.lock_dir / f"{name}.txt" for name in config.lockfiles]
+    for path in lockfiles:
+        require_hashes(path)
+    sde = int(os.environ.get("SOURCE_DATE_EPOCH") or source_date_epoch(settings.root))
+    revision = _git(settings.root, "rev-parse", "HEAD") or "unknown"
+    (base,) = resolve_images(settings, [config.base_image], log=log)
+    wheelhouse = fill_wheelhouse(
+        lockfiles, settings.build_dir / "wheelhouse", python_version=config.python_version
+    )
+    spec = BuildSpec(
+        dockerfile=config.dockerfile,
+        target=config.target,
+        build_args=_production_args(settings, config, base.ref, revision, sde),
+        source_date_epoch=sde,
+        extra={"build/wheelhouse": wheelhouse},
+    )
+    return check_reproducible(settings.root, spec, settings.build_dir / "repro", log=log, keep=keep)
 
 
 def _image_present(ref: str) -> bool:
