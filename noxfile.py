@@ -92,3 +92,17 @@ def repro_check(session: nox.Session) -> None:
     """Build the image twice from clean, varied; fail and explain when the digests differ."""
     install(session, "test")
     session.run("python", "-m", "harness", "repro-check", *session.posargs)
+
+
+@nox.session(tags=["ci"])
+def perf(session: nox.Session) -> None:
+    """Locust against the running stack; fails when a threshold is breached (`-- --p95-ms N`)."""
+    install(session, "test")
+    session.run("python", "-m", "harness", "perf", *session.posargs)
+
+
+@nox.session(name="perf-gate", tags=["ci"])
+def perf_gate(session: nox.Session) -> None:
+    """Prove the perf gate fails on breaches: latency, errors, an impossible p95."""
+    install(session, "test")
+    session.run("pytest", "-p", "no:xdist", "--junitxml=build/junit/perf-gate.xml", "tests/performance")

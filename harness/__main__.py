@@ -129,6 +129,24 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         return _print_diff(diff, reports)
 
 
+def _cmd_perf(args: argparse.Namespace) -> int:
+    from harness.perf import PerfConfig, run_perf
+
+    settings = load_settings()
+    cfg = PerfConfig.from_settings(settings).override(
+        p95_ms=args.p95_ms,
+        max_fail_ratio=args.max_fail_ratio,
+        min_rps=args.min_rps,
+        min_requests=args.min_requests,
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        duration=args.duration,
+    )
+    return run_perf(
+        settings, cfg, target_url=args.target_url, log=lambda m: print(f"harness: {m}", file=sys.stderr)
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("second")
     diff.add_argument("--report-dir", help="also write report.json and report.md here")
     diff.set_defaults(func=_cmd_diff)
+
+    perf = sub.add_parser("perf", help="the Locust tier against the running stack, gated by thresholds")
+    perf.add_argument("--p95-ms", type=float, help="fail when the p95 response time exceeds this")
+    perf.add_argument("--max-fail-ratio", type=float, help="fail when more than this share of requests fail")
+    perf.add_argument("--min-rps", type=float, help="fail when fewer requests per second were served")
+    perf.add_argument("--min-requests", type=int, help="declare the run invalid below this many requests")
+    perf.add_argument("--users", type=int)
+    perf.add_argument("--spawn-rate", type=float)
+    perf.add_argument("--duration", help="Locust run time, e.g. 30s or 2m")
+    perf.add_argument("--target-url", help="load an already running service instead of starting the stack")
+    perf.set_defaults(func=_cmd_perf)
     return parser
 
 

@@ -81,6 +81,18 @@ class RedisInfo:
         return data
 
 
+def host_address(container: DockerContainer) -> str:
+    """Where the host reaches a container's published ports: loopback for a local engine.
+
+    testcontainers may answer with the bridge gateway's address for containers on a
+    user-defined network; traffic (load tests above all) must stay on loopback.
+    """
+    docker_host = os.environ.get("DOCKER_HOST", "")
+    if not docker_host or docker_host.startswith("unix://"):
+        return "127.0.0.1"
+    return str(container.get_container_host_ip())
+
+
 def _token() -> str:
     # Hex: safe in URLs, in SQL literals and on a command line without quoting.
     return secrets.token_hex(12)
@@ -165,7 +177,7 @@ def start_postgres(
             container.with_network_aliases(alias)
     try:
         container.start()
-        host = container.get_container_host_ip()
+        host = host_address(container)
         port = int(container.get_exposed_port(5432))
         conninfo = (
             f"host={host} port={port} user={user} password={password} dbname={dbname} connect_timeout=2"
@@ -206,7 +218,7 @@ def start_redis(
             container.with_network_aliases(alias)
     try:
         container.start()
-        host = container.get_container_host_ip()
+        host = host_address(container)
         port = int(container.get_exposed_port(6379))
 
         def probe() -> None:

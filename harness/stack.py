@@ -18,7 +18,7 @@ from typing import Any
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from harness.containers import PostgresInfo, RedisInfo, start_postgres, start_redis, stop
+from harness.containers import PostgresInfo, RedisInfo, host_address, start_postgres, start_redis, stop
 from harness.errors import HarnessError, ReadinessError
 from harness.labels import RunIdentity
 
@@ -61,8 +61,7 @@ class Stack:
 
     @property
     def base_url(self) -> str:
-        host = self.app.get_container_host_ip()
-        return f"http://{host}:{self.app.get_exposed_port(self.config.port)}"
+        return f"http://{host_address(self.app)}:{self.app.get_exposed_port(self.config.port)}"
 
     def app_logs(self) -> str:
         return _logs(self.app)
