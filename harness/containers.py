@@ -98,11 +98,12 @@ def _token() -> str:
     return secrets.token_hex(12)
 
 
-def _logs(container: DockerContainer) -> str:
+def container_logs(container: DockerContainer, tail: int = LOG_TAIL) -> str:
+    """The container's status and last `tail` log lines, for error messages."""
     try:
         wrapped = container.get_wrapped_container()
         wrapped.reload()
-        raw = wrapped.logs(tail=LOG_TAIL).decode(errors="replace")
+        raw = wrapped.logs(tail=tail).decode(errors="replace")
         return f"(container status: {wrapped.status})\n{raw}"
     except Exception as exc:  # the logs are a courtesy: never mask the real failure
         return f"(logs unavailable: {exc})"
@@ -129,7 +130,7 @@ def _wait(container: DockerContainer, what: str, probe: Callable[[], None], time
         time.sleep(POLL_SECONDS)
     raise ReadinessError(
         f"{container.image} never became ready (waited {time.monotonic() - started:.1f}s)\n"
-        f"--- last {LOG_TAIL} lines of its log ---\n{_logs(container)}",
+        f"--- last {LOG_TAIL} lines of its log ---\n{container_logs(container)}",
         checked=f"{what}; last error: {last}",
         fix="read the log above; raise HARNESS_READY_TIMEOUT if the machine is just slow",
     )

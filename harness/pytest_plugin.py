@@ -26,6 +26,7 @@ __all__ = ["HarnessServices", "clean_fixture", "services_fixture", "stack_fixtur
 _RUN_ID = pytest.StashKey[str]()
 _OWNER_PID = pytest.StashKey[int]()
 _STARTED = pytest.StashKey[str]()
+_SUMMARY = pytest.StashKey[str]()
 
 # (name, help, default); each is --harness-<name> and ini harness_<name>.
 _SETTINGS: list[tuple[str, str, str | None]] = [
@@ -89,16 +90,8 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def _state_dir(config: pytest.Config) -> Path:
-    return Path(config.rootpath) / (_setting(config, "state-dir") or ".harness")
-
-
-def _default_image(config: pytest.Config, logical: str, fallback: str) -> str:
-    try:
-        from harness.config import load_settings
-
-        return load_settings(Path(config.rootpath)).image(logical).local
-    except Exception:  # no [tool.harness] table: a project may just name images
-        return fallback
+    explicit = config.getoption("harness_state_dir") or os.environ.get("HARNESS_STATE_DIR")
+    return Path(config.rootpath) / (explicit or _setting(config, "state-dir") or ".harness")
 
 
 @dataclass
@@ -239,9 +232,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     )
     if merged is not None:
         config.stash[_SUMMARY] = manifest.summary_line(merged, state_dir / "last-run.json")
-
-
-_SUMMARY = pytest.StashKey[str]()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

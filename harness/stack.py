@@ -18,7 +18,15 @@ from typing import Any
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from harness.containers import PostgresInfo, RedisInfo, host_address, start_postgres, start_redis, stop
+from harness.containers import (
+    PostgresInfo,
+    RedisInfo,
+    container_logs,
+    host_address,
+    start_postgres,
+    start_redis,
+    stop,
+)
 from harness.errors import HarnessError, ReadinessError
 from harness.labels import RunIdentity
 
@@ -64,7 +72,7 @@ class Stack:
         return f"http://{host_address(self.app)}:{self.app.get_exposed_port(self.config.port)}"
 
     def app_logs(self) -> str:
-        return _logs(self.app)
+        return container_logs(self.app, LOG_TAIL)
 
     def wait_healthy(self) -> float:
         """Wait for the container's own HEALTHCHECK to report healthy."""
@@ -85,14 +93,6 @@ class Stack:
             stop(container)
         with contextlib.suppress(Exception):
             self.network.remove()
-
-
-def _logs(container: DockerContainer) -> str:
-    try:
-        wrapped = container.get_wrapped_container()
-        return str(wrapped.logs(tail=LOG_TAIL).decode(errors="replace"))
-    except Exception as exc:  # logs are a courtesy: never hide the real failure
-        return f"(logs unavailable: {exc})"
 
 
 def _wait_healthy(container: DockerContainer, timeout: float) -> float:
@@ -121,7 +121,7 @@ def _wait_healthy(container: DockerContainer, timeout: float) -> float:
     raise ReadinessError(
         f"{container.image} did not become healthy (status {status!r} after {waited:.1f}s)\n"
         f"--- last healthcheck output ---\n{last_probe}\n"
-        f"--- last {LOG_TAIL} lines of its log ---\n{_logs(container)}",
+        f"--- last {LOG_TAIL} lines of its log ---\n{container_logs(container, LOG_TAIL)}",
         checked="the container's own HEALTHCHECK status (docker inspect State.Health)",
         fix="read the log above; the service may be misconfigured or its dependencies unreachable",
     )
