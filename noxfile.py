@@ -28,7 +28,7 @@ def install(session: nox.Session, *lockfiles: str) -> None:
 
 @nox.session(tags=["ci"])
 def lint(session: nox.Session) -> None:
-    """Ruff and mypy over the harness, the service and the tests."""
+    """Ruff (lint and format) over everything; mypy (strict) over the harness and the service."""
     install(session, "test", "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
