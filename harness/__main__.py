@@ -105,6 +105,7 @@ def _cmd_repro_check(args: argparse.Namespace) -> int:
 def _cmd_diff(args: argparse.Namespace) -> int:
     import tempfile
 
+    from harness.engine import docker_cli
     from harness.imagediff import diff_images, write_reports
     from harness.oci import read_oci
 
@@ -115,7 +116,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             if not path.is_file():
                 # A local image: export it (the containerd store writes an OCI layout).
                 path = Path(tmp) / f"{n}.tar"
-                cmd = ["docker", "save", "--output", str(path), ref]
+                cmd = [docker_cli(), "save", "--output", str(path), ref]
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if proc.returncode != 0:
                     raise HarnessError(

@@ -6,11 +6,9 @@ failed; this module is the one place that reads it.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 from harness.engine import docker_cli, require_buildx
 from harness.errors import BuildError
 
-__all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step", "oci_manifest_digest"]
+__all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step"]
 
 # "#12 [deps 3/5] RUN pip install ..."  -- the step header BuildKit prints.
 # A single-stage build prints "[2/3]" without the stage name; internal steps have no position.
@@ -30,17 +28,23 @@ TAIL_LINES = 40
 @dataclass(frozen=True)
 class BuildResult:
     log: str
-    cached_steps: int
-    total_steps: int
     oci_tar: Path | None = None
 
     def steps(self) -> list[tuple[str, str, bool]]:
         """(stage, instruction, cached) of every Dockerfile step, in log order."""
         return _steps(self.log)
 
+    @property
+    def cached_steps(self) -> int:
+        return sum(1 for _, _, cached in self.steps() if cached)
 
-def failed_step(log: str) -> tuple[str, str, str] | None:
-    """(stage, step, instruction) of the step BuildKit reported as failed, if any."""
+    @property
+    def total_steps(self) -> int:
+        return len(self.steps())
+
+
+def _failed(log: str) -> tuple[str, tuple[str, str, str]] | None:
+    """(BuildKit's step id, (stage, step, instruction)) of the step reported as failed."""
     headers: dict[str, tuple[str, str, str]] = {}
     for line in log.splitlines():
         header = _STEP.match(line)
@@ -49,8 +53,14 @@ def failed_step(log: str) -> tuple[str, str, str] | None:
             continue
         error = _STEP_ERROR.match(line)
         if error and error["id"] in headers:
-            return headers[error["id"]]
+            return error["id"], headers[error["id"]]
     return None
+
+
+def failed_step(log: str) -> tuple[str, str, str] | None:
+    """(stage, step, instruction) of the step BuildKit reported as failed, if any."""
+    found = _failed(log)
+    return found[1] if found else None
 
 
 def _steps(log: str) -> list[tuple[str, str, bool]]:
@@ -66,18 +76,6 @@ def _steps(log: str) -> list[tuple[str, str, bool]]:
         elif line.startswith("#") and line.endswith(" CACHED"):
             cached.add(line.split()[0][1:])
     return [(*info[i], i in cached) for i in order]
-
-
-def _step_counts(log: str) -> tuple[int, int]:
-    steps: set[str] = set()
-    cached: set[str] = set()
-    for line in log.splitlines():
-        header = _STEP.match(line)
-        if header and header["pos"]:
-            steps.add(header["id"])
-        elif line.startswith("#") and line.endswith(" CACHED"):
-            cached.add(line.split()[0][1:])
-    return len(cached & steps), len(steps)
 
 
 def _output_tail(log: str, step_id: str | None) -> str:
@@ -146,46 +144,15 @@ def buildx_build(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(log, encoding="utf-8")
     if proc.returncode != 0:
-        step = failed_step(log)
+        found = _failed(log)
+        step_id, step = found if found else (None, None)
         where = f"stage {step[0]!r}, step {step[1] or '?'}: {step[2]}" if step else "before any step ran"
-        step_id = None
-        if step:
-            for line in log.splitlines():
-                m = _STEP.match(line)
-                if m and (m["stage"] or "(unnamed)", m["pos"] or "", m["instr"]) == step:
-                    step_id = m["id"]
         raise BuildError(
             f"image build failed at {where}\n--- last lines of its output ---\n{_output_tail(log, step_id)}",
             checked=" ".join(cmd),
             fix=f"fix the failing step; full log: {log_path}" if log_path else "fix the failing step",
         )
-    cached, total = _step_counts(log)
-    return BuildResult(log=log, cached_steps=cached, total_steps=total, oci_tar=oci_dest)
-
-
-def oci_manifest_digest(oci_tar: Path) -> str:
-    """The digest of the (single-platform) image manifest in an OCI layout tarball."""
-    with tarfile.open(oci_tar) as tar:
-        member = tar.extractfile("index.json")
-        if member is None:
-            raise BuildError(f"{oci_tar} has no index.json", checked="OCI layout", fix="rebuild it")
-        index = json.load(member)
-        manifests = index.get("manifests", [])
-        if len(manifests) != 1:
-            raise BuildError(
-                f"{oci_tar} holds {len(manifests)} manifests, expected one",
-                checked="index.json of the OCI export",
-                fix="build a single platform with --provenance=false",
-            )
-        digest = manifests[0]["digest"]
-        media = manifests[0].get("mediaType", "")
-        if media.endswith("image.index.v1+json"):
-            nested = tar.extractfile("blobs/" + digest.replace(":", "/"))
-            if nested is None:
-                raise BuildError(f"{oci_tar}: missing blob {digest}", checked="OCI layout", fix="rebuild")
-            inner = json.load(nested)["manifests"]
-            digest = inner[0]["digest"]
-        return str(digest)
+    return BuildResult(log=log, oci_tar=oci_dest)
 
 
 def docker_load(oci_tar: Path) -> None:

@@ -17,11 +17,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness._buildx import buildx_build, docker_load, oci_manifest_digest
+from harness._buildx import buildx_build, docker_load
+from harness.checkout import working_files
 from harness.config import Settings
+from harness.engine import local_image_id, tag_image
 from harness.errors import HarnessError
 from harness.imagediff import ImageDiff
 from harness.lockfiles import require_hashes
+from harness.oci import read_oci
 from harness.repro import BuildSpec, check_reproducible
 from harness.wheelhouse import fill_wheelhouse
 
@@ -88,12 +91,9 @@ def source_date_epoch(root: Path) -> int:
 
 def context_digest(root: Path, paths: list[str]) -> str:
     """A digest of every file git sees (tracked or not ignored) under `paths`: what a build reads."""
-    listing = _git(root, "ls-files", "--cached", "--others", "--exclude-standard", "--", *paths)
     digest = hashlib.sha256()
-    for name in sorted(set(listing.splitlines())):
-        path = root / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in working_files(root, paths):
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -106,6 +106,37 @@ def _inputs(config: BuildConfig) -> list[str]:
     ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Source:
+    """What a build is of: checked before anything expensive happens."""
+
+    config: BuildConfig
+    lockfiles: list[Path]
+    sde: int
+    revision: str
+
+
+def _source(settings: Settings) -> _Source:
+    config = BuildConfig.from_settings(settings)
+    lockfiles = [settings.lock_dir / f"{name}.txt" for name in config.lockfiles]
+    for path in lockfiles:
+        require_hashes(path)  # refuse before building, naming the package
+    sde = int(os.environ.get("SOURCE_DATE_EPOCH") or source_date_epoch(settings.root))
+    return _Source(config, lockfiles, sde, _git(settings.root, "rev-parse", "HEAD") or "unknown")
+
+
+def _materials(settings: Settings, source: _Source, log: Callable[[str], None]) -> tuple[str, Path]:
+    """The base image (made available) and the filled wheelhouse."""
+    from harness.images import resolve_images
+
+    (base,) = resolve_images(settings, [source.config.base_image], log=log)
+    wheelhouse = fill_wheelhouse(
+        source.lockfiles, settings.build_dir / "wheelhouse", python_version=source.config.python_version
+    )
+    log(f"wheelhouse ready: {len(list(wheelhouse.glob('*.whl')))} wheels in {wheelhouse}")
+    return base.ref, wheelhouse
+
+
 def build_image(
     settings: Settings,
     *,
@@ -113,30 +144,19 @@ def build_image(
     no_cache: bool = False,
     log: Callable[[str], None] = print,
 ) -> BuiltImage:
-    from harness.images import resolve_images
-
-    config = BuildConfig.from_settings(settings)
-    root = settings.root
-    lockfiles = [settings.lock_dir / f"{name}.txt" for name in config.lockfiles]
-    for path in lockfiles:
-        require_hashes(path)  # refuse before building, naming the package
-    sde = int(os.environ.get("SOURCE_DATE_EPOCH") or source_date_epoch(root))
-    revision = _git(root, "rev-parse", "HEAD") or "unknown"
+    source = _source(settings)
+    config, sde, revision, root = source.config, source.sde, source.revision, settings.root
     digest_of_context = context_digest(root, _inputs(config))
     record = settings.build_dir / "image.json"
 
     if not force and record.exists():
         previous = json.loads(record.read_text())
-        if previous.get("context_digest") == digest_of_context and _image_present(previous["image"]):
+        if previous.get("context_digest") == digest_of_context and local_image_id(previous["image"]):
             log(f"reusing {previous['image']}: nothing that goes into it changed")
             return BuiltImage(**{**previous, "reused": True})
 
-    (base,) = resolve_images(settings, [config.base_image], log=log)
-    wheelhouse = fill_wheelhouse(
-        lockfiles, settings.build_dir / "wheelhouse", python_version=config.python_version
-    )
-    log(f"wheelhouse ready: {len(list(wheelhouse.glob('*.whl')))} wheels in {wheelhouse}")
-    build_args = {"BASE_IMAGE": base.ref}
+    base, _ = _materials(settings, source, log)  # the Dockerfile bind-mounts build/wheelhouse
+    build_args = {"BASE_IMAGE": base}
     dockerfile = root / config.dockerfile
     logs = settings.build_dir / "logs"
     started = time.monotonic()
@@ -153,7 +173,7 @@ def build_image(
         root,
         dockerfile=dockerfile,
         target=config.target,
-        build_args=_production_args(settings, config, base.ref, revision, sde),
+        build_args=_production_args(settings, config, base, revision, sde),
         source_date_epoch=sde,
         no_cache=no_cache,
         oci_dest=oci,
@@ -161,9 +181,9 @@ def build_image(
         log_path=logs / f"{config.target}.log",
     )
     seconds = time.monotonic() - started
-    digest = oci_manifest_digest(oci)
+    digest = read_oci(oci).digest
     docker_load(oci)
-    _tag(tag, f"{config.image}:latest")
+    tag_image(tag, f"{config.image}:latest")
     built = BuiltImage(
         image=tag,
         digest=digest,
@@ -198,42 +218,14 @@ def _production_args(
 
 def repro_check(settings: Settings, *, keep: bool = False, log: Callable[[str], None] = print) -> ImageDiff:
     """Build the production image twice from clean, varied, and compare (see harness.repro)."""
-    from harness.images import resolve_images
-
-    config = BuildConfig.from_settings(settings)
-    lockfiles = [settings.lock_dir / f"{name}.txt" for name in config.lockfiles]
-    for path in lockfiles:
-        require_hashes(path)
-    sde = int(os.environ.get("SOURCE_DATE_EPOCH") or source_date_epoch(settings.root))
-    revision = _git(settings.root, "rev-parse", "HEAD") or "unknown"
-    (base,) = resolve_images(settings, [config.base_image], log=log)
-    wheelhouse = fill_wheelhouse(
-        lockfiles, settings.build_dir / "wheelhouse", python_version=config.python_version
-    )
+    source = _source(settings)
+    config = source.config
+    base, wheelhouse = _materials(settings, source, log)
     spec = BuildSpec(
         dockerfile=config.dockerfile,
         target=config.target,
-        build_args=_production_args(settings, config, base.ref, revision, sde),
-        source_date_epoch=sde,
+        build_args=_production_args(settings, config, base, source.revision, source.sde),
+        source_date_epoch=source.sde,
         extra={"build/wheelhouse": wheelhouse},
     )
     return check_reproducible(settings.root, spec, settings.build_dir / "repro", log=log, keep=keep)
-
-
-def _image_present(ref: str) -> bool:
-    from docker.errors import ImageNotFound
-
-    from harness.engine import engine_client
-
-    try:
-        engine_client().images.get(ref)
-    except ImageNotFound:
-        return False
-    return True
-
-
-def _tag(source: str, target: str) -> None:
-    from harness.engine import engine_client
-
-    repo, _, tag = target.rpartition(":")
-    engine_client().images.get(source).tag(repo, tag)

@@ -5,26 +5,35 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["commit_all", "snapshot"]
+__all__ = ["commit_all", "snapshot", "working_files"]
 
 _GIT = ["git", "-c", "user.name=harness", "-c", "user.email=harness@example.invalid"]
 
 
-def snapshot(root: Path, dest: Path, *, commit_time: int | None = None) -> Path:
-    """The working tree as git sees it (tracked, and untracked but not ignored), committed
-    in a fresh repository at `dest`. With `commit_time`, the commit carries that time, so a
-    snapshot of the same tree gets the same SOURCE_DATE_EPOCH."""
+def working_files(root: Path, paths: Sequence[str] = ()) -> list[str]:
+    """The files of a working tree as git sees it (tracked, and untracked but not ignored),
+    sorted, relative to `root`; every file of a plain folder. `paths` narrows the listing."""
+    if not (root / ".git").exists():
+        tops = [root / p for p in paths] if paths else [root]
+        found = [f for top in tops for f in ([top] if top.is_file() else top.rglob("*")) if f.is_file()]
+        return sorted({str(f.relative_to(root)) for f in found})
     listing = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *paths],
         cwd=root, capture_output=True, text=True, check=True,
     ).stdout.split("\0")  # fmt: skip
-    for name in filter(None, listing):
-        source = root / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
+    return sorted({name for name in listing if name and (root / name).is_file()})
+
+
+def snapshot(root: Path, dest: Path, *, commit_time: int | None = None) -> Path:
+    """The working tree as git sees it, committed in a fresh repository at `dest`. With
+    `commit_time`, the commit carries that time, so a snapshot of the same tree gets the
+    same SOURCE_DATE_EPOCH."""
+    for name in working_files(root):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, dest / name)
     return commit_all(dest, commit_time=commit_time)
 
 

@@ -144,16 +144,50 @@ class _HostCheckedPostgres(PostgresContainer):
         pass  # readiness is checked by start_postgres, which also times it
 
 
-def _remove_quietly(container: DockerContainer | None) -> None:
+def stop(container: DockerContainer | None) -> None:
+    """Remove a container and its anonymous volumes; already gone is fine."""
     if container is None or container._container is None:
         return
-    # Already gone is fine: the reaper or a racing cleanup got there first.
+    # The reaper or a racing cleanup may have got there first.
     with contextlib.suppress(Exception):
         container._container.remove(force=True, v=True)
 
 
 def _ready_timeout() -> float:
     return float(os.environ.get("HARNESS_READY_TIMEOUT", "60"))
+
+
+def _launch(
+    container: DockerContainer,
+    identity: RunIdentity,
+    role: str,
+    port: int,
+    *,
+    probe: Callable[[str, int], None],
+    waited_for: str,
+    network: Any,
+    alias: str | None,
+    extra_labels: Mapping[str, str] | None,
+) -> tuple[str, int, float]:
+    """Label, name and start `container`, then wait until `probe(host, port)` succeeds.
+    Returns (host, mapped port, seconds to ready); a half-started container is removed."""
+    container.with_kwargs(labels={**identity.labels(role), **(extra_labels or {})})
+    container.with_name(identity.name(role))
+    if network is not None:
+        container.with_network(network)
+        if alias:
+            container.with_network_aliases(alias)
+    try:
+        container.start()
+        host = host_address(container)
+        mapped = int(container.get_exposed_port(port))
+        ready = _wait(
+            container, f"{waited_for} at {host}:{mapped}", lambda: probe(host, mapped), _ready_timeout()
+        )
+    except BaseException:
+        stop(container)  # a half-started server must not outlive its failure
+        raise
+    return host, mapped, ready
 
 
 def start_postgres(
@@ -170,30 +204,19 @@ def start_postgres(
     user, password, dbname = f"u{_token()[:8]}", _token(), f"db_{identity.worker}".replace("-", "_")
     container = _HostCheckedPostgres(image, username=user, password=password, dbname=dbname, driver=None)
     container.with_command(command)
-    container.with_kwargs(labels={**identity.labels("postgres"), **(extra_labels or {})})
-    container.with_name(identity.name("postgres"))
-    if network is not None:
-        container.with_network(network)
-        if alias:
-            container.with_network_aliases(alias)
-    try:
-        container.start()
-        host = host_address(container)
-        port = int(container.get_exposed_port(5432))
+
+    def probe(host: str, port: int) -> None:
         conninfo = (
             f"host={host} port={port} user={user} password={password} dbname={dbname} connect_timeout=2"
         )
+        with psycopg.connect(conninfo) as conn:
+            conn.execute("SELECT 1")
 
-        def probe() -> None:
-            with psycopg.connect(conninfo) as conn:
-                conn.execute("SELECT 1")
-
-        ready = _wait(
-            container, f"a psycopg connection to {host}:{port} as {user} to {dbname}", probe, _ready_timeout()
-        )
-    except BaseException:
-        _remove_quietly(container)  # a half-started server must not outlive its failure
-        raise
+    waited_for = f"a psycopg connection as {user} to {dbname}"
+    host, port, ready = _launch(
+        container, identity, "postgres", 5432, probe=probe, waited_for=waited_for,
+        network=network, alias=alias, extra_labels=extra_labels,
+    )  # fmt: skip
     info = PostgresInfo(container.get_wrapped_container().id, host, port, user, password, dbname, ready)
     return container, info
 
@@ -211,28 +234,18 @@ def start_redis(
     password = _token()
     container = RedisContainer(image, password=password)
     container.waiting_for(_NoWait())
-    container.with_kwargs(labels={**identity.labels("redis"), **(extra_labels or {})})
-    container.with_name(identity.name("redis"))
-    if network is not None:
-        container.with_network(network)
-        if alias:
-            container.with_network_aliases(alias)
-    try:
-        container.start()
-        host = host_address(container)
-        port = int(container.get_exposed_port(6379))
 
-        def probe() -> None:
-            client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=1)
-            try:
-                client.ping()
-            finally:
-                client.close()
+    def probe(host: str, port: int) -> None:
+        client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
 
-        ready = _wait(container, f"a Redis PING to {host}:{port}", probe, _ready_timeout())
-    except BaseException:
-        _remove_quietly(container)
-        raise
+    host, port, ready = _launch(
+        container, identity, "redis", 6379, probe=probe, waited_for="a Redis PING",
+        network=network, alias=alias, extra_labels=extra_labels,
+    )  # fmt: skip
     return container, RedisInfo(container.get_wrapped_container().id, host, port, password, ready)
 
 
@@ -261,10 +274,6 @@ def start_services(
     if errors:
         for result in results:
             if result is not None:
-                _remove_quietly(result[0])
+                stop(result[0])
         raise errors[0]
     return results[0], results[1]
-
-
-def stop(container: DockerContainer | None) -> None:
-    _remove_quietly(container)

@@ -13,7 +13,7 @@ from harness.errors import EngineUnavailableError
 if TYPE_CHECKING:
     import docker
 
-__all__ = ["docker_cli", "engine_client", "require_buildx"]
+__all__ = ["docker_cli", "engine_client", "local_image_id", "require_buildx", "tag_image"]
 
 # Seconds to wait for the daemon to answer a ping: a missing daemon must be
 # reported in seconds, not after the SDK's default 60 s.
@@ -43,6 +43,21 @@ def engine_client() -> docker.DockerClient:
     # Later calls (builds, image loads, log reads) may legitimately take minutes.
     client.api.timeout = 600
     return client
+
+
+def local_image_id(ref: str) -> str | None:
+    """The id (with the containerd store: the manifest digest) of a local image, or None."""
+    from docker.errors import ImageNotFound
+
+    try:
+        return str(engine_client().images.get(ref).id)
+    except ImageNotFound:
+        return None
+
+
+def tag_image(source: str, target: str) -> None:
+    repo, _, tag = target.rpartition(":")
+    engine_client().images.get(source).tag(repo, tag)
 
 
 def docker_cli() -> str:

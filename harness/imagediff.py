@@ -238,21 +238,12 @@ def _deep_diff(a: OciImage, b: OciImage, index: int, path: str) -> str | None:
     tool = shutil.which("diffoscope")
     if tool is None:
         return None
-    import tarfile
-
     with tempfile.TemporaryDirectory(prefix="harness-diffoscope-") as tmp:
         files = []
         for side, image in (("first", a), ("second", b)):
             target = Path(tmp) / side / Path(path).name
             target.parent.mkdir(parents=True)
-            with tarfile.open(image._path) as outer:
-                blob = outer.extractfile("blobs/" + image.layer_digests[index].replace(":", "/"))
-                with tarfile.open(fileobj=blob, mode="r|*") as layer:
-                    for member in layer:
-                        if "/" + member.name.lstrip("./") == path and member.isfile():
-                            data = layer.extractfile(member)
-                            target.write_bytes(data.read() if data else b"")
-                            break
+            target.write_bytes(image.read_file(index, path) or b"")
             files.append(str(target))
         proc = subprocess.run(
             [tool, "--text", "-", *files], capture_output=True, text=True, check=False, timeout=120

@@ -19,10 +19,11 @@ from typing import Literal, Protocol
 from filelock import FileLock
 
 from harness._apt import debian_mirror
-from harness._buildx import buildx_build, docker_load, oci_manifest_digest
+from harness._buildx import buildx_build, docker_load
 from harness.config import ImageSpec, Settings
-from harness.engine import engine_client
+from harness.engine import engine_client, local_image_id, tag_image
 from harness.errors import ImageError
+from harness.oci import read_oci
 
 __all__ = ["DockerImageBackend", "ImageBackend", "ImageResolver", "ResolvedImage"]
 
@@ -122,12 +123,7 @@ class DockerImageBackend:
         self.log = log
 
     def local_digest(self, tag: str) -> str | None:
-        from docker.errors import ImageNotFound
-
-        try:
-            return str(self.client.images.get(tag).id)
-        except ImageNotFound:
-            return None
+        return local_image_id(tag)
 
     def pull(self, ref: str) -> str | None:
         from docker.errors import DockerException
@@ -139,8 +135,7 @@ class DockerImageBackend:
         return None
 
     def tag(self, source: str, target: str) -> None:
-        repo, _, tag = target.rpartition(":")
-        self.client.images.get(source).tag(repo, tag)
+        tag_image(source, target)
 
     def build(self, spec: ImageSpec, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
         out = settings.build_dir / "images"
@@ -206,7 +201,7 @@ class DockerImageBackend:
                 log_path=out / f"{spec.name}.build.log",
             )
         docker_load(oci)
-        return oci_manifest_digest(oci)
+        return read_oci(oci).digest
 
 
 def images_lock_path() -> Path:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import tarfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -55,8 +56,9 @@ class OciImage:
     # First bytes of small changed files, kept for explanations (e.g. a .pyc header).
     heads: dict[tuple[int, str], bytes] = field(default_factory=dict, repr=False)
 
-    def layer_files(self, index: int, keep_heads_for: set[str] | None = None) -> dict[str, FileEntry]:
-        """Every entry of layer `index`, by path (absolute, like inside the image)."""
+    @contextmanager
+    def _layer(self, index: int) -> Iterator[tarfile.TarFile]:
+        """Layer `index`, streamed from the tarball (layers can be hundreds of MB)."""
         digest = self.layer_digests[index]
         media = self.manifest["layers"][index].get("mediaType", "")
         with tarfile.open(self._path) as outer:
@@ -65,37 +67,21 @@ class OciImage:
                 raise HarnessError(
                     f"{self.source}: layer {digest} missing", checked="OCI layout", fix="re-export"
                 )
-            mode = "r|gz" if "gzip" in media or media.endswith("tar.gzip") else "r|*"
-            return dict(_entries(blob, mode, index, self.heads, keep_heads_for))
+            mode = "r|gz" if "gzip" in media else "r|*"
+            with tarfile.open(fileobj=blob, mode=mode) as layer:  # type: ignore[call-overload]
+                yield layer
 
-
-def _blob_name(digest: str) -> str:
-    algo, _, hexdigest = digest.partition(":")
-    return f"blobs/{algo}/{hexdigest}"
-
-
-def _entries(
-    blob: IO[bytes], mode: str, index: int, heads: dict[tuple[int, str], bytes], keep: set[str] | None
-) -> Iterator[tuple[str, FileEntry]]:
-    with tarfile.open(fileobj=blob, mode=mode) as layer:  # type: ignore[call-overload]
-        for member in layer:
-            path = "/" + member.name.lstrip("./").rstrip("/") if member.name not in (".", "./") else "/"
-            sha = None
-            if member.isfile():
-                data = layer.extractfile(member)
-                digest = hashlib.sha256()
-                first = b""
-                if data is not None:
-                    while chunk := data.read(1 << 20):
-                        if not first:
-                            first = chunk[:4096]
-                        digest.update(chunk)
-                sha = digest.hexdigest()
-                if keep is None or path in keep:
-                    heads[(index, path)] = first
-            yield (
-                path,
-                FileEntry(
+    def layer_files(self, index: int) -> dict[str, FileEntry]:
+        """Every entry of layer `index`, by path (absolute, like inside the image). The first
+        bytes of each file are kept in `heads`, for explanations (a .pyc header, say)."""
+        entries: dict[str, FileEntry] = {}
+        with self._layer(index) as layer:
+            for member in layer:
+                path = image_path(member.name)
+                sha = None
+                if member.isfile():
+                    sha, self.heads[(index, path)] = _hash_and_head(layer.extractfile(member))
+                entries[path] = FileEntry(
                     path=path,
                     type=_TAR_TYPES.get(member.type, "other"),
                     mode=member.mode,
@@ -105,8 +91,39 @@ def _entries(
                     mtime=int(member.mtime),
                     sha256=sha,
                     link=member.linkname or None,
-                ),
-            )
+                )
+        return entries
+
+    def read_file(self, index: int, path: str) -> bytes | None:
+        """The content of regular file `path` in layer `index`, or None."""
+        with self._layer(index) as layer:
+            for member in layer:
+                if member.isfile() and image_path(member.name) == path:
+                    data = layer.extractfile(member)
+                    return data.read() if data else b""
+        return None
+
+
+def image_path(member_name: str) -> str:
+    """A layer member's name as a path inside the image: `./etc/passwd` -> `/etc/passwd`."""
+    name = member_name.removeprefix("./").strip("/")
+    return "/" + name if name not in ("", ".") else "/"
+
+
+def _blob_name(digest: str) -> str:
+    algo, _, hexdigest = digest.partition(":")
+    return f"blobs/{algo}/{hexdigest}"
+
+
+def _hash_and_head(data: IO[bytes] | None) -> tuple[str, bytes]:
+    digest = hashlib.sha256()
+    first = b""
+    if data is not None:
+        while chunk := data.read(1 << 20):
+            if not first:
+                first = chunk[:4096]
+            digest.update(chunk)
+    return digest.hexdigest(), first
 
 
 def _json_blob(tar: tarfile.TarFile, digest: str) -> dict[str, Any]:

@@ -195,18 +195,14 @@ def stack_fixture(image: str | None = None, scope: Any = "session") -> Callable[
                     "or name one with --harness-image"
                 )
             ref = json.loads(record.read_text())["image"]
-        from docker.errors import ImageNotFound
+        from harness.engine import local_image_id
 
-        from harness.engine import engine_client
-
-        try:
-            engine_client().images.get(ref)
-        except ImageNotFound:
+        if local_image_id(ref) is None:
             raise pytest.UsageError(
                 f"the image under test, {ref}, is not in the engine "
                 f"(checked: docker image inspect {ref}). Build it with `nox -s build` "
                 "(or `python -m harness build`), or name another with --harness-image"
-            ) from None
+            )
         identity = RunIdentity(config.stash[_RUN_ID], _worker_id(config), config.stash[_OWNER_PID])
         pg_image = _setting(config, "postgres-image") or _ensure_logical(config, "postgres", "postgres:17")
         rd_image = _setting(config, "redis-image") or _ensure_logical(config, "redis", "redis:7")

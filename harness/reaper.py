@@ -30,7 +30,7 @@ from typing import Any
 
 from harness.labels import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN, process_start_time
 
-__all__ = ["pid_alive", "remove_labelled", "spawn_reaper", "sweep_dead_runs"]
+__all__ = ["containers_of", "pid_alive", "remove_labelled", "spawn_reaper", "sweep_dead_runs"]
 
 
 def pid_alive(pid: int, start_time: str | None = None) -> bool:
@@ -49,6 +49,13 @@ def pid_alive(pid: int, start_time: str | None = None) -> bool:
     if state in ("Z", "X"):  # a zombie is dead, its parent just has not reaped it
         return False
     return not (start_time is not None and process_start_time(pid) != start_time)
+
+
+def containers_of(client: Any, run_id: str) -> list[Any]:
+    """Every container of run `run_id`, running or not."""
+    return list(
+        client.containers.list(all=True, ignore_removed=True, filters={"label": [f"{LABEL_RUN}={run_id}"]})
+    )
 
 
 def remove_labelled(client: Any, filters: dict[str, Any]) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness._buildx import buildx_build
+from harness.checkout import working_files
 from harness.imagediff import ImageDiff, diff_images, write_reports
 from harness.oci import read_oci
 
@@ -46,22 +46,11 @@ SECOND = Variation(
 )
 
 
-def _files(root: Path) -> list[str]:
-    """What a checkout holds: git's view of a repository, or every file of a plain folder."""
-    if (root / ".git").exists():
-        listing = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=root, capture_output=True, text=True, check=True,
-        ).stdout.split("\0")  # fmt: skip
-        return [name for name in listing if name and (root / name).is_file()]
-    return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
-
-
 def prepare_tree(
     source: Path, dest: Path, variation: Variation, extra: Mapping[str, Path] | None = None
 ) -> Path:
     """Copy `source` to `dest` as a checkout made under `variation` would look."""
-    for name in _files(source):
+    for name in working_files(source):
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / name, target)
@@ -101,8 +90,10 @@ def check_reproducible(
     report_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="harness-repro-"))
     try:
-        tarballs = []
+        tarballs: list[Path] = []
         for variation in (FIRST, SECOND):
+            if tarballs:
+                time.sleep(1.1)  # a different wall clock for the second build, even on a fast machine
             tree = prepare_tree(context, work / variation.path, variation, spec.extra)
             tarball = report_dir / f"{variation.name}.oci.tar"
             log(
@@ -121,7 +112,6 @@ def check_reproducible(
                 log_path=report_dir / f"{variation.name}.build.log",
             )
             tarballs.append(tarball)
-            time.sleep(1.1)  # a different wall clock for the second build, even on a fast machine
         diff = diff_images(read_oci(tarballs[0]), read_oci(tarballs[1]))
         json_path, _ = write_reports(diff, report_dir)
         meta = json_path.with_name("variations.json")

@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness._buildx import oci_manifest_digest
 from harness.build import build_image
 from harness.checkout import commit_all
 from harness.config import Settings, load_settings
 from harness.engine import engine_client
 from harness.labels import LABEL_RUN, RunIdentity
-from harness.reaper import remove_labelled
+from harness.oci import read_oci
+from harness.reaper import containers_of, remove_labelled
 from harness.stack import StackConfig, running_stack
 
 DOCKERFILE = """\
@@ -90,7 +90,7 @@ def test_build_records_the_image_and_reuses_it_when_nothing_changed(mini_project
     assert built.source_date_epoch == 1_700_000_000
     record = json.loads((mini_project.build_dir / "image.json").read_text())
     assert record["image"] == built.image
-    assert record["digest"] == oci_manifest_digest(mini_project.build_dir / "image.oci.tar")
+    assert record["digest"] == read_oci(mini_project.build_dir / "image.oci.tar").digest
     labels_image = engine_client().images.get(built.image)
     assert labels_image.attrs["Config"]["User"] == "10001:10001"
     assert any("wheelhouse ready" in m for m in messages)
@@ -126,6 +126,4 @@ def test_stack_runs_the_image_beside_postgres_and_redis_until_healthy(mini_proje
 
 
 def _labelled(run_id: str) -> list:
-    return engine_client().containers.list(
-        all=True, ignore_removed=True, filters={"label": [f"{LABEL_RUN}={run_id}"]}
-    )
+    return containers_of(engine_client(), run_id)

@@ -20,13 +20,11 @@ from harness.images import resolve_images
 from harness.isolation import StateReset
 from harness.labels import LABEL_RUN, RunIdentity
 from harness.pytest_plugin import HarnessServices
-from harness.reaper import remove_labelled, sweep_dead_runs
+from harness.reaper import containers_of, remove_labelled, sweep_dead_runs
 
 
 def _labelled(run_id: str) -> list:
-    return engine_client().containers.list(
-        all=True, ignore_removed=True, filters={"label": [f"{LABEL_RUN}={run_id}"]}
-    )
+    return containers_of(engine_client(), run_id)
 
 
 def _wait_gone(run_id: str, seconds: float) -> float:
