@@ -12,8 +12,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from harness.build import build_image
-from harness.checkout import snapshot
+from harness.build.checkout import snapshot
+from harness.build.image import build_image
 from harness.config import find_project_root, load_settings
 
 

@@ -16,7 +16,7 @@ import time
 import uuid
 
 from harness.config import load_settings
-from harness.containers import RunIdentity, start_postgres, stop
+from harness.runtime.containers import RunIdentity, start_postgres, stop
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ import uuid
 import psycopg
 
 from harness.config import load_settings
-from harness.containers import start_services, stop
-from harness.isolation import StateReset, run_migrations
-from harness.labels import RunIdentity
+from harness.runtime.containers import start_services, stop
+from harness.runtime.labels import RunIdentity
+from harness.runtime.reset import StateReset, run_migrations
 
 MIGRATE = "python -m services.api_gateway migrate"
 

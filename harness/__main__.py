@@ -16,13 +16,13 @@ from harness.config import load_settings
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from harness.imagediff import ImageDiff
+    from harness.repro.diff import ImageDiff
 
 __all__ = ["main"]
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
-    from harness.images import resolve_images
+    from harness.build.images import resolve_images
 
     settings = load_settings()
     log = (lambda m: print(f"harness: {m}", file=sys.stderr)) if not args.quiet else (lambda m: None)
@@ -34,7 +34,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
-    from harness import lockfiles
+    from harness.build import lockfiles
 
     settings = load_settings()
     names = args.names or list(settings.lock_files)
@@ -62,7 +62,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from harness.build import build_image
+    from harness.build.image import build_image
 
     settings = load_settings()
     built = build_image(
@@ -94,7 +94,7 @@ def _print_diff(diff: ImageDiff, reports: tuple[Path, Path] | None) -> int:
 
 
 def _cmd_repro_check(args: argparse.Namespace) -> int:
-    from harness.build import repro_check
+    from harness.repro.check import repro_check
 
     settings = load_settings()
     diff = repro_check(settings, keep=args.keep, log=lambda m: print(f"harness: {m}", file=sys.stderr))
@@ -105,9 +105,9 @@ def _cmd_repro_check(args: argparse.Namespace) -> int:
 def _cmd_diff(args: argparse.Namespace) -> int:
     import tempfile
 
+    from harness.build.oci import read_oci
     from harness.engine import docker_cli
-    from harness.imagediff import diff_images, write_reports
-    from harness.oci import read_oci
+    from harness.repro.diff import diff_images, write_reports
 
     with tempfile.TemporaryDirectory(prefix="harness-diff-") as tmp:
         images = []
@@ -131,7 +131,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_perf(args: argparse.Namespace) -> int:
-    from harness.perf import PerfConfig, run_perf
+    from harness.perf.run import PerfConfig, run_perf
 
     settings = load_settings()
     cfg = PerfConfig.from_settings(settings).override(

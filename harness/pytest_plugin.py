@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from harness.labels import RunIdentity
+from harness.runtime.labels import RunIdentity
 
 __all__ = ["HarnessServices", "clean_fixture", "services_fixture", "stack_fixture"]
 
@@ -77,7 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_OWNER_PID] = os.getpid()
     config.stash[_STARTED] = datetime.now(UTC).isoformat(timespec="seconds")
     if _setting(config, "reaper") == "1":
-        from harness.reaper import spawn_reaper
+        from harness.runtime.reaper import spawn_reaper
 
         spawn_reaper(run_id, os.getpid(), _state_dir(config) / "reaper.log")
 
@@ -118,10 +118,10 @@ def services_fixture(
 
     @pytest.fixture(scope=scope)
     def _services(request: pytest.FixtureRequest) -> Iterator[HarnessServices]:
-        from harness import containers, manifest
         from harness.engine import engine_client
-        from harness.isolation import StateReset, run_migrations
-        from harness.reaper import sweep_dead_runs
+        from harness.runtime import containers, manifest
+        from harness.runtime.reaper import sweep_dead_runs
+        from harness.runtime.reset import StateReset, run_migrations
 
         config = request.config
         identity = RunIdentity(config.stash[_RUN_ID], _worker_id(config), config.stash[_OWNER_PID])
@@ -182,7 +182,7 @@ def stack_fixture(image: str | None = None, scope: Any = "session") -> Callable[
         import json
 
         from harness.config import load_settings
-        from harness.stack import StackConfig, running_stack
+        from harness.runtime.stack import StackConfig, running_stack
 
         config = request.config
         settings = load_settings(Path(config.rootpath))
@@ -221,7 +221,7 @@ def _ensure_logical(config: pytest.Config, logical: str, fallback: str) -> str:
         settings.image(logical)
     except Exception:
         return fallback
-    from harness.images import resolve_images
+    from harness.build.images import resolve_images
 
     (image,) = resolve_images(settings, [logical], log=lambda _m: None)
     return image.ref
@@ -232,7 +232,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if _is_worker(config):
         return
-    from harness import manifest
+    from harness.runtime import manifest
 
     state_dir = _state_dir(config)
     merged = manifest.merge_run(

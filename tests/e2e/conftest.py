@@ -7,12 +7,6 @@ import httpx
 import pytest
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/e2e/" in str(item.path).replace("\\", "/"):
-            item.add_marker(pytest.mark.e2e)
-
-
 @pytest.fixture(scope="session")
 def http(harness_stack: Any) -> Iterator[httpx.Client]:
     """A client for the running service, authenticated as the `e2e` key."""

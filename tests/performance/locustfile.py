@@ -3,7 +3,7 @@ tag listings and writes; each simulated user has its own API key.
 
 Run through `nox -s perf` (harness/perf.py), which starts the stack, passes one key
 per user in HARNESS_PERF_API_KEYS and the thresholds as options; the gate itself is
-`harness.perf_gate`, installed below.
+`harness.perf.gate`, installed below.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from locust import FastHttpUser, between, events, task
 
-from harness.perf_gate import install
+from harness.perf.gate import install
 
 install(events)
 

@@ -1,0 +1,214 @@
+"""Build the project's image: lockfiles checked, wheelhouse filled, unit tier run inside
+the `test` stage, the production stage exported as a reproducible OCI image and loaded.
+
+Writes `build/image.json` (image reference, manifest digest, what it was built
+from) and reuses a previous build when nothing that goes into it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harness.build.buildx import buildx_build, docker_load
+from harness.build.checkout import working_files
+from harness.config import Settings
+from harness.engine import local_image_id, tag_image
+from harness.errors import HarnessError
+from harness.build.lockfiles import require_hashes
+from harness.build.oci import read_oci
+from harness.build.wheelhouse import fill_wheelhouse
+
+__all__ = ["BuildConfig", "BuiltImage", "build_image", "context_digest", "source_date_epoch"]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    image: str
+    dockerfile: str
+    target: str
+    test_target: str | None
+    lockfiles: tuple[str, ...]
+    base_image: str
+    python_version: str
+    setuid_allowlist: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BuildConfig:
+        table = settings.raw.get("build", {})
+        return cls(
+            image=table.get("image", "app"),
+            dockerfile=table.get("dockerfile", "Dockerfile"),
+            target=table.get("target", "production"),
+            test_target=table.get("test-target"),
+            lockfiles=tuple(table.get("lockfiles", ("app",))),
+            base_image=table.get("base-image", "base"),
+            python_version=table.get("python-version", "3.13"),
+            setuid_allowlist=tuple(table.get("setuid-allowlist", ())),
+        )
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    image: str
+    digest: str
+    revision: str
+    source_date_epoch: int
+    context_digest: str
+    build_seconds: float
+    cached_steps: int
+    total_steps: int
+    reused: bool = False
+    deps_cached: int = 0
+    deps_total: int = 0
+
+
+def _git(root: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def source_date_epoch(root: Path) -> int:
+    """The last commit's time: the same source always gets the same timestamps."""
+    value = _git(root, "log", "-1", "--format=%ct")
+    if not value:
+        raise HarnessError(
+            "cannot tell the last commit's time",
+            checked=f"`git log -1 --format=%ct` in {root}",
+            fix="build from a git checkout with at least one commit (or set SOURCE_DATE_EPOCH)",
+        )
+    return int(value)
+
+
+def context_digest(root: Path, paths: list[str]) -> str:
+    """A digest of every file git sees (tracked or not ignored) under `paths`: what a build reads."""
+    digest = hashlib.sha256()
+    for name in working_files(root, paths):
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _inputs(config: BuildConfig) -> list[str]:
+    # What the Dockerfile's stages read (see .dockerignore): a change elsewhere (the e2e
+    # tests, the README) does not call for a new image.
+    return [
+        config.dockerfile, ".dockerignore", "pyproject.toml", "requirements", "services", "harness",
+        "tests/__init__.py", "tests/conftest.py", "tests/unit",
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What a build is of: checked before anything expensive happens."""
+
+    config: BuildConfig
+    lockfiles: list[Path]
+    sde: int
+    revision: str
+
+
+def _source(settings: Settings) -> _Source:
+    config = BuildConfig.from_settings(settings)
+    lockfiles = [settings.lock_dir / f"{name}.txt" for name in config.lockfiles]
+    for path in lockfiles:
+        require_hashes(path)  # refuse before building, naming the package
+    sde = int(os.environ.get("SOURCE_DATE_EPOCH") or source_date_epoch(settings.root))
+    return _Source(config, lockfiles, sde, _git(settings.root, "rev-parse", "HEAD") or "unknown")
+
+
+def _materials(settings: Settings, source: _Source, log: Callable[[str], None]) -> tuple[str, Path]:
+    """The base image (made available) and the filled wheelhouse."""
+    from harness.build.images import resolve_images
+
+    (base,) = resolve_images(settings, [source.config.base_image], log=log)
+    wheelhouse = fill_wheelhouse(
+        source.lockfiles, settings.build_dir / "wheelhouse", python_version=source.config.python_version
+    )
+    log(f"wheelhouse ready: {len(list(wheelhouse.glob('*.whl')))} wheels in {wheelhouse}")
+    return base.ref, wheelhouse
+
+
+def build_image(
+    settings: Settings,
+    *,
+    force: bool = False,
+    no_cache: bool = False,
+    log: Callable[[str], None] = print,
+) -> BuiltImage:
+    source = _source(settings)
+    config, sde, revision, root = source.config, source.sde, source.revision, settings.root
+    digest_of_context = context_digest(root, _inputs(config))
+    record = settings.build_dir / "image.json"
+
+    if not force and record.exists():
+        previous = json.loads(record.read_text())
+        if previous.get("context_digest") == digest_of_context and local_image_id(previous["image"]):
+            log(f"reusing {previous['image']}: nothing that goes into it changed")
+            return BuiltImage(**{**previous, "reused": True})
+
+    base, _ = _materials(settings, source, log)  # the Dockerfile bind-mounts build/wheelhouse
+    build_args = {"BASE_IMAGE": base}
+    dockerfile = root / config.dockerfile
+    logs = settings.build_dir / "logs"
+    started = time.monotonic()
+    if config.test_target:
+        log(f"building and running the `{config.test_target}` stage (the unit tier inside the image)")
+        buildx_build(
+            root, dockerfile=dockerfile, target=config.test_target, build_args=build_args,
+            source_date_epoch=sde, no_cache=no_cache, log_path=logs / f"{config.test_target}.log",
+        )  # fmt: skip
+    tag = f"{config.image}:{revision[:12]}"
+    oci = settings.build_dir / "image.oci.tar"
+    log(f"building the `{config.target}` stage")
+    result = buildx_build(
+        root,
+        dockerfile=dockerfile,
+        target=config.target,
+        build_args=_production_args(settings, config, base, revision, sde),
+        source_date_epoch=sde,
+        no_cache=no_cache,
+        oci_dest=oci,
+        oci_name=tag,
+        log_path=logs / f"{config.target}.log",
+    )
+    seconds = time.monotonic() - started
+    digest = read_oci(oci).digest
+    docker_load(oci)
+    tag_image(tag, f"{config.image}:latest")
+    built = BuiltImage(
+        image=tag,
+        digest=digest,
+        revision=revision,
+        source_date_epoch=sde,
+        context_digest=digest_of_context,
+        build_seconds=round(seconds, 2),
+        cached_steps=result.cached_steps,
+        total_steps=result.total_steps,
+        deps_cached=sum(1 for stage, _, cached in result.steps() if stage == "deps" and cached),
+        deps_total=sum(1 for stage, _, _ in result.steps() if stage == "deps"),
+    )
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(asdict(built), indent=2, sort_keys=True) + "\n")
+    return built
+
+
+def _production_args(
+    settings: Settings, config: BuildConfig, base: str, revision: str, sde: int
+) -> dict[str, str]:
+    source_url = _git(settings.root, "config", "--get", "remote.origin.url") or str(
+        settings.raw.get("build", {}).get("source-url", "unknown")
+    )
+    return {
+        "BASE_IMAGE": base,
+        "VCS_REF": revision,
+        "CREATED": datetime.fromtimestamp(sde, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "SOURCE_URL": source_url,
+        "SETUID_ALLOWLIST": " ".join(config.setuid_allowlist),
+    }

@@ -1,0 +1,223 @@
+"""Logical images (`base`, `postgres`, `redis`, ...) made available without a registry.
+
+Resolution order for each image: a local copy of its `local` tag, else a pull of
+its registry `ref` (re-tagged as `local`), else its offline recipe. Everything
+downstream (fixtures, Dockerfile build args) uses the `local` tag only, so where
+an image came from never matters to its users.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from filelock import FileLock
+
+from harness.build.apt import debian_mirror
+from harness.build.buildx import buildx_build, docker_load
+from harness.config import ImageSpec, Settings
+from harness.engine import engine_client, local_image_id, tag_image
+from harness.errors import ImageError
+from harness.build.oci import read_oci
+
+__all__ = ["DockerImageBackend", "ImageBackend", "ImageResolver", "ResolvedImage"]
+
+Source = Literal["local", "pulled", "built"]
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    name: str
+    ref: str  # the tag everything runs
+    digest: str
+    source: Source
+
+    def line(self) -> str:
+        return f"{self.name} {self.ref} {self.digest}"
+
+
+class ImageBackend(Protocol):
+    """What the resolver needs from an engine; the Docker one is below."""
+
+    def local_digest(self, tag: str) -> str | None: ...
+    def pull(self, ref: str) -> str | None:  # None on success, else why it failed
+        ...
+    def tag(self, source: str, target: str) -> None: ...
+    def build(self, spec: ImageSpec, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
+        """Build `spec` offline; returns its digest."""
+        ...
+
+
+class ImageResolver:
+    """Makes logical images available, each at most once per resolver."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: ImageBackend,
+        *,
+        pull: bool = True,
+        rebuild: bool = False,
+        log: Callable[[str], None] = lambda _msg: None,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.pull = pull
+        self.rebuild = rebuild
+        self.log = log
+        self._done: dict[str, ResolvedImage] = {}
+
+    def ensure_all(self) -> list[ResolvedImage]:
+        return [self.ensure(name) for name in self.settings.images]
+
+    def ensure(self, name: str, _chain: tuple[str, ...] = ()) -> ResolvedImage:
+        if name in self._done:
+            return self._done[name]
+        if name in _chain:
+            raise ImageError(
+                f"images depend on each other in a cycle: {' -> '.join((*_chain, name))}",
+                checked="[tool.harness.images.*].depends-on",
+                fix="remove one of the depends-on links",
+            )
+        spec = self.settings.image(name)
+        deps: dict[str, ResolvedImage] = {}
+        if spec.depends_on:
+            deps[spec.depends_on] = self.ensure(spec.depends_on, (*_chain, name))
+        resolved = self._resolve(spec, deps)
+        self._done[name] = resolved
+        return resolved
+
+    def _resolve(self, spec: ImageSpec, deps: dict[str, ResolvedImage]) -> ResolvedImage:
+        # A dependency that was just rebuilt makes a local copy of this image stale.
+        dep_rebuilt = any(d.source == "built" for d in deps.values())
+        if not self.rebuild and not dep_rebuilt:
+            digest = self.backend.local_digest(spec.local)
+            if digest:
+                return ResolvedImage(spec.name, spec.local, digest, "local")
+            if self.pull:
+                why = self.backend.pull(spec.ref)
+                if why is None:
+                    self.backend.tag(spec.ref, spec.local)
+                    digest = self.backend.local_digest(spec.local)
+                    if digest:
+                        return ResolvedImage(spec.name, spec.local, digest, "pulled")
+                self.log(f"{spec.name}: pull of {spec.ref} failed ({why}); building it offline")
+        self.log(f"{spec.name}: building {spec.local} from {spec.recipe}")
+        digest = self.backend.build(spec, self.settings, deps)
+        return ResolvedImage(spec.name, spec.local, digest, "built")
+
+
+# --------------------------------------------------------------------------- Docker
+
+
+class DockerImageBackend:
+    """The real engine: images in the containerd store, builds through buildx."""
+
+    def __init__(self, log: Callable[[str], None] = print) -> None:
+        self.client = engine_client()
+        self.log = log
+
+    def local_digest(self, tag: str) -> str | None:
+        return local_image_id(tag)
+
+    def pull(self, ref: str) -> str | None:
+        from docker.errors import DockerException
+
+        try:
+            self.client.images.pull(ref)
+        except DockerException as exc:
+            return str(exc).splitlines()[0][:200]
+        return None
+
+    def tag(self, source: str, target: str) -> None:
+        tag_image(source, target)
+
+    def build(self, spec: ImageSpec, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
+        out = settings.build_dir / "images"
+        out.mkdir(parents=True, exist_ok=True)
+        if spec.kind == "rootfs":
+            return self._build_rootfs(spec, out)
+        build_args = {f"{d.upper()}": r.ref for d, r in resolved_deps.items()}
+        buildx_build(
+            spec.recipe,
+            tags=[spec.local],
+            build_args=build_args,
+            load=True,
+            no_cache=True,
+            log_path=out / f"{spec.name}.build.log",
+        )
+        digest = self.local_digest(spec.local)
+        if digest is None:
+            raise ImageError(
+                f"{spec.local} was built but is not in the image store",
+                checked=f"docker image inspect {spec.local}",
+                fix="check the engine's log; rerun scripts/provision-docker.sh",
+            )
+        return digest
+
+    def _build_rootfs(self, spec: ImageSpec, out: Path) -> str:
+        mmdebstrap = shutil.which("mmdebstrap")
+        if mmdebstrap is None:
+            raise ImageError(
+                f"building the {spec.name!r} image offline needs mmdebstrap, which is not installed",
+                checked="`mmdebstrap` on PATH",
+                fix="apt-get install mmdebstrap (scripts/provision-docker.sh installs it)",
+            )
+        mirror = debian_mirror()
+        with tempfile.TemporaryDirectory(prefix=f"harness-{spec.name}-") as tmp:
+            context = Path(tmp)
+            shutil.copy2(spec.recipe / "Dockerfile", context / "Dockerfile")
+            rootfs = context / "rootfs.tar"
+            cmd = [
+                mmdebstrap, "--quiet", "--variant=minbase", "--mode=root",
+                f"--include={','.join(spec.packages)}",
+                '--aptopt=Acquire::Languages "none"',
+                # Docs and man pages are dead weight in a runtime image.
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+                spec.suite, str(rootfs), mirror,
+            ]  # fmt: skip
+            env = {"SOURCE_DATE_EPOCH": str(spec.source_date_epoch), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise ImageError(
+                    f"mmdebstrap failed for {spec.name!r}:\n{proc.stderr.strip()[-3000:]}",
+                    checked=" ".join(cmd),
+                    fix="check that the Debian mirror is reachable and the package names exist",
+                )
+            oci = out / f"{spec.name}.oci.tar"
+            buildx_build(
+                context,
+                oci_dest=oci,
+                oci_name=spec.local,
+                no_cache=True,
+                source_date_epoch=spec.source_date_epoch,
+                log_path=out / f"{spec.name}.build.log",
+            )
+        docker_load(oci)
+        return read_oci(oci).digest
+
+
+def images_lock_path() -> Path:
+    """One machine-wide lock: two clones sharing a daemon must not build the same tag at once."""
+    return Path(tempfile.gettempdir()) / "harness-images.lock"
+
+
+def resolve_images(
+    settings: Settings,
+    names: list[str] | None = None,
+    *,
+    pull: bool = True,
+    rebuild: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[ResolvedImage]:
+    backend = DockerImageBackend(log=log)
+    resolver = ImageResolver(settings, backend, pull=pull, rebuild=rebuild, log=log)
+    with FileLock(str(images_lock_path())):
+        return [resolver.ensure(n) for n in (names or list(settings.images))]

@@ -1,0 +1,83 @@
+"""The wheelhouse: every pinned wheel, downloaded and hash-verified on the host, for the
+image's interpreter and platform, so the image build installs with no network at all.
+
+pip inside a build container cannot reach PyPI here (its TLS proxy's CA is the
+host's), and a hermetic build should not reach it anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.build.lockfiles import require_hashes
+
+__all__ = ["fill_wheelhouse"]
+
+# Debian trixie has glibc 2.41. pip does not expand `--platform` to older manylinux
+# tags, so every compatible tag is named.
+DEFAULT_GLIBC = (2, 41)
+
+
+def manylinux_platforms(glibc: tuple[int, int] = DEFAULT_GLIBC, arch: str | None = None) -> list[str]:
+    arch = arch or platform.machine()
+    tags = [f"manylinux_2_{minor}_{arch}" for minor in range(glibc[1], 4, -1)]
+    legacy = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+    tags += [f"{name}_{arch}" for name, minor in legacy.items() if minor <= glibc[1]]
+    return tags
+
+
+def _stamp(lockfiles: Sequence[Path], python_version: str, platforms: Sequence[str]) -> str:
+    digest = hashlib.sha256(f"{python_version}|{','.join(platforms)}".encode())
+    for path in lockfiles:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def fill_wheelhouse(
+    lockfiles: Sequence[Path],
+    dest: Path,
+    *,
+    python_version: str = "3.13",
+    platforms: Sequence[str] | None = None,
+) -> Path:
+    """Download (once per lockfile content) every wheel the lockfiles pin into `dest`."""
+    for path in lockfiles:
+        require_hashes(path)  # refuse before any download or build, naming the package
+    stamp_file = dest / ".stamp.json"
+    platforms = list(platforms or manylinux_platforms())
+    stamp = _stamp(lockfiles, python_version, platforms)
+    if stamp_file.exists() and json.loads(stamp_file.read_text()).get("stamp") == stamp:
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PIP_CONFIG_FILE"] = os.devnull  # PyPI's files, whose hashes the lockfiles carry
+    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_CONSTRAINT"):
+        env.pop(var, None)
+    abi = "cp" + python_version.replace(".", "")
+    for path in lockfiles:
+        cmd = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+            "--dest", str(dest), "--require-hashes", "--no-deps", "--only-binary=:all:",
+            "--python-version", python_version, "--implementation", "cp",
+            "--abi", abi, "--abi", "abi3", "--abi", "none",
+            *(arg for plat in platforms for arg in ("--platform", plat)),
+            "--requirement", str(path),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise HarnessError(
+                f"downloading the wheels pinned in {path.name} failed:\n{proc.stderr.strip()[-3000:]}",
+                checked=f"a {abi} wheel for {platforms[0]} (or older) of every pin, matching its hash",
+                fix="check that PyPI is reachable; a package without a wheel for the image's Python "
+                "needs a newer pin (`nox -s lock -- --upgrade`)",
+            )
+    stamp_file.write_text(json.dumps({"stamp": stamp, "python": python_version, "platforms": platforms}))
+    return dest

@@ -1,0 +1,203 @@
+"""The built image running beside its own Postgres and Redis on a private network:
+what the e2e and performance tiers test over HTTP.
+
+The service's environment comes from `[tool.harness.stack.env]`, a table of
+templates filled with what the harness started (`{postgres.user}`, `{redis.password}`,
+`{api_keys}`, ...): the harness never needs to know what the variables mean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+from harness.errors import HarnessError, ReadinessError
+from harness.runtime.containers import (
+    PostgresInfo,
+    RedisInfo,
+    container_logs,
+    host_address,
+    start_postgres,
+    start_redis,
+    stop,
+)
+from harness.runtime.labels import RunIdentity
+
+__all__ = ["Stack", "StackConfig", "running_stack", "start_stack"]
+
+LOG_TAIL = 80
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    port: int = 8000
+    health_timeout: float = 90.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    api_key_names: tuple[str, ...] = ("e2e",)
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> StackConfig:
+        table = raw.get("stack", {})
+        return cls(
+            port=int(table.get("port", 8000)),
+            health_timeout=float(table.get("health-timeout", 90)),
+            env=dict(table.get("env", {})),
+            api_key_names=tuple(table.get("api-keys", ("e2e",))),
+        )
+
+
+@dataclass
+class Stack:
+    identity: RunIdentity
+    image: str
+    network: Network
+    postgres_container: DockerContainer
+    postgres: PostgresInfo
+    redis_container: DockerContainer
+    redis: RedisInfo
+    app: DockerContainer
+    api_keys: dict[str, str]
+    config: StackConfig
+    health_seconds: float = 0.0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{host_address(self.app)}:{self.app.get_exposed_port(self.config.port)}"
+
+    def app_logs(self) -> str:
+        return container_logs(self.app, LOG_TAIL)
+
+    def wait_healthy(self) -> float:
+        """Wait for the container's own HEALTHCHECK to report healthy."""
+        return _wait_healthy(self.app, self.config.health_timeout)
+
+    def restart_app(self) -> float:
+        self.app.get_wrapped_container().restart(timeout=10)
+        return self.wait_healthy()
+
+    def stop_postgres(self) -> None:
+        self.postgres_container.get_wrapped_container().stop(timeout=10)
+
+    def start_postgres(self) -> None:
+        self.postgres_container.get_wrapped_container().start()
+
+    def close(self) -> None:
+        for container in (self.app, self.redis_container, self.postgres_container):
+            stop(container)
+        with contextlib.suppress(Exception):
+            self.network.remove()
+
+
+def _wait_healthy(container: DockerContainer, timeout: float) -> float:
+    started = time.monotonic()
+    wrapped = container.get_wrapped_container()
+    status = "unknown"
+    while time.monotonic() - started < timeout:
+        wrapped.reload()
+        state = wrapped.attrs.get("State", {})
+        health = state.get("Health")
+        if health is None:
+            raise HarnessError(
+                f"{container.image} has no HEALTHCHECK",
+                checked="State.Health of the running container",
+                fix="add a HEALTHCHECK to the production stage",
+            )
+        status = health.get("Status", "unknown")
+        if status == "healthy":
+            return time.monotonic() - started
+        if state.get("Status") in ("exited", "dead") or status == "unhealthy":
+            break
+        time.sleep(0.25)
+    probes = (wrapped.attrs.get("State", {}).get("Health") or {}).get("Log") or []
+    last_probe = probes[-1].get("Output", "").strip() if probes else "(no probe ran)"
+    waited = time.monotonic() - started
+    raise ReadinessError(
+        f"{container.image} did not become healthy (status {status!r} after {waited:.1f}s)\n"
+        f"--- last healthcheck output ---\n{last_probe}\n"
+        f"--- last {LOG_TAIL} lines of its log ---\n{container_logs(container, LOG_TAIL)}",
+        checked="the container's own HEALTHCHECK status (docker inspect State.Health)",
+        fix="read the log above; the service may be misconfigured or its dependencies unreachable",
+    )
+
+
+def _render(env: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, str]:
+    rendered = {}
+    for key, template in env.items():
+        try:
+            rendered[key] = str(template).format(**values)
+        except (KeyError, AttributeError) as exc:
+            raise HarnessError(
+                f"[tool.harness.stack.env].{key} uses an unknown placeholder: {exc}",
+                checked=f"template {template!r}",
+                fix="use {postgres.user}, {postgres.password}, {postgres.host}, {postgres.port}, "
+                "{postgres.dbname}, {redis.password}, {redis.host}, {redis.port}, {api_keys}",
+            ) from exc
+    return rendered
+
+
+@dataclass(frozen=True)
+class _InNetwork:
+    """What the service sees: names on the private network, not host ports."""
+
+    user: str = ""
+    password: str = ""
+    dbname: str = ""
+    host: str = ""
+    port: int = 0
+
+
+def start_stack(
+    image: str, postgres_image: str, redis_image: str, identity: RunIdentity, config: StackConfig
+) -> Stack:
+    """Network, Postgres and Redis, then the service; half-started stacks are torn down."""
+    network = Network(docker_network_kw={"labels": identity.labels("network"), "driver": "bridge"})
+    network.name = identity.name("net")
+    network.create()
+    started: list[DockerContainer] = []
+    try:
+        pg_container, pg = start_postgres(postgres_image, identity, network=network, alias="postgres")
+        started.append(pg_container)
+        rd_container, rd = start_redis(redis_image, identity, network=network, alias="redis")
+        started.append(rd_container)
+        api_keys = {name: secrets.token_hex(16) for name in config.api_key_names}
+        values = {
+            "postgres": _InNetwork(pg.user, pg.password, pg.dbname, "postgres", 5432),
+            "redis": _InNetwork(password=rd.password, host="redis", port=6379),
+            "api_keys": ",".join(f"{name}:{key}" for name, key in api_keys.items()),
+        }
+        app = DockerContainer(image)
+        app.with_exposed_ports(config.port)
+        for key, value in _render(config.env, values).items():
+            app.with_env(key, value)
+        app.with_network(network).with_network_aliases("app")
+        app.with_name(identity.name("app"))
+        app.with_kwargs(labels=identity.labels("app"))
+        app.start()
+        started.append(app)
+        stack = Stack(identity, image, network, pg_container, pg, rd_container, rd, app, api_keys, config)
+        stack.health_seconds = stack.wait_healthy()
+        return stack
+    except BaseException:
+        for container in reversed(started):
+            stop(container)
+        with contextlib.suppress(Exception):
+            network.remove()
+        raise
+
+
+@contextlib.contextmanager
+def running_stack(
+    image: str, postgres_image: str, redis_image: str, identity: RunIdentity, config: StackConfig
+) -> Iterator[Stack]:
+    stack = start_stack(image, postgres_image, redis_image, identity, config)
+    try:
+        yield stack
+    finally:
+        stack.close()

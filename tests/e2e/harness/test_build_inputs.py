@@ -1,0 +1,74 @@
+"""Bad build inputs: a wheel whose bytes do not match its hash never becomes an image."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.build.checkout import snapshot
+from harness.build.image import build_image
+from harness.config import load_settings
+from harness.engine import engine_client
+from harness.errors import BuildError, ReadinessError
+from harness.runtime.labels import RunIdentity
+from harness.runtime.stack import StackConfig, start_stack
+
+
+def test_a_tampered_wheel_fails_the_build_with_pips_hash_message_and_no_image(
+    tmp_path: Path, project_root: Path
+) -> None:
+    clone = snapshot(project_root, tmp_path / "clone")
+    pyproject = clone / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            'image = "knowledge-hub/api-gateway"', 'image = "harness-test/tampered"'
+        )
+    )
+    # The real wheelhouse (built by the session), with one wheel's bytes changed.
+    source = load_settings(project_root).build_dir / "wheelhouse"
+    if not (source / ".stamp.json").exists():
+        pytest.skip("needs the wheelhouse of a previous `nox -s build`")
+    wheelhouse = clone / "build" / "wheelhouse"
+    shutil.copytree(source, wheelhouse)
+    victim = next(wheelhouse.glob("redis-*.whl"))
+    victim.write_bytes(victim.read_bytes() + b"tampered")
+
+    with pytest.raises(BuildError) as err:
+        build_image(load_settings(clone), force=True, log=lambda _m: None)
+
+    message = str(err.value)
+    assert "DO NOT MATCH THE HASHES" in message
+    assert "stage 'deps'" in message
+    assert not (clone / "build" / "image.json").exists()
+    assert engine_client().images.list(name="harness-test/tampered") == []
+
+
+def test_a_service_that_never_becomes_healthy_fails_with_its_logs(harness_stack: Any) -> None:
+    """Same image, an environment without API keys: the service refuses to start."""
+    settings = load_settings()
+    broken = StackConfig.from_raw(settings.raw)
+    broken = StackConfig(
+        port=broken.port,
+        health_timeout=30,
+        env={k: v for k, v in broken.env.items() if k != "API_KEYS"},
+        api_key_names=broken.api_key_names,
+    )
+    identity = RunIdentity(harness_stack.identity.run_id, "broken", harness_stack.identity.owner_pid)
+    with pytest.raises(ReadinessError) as err:
+        start_stack(
+            harness_stack.image,
+            settings.image("postgres").local,
+            settings.image("redis").local,
+            identity,
+            broken,
+        )
+    message = str(err.value)
+    assert "did not become healthy" in message
+    assert "API_KEYS (or API_KEYS_FILE) is required" in message  # the service's own words, from its log
+    leftovers = engine_client().containers.list(
+        all=True, ignore_removed=True, filters={"label": ["harness.worker=broken"]}
+    )
+    assert [c for c in leftovers if c.labels.get("harness.run-id") == identity.run_id] == []

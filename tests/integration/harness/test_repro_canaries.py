@@ -1,0 +1,67 @@
+"""Canaries: small images that are not reproducible in known ways, each built twice by
+`check_reproducible` exactly as `repro-check` builds the real one. Each must be caught,
+with the offending path named; the clean one must pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import load_settings
+from harness.repro.check import BuildSpec, check_reproducible
+
+CANARIES = {
+    "date": ("RUN date +%s%N > /build-stamp", "/build-stamp", "content differs"),
+    "random": ("RUN head -c 16 /dev/urandom > /random.bin", "/random.bin", "content differs"),
+    "pyc-without-sde": (
+        "RUN printf 'x = 1\\n' > /m.py"
+        " && python3 -c \"import py_compile; py_compile.compile('/m.py', cfile='/m.pyc')\"",
+        "/m.pyc",
+        "timestamp-based .pyc",
+    ),
+    "apt-cache": ("RUN apt-get update -qq", "/var/cache/apt/pkgcache.bin", "apt's binary package cache"),
+    "copy-old-file": ("COPY hello.txt /hello.txt", "/hello.txt", "the timestamp differs"),
+}
+
+
+def _context(tmp_path: Path, instruction: str) -> Path:
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "hello.txt").write_text("hello\n")
+    (context / "Dockerfile").write_text(
+        f"ARG BASE\nFROM ${{BASE}}\nRUN echo stable > /stable.txt\n{instruction}\n"
+    )
+    return context
+
+
+def _spec() -> BuildSpec:
+    return BuildSpec(
+        build_args={"BASE": load_settings().image("base").local}, source_date_epoch=1_700_000_000
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CANARIES))
+def test_canary_is_reported_not_reproducible_naming_the_path(tmp_path: Path, name: str) -> None:
+    instruction, path, cause = CANARIES[name]
+    diff = check_reproducible(
+        _context(tmp_path, instruction), _spec(), tmp_path / "report", log=lambda _m: None
+    )
+    assert not diff.reproducible
+    assert path in diff.offending_paths()
+    change = next(c for layer in diff.layers for c in layer.changed if c.path == path)
+    assert cause in change.why
+    assert "/stable.txt" not in diff.offending_paths()
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "NOT reproducible" in report
+    assert path in report
+    assert (tmp_path / "report" / "report.json").exists()
+
+
+def test_clean_canary_is_reproducible(tmp_path: Path) -> None:
+    clean = "RUN mkdir -p /data && printf 'same\\n' > /data/file && chmod 0640 /data/file"
+    diff = check_reproducible(_context(tmp_path, clean), _spec(), tmp_path / "report", log=lambda _m: None)
+    assert diff.reproducible, diff.summary()
+    assert diff.a_digest == diff.b_digest
+    assert diff.offending_paths() == []
+    assert not (tmp_path / "report" / "first.oci.tar").exists()  # identical tarballs are not kept

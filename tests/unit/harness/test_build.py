@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.build.image import BuildConfig, build_image, context_digest
+from harness.build.wheelhouse import fill_wheelhouse, manylinux_platforms
+from harness.config import load_settings
+from harness.errors import LockfileError
+
+
+@pytest.fixture
+def project(tmp_path: Path, project_root: Path) -> Path:
+    shutil.copy2(project_root / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copytree(project_root / "requirements", tmp_path / "requirements")
+    return tmp_path
+
+
+def _strip_hashes_of(lock: Path, package: str) -> None:
+    lines = lock.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{package}=="))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].strip().startswith("--hash"))
+    lines[start:end] = [lines[start].split(" ")[0]]
+    lock.write_text("\n".join(lines) + "\n")
+
+
+def test_a_lockfile_line_without_hash_is_refused_before_building(project: Path) -> None:
+    _strip_hashes_of(project / "requirements" / "app.txt", "uvicorn")
+    with pytest.raises(LockfileError, match=r"pins without a hash: uvicorn=="):
+        build_image(load_settings(project), log=lambda _m: None)
+
+
+def test_the_wheelhouse_refuses_unhashed_lockfiles_too(project: Path) -> None:
+    _strip_hashes_of(project / "requirements" / "test.txt", "pytest")
+    with pytest.raises(LockfileError, match=r"pytest=="):
+        fill_wheelhouse([project / "requirements" / "test.txt"], project / "wh")
+    assert not (project / "wh").exists()
+
+
+def test_build_config_comes_from_pyproject(project_root: Path) -> None:
+    config = BuildConfig.from_settings(load_settings(project_root))
+    assert config.dockerfile == "Dockerfile.enterprise"
+    assert config.target == "production"
+    assert config.lockfiles == ("app", "test")
+
+
+def test_manylinux_platforms_cover_every_older_glibc() -> None:
+    tags = manylinux_platforms((2, 41), "x86_64")
+    assert tags[0] == "manylinux_2_41_x86_64"
+    assert "manylinux_2_17_x86_64" in tags
+    assert "manylinux2014_x86_64" in tags
+    assert tags[-1] == "manylinux1_x86_64"
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git (not in the image's test stage)")
+def test_context_digest_changes_with_content_only(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "a.py").write_text("x = 1\n")
+    first = context_digest(tmp_path, ["services"])
+    (tmp_path / "services" / "a.py").touch()
+    assert context_digest(tmp_path, ["services"]) == first
+    (tmp_path / "services" / "a.py").write_text("x = 2\n")
+    assert context_digest(tmp_path, ["services"]) != first
