@@ -26,6 +26,12 @@ def install(session: nox.Session, *lockfiles: str) -> None:
     session.install("--no-deps", "--no-build-isolation", "-e", ".", env=env)
 
 
+def harness(session: nox.Session, command: str, *lockfiles: str) -> None:
+    """One `python -m harness COMMAND` with the session's posargs, after the lockfiles."""
+    install(session, *(lockfiles or ("test",)))
+    session.run("python", "-m", "harness", command, *session.posargs)
+
+
 @nox.session(tags=["ci"])
 def lint(session: nox.Session) -> None:
     """Ruff (lint and format) over everything; mypy (strict) over the harness and the service."""
@@ -38,15 +44,13 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def lock(session: nox.Session) -> None:
     """Recompile the lockfiles with hashes; `-- --check` fails on a stale one."""
-    install(session, "lint")
-    session.run("python", "-m", "harness", "lock", *session.posargs)
+    harness(session, "lock", "lint")
 
 
 @nox.session
 def images(session: nox.Session) -> None:
     """Make the base, postgres and redis images available (`-- --rebuild` from scratch)."""
-    install(session, "test")
-    session.run("python", "-m", "harness", "images", *session.posargs)
+    harness(session, "images")
 
 
 def _with_default_paths(posargs: list[str], defaults: tuple[str, ...]) -> tuple[list[str], bool]:
@@ -72,8 +76,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(tags=["ci"])
 def build(session: nox.Session) -> None:
     """Build the production image (unit tier inside it); writes build/image.json."""
-    install(session, "test")
-    session.run("python", "-m", "harness", "build", *session.posargs)
+    harness(session, "build")
 
 
 @nox.session(tags=["ci"])
@@ -90,15 +93,13 @@ def e2e(session: nox.Session) -> None:
 @nox.session(name="repro-check", tags=["ci"])
 def repro_check(session: nox.Session) -> None:
     """Build the image twice from clean, varied; fail and explain when the digests differ."""
-    install(session, "test")
-    session.run("python", "-m", "harness", "repro-check", *session.posargs)
+    harness(session, "repro-check")
 
 
 @nox.session(tags=["ci"])
 def perf(session: nox.Session) -> None:
     """Locust against the running stack; fails when a threshold is breached (`-- --p95-ms N`)."""
-    install(session, "test")
-    session.run("python", "-m", "harness", "perf", *session.posargs)
+    harness(session, "perf")
 
 
 @nox.session(name="perf-gate", tags=["ci"])

@@ -20,7 +20,8 @@ import psycopg
 from harness.config import load_settings
 from harness.runtime.containers import start_services, stop
 from harness.runtime.labels import RunIdentity
-from harness.runtime.reset import StateReset, run_migrations
+from harness.runtime.migrations import run_migrations
+from harness.runtime.reset import StateReset
 
 MIGRATE = "python -m services.api_gateway migrate"
 

@@ -6,14 +6,14 @@ Thin on purpose: argument parsing here, the work in the modules it calls.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.config import load_settings
+from harness.config import PERF_OPTIONS, load_settings
 from harness.errors import HarnessError
+from harness.process import run
 
 if TYPE_CHECKING:
     from harness.repro.diff import ImageDiff
@@ -37,11 +37,11 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     from harness.build import lockfiles
 
     settings = load_settings()
-    names = args.names or list(settings.lock_files)
+    names = args.names or list(settings.lock.files)
     if args.check:
         failures = 0
         for name in names:
-            source, target = settings.lock_dir / f"{name}.in", settings.lock_dir / f"{name}.txt"
+            source, target = settings.lock.dir / f"{name}.in", settings.lock.dir / f"{name}.txt"
             problems = lockfiles.find_stale(source, target)
             try:
                 lockfiles.require_hashes(target)
@@ -55,9 +55,9 @@ def _cmd_lock(args: argparse.Namespace) -> int:
         if failures:
             print(f"{failures} lockfile(s) stale: run `nox -s lock` and commit the result", file=sys.stderr)
         return 1 if failures else 0
-    lockfiles.compile_lockfiles(settings.lock_dir, names, upgrade=args.upgrade)
+    lockfiles.compile_lockfiles(settings.lock.dir, names, upgrade=args.upgrade)
     for name in names:
-        print(f"compiled {settings.lock_dir.relative_to(settings.root)}/{name}.txt")
+        print(f"compiled {settings.lock.dir.relative_to(settings.root)}/{name}.txt")
     return 0
 
 
@@ -74,7 +74,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     how = "reused" if built.reused else f"built in {built.build_seconds:.1f}s"
     print(f"image  {built.image}")
     print(f"digest {built.digest}")
-    record = settings.build_dir / "image.json"
+    record = settings.image_record
     print(f"{how}; steps cached {built.cached_steps}/{built.total_steps}; record {record}")
     return 0
 
@@ -116,14 +116,11 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             if not path.is_file():
                 # A local image: export it (the containerd store writes an OCI layout).
                 path = Path(tmp) / f"{n}.tar"
-                cmd = [docker_cli(), "save", "--output", str(path), ref]
-                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                if proc.returncode != 0:
-                    raise HarnessError(
-                        f"{ref!r} is neither a file nor a local image: {proc.stderr.strip()}",
-                        checked=f"a file named {ref}, then `docker save {ref}`",
-                        fix="give the path of an OCI tarball or the name of a local image",
-                    )
+                run(
+                    [docker_cli(), "save", "--output", str(path), ref],
+                    what=f"{ref!r} is not a file; exporting it as a local image",
+                    fix="give the path of an OCI tarball or the name of a local image",
+                )
             images.append(read_oci(path))
         diff = diff_images(images[0], images[1])
         reports = write_reports(diff, Path(args.report_dir)) if args.report_dir else None
@@ -131,18 +128,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_perf(args: argparse.Namespace) -> int:
-    from harness.perf.run import PerfConfig, run_perf
+    from harness.perf.run import run_perf
 
     settings = load_settings()
-    cfg = PerfConfig.from_settings(settings).override(
-        p95_ms=args.p95_ms,
-        max_fail_ratio=args.max_fail_ratio,
-        min_rps=args.min_rps,
-        min_requests=args.min_requests,
-        users=args.users,
-        spawn_rate=args.spawn_rate,
-        duration=args.duration,
-    )
+    cfg = settings.perf.override(**{o.attr: getattr(args, o.attr) for o in PERF_OPTIONS})
     return run_perf(
         settings, cfg, target_url=args.target_url, log=lambda m: print(f"harness: {m}", file=sys.stderr)
     )
@@ -188,13 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     diff.set_defaults(func=_cmd_diff)
 
     perf = sub.add_parser("perf", help="the Locust tier against the running stack, gated by thresholds")
-    perf.add_argument("--p95-ms", type=float, help="fail when the p95 response time exceeds this")
-    perf.add_argument("--max-fail-ratio", type=float, help="fail when more than this share of requests fail")
-    perf.add_argument("--min-rps", type=float, help="fail when fewer requests per second were served")
-    perf.add_argument("--min-requests", type=int, help="declare the run invalid below this many requests")
-    perf.add_argument("--users", type=int)
-    perf.add_argument("--spawn-rate", type=float)
-    perf.add_argument("--duration", help="Locust run time, e.g. 30s or 2m")
+    for option in PERF_OPTIONS:
+        perf.add_argument(
+            f"--{option.name}",
+            type=option.kind,
+            help=f"{option.help} (default: [tool.harness.perf] {option.name}, else {option.default})",
+        )
     perf.add_argument("--target-url", help="load an already running service instead of starting the stack")
     perf.set_defaults(func=_cmd_perf)
     return parser

@@ -1,36 +1,375 @@
-"""Project configuration: `[tool.harness]` in pyproject.toml, overridable by env vars.
+"""Configuration, read in one place: `[tool.harness]` in pyproject.toml, parsed into typed
+dataclasses, and every environment variable the harness honours.
 
-Every setting has one name in the table and one `HARNESS_*` variable; the README
-lists them all.
+Every table rejects keys it does not know, naming the key and the table, so a typo
+is an error and not a silently ignored setting. Every option is declared once: the
+perf options below generate both the command-line flags of `harness perf` and the
+Locust options of the gate. The README lists every setting.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from harness.errors import HarnessError
 
-__all__ = ["ImageSpec", "Settings", "find_project_root", "load_settings"]
+__all__ = [
+    "PERF_OPTIONS",
+    "BuildConfig",
+    "Environment",
+    "LockConfig",
+    "LogicalImage",
+    "PerfConfig",
+    "PerfOption",
+    "Settings",
+    "StackConfig",
+    "child_env",
+    "environment",
+    "find_project_root",
+    "load_settings",
+    "pip_child_env",
+]
+
+ImageKind = Literal["rootfs", "dockerfile"]
+
+
+# --------------------------------------------------------------------------- environment
 
 
 @dataclass(frozen=True)
-class ImageSpec:
+class Environment:
+    """Every environment variable the harness reads, read when asked (never at import)."""
+
+    project_root: str | None
+    state_dir: str | None
+    build_dir: str | None
+    image_refs: Mapping[str, str]  # HARNESS_IMAGE_<NAME>_REF, by lower-case logical name
+    debian_mirror: str | None
+    engine_timeout: float
+    ready_timeout: float
+    reaper_grace: float
+    run_id: str | None
+    docker_host: str | None
+    source_date_epoch: int | None
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> Environment:
+        env = os.environ if environ is None else environ
+        refs = {
+            key[len("HARNESS_IMAGE_") : -len("_REF")].lower(): value
+            for key, value in env.items()
+            if key.startswith("HARNESS_IMAGE_") and key.endswith("_REF") and value
+        }
+        sde = env.get("SOURCE_DATE_EPOCH") or None
+        return cls(
+            project_root=env.get("HARNESS_PROJECT_ROOT") or None,
+            state_dir=env.get("HARNESS_STATE_DIR") or None,
+            build_dir=env.get("HARNESS_BUILD_DIR") or None,
+            image_refs=refs,
+            debian_mirror=env.get("HARNESS_DEBIAN_MIRROR") or None,
+            engine_timeout=_number(env, "HARNESS_ENGINE_TIMEOUT", 5.0),
+            ready_timeout=_number(env, "HARNESS_READY_TIMEOUT", 60.0),
+            reaper_grace=_number(env, "HARNESS_REAPER_GRACE", 12.0),
+            run_id=env.get("HARNESS_RUN_ID") or None,
+            docker_host=env.get("DOCKER_HOST") or None,
+            source_date_epoch=int(_number(env, "SOURCE_DATE_EPOCH", 0)) if sde else None,
+        )
+
+    @property
+    def engine_is_local(self) -> bool:
+        """A unix socket (or the default one): published ports are reached on loopback."""
+        return self.docker_host is None or self.docker_host.startswith("unix://")
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise HarnessError(
+            f"{name}={raw!r} is not a number",
+            checked=f"the environment variable {name}",
+            fix=f"set {name} to a number of seconds, or unset it (default {default:g})",
+        ) from None
+
+
+def environment() -> Environment:
+    """The environment as it is now (tests change it with monkeypatch; nothing is cached)."""
+    return Environment.read()
+
+
+def child_env(extra: Mapping[str, str] | None = None, *, drop: Iterable[str] = ()) -> dict[str, str]:
+    """This process's environment for a child process, with `extra` set and `drop` removed."""
+    env = {k: v for k, v in os.environ.items() if k not in set(drop)}
+    env.update(extra or {})
+    return env
+
+
+def pip_child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a pip that must see PyPI's files, whose hashes the lockfiles carry:
+    the machine's own pip configuration (local indexes, find-links, constraints) switched off."""
+    return child_env(
+        {"PIP_CONFIG_FILE": os.devnull, **(extra or {})},
+        drop=("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_CONSTRAINT"),
+    )
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _table(value: Any, where: str, known: Iterable[str], path: Path) -> Mapping[str, Any]:
+    """`value` as a table whose keys are all in `known`, or an error naming the stray ones."""
+    if not isinstance(value, Mapping):
+        raise HarnessError(
+            f"[{where}] must be a table, not {type(value).__name__}",
+            checked=str(path),
+            fix=f"write it as [{where}] with key = value lines",
+        )
+    allowed = set(known)
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise HarnessError(
+            f"unknown key(s) in [{where}]: {', '.join(unknown)}",
+            checked=str(path),
+            fix=f"use only: {', '.join(sorted(allowed))}",
+        )
+    return value
+
+
+T = TypeVar("T")
+
+
+def _typed(table: Mapping[str, Any], key: str, kind: type[T], default: T, where: str) -> T:
+    value = table.get(key, default)
+    # TOML has no separate int/float literal for "100": accept ints where floats are asked.
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind):
+        raise HarnessError(
+            f"[{where}].{key} must be a {kind.__name__}, not {value!r}",
+            checked=f"[{where}].{key}",
+            fix=f"write {key} as a {kind.__name__}",
+        )
+    return value
+
+
+def _strings(table: Mapping[str, Any], key: str, default: tuple[str, ...], where: str) -> tuple[str, ...]:
+    value = table.get(key, list(default))
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise HarnessError(
+            f"[{where}].{key} must be a list of strings, not {value!r}",
+            checked=f"[{where}].{key}",
+            fix=f'write {key} = ["a", "b"]',
+        )
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class LogicalImage:
     """A logical image: a registry reference and an offline recipe that both yield `local`."""
 
     name: str
     ref: str
     local: str
     recipe: Path
-    kind: str  # "rootfs" (mmdebstrap + FROM scratch) or "dockerfile"
+    kind: ImageKind  # "rootfs" (mmdebstrap + FROM scratch) or "dockerfile"
     depends_on: str | None = None
     suite: str = "trixie"
     packages: tuple[str, ...] = ()
     source_date_epoch: int = 0
+
+
+def _images_table(value: Any, path: Path) -> Mapping[str, Any]:
+    """`[tool.harness.images]`: any name, each a table of its own."""
+    if not isinstance(value, Mapping):
+        raise HarnessError(
+            "[tool.harness.images] must be a table of images",
+            checked=str(path),
+            fix="write one [tool.harness.images.<name>] table per logical image",
+        )
+    return value
+
+
+_IMAGE_KEYS = ("ref", "local", "recipe", "kind", "depends-on", "suite", "packages", "source-date-epoch")
+
+
+def _image_specs(
+    root: Path, path: Path, table: Mapping[str, Any], env: Environment
+) -> dict[str, LogicalImage]:
+    specs: dict[str, LogicalImage] = {}
+    for name, raw in table.items():
+        where = f"tool.harness.images.{name}"
+        body = _table(raw, where, _IMAGE_KEYS, path)
+        missing = [k for k in ("ref", "local", "recipe", "kind") if k not in body]
+        if missing:
+            raise HarnessError(
+                f"image {name!r} is missing {', '.join(missing)}",
+                checked=f"[{where}] in {path}",
+                fix="give every logical image ref, local, recipe and kind",
+            )
+        kind = body["kind"]
+        if kind not in ("rootfs", "dockerfile"):
+            raise HarnessError(
+                f"image {name!r} has unknown kind {kind!r}",
+                checked=f"[{where}].kind",
+                fix='use kind = "rootfs" or kind = "dockerfile"',
+            )
+        depends_on = body.get("depends-on")
+        specs[name] = LogicalImage(
+            name=name,
+            # A registry reference can be overridden per image, e.g. to pin a digest in CI.
+            ref=env.image_refs.get(name.lower(), _typed(body, "ref", str, "", where)),
+            local=_typed(body, "local", str, "", where),
+            recipe=root / _typed(body, "recipe", str, "", where),
+            kind=kind,
+            depends_on=str(depends_on) if depends_on else None,
+            suite=_typed(body, "suite", str, "trixie", where),
+            packages=_strings(body, "packages", (), where),
+            source_date_epoch=_typed(body, "source-date-epoch", int, 0, where),
+        )
+    for spec in specs.values():
+        if spec.depends_on and spec.depends_on not in specs:
+            raise HarnessError(
+                f"image {spec.name!r} depends on unknown image {spec.depends_on!r}",
+                checked="[tool.harness.images.*].depends-on",
+                fix=f"define [tool.harness.images.{spec.depends_on}] or drop depends-on",
+            )
+    return specs
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    """`[tool.harness.lock]`: where the lockfile inputs live, and their compile order."""
+
+    dir: Path
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """`[tool.harness.build]`: what image to build, from which Dockerfile and lockfiles."""
+
+    image: str = "app"
+    dockerfile: str = "Dockerfile"
+    target: str = "production"
+    test_target: str | None = None
+    lockfiles: tuple[str, ...] = ("app",)
+    base_image: str = "base"
+    python_version: str = "3.13"
+    setuid_allowlist: tuple[str, ...] = ()
+    source_url: str = "unknown"  # used when the checkout has no remote
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> BuildConfig:
+        where = "tool.harness.build"
+        table = _table(raw, where, [f.name.replace("_", "-") for f in fields(cls)], path)
+        d = cls()
+        test_target = table.get("test-target")
+        return cls(
+            image=_typed(table, "image", str, d.image, where),
+            dockerfile=_typed(table, "dockerfile", str, d.dockerfile, where),
+            target=_typed(table, "target", str, d.target, where),
+            test_target=str(test_target) if test_target else None,
+            lockfiles=_strings(table, "lockfiles", d.lockfiles, where),
+            base_image=_typed(table, "base-image", str, d.base_image, where),
+            python_version=_typed(table, "python-version", str, d.python_version, where),
+            setuid_allowlist=_strings(table, "setuid-allowlist", d.setuid_allowlist, where),
+            source_url=_typed(table, "source-url", str, d.source_url, where),
+        )
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """`[tool.harness.stack]`: how to run the built image beside its Postgres and Redis."""
+
+    port: int = 8000
+    health_timeout: float = 90.0
+    env: Mapping[str, str] = field(default_factory=dict)  # templates, see runtime.stack
+    api_key_names: tuple[str, ...] = ("e2e",)
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> StackConfig:
+        where = "tool.harness.stack"
+        table = _table(raw, where, ("port", "health-timeout", "api-keys", "env"), path)
+        env = table.get("env", {})
+        if not isinstance(env, Mapping) or not all(isinstance(v, str) for v in env.values()):
+            raise HarnessError(
+                f"[{where}.env] must map variable names to template strings",
+                checked=f"[{where}.env] in {path}",
+                fix='write VARIABLE = "template with {postgres.host} and the like"',
+            )
+        d = cls()
+        return cls(
+            port=_typed(table, "port", int, d.port, where),
+            health_timeout=_typed(table, "health-timeout", float, d.health_timeout, where),
+            env=dict(env),
+            api_key_names=_strings(table, "api-keys", d.api_key_names, where),
+        )
+
+
+@dataclass(frozen=True)
+class PerfOption:
+    """One perf option, declared once: its `[tool.harness.perf]` key is `name`, its flag `--name`
+    (both for `harness perf` and, when `gate` is set, for Locust, where the gate reads it)."""
+
+    name: str
+    kind: type[float] | type[int] | type[str]
+    default: float | int | str
+    help: str
+    gate: bool = False
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+
+PERF_OPTIONS: tuple[PerfOption, ...] = (
+    PerfOption("users", int, 10, "simulated users"),
+    PerfOption("spawn-rate", float, 10.0, "users started per second"),
+    PerfOption("duration", str, "30s", "Locust run time, e.g. 30s or 2m"),
+    PerfOption("p95-ms", float, 100.0, "fail when the p95 response time (ms) exceeds this", gate=True),
+    PerfOption("max-fail-ratio", float, 0.01, "fail when more than this share of requests fail", gate=True),
+    PerfOption("min-rps", float, 50.0, "fail when fewer requests per second were served", gate=True),
+    PerfOption("min-requests", int, 200, "declare the run invalid below this many requests", gate=True),
+)
+_PERF_DEFAULTS = {o.attr: o.default for o in PERF_OPTIONS}
+
+
+@dataclass(frozen=True)
+class PerfConfig:
+    """`[tool.harness.perf]`: the load shape and the thresholds that gate it (see PERF_OPTIONS)."""
+
+    locustfile: str = "tests/performance/locustfile.py"
+    users: int = int(_PERF_DEFAULTS["users"])
+    spawn_rate: float = float(_PERF_DEFAULTS["spawn_rate"])
+    duration: str = str(_PERF_DEFAULTS["duration"])
+    p95_ms: float = float(_PERF_DEFAULTS["p95_ms"])
+    max_fail_ratio: float = float(_PERF_DEFAULTS["max_fail_ratio"])
+    min_rps: float = float(_PERF_DEFAULTS["min_rps"])
+    min_requests: int = int(_PERF_DEFAULTS["min_requests"])
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> PerfConfig:
+        where = "tool.harness.perf"
+        table = _table(raw, where, ["locustfile", *(o.name for o in PERF_OPTIONS)], path)
+        values: dict[str, Any] = {"locustfile": _typed(table, "locustfile", str, cls.locustfile, where)}
+        for option in PERF_OPTIONS:
+            if option.name in table:
+                values[option.attr] = _typed(table, option.name, option.kind, option.default, where)
+        return cls(**values)
+
+    def override(self, **values: Any) -> PerfConfig:
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+# --------------------------------------------------------------------------- settings
 
 
 @dataclass(frozen=True)
@@ -38,12 +377,18 @@ class Settings:
     root: Path
     state_dir: Path
     build_dir: Path
-    images: Mapping[str, ImageSpec]
-    lock_dir: Path
-    lock_files: tuple[str, ...]
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    images: Mapping[str, LogicalImage]
+    lock: LockConfig
+    build: BuildConfig
+    stack: StackConfig
+    perf: PerfConfig
 
-    def image(self, name: str) -> ImageSpec:
+    @property
+    def image_record(self) -> Path:
+        """`build/image.json`: what the last build made (image, digest, inputs)."""
+        return self.build_dir / "image.json"
+
+    def image(self, name: str) -> LogicalImage:
         try:
             return self.images[name]
         except KeyError:
@@ -54,11 +399,14 @@ class Settings:
             ) from None
 
 
+_TOP_KEYS = ("state-dir", "build-dir", "images", "lock", "build", "stack", "perf")
+
+
 def find_project_root(start: Path | None = None) -> Path:
     """The nearest folder, from `start` upwards, whose pyproject.toml has `[tool.harness]`."""
-    env = os.environ.get("HARNESS_PROJECT_ROOT")
-    if env:
-        return Path(env).resolve()
+    explicit = environment().project_root
+    if explicit:
+        return Path(explicit).resolve()
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / "pyproject.toml"
@@ -71,44 +419,6 @@ def find_project_root(start: Path | None = None) -> Path:
     )
 
 
-def _image_specs(root: Path, table: Mapping[str, Any]) -> dict[str, ImageSpec]:
-    specs: dict[str, ImageSpec] = {}
-    for name, body in table.items():
-        missing = [k for k in ("ref", "local", "recipe", "kind") if k not in body]
-        if missing:
-            raise HarnessError(
-                f"image {name!r} is missing {', '.join(missing)}",
-                checked=f"[tool.harness.images.{name}] in {root / 'pyproject.toml'}",
-                fix="give every logical image ref, local, recipe and kind",
-            )
-        if body["kind"] not in ("rootfs", "dockerfile"):
-            raise HarnessError(
-                f"image {name!r} has unknown kind {body['kind']!r}",
-                checked=f"[tool.harness.images.{name}].kind",
-                fix='use kind = "rootfs" or kind = "dockerfile"',
-            )
-        specs[name] = ImageSpec(
-            name=name,
-            # A registry reference can be overridden per image, e.g. to pin a digest in CI.
-            ref=os.environ.get(f"HARNESS_IMAGE_{name.upper()}_REF", body["ref"]),
-            local=body["local"],
-            recipe=root / body["recipe"],
-            kind=body["kind"],
-            depends_on=body.get("depends-on"),
-            suite=body.get("suite", "trixie"),
-            packages=tuple(body.get("packages", ())),
-            source_date_epoch=int(body.get("source-date-epoch", 0)),
-        )
-    for spec in specs.values():
-        if spec.depends_on and spec.depends_on not in specs:
-            raise HarnessError(
-                f"image {spec.name!r} depends on unknown image {spec.depends_on!r}",
-                checked="[tool.harness.images.*].depends-on",
-                fix=f"define [tool.harness.images.{spec.depends_on}] or drop depends-on",
-            )
-    return specs
-
-
 def load_settings(root: Path | None = None) -> Settings:
     root = root or find_project_root()
     path = root / "pyproject.toml"
@@ -118,14 +428,19 @@ def load_settings(root: Path | None = None) -> Settings:
         raise HarnessError(
             f"cannot read {path}: {exc}", checked=str(path), fix="fix the TOML syntax"
         ) from exc
-    table = data.get("tool", {}).get("harness", {})
-    lock = table.get("lock", {})
+    env = environment()
+    table = _table(data.get("tool", {}).get("harness", {}), "tool.harness", _TOP_KEYS, path)
+    lock = _table(table.get("lock", {}), "tool.harness.lock", ("dir", "files"), path)
     return Settings(
         root=root,
-        state_dir=root / os.environ.get("HARNESS_STATE_DIR", table.get("state-dir", ".harness")),
-        build_dir=root / os.environ.get("HARNESS_BUILD_DIR", table.get("build-dir", "build")),
-        images=_image_specs(root, table.get("images", {})),
-        lock_dir=root / lock.get("dir", "requirements"),
-        lock_files=tuple(lock.get("files", ())),
-        raw=table,
+        state_dir=root / (env.state_dir or _typed(table, "state-dir", str, ".harness", "tool.harness")),
+        build_dir=root / (env.build_dir or _typed(table, "build-dir", str, "build", "tool.harness")),
+        images=_image_specs(root, path, _images_table(table.get("images", {}), path), env),
+        lock=LockConfig(
+            dir=root / _typed(lock, "dir", str, "requirements", "tool.harness.lock"),
+            files=_strings(lock, "files", (), "tool.harness.lock"),
+        ),
+        build=BuildConfig.parse(table.get("build", {}), path),
+        stack=StackConfig.parse(table.get("stack", {}), path),
+        perf=PerfConfig.parse(table.get("perf", {}), path),
     )

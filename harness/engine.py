@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from functools import cache
 from typing import TYPE_CHECKING
 
+from harness.config import environment
 from harness.errors import EngineUnavailableError
+from harness.process import run
 
 if TYPE_CHECKING:
     import docker
 
 __all__ = ["docker_cli", "engine_client", "local_image_id", "require_buildx", "tag_image"]
 
-# Seconds to wait for the daemon to answer a ping: a missing daemon must be
-# reported in seconds, not after the SDK's default 60 s.
-PING_TIMEOUT = float(os.environ.get("HARNESS_ENGINE_TIMEOUT", "5"))
 _START_HINT = "start it with `bash scripts/provision-docker.sh` (installs and starts dockerd on Debian)"
 
 
 def _where() -> str:
-    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return environment().docker_host or "unix:///var/run/docker.sock"
 
 
 @cache
@@ -31,13 +28,16 @@ def engine_client() -> docker.DockerClient:
     import docker as docker_sdk
     from docker.errors import DockerException
 
+    # Seconds to wait for the daemon to answer a ping: a missing daemon must be
+    # reported in seconds, not after the SDK's default 60 s.
+    ping_timeout = environment().engine_timeout
     try:
-        client = docker_sdk.DockerClient(base_url=_where(), timeout=int(max(PING_TIMEOUT, 1)))
+        client = docker_sdk.DockerClient(base_url=_where(), timeout=int(max(ping_timeout, 1)))
         client.ping()
     except DockerException as exc:
         raise EngineUnavailableError(
             f"the Docker engine is unreachable at {_where()}",
-            checked=f"a ping to the daemon (timeout {PING_TIMEOUT:g}s): {exc}",
+            checked=f"a ping to the daemon (timeout {ping_timeout:g}s): {exc}",
             fix=_START_HINT,
         ) from exc
     # Later calls (builds, image loads, log reads) may legitimately take minutes.
@@ -75,11 +75,10 @@ def docker_cli() -> str:
 def require_buildx() -> str:
     """The buildx version string; buildx >= 0.13 is what makes `rewrite-timestamp` available."""
     engine_client()
-    proc = subprocess.run([docker_cli(), "buildx", "version"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise EngineUnavailableError(
-            "docker buildx is not available",
-            checked=f"`docker buildx version`: {proc.stderr.strip()}",
-            fix=_START_HINT,
-        )
+    proc = run(
+        [docker_cli(), "buildx", "version"],
+        what="docker buildx",
+        fix=_START_HINT,
+        error=EngineUnavailableError,
+    )
     return proc.stdout.strip()

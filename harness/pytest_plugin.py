@@ -1,27 +1,36 @@
-"""The pytest plugin: each xdist worker (or a run without xdist) gets its own Postgres
-and Redis containers, migrated once, reset before every test that asks for them.
+"""The pytest plugin: each xdist worker (or a run without xdist) gets its own Postgres and
+Redis containers, migrated once, reset before every test that asks for them.
 
 Registered through the `pytest11` entry point. Fixtures are built by factories
-(`services_fixture`, `clean_fixture`); the default ones are created at the bottom.
-Every setting is both a command-line option and an ini key (see README).
+(`services_fixture`, `clean_fixture`, `stack_fixture`); the default ones are created at
+the bottom. Every setting is both a command-line option and an ini key (see README).
+Nothing is started, and no reaper runs, until a test asks for a harness fixture.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from harness.runtime.labels import RunIdentity
+from harness.config import environment
+from harness.errors import HarnessError
+from harness.runtime.labels import RunIdentity, new_run_id
+
+if TYPE_CHECKING:
+    from harness.config import Settings
+    from harness.runtime.containers import PostgresInfo, RedisInfo
+    from harness.runtime.reset import StateReset
+    from harness.runtime.stack import Stack
 
 __all__ = ["HarnessServices", "clean_fixture", "services_fixture", "stack_fixture"]
+
+Scope = Literal["session", "package", "module", "class", "function"]
 
 _RUN_ID = pytest.StashKey[str]()
 _OWNER_PID = pytest.StashKey[int]()
@@ -50,6 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _setting(config: pytest.Config, name: str) -> str | None:
+    """A setting: the command-line option, else the ini key, else its default."""
     key = f"harness_{name.replace('-', '_')}"
     value = config.getoption(key)
     if value is None:
@@ -58,8 +68,9 @@ def _setting(config: pytest.Config, name: str) -> str | None:
 
 
 def _worker_id(config: pytest.Config) -> str:
-    # The xdist way: the env var in workers, "master" without xdist.
-    return os.environ.get("PYTEST_XDIST_WORKER", "master")
+    """The xdist way: `workerinput["workerid"]` in a worker, "master" without xdist."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else "master"
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -72,14 +83,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RUN_ID] = workerinput["harness_run_id"]
         config.stash[_OWNER_PID] = int(workerinput["harness_owner_pid"])
         return
-    run_id = os.environ.get("HARNESS_RUN_ID") or f"{datetime.now(UTC):%m%d%H%M%S}-{secrets.token_hex(3)}"
-    config.stash[_RUN_ID] = run_id
+    config.stash[_RUN_ID] = environment().run_id or new_run_id()
     config.stash[_OWNER_PID] = os.getpid()
     config.stash[_STARTED] = datetime.now(UTC).isoformat(timespec="seconds")
-    if _setting(config, "reaper") == "1":
-        from harness.runtime.reaper import spawn_reaper
-
-        spawn_reaper(run_id, os.getpid(), _state_dir(config) / "reaper.log")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -90,8 +96,37 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def _state_dir(config: pytest.Config) -> Path:
-    explicit = config.getoption("harness_state_dir") or os.environ.get("HARNESS_STATE_DIR")
+    explicit = config.getoption("harness_state_dir") or environment().state_dir
     return Path(config.rootpath) / (explicit or _setting(config, "state-dir") or ".harness")
+
+
+def _identity(config: pytest.Config) -> RunIdentity:
+    return RunIdentity(config.stash[_RUN_ID], _worker_id(config), config.stash[_OWNER_PID])
+
+
+def _ensure_reaper(config: pytest.Config) -> None:
+    """Start the run's reaper once, the first time anything is started: whichever process
+    gets here first (a worker, or the controller without xdist) starts it for the run's
+    controller. A marker file created exclusively makes "once" hold across workers."""
+    if _setting(config, "reaper") != "1":
+        return
+    from harness.runtime.reaper import spawn_reaper
+
+    run_id = config.stash[_RUN_ID]
+    state_dir = _state_dir(config)
+    marker = state_dir / "runs" / run_id / ".reaper"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        marker.touch(exist_ok=False)
+    except FileExistsError:
+        return
+    spawn_reaper(run_id, config.stash[_OWNER_PID], state_dir / "reaper.log")
+
+
+def _settings(config: pytest.Config) -> Settings:
+    from harness.config import load_settings
+
+    return load_settings(Path(config.rootpath))
 
 
 @dataclass
@@ -99,9 +134,9 @@ class HarnessServices:
     """What a worker got: its Postgres and Redis, and how to reset them."""
 
     identity: RunIdentity
-    postgres: Any  # harness.containers.PostgresInfo
-    redis: Any  # harness.containers.RedisInfo
-    reset: Any  # harness.isolation.StateReset
+    postgres: PostgresInfo
+    redis: RedisInfo
+    reset: StateReset = field(repr=False)
 
     def env(self) -> dict[str, str]:
         return {"DATABASE_URL": self.postgres.url, "REDIS_URL": self.redis.url}
@@ -112,23 +147,25 @@ def services_fixture(
     postgres_image: str | None = None,
     redis_image: str | None = None,
     migrate: str | None = None,
-    scope: Any = "session",
-) -> Callable[..., Iterator[HarnessServices]]:
+    scope: Scope = "session",
+) -> Callable[[pytest.FixtureRequest], Iterator[HarnessServices]]:
     """A fixture factory: Postgres + Redis for this worker, started at once, migrated once."""
 
     @pytest.fixture(scope=scope)
     def _services(request: pytest.FixtureRequest) -> Iterator[HarnessServices]:
+        import time
+
         from harness.engine import engine_client
         from harness.runtime import containers, manifest
+        from harness.runtime.migrations import run_migrations
         from harness.runtime.reaper import sweep_dead_runs
-        from harness.runtime.reset import StateReset, run_migrations
+        from harness.runtime.reset import StateReset
 
         config = request.config
-        identity = RunIdentity(config.stash[_RUN_ID], _worker_id(config), config.stash[_OWNER_PID])
-        pg_image = postgres_image or _setting(config, "postgres-image")
-        rd_image = redis_image or _setting(config, "redis-image")
-        pg_image = pg_image or _ensure_logical(config, "postgres", "postgres:17")
-        rd_image = rd_image or _ensure_logical(config, "redis", "redis:7")
+        identity = _identity(config)
+        pg_image = postgres_image or _setting(config, "postgres-image") or _logical(config, "postgres")
+        rd_image = redis_image or _setting(config, "redis-image") or _logical(config, "redis")
+        _ensure_reaper(config)
         sweep_dead_runs(engine_client())  # leftovers of runs that died with their reaper
 
         started = time.monotonic()
@@ -137,24 +174,21 @@ def services_fixture(
             migrate_cmd = migrate or _setting(config, "migrate")
             migrate_seconds = run_migrations(migrate_cmd, pg) if migrate_cmd else 0.0
             keep = [t.strip() for t in (_setting(config, "keep-tables") or "").split(",") if t.strip()]
-            reset = StateReset(pg, rd, keep, _setting(config, "reset") or "deletion")
-            provision = time.monotonic() - started
-            services = HarnessServices(identity, pg, rd, reset)
-            record = {
-                "worker": identity.worker,
-                "postgres": {**pg.as_dict(), "image": pg_image},
-                "redis": {**rd.as_dict(), "image": rd_image},
-                "migrate_seconds": round(migrate_seconds, 3),
-                "provision_seconds": round(provision, 3),
-            }
-            state_dir = _state_dir(config)
-            manifest.write_worker(state_dir, identity.run_id, identity.worker, record)
-            try:
-                yield services
-            finally:
-                record["isolation"] = reset.stats()
+            with StateReset(pg, rd, keep, _setting(config, "reset") or "deletion") as reset:
+                record: dict[str, Any] = {
+                    "worker": identity.worker,
+                    "postgres": {**pg.as_dict(), "image": pg_image},
+                    "redis": {**rd.as_dict(), "image": rd_image},
+                    "migrate_seconds": round(migrate_seconds, 3),
+                    "provision_seconds": round(time.monotonic() - started, 3),
+                }
+                state_dir = _state_dir(config)
                 manifest.write_worker(state_dir, identity.run_id, identity.worker, record)
-                reset.close()
+                try:
+                    yield HarnessServices(identity, pg, rd, reset)
+                finally:
+                    record["isolation"] = reset.stats()
+                    manifest.write_worker(state_dir, identity.run_id, identity.worker, record)
         finally:
             containers.stop(pg_container)
             containers.stop(rd_container)
@@ -162,7 +196,9 @@ def services_fixture(
     return _services
 
 
-def clean_fixture(services_name: str = "harness_services") -> Callable[..., HarnessServices]:
+def clean_fixture(
+    services_name: str = "harness_services",
+) -> Callable[[pytest.FixtureRequest], HarnessServices]:
     """A fixture factory: the worker's services, reset to clean and migrated for this test."""
 
     @pytest.fixture
@@ -174,56 +210,58 @@ def clean_fixture(services_name: str = "harness_services") -> Callable[..., Harn
     return _clean
 
 
-def stack_fixture(image: str | None = None, scope: Any = "session") -> Callable[..., Iterator[Any]]:
+def stack_fixture(
+    image: str | None = None, scope: Scope = "session"
+) -> Callable[[pytest.FixtureRequest], Iterator[Stack]]:
     """A fixture factory: the built image running beside its own Postgres and Redis."""
 
     @pytest.fixture(scope=scope)
-    def _stack(request: pytest.FixtureRequest) -> Iterator[Any]:
+    def _stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         import json
 
-        from harness.config import load_settings
-        from harness.runtime.stack import StackConfig, running_stack
+        from harness.engine import local_image_id
+        from harness.runtime.stack import running_stack
 
         config = request.config
-        settings = load_settings(Path(config.rootpath))
+        settings = _settings(config)
         ref = image or _setting(config, "image")
         if ref is None:
-            record = settings.build_dir / "image.json"
+            record = settings.image_record
             if not record.exists():
                 raise pytest.UsageError(
                     f"no image to test: {record} does not exist. Build it first (`nox -s build`), "
                     "or name one with --harness-image"
                 )
-            ref = json.loads(record.read_text())["image"]
-        from harness.engine import local_image_id
-
+            ref = str(json.loads(record.read_text())["image"])
         if local_image_id(ref) is None:
             raise pytest.UsageError(
                 f"the image under test, {ref}, is not in the engine "
                 f"(checked: docker image inspect {ref}). Build it with `nox -s build` "
                 "(or `python -m harness build`), or name another with --harness-image"
             )
-        identity = RunIdentity(config.stash[_RUN_ID], _worker_id(config), config.stash[_OWNER_PID])
-        pg_image = _setting(config, "postgres-image") or _ensure_logical(config, "postgres", "postgres:17")
-        rd_image = _setting(config, "redis-image") or _ensure_logical(config, "redis", "redis:7")
-        with running_stack(ref, pg_image, rd_image, identity, StackConfig.from_raw(settings.raw)) as stack:
+        pg_image = _setting(config, "postgres-image") or _logical(config, "postgres")
+        rd_image = _setting(config, "redis-image") or _logical(config, "redis")
+        _ensure_reaper(config)
+        with running_stack(ref, pg_image, rd_image, _identity(config), settings.stack) as stack:
             yield stack
 
     return _stack
 
 
-def _ensure_logical(config: pytest.Config, logical: str, fallback: str) -> str:
-    """The logical image's local tag, made available (local, pull, or offline build) if needed."""
-    try:
-        from harness.config import load_settings
-
-        settings = load_settings(Path(config.rootpath))
-        settings.image(logical)
-    except Exception:
-        return fallback
+def _logical(config: pytest.Config, name: str) -> str:
+    """The logical image's local tag, made available (local copy, pull, or offline build)."""
     from harness.build.images import resolve_images
 
-    (image,) = resolve_images(settings, [logical], log=lambda _m: None)
+    settings = _settings(config)
+    if name not in settings.images:
+        raise HarnessError(
+            f"no image for the per-worker {name}: no setting names one and [tool.harness.images] "
+            f"has no {name!r} image",
+            checked=f"--harness-{name}-image, ini harness_{name}_image, "
+            f"[tool.harness.images.{name}] in {settings.root / 'pyproject.toml'}",
+            fix=f"set harness_{name}_image (e.g. {name}:<tag>) or declare the {name!r} logical image",
+        )
+    (image,) = resolve_images(settings, [name], log=lambda _m: None)
     return image.ref
 
 

@@ -6,9 +6,9 @@ Debian is what the offline image recipes use.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from harness.config import environment
 from harness.errors import ImageError
 
 __all__ = ["debian_mirror"]
@@ -42,7 +42,7 @@ def _from_one_line(text: str) -> str | None:
 
 def debian_mirror(etc_apt: Path = Path("/etc/apt")) -> str:
     """The URI of the machine's main Debian archive (not -security, not -updates)."""
-    override = os.environ.get("HARNESS_DEBIAN_MIRROR")
+    override = environment().debian_mirror
     if override:
         return override
     checked: list[str] = []

@@ -6,15 +6,15 @@ failed; this module is the one place that reads it.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.config import child_env
 from harness.engine import docker_cli, require_buildx
 from harness.errors import BuildError
+from harness.process import run
 
 __all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step"]
 
@@ -119,8 +119,7 @@ def buildx_build(
         cmd += ["--label", f"{key}={value}"]
     if no_cache:
         cmd.append("--no-cache")
-    run_env = dict(os.environ)
-    run_env.update(env or {})
+    run_env = dict(env or {})
     if source_date_epoch is not None:
         # Both: the env var drives BuildKit's own timestamp handling, the build arg
         # makes it visible to RUN steps (for .pyc and the like).
@@ -138,30 +137,38 @@ def buildx_build(
         # Build (and run its steps) for their effect only: no image to store.
         cmd += ["--output", "type=cacheonly"]
     cmd.append(str(context))
-    proc = subprocess.run(cmd, env=run_env, capture_output=True, text=True, check=False)
-    log = proc.stdout + proc.stderr
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(log, encoding="utf-8")
-    if proc.returncode != 0:
-        found = _failed(log)
-        step_id, step = found if found else (None, None)
-        where = f"stage {step[0]!r}, step {step[1] or '?'}: {step[2]}" if step else "before any step ran"
-        raise BuildError(
-            f"image build failed at {where}\n--- last lines of its output ---\n{_output_tail(log, step_id)}",
-            checked=" ".join(cmd),
-            fix=f"fix the failing step; full log: {log_path}" if log_path else "fix the failing step",
-        )
-    return BuildResult(log=log, oci_tar=oci_dest)
+    # Build arguments may carry values that must not reach a log or a report: the
+    # command shown in an error names them, never their values.
+    shown = [_redact(arg) for arg in cmd]
+    proc = run(
+        cmd,
+        what="image build",
+        fix=f"fix the failing step; full log: {log_path}" if log_path else "fix the failing step",
+        env=child_env(run_env),
+        error=BuildError,
+        shown=shown,
+        log_path=log_path,
+        explain=_explain_failure,
+    )
+    return BuildResult(log=proc.stdout + proc.stderr, oci_tar=oci_dest)
+
+
+def _redact(arg: str) -> str:
+    name, sep, _ = arg.partition("=")
+    return f"{name}=..." if sep and name.isupper() else arg
+
+
+def _explain_failure(log: str) -> str:
+    found = _failed(log)
+    step_id, step = found if found else (None, None)
+    where = f"stage {step[0]!r}, step {step[1] or '?'}: {step[2]}" if step else "before any step ran"
+    return f"at {where}\n--- last lines of its output ---\n{_output_tail(log, step_id)}"
 
 
 def docker_load(oci_tar: Path) -> None:
-    proc = subprocess.run(
-        [docker_cli(), "load", "--input", str(oci_tar)], capture_output=True, text=True, check=False
+    run(
+        [docker_cli(), "load", "--input", str(oci_tar)],
+        what=f"docker load of {oci_tar}",
+        fix="the engine needs the containerd image store: rerun scripts/provision-docker.sh",
+        error=BuildError,
     )
-    if proc.returncode != 0:
-        raise BuildError(
-            f"docker load of {oci_tar} failed: {proc.stderr.strip()}",
-            checked="docker load --input",
-            fix="the engine needs the containerd image store: rerun scripts/provision-docker.sh",
-        )

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["commit_all", "snapshot", "working_files"]
+from harness.config import child_env
+from harness.process import run
+
+__all__ = ["commit_all", "git_output", "snapshot", "working_files"]
 
 _GIT = ["git", "-c", "user.name=harness", "-c", "user.email=harness@example.invalid"]
+_GIT_FIX = "check that git is installed and that the folder is a readable checkout"
+
+
+def git_output(root: Path, *args: str) -> str:
+    """What `git ARGS` prints in `root`, stripped; empty when git fails (no remote, no commit)."""
+    proc = run(["git", *args], cwd=root, what=f"git {args[0]}", fix=_GIT_FIX, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
 def working_files(root: Path, paths: Sequence[str] = ()) -> list[str]:
@@ -20,9 +28,9 @@ def working_files(root: Path, paths: Sequence[str] = ()) -> list[str]:
         tops = [root / p for p in paths] if paths else [root]
         found = [f for top in tops for f in ([top] if top.is_file() else top.rglob("*")) if f.is_file()]
         return sorted({str(f.relative_to(root)) for f in found})
-    listing = subprocess.run(
+    listing = run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *paths],
-        cwd=root, capture_output=True, text=True, check=True,
+        cwd=root, what=f"listing the files of {root}", fix=_GIT_FIX,
     ).stdout.split("\0")  # fmt: skip
     return sorted({name for name in listing if name and (root / name).is_file()})
 
@@ -42,9 +50,10 @@ def commit_all(path: Path, *, commit_time: int | None = None) -> Path:
     env = None
     if commit_time is not None:
         stamp = f"{commit_time} +0000"
-        env = {**os.environ, "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
+        env = child_env({"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})
+    what = f"committing the snapshot at {path}"
     if not (path / ".git").exists():
-        subprocess.run([*_GIT, "init", "--quiet"], cwd=path, check=True)
-    subprocess.run([*_GIT, "add", "--all"], cwd=path, check=True)
-    subprocess.run([*_GIT, "commit", "--quiet", "--message", "snapshot"], cwd=path, check=True, env=env)
+        run([*_GIT, "init", "--quiet"], cwd=path, what=what, fix=_GIT_FIX)
+    run([*_GIT, "add", "--all"], cwd=path, what=what, fix=_GIT_FIX)
+    run([*_GIT, "commit", "--quiet", "--message", "snapshot"], cwd=path, env=env, what=what, fix=_GIT_FIX)
     return path

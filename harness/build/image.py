@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,41 +16,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.build.buildx import buildx_build, docker_load
-from harness.build.checkout import working_files
-from harness.config import Settings
-from harness.engine import local_image_id, tag_image
-from harness.errors import HarnessError
+from harness.build.checkout import git_output, working_files
 from harness.build.lockfiles import require_hashes
 from harness.build.oci import read_oci
 from harness.build.wheelhouse import fill_wheelhouse
+from harness.config import BuildConfig, Settings, environment
+from harness.engine import local_image_id, tag_image
+from harness.errors import HarnessError
 
-__all__ = ["BuildConfig", "BuiltImage", "build_image", "context_digest", "source_date_epoch"]
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    image: str
-    dockerfile: str
-    target: str
-    test_target: str | None
-    lockfiles: tuple[str, ...]
-    base_image: str
-    python_version: str
-    setuid_allowlist: tuple[str, ...]
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> BuildConfig:
-        table = settings.raw.get("build", {})
-        return cls(
-            image=table.get("image", "app"),
-            dockerfile=table.get("dockerfile", "Dockerfile"),
-            target=table.get("target", "production"),
-            test_target=table.get("test-target"),
-            lockfiles=tuple(table.get("lockfiles", ("app",))),
-            base_image=table.get("base-image", "base"),
-            python_version=table.get("python-version", "3.13"),
-            setuid_allowlist=tuple(table.get("setuid-allowlist", ())),
-        )
+__all__ = [
+    "BuildSource",
+    "BuiltImage",
+    "build_image",
+    "build_materials",
+    "build_source",
+    "context_digest",
+    "production_args",
+    "source_date_epoch",
+]
 
 
 @dataclass(frozen=True)
@@ -70,14 +51,9 @@ class BuiltImage:
     deps_total: int = 0
 
 
-def _git(root: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
-
-
 def source_date_epoch(root: Path) -> int:
     """The last commit's time: the same source always gets the same timestamps."""
-    value = _git(root, "log", "-1", "--format=%ct")
+    value = git_output(root, "log", "-1", "--format=%ct")
     if not value:
         raise HarnessError(
             "cannot tell the last commit's time",
@@ -105,7 +81,7 @@ def _inputs(config: BuildConfig) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Source:
+class BuildSource:
     """What a build is of: checked before anything expensive happens."""
 
     config: BuildConfig
@@ -114,16 +90,16 @@ class _Source:
     revision: str
 
 
-def _source(settings: Settings) -> _Source:
-    config = BuildConfig.from_settings(settings)
-    lockfiles = [settings.lock_dir / f"{name}.txt" for name in config.lockfiles]
+def build_source(settings: Settings) -> BuildSource:
+    config = settings.build
+    lockfiles = [settings.lock.dir / f"{name}.txt" for name in config.lockfiles]
     for path in lockfiles:
         require_hashes(path)  # refuse before building, naming the package
-    sde = int(os.environ.get("SOURCE_DATE_EPOCH") or source_date_epoch(settings.root))
-    return _Source(config, lockfiles, sde, _git(settings.root, "rev-parse", "HEAD") or "unknown")
+    sde = environment().source_date_epoch or source_date_epoch(settings.root)
+    return BuildSource(config, lockfiles, sde, git_output(settings.root, "rev-parse", "HEAD") or "unknown")
 
 
-def _materials(settings: Settings, source: _Source, log: Callable[[str], None]) -> tuple[str, Path]:
+def build_materials(settings: Settings, source: BuildSource, log: Callable[[str], None]) -> tuple[str, Path]:
     """The base image (made available) and the filled wheelhouse."""
     from harness.build.images import resolve_images
 
@@ -142,10 +118,10 @@ def build_image(
     no_cache: bool = False,
     log: Callable[[str], None] = print,
 ) -> BuiltImage:
-    source = _source(settings)
+    source = build_source(settings)
     config, sde, revision, root = source.config, source.sde, source.revision, settings.root
     digest_of_context = context_digest(root, _inputs(config))
-    record = settings.build_dir / "image.json"
+    record = settings.image_record
 
     if not force and record.exists():
         previous = json.loads(record.read_text())
@@ -153,7 +129,7 @@ def build_image(
             log(f"reusing {previous['image']}: nothing that goes into it changed")
             return BuiltImage(**{**previous, "reused": True})
 
-    base, _ = _materials(settings, source, log)  # the Dockerfile bind-mounts build/wheelhouse
+    base, _ = build_materials(settings, source, log)  # the Dockerfile bind-mounts build/wheelhouse
     build_args = {"BASE_IMAGE": base}
     dockerfile = root / config.dockerfile
     logs = settings.build_dir / "logs"
@@ -171,7 +147,7 @@ def build_image(
         root,
         dockerfile=dockerfile,
         target=config.target,
-        build_args=_production_args(settings, config, base, revision, sde),
+        build_args=production_args(settings, config, base, revision, sde),
         source_date_epoch=sde,
         no_cache=no_cache,
         oci_dest=oci,
@@ -199,12 +175,10 @@ def build_image(
     return built
 
 
-def _production_args(
+def production_args(
     settings: Settings, config: BuildConfig, base: str, revision: str, sde: int
 ) -> dict[str, str]:
-    source_url = _git(settings.root, "config", "--get", "remote.origin.url") or str(
-        settings.raw.get("build", {}).get("source-url", "unknown")
-    )
+    source_url = git_output(settings.root, "config", "--get", "remote.origin.url") or config.source_url
     return {
         "BASE_IMAGE": base,
         "VCS_REF": revision,

@@ -9,7 +9,6 @@ an image came from never matters to its users.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,10 +19,11 @@ from filelock import FileLock
 
 from harness.build.apt import debian_mirror
 from harness.build.buildx import buildx_build, docker_load
-from harness.config import ImageSpec, Settings
+from harness.config import LogicalImage, Settings
 from harness.engine import engine_client, local_image_id, tag_image
 from harness.errors import ImageError
 from harness.build.oci import read_oci
+from harness.process import run
 
 __all__ = ["DockerImageBackend", "ImageBackend", "ImageResolver", "ResolvedImage"]
 
@@ -48,7 +48,7 @@ class ImageBackend(Protocol):
     def pull(self, ref: str) -> str | None:  # None on success, else why it failed
         ...
     def tag(self, source: str, target: str) -> None: ...
-    def build(self, spec: ImageSpec, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
+    def build(self, spec: LogicalImage, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
         """Build `spec` offline; returns its digest."""
         ...
 
@@ -92,7 +92,7 @@ class ImageResolver:
         self._done[name] = resolved
         return resolved
 
-    def _resolve(self, spec: ImageSpec, deps: dict[str, ResolvedImage]) -> ResolvedImage:
+    def _resolve(self, spec: LogicalImage, deps: dict[str, ResolvedImage]) -> ResolvedImage:
         # A dependency that was just rebuilt makes a local copy of this image stale.
         dep_rebuilt = any(d.source == "built" for d in deps.values())
         if not self.rebuild and not dep_rebuilt:
@@ -137,7 +137,7 @@ class DockerImageBackend:
     def tag(self, source: str, target: str) -> None:
         tag_image(source, target)
 
-    def build(self, spec: ImageSpec, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
+    def build(self, spec: LogicalImage, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
         out = settings.build_dir / "images"
         out.mkdir(parents=True, exist_ok=True)
         if spec.kind == "rootfs":
@@ -160,7 +160,7 @@ class DockerImageBackend:
             )
         return digest
 
-    def _build_rootfs(self, spec: ImageSpec, out: Path) -> str:
+    def _build_rootfs(self, spec: LogicalImage, out: Path) -> str:
         mmdebstrap = shutil.which("mmdebstrap")
         if mmdebstrap is None:
             raise ImageError(
@@ -184,13 +184,13 @@ class DockerImageBackend:
                 spec.suite, str(rootfs), mirror,
             ]  # fmt: skip
             env = {"SOURCE_DATE_EPOCH": str(spec.source_date_epoch), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise ImageError(
-                    f"mmdebstrap failed for {spec.name!r}:\n{proc.stderr.strip()[-3000:]}",
-                    checked=" ".join(cmd),
-                    fix="check that the Debian mirror is reachable and the package names exist",
-                )
+            run(
+                cmd,
+                env=env,
+                what=f"mmdebstrap for {spec.name!r}",
+                fix="check that the Debian mirror is reachable and the package names exist",
+                error=ImageError,
+            )
             oci = out / f"{spec.name}.oci.tar"
             buildx_build(
                 context,

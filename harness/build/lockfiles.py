@@ -10,9 +10,7 @@ that no longer asks for it.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +18,9 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from harness.config import pip_child_env
 from harness.errors import LockfileError
+from harness.process import run
 
 __all__ = [
     "Pin",
@@ -168,11 +168,7 @@ def compile_lockfiles(
     The machine may add local indexes, find-links and constraints through pip's
     config; lockfiles must carry PyPI's hashes so they work on any machine.
     """
-    env = dict(os.environ)
-    env["PIP_CONFIG_FILE"] = os.devnull
-    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_CONSTRAINT"):
-        env.pop(var, None)
-    env["CUSTOM_COMPILE_COMMAND"] = "nox -s lock"
+    env = pip_child_env({"CUSTOM_COMPILE_COMMAND": "nox -s lock"})
     root = lock_dir.parent
     for name in names:
         source = lock_dir / f"{name}.in"
@@ -186,11 +182,12 @@ def compile_lockfiles(
         if upgrade:
             cmd.append("--upgrade")
         cmd.extend(extra_args or [])
-        proc = subprocess.run(cmd, cwd=root, env=env, check=False, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise LockfileError(
-                f"pip-compile failed for {source.name}:\n{proc.stderr.strip()[-3000:]}",
-                checked=" ".join(cmd),
-                fix="fix the input, or check that PyPI is reachable",
-            )
+        run(
+            cmd,
+            cwd=root,
+            env=env,
+            what=f"pip-compile of {source.name}",
+            fix="fix the input, or check that PyPI is reachable",
+            error=LockfileError,
+        )
         require_hashes(target)

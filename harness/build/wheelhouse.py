@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.errors import HarnessError
 from harness.build.lockfiles import require_hashes
+from harness.config import pip_child_env
+from harness.process import run
 
 __all__ = ["fill_wheelhouse"]
 
@@ -57,10 +56,6 @@ def fill_wheelhouse(
     if stamp_file.exists() and json.loads(stamp_file.read_text()).get("stamp") == stamp:
         return dest
     dest.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env["PIP_CONFIG_FILE"] = os.devnull  # PyPI's files, whose hashes the lockfiles carry
-    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_CONSTRAINT"):
-        env.pop(var, None)
     abi = "cp" + python_version.replace(".", "")
     for path in lockfiles:
         cmd = [
@@ -71,13 +66,12 @@ def fill_wheelhouse(
             *(arg for plat in platforms for arg in ("--platform", plat)),
             "--requirement", str(path),
         ]  # fmt: skip
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise HarnessError(
-                f"downloading the wheels pinned in {path.name} failed:\n{proc.stderr.strip()[-3000:]}",
-                checked=f"a {abi} wheel for {platforms[0]} (or older) of every pin, matching its hash",
-                fix="check that PyPI is reachable; a package without a wheel for the image's Python "
-                "needs a newer pin (`nox -s lock -- --upgrade`)",
-            )
+        run(
+            cmd,
+            env=pip_child_env(),  # PyPI's files, whose hashes the lockfiles carry
+            what=f"downloading a {abi} wheel for {platforms[0]} (or older) of every pin in {path.name}",
+            fix="check that PyPI is reachable; a package without a wheel for the image's Python "
+            "needs a newer pin (`nox -s lock -- --upgrade`)",
+        )
     stamp_file.write_text(json.dumps({"stamp": stamp, "python": python_version, "platforms": platforms}))
     return dest

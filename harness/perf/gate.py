@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.config import PERF_OPTIONS
+
 __all__ = ["Check", "Thresholds", "Verdict", "evaluate", "install", "snapshot"]
 
 GATE_FAILED = 3  # distinct from Locust's own 1 (errors) and 2 (crash)
@@ -24,10 +26,16 @@ GATE_FAILED = 3  # distinct from Locust's own 1 (errors) and 2 (crash)
 
 @dataclass(frozen=True)
 class Thresholds:
+    """The gate's limits; their defaults and help live in `harness.config.PERF_OPTIONS`."""
+
     p95_ms: float
     max_fail_ratio: float
     min_rps: float
     min_requests: int
+
+    @classmethod
+    def from_options(cls, options: Any) -> Thresholds:
+        return cls(options.p95_ms, options.max_fail_ratio, options.min_rps, options.min_requests)
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,15 @@ class Verdict:
     @property
     def passed(self) -> bool:
         return not self.invalid and all(c.passed for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else GATE_FAILED
+
+    @classmethod
+    def from_results(cls, result: dict[str, Any]) -> Verdict:
+        """The verdict the gate wrote into its results file (`--harness-results`)."""
+        return cls([Check(**c) for c in result["checks"]], list(result["invalid"]))
 
     def failures(self) -> list[str]:
         lines = [f"INVALID RUN: {reason}" for reason in self.invalid]
@@ -118,15 +135,20 @@ def install(events: Any) -> None:
 
     def _options(parser: Any) -> None:
         # Locust's own parser (not a group): it knows include_in_web_ui.
-        parser.add_argument("--p95-ms", type=float, default=float("inf"), include_in_web_ui=False)
-        parser.add_argument("--max-fail-ratio", type=float, default=1.0, include_in_web_ui=False)
-        parser.add_argument("--min-rps", type=float, default=0.0, include_in_web_ui=False)
-        parser.add_argument("--min-requests", type=int, default=1, include_in_web_ui=False)
+        for option in PERF_OPTIONS:
+            if option.gate:
+                parser.add_argument(
+                    f"--{option.name}",
+                    type=option.kind,
+                    default=option.default,
+                    help=option.help,
+                    include_in_web_ui=False,
+                )
         parser.add_argument("--harness-results", default="", include_in_web_ui=False)
 
     def _gate(environment: Any, **_kwargs: Any) -> None:
         options = environment.parsed_options
-        thresholds = Thresholds(options.p95_ms, options.max_fail_ratio, options.min_rps, options.min_requests)
+        thresholds = Thresholds.from_options(options)
         stats = snapshot(environment)
         verdict = evaluate(stats, thresholds)
         if options.harness_results:
@@ -140,7 +162,7 @@ def install(events: Any) -> None:
             Path(options.harness_results).write_text(json.dumps(result, indent=2), encoding="utf-8")
         if not verdict.passed:
             # Only ever non-zero: a failure decided elsewhere is never cleared here.
-            environment.process_exit_code = GATE_FAILED
+            environment.process_exit_code = verdict.exit_code
 
     events.init_command_line_parser.add_listener(_options)
     events.quitting.add_listener(_gate)

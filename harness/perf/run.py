@@ -8,50 +8,23 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.config import Settings
+from harness.config import PERF_OPTIONS, PerfConfig, Settings, child_env
 from harness.errors import HarnessError
-from harness.runtime.labels import RunIdentity
+from harness.perf.gate import Verdict
+from harness.process import run
+from harness.runtime.labels import RunIdentity, new_run_id
 
-__all__ = ["PerfConfig", "render_summary", "run_perf"]
-
-
-@dataclass(frozen=True)
-class PerfConfig:
-    locustfile: str = "tests/performance/locustfile.py"
-    users: int = 10
-    spawn_rate: float = 10.0
-    duration: str = "30s"
-    p95_ms: float = 250.0
-    max_fail_ratio: float = 0.01
-    min_rps: float = 20.0
-    min_requests: int = 200
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PerfConfig:
-        table = settings.raw.get("perf", {})
-        known = {f.replace("_", "-"): f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(table) - set(known))
-        if unknown:
-            raise HarnessError(
-                f"unknown [tool.harness.perf] setting(s): {', '.join(unknown)}",
-                checked=str(settings.root / "pyproject.toml"),
-                fix=f"use {', '.join(sorted(known))}",
-            )
-        return cls(**{known[k]: v for k, v in table.items()})
-
-    def override(self, **values: Any) -> PerfConfig:
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
+__all__ = ["render_summary", "run_perf"]
 
 
 @contextmanager
@@ -61,12 +34,12 @@ def _stack_for_perf(
     """The e2e stack, with one API key per simulated user, under this process's reaper."""
     from harness.build.image import build_image
     from harness.runtime.reaper import spawn_reaper
-    from harness.runtime.stack import StackConfig, running_stack
+    from harness.runtime.stack import running_stack
 
     built = build_image(settings, log=log)
-    run_id = f"perf-{datetime.now(UTC):%m%d%H%M%S}-{secrets.token_hex(3)}"
+    run_id = new_run_id("perf-")
     spawn_reaper(run_id, os.getpid(), settings.state_dir / "reaper.log")
-    base = StackConfig.from_raw(settings.raw)
+    base = settings.stack
     names = tuple(f"perf-user-{n}" for n in range(1, users + 1))
     config = replace(base, api_key_names=(*base.api_key_names, *names))
     identity = RunIdentity(run_id, "perf", os.getpid())
@@ -81,6 +54,7 @@ def _locust(
 ) -> tuple[int, dict[str, Any]]:
     results = out / "results.json"
     results.unlink(missing_ok=True)
+    gate = [arg for o in PERF_OPTIONS if o.gate for arg in (f"--{o.name}", str(getattr(cfg, o.attr)))]
     cmd = [
         sys.executable, "-m", "locust", "-f", str(settings.root / cfg.locustfile), "--headless",
         "--host", url, "--users", str(cfg.users), "--spawn-rate", str(cfg.spawn_rate),
@@ -89,12 +63,18 @@ def _locust(
         "--csv", str(out / "stats"), "--html", str(out / "report.html"),
         # Request failures are judged by the fail-ratio threshold, not by Locust's default exit code.
         "--exit-code-on-error", "0",
-        "--p95-ms", str(cfg.p95_ms), "--max-fail-ratio", str(cfg.max_fail_ratio),
-        "--min-rps", str(cfg.min_rps), "--min-requests", str(cfg.min_requests),
-        "--harness-results", str(results),
+        *gate, "--harness-results", str(results),
     ]  # fmt: skip
-    env = {**os.environ, "HARNESS_PERF_API_KEYS": ",".join(keys)}
-    proc = subprocess.run(cmd, env=env, check=False)
+    # Locust's own output goes to the terminal; the verdict is read from the gate's results.
+    proc = run(
+        cmd,
+        env=child_env({"HARNESS_PERF_API_KEYS": ",".join(keys)}),
+        what="Locust",
+        fix="read Locust's output above (a broken locustfile, or the target unreachable)",
+        check=False,
+        capture=False,
+        shown=[*cmd[:6], "..."],
+    )
     if not results.exists():
         raise HarnessError(
             f"Locust exited {proc.returncode} without results",
@@ -182,13 +162,15 @@ def run_perf(
     }
     with history.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
-    verdict = "PASSED" if result["passed"] and code == 0 else "FAILED"
-    for reason in result["invalid"]:
-        print(f"perf: INVALID RUN: {reason}")
-    for check in result["checks"]:
-        if not check["passed"]:
-            print(f"perf: threshold {check['name']} breached: {check['actual']} (limit {check['limit']})")
-    print(f"perf {verdict}; report {out / 'report.html'}, stats {out / 'stats_stats.csv'}, history {history}")
-    if result["passed"] and code != 0:
+    verdict = Verdict.from_results(result)
+    for line in verdict.failures():
+        print(f"perf: {line}")
+    passed = verdict.passed and code == 0
+    print(
+        f"perf {'PASSED' if passed else 'FAILED'}; report {out / 'report.html'}, "
+        f"stats {out / 'stats_stats.csv'}, history {history}"
+    )
+    if verdict.passed and code != 0:
         print(f"(Locust itself exited {code})")
-    return 0 if verdict == "PASSED" else (code or 3)
+        return code
+    return verdict.exit_code

@@ -21,12 +21,20 @@ from pathlib import Path
 
 from harness.build.buildx import buildx_build
 from harness.build.checkout import working_files
-from harness.build.image import _materials, _production_args, _source
+from harness.build.image import build_materials, build_source, production_args
 from harness.build.oci import read_oci
 from harness.config import Settings
 from harness.repro.diff import ImageDiff, diff_images, write_reports
 
-__all__ = ["FIRST", "SECOND", "BuildSpec", "Variation", "check_reproducible", "prepare_tree", "repro_check"]
+__all__ = [
+    "FIRST",
+    "SECOND",
+    "DockerfileBuild",
+    "Variation",
+    "check_reproducible",
+    "prepare_tree",
+    "repro_check",
+]
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,7 @@ def prepare_tree(
 
 
 @dataclass(frozen=True)
-class BuildSpec:
+class DockerfileBuild:
     """What to build: a Dockerfile (relative to the context), a target and build arguments."""
 
     dockerfile: str = "Dockerfile"
@@ -82,7 +90,7 @@ class BuildSpec:
 
 def check_reproducible(
     context: Path,
-    spec: BuildSpec,
+    spec: DockerfileBuild,
     report_dir: Path,
     *,
     log: Callable[[str], None] = print,
@@ -128,13 +136,13 @@ def check_reproducible(
 
 def repro_check(settings: Settings, *, keep: bool = False, log: Callable[[str], None] = print) -> ImageDiff:
     """Build the production image twice from clean, varied, and compare (see harness.repro.check)."""
-    source = _source(settings)
+    source = build_source(settings)
     config = source.config
-    base, wheelhouse = _materials(settings, source, log)
-    spec = BuildSpec(
+    base, wheelhouse = build_materials(settings, source, log)
+    spec = DockerfileBuild(
         dockerfile=config.dockerfile,
         target=config.target,
-        build_args=_production_args(settings, config, base, source.revision, source.sde),
+        build_args=production_args(settings, config, base, source.revision, source.sde),
         source_date_epoch=source.sde,
         extra={"build/wheelhouse": wheelhouse},
     )

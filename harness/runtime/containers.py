@@ -5,37 +5,32 @@ credentials, host-side readiness checks that report the container's logs on fail
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from testcontainers.community.postgres import PostgresContainer
 from testcontainers.community.redis import RedisContainer
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
-from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
+from testcontainers.core.network import Network
 
-from harness.errors import ReadinessError
 from harness.runtime.labels import RunIdentity
+from harness.runtime.readiness import HostProbe, host_address
 
 __all__ = [
     "PostgresInfo",
     "RedisInfo",
-    "RunIdentity",
     "start_postgres",
     "start_redis",
     "start_services",
+    "stop",
 ]
 
 # Ryuk cannot be pulled here; the harness's own reaper (harness.runtime.reaper) does its job.
 testcontainers_config.ryuk_disabled = True
-
-POLL_SECONDS = 0.02
-LOG_TAIL = 60
 
 # Durability costs time and buys nothing in a throw-away test database.
 FAST_POSTGRES = (
@@ -43,54 +38,50 @@ FAST_POSTGRES = (
 )
 
 
+def _masked(info: object) -> dict[str, Any]:
+    """A connection record for manifests: everything but the password."""
+    data: dict[str, Any] = asdict(info)  # type: ignore[call-overload]
+    data["password"] = "***"  # noqa: S105 - masks the secret in manifests
+    return data
+
+
 @dataclass(frozen=True)
 class PostgresInfo:
+    """Where a worker's Postgres listens, as the host reaches it. The password never shows
+    in a repr (reprs end up in test reports)."""
+
     container_id: str
     host: str
     port: int
     user: str
-    password: str
-    dbname: str
-    ready_seconds: float
+    password: str = field(repr=False)
+    dbname: str = ""
+    ready_seconds: float = 0.0
 
     @property
     def url(self) -> str:
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.dbname}"
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["password"] = "***"  # noqa: S105 - masks the secret in manifests
-        return data
+        return _masked(self)
 
 
 @dataclass(frozen=True)
 class RedisInfo:
+    """Where a worker's Redis listens, as the host reaches it; the password is not in the repr."""
+
     container_id: str
     host: str
     port: int
-    password: str
-    ready_seconds: float
+    password: str = field(repr=False)
+    ready_seconds: float = 0.0
 
     @property
     def url(self) -> str:
         return f"redis://:{self.password}@{self.host}:{self.port}/0"
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["password"] = "***"  # noqa: S105 - masks the secret in manifests
-        return data
-
-
-def host_address(container: DockerContainer) -> str:
-    """Where the host reaches a container's published ports: loopback for a local engine.
-
-    testcontainers may answer with the bridge gateway's address for containers on a
-    user-defined network; traffic (load tests above all) must stay on loopback.
-    """
-    docker_host = os.environ.get("DOCKER_HOST", "")
-    if not docker_host or docker_host.startswith("unix://"):
-        return "127.0.0.1"
-    return str(container.get_container_host_ip())
+        return _masked(self)
 
 
 def _token() -> str:
@@ -98,96 +89,49 @@ def _token() -> str:
     return secrets.token_hex(12)
 
 
-def container_logs(container: DockerContainer, tail: int = LOG_TAIL) -> str:
-    """The container's status and last `tail` log lines, for error messages."""
-    try:
-        wrapped = container.get_wrapped_container()
-        wrapped.reload()
-        raw = wrapped.logs(tail=tail).decode(errors="replace")
-        return f"(container status: {wrapped.status})\n{raw}"
-    except Exception as exc:  # the logs are a courtesy: never mask the real failure
-        return f"(logs unavailable: {exc})"
-
-
-def _wait(container: DockerContainer, what: str, probe: Callable[[], None], timeout: float) -> float:
-    """Poll `probe` from the host until it stops raising; returns seconds since `start`."""
-    started = time.monotonic()
-    last: Exception | None = None
-    checks = 0
-    while time.monotonic() - started < timeout:
-        try:
-            probe()
-            return time.monotonic() - started
-        except Exception as exc:  # any failure to connect just means "not yet"
-            last = exc
-        checks += 1
-        # A container that exited will never become ready: say so at once.
-        if checks % 25 == 0:
-            wrapped = container.get_wrapped_container()
-            wrapped.reload()
-            if wrapped.status in ("exited", "dead"):
-                break
-        time.sleep(POLL_SECONDS)
-    raise ReadinessError(
-        f"{container.image} never became ready (waited {time.monotonic() - started:.1f}s)\n"
-        f"--- last {LOG_TAIL} lines of its log ---\n{container_logs(container)}",
-        checked=f"{what}; last error: {last}",
-        fix="read the log above; raise HARNESS_READY_TIMEOUT if the machine is just slow",
-    )
-
-
 class _HostCheckedPostgres(PostgresContainer):
-    """PostgresContainer whose readiness is a real connection from the host, polled every 20 ms
-    (the stock check runs psql inside the container once a second)."""
+    """PostgresContainer whose readiness is its HostProbe (a real connection from the host);
+    the stock check runs psql inside the container once a second."""
 
     def _connect(self) -> None:
-        pass  # readiness is checked by start_postgres, which also times it
+        pass
 
 
 def stop(container: DockerContainer | None) -> None:
     """Remove a container and its anonymous volumes; already gone is fine."""
-    if container is None or container._container is None:
+    if container is None:
         return
-    # The reaper or a racing cleanup may have got there first.
+    # Not started (nothing to remove), or the reaper or a racing cleanup got there first.
     with contextlib.suppress(Exception):
-        container._container.remove(force=True, v=True)
-
-
-def _ready_timeout() -> float:
-    return float(os.environ.get("HARNESS_READY_TIMEOUT", "60"))
+        container.get_wrapped_container().remove(force=True, v=True)
 
 
 def _launch(
     container: DockerContainer,
     identity: RunIdentity,
     role: str,
-    port: int,
+    wait: HostProbe,
     *,
-    probe: Callable[[str, int], None],
-    waited_for: str,
-    network: Any,
+    network: Network | None,
     alias: str | None,
     extra_labels: Mapping[str, str] | None,
 ) -> tuple[str, int, float]:
-    """Label, name and start `container`, then wait until `probe(host, port)` succeeds.
-    Returns (host, mapped port, seconds to ready); a half-started container is removed."""
+    """Label, name and start `container`, waiting with `wait`. Returns (host, mapped port,
+    seconds to ready); a half-started container is removed before the error propagates."""
     container.with_kwargs(labels={**identity.labels(role), **(extra_labels or {})})
     container.with_name(identity.name(role))
+    container.waiting_for(wait)
     if network is not None:
         container.with_network(network)
         if alias:
             container.with_network_aliases(alias)
     try:
         container.start()
-        host = host_address(container)
-        mapped = int(container.get_exposed_port(port))
-        ready = _wait(
-            container, f"{waited_for} at {host}:{mapped}", lambda: probe(host, mapped), _ready_timeout()
-        )
+        host, mapped = host_address(container), int(container.get_exposed_port(wait.port))
     except BaseException:
         stop(container)  # a half-started server must not outlive its failure
         raise
-    return host, mapped, ready
+    return host, mapped, wait.seconds
 
 
 def start_postgres(
@@ -195,7 +139,7 @@ def start_postgres(
     identity: RunIdentity,
     *,
     command: str = FAST_POSTGRES,
-    network: Any = None,
+    network: Network | None = None,
     alias: str | None = None,
     extra_labels: Mapping[str, str] | None = None,
 ) -> tuple[DockerContainer, PostgresInfo]:
@@ -212,11 +156,10 @@ def start_postgres(
         with psycopg.connect(conninfo) as conn:
             conn.execute("SELECT 1")
 
-    waited_for = f"a psycopg connection as {user} to {dbname}"
+    wait = HostProbe(5432, probe, waited_for=f"a psycopg connection as {user} to {dbname}")
     host, port, ready = _launch(
-        container, identity, "postgres", 5432, probe=probe, waited_for=waited_for,
-        network=network, alias=alias, extra_labels=extra_labels,
-    )  # fmt: skip
+        container, identity, "postgres", wait, network=network, alias=alias, extra_labels=extra_labels
+    )
     info = PostgresInfo(container.get_wrapped_container().id, host, port, user, password, dbname, ready)
     return container, info
 
@@ -225,7 +168,7 @@ def start_redis(
     image: str,
     identity: RunIdentity,
     *,
-    network: Any = None,
+    network: Network | None = None,
     alias: str | None = None,
     extra_labels: Mapping[str, str] | None = None,
 ) -> tuple[DockerContainer, RedisInfo]:
@@ -233,7 +176,6 @@ def start_redis(
 
     password = _token()
     container = RedisContainer(image, password=password)
-    container.waiting_for(_NoWait())
 
     def probe(host: str, port: int) -> None:
         client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=1)
@@ -242,18 +184,11 @@ def start_redis(
         finally:
             client.close()
 
+    wait = HostProbe(6379, probe, waited_for="a Redis PING")
     host, port, ready = _launch(
-        container, identity, "redis", 6379, probe=probe, waited_for="a Redis PING",
-        network=network, alias=alias, extra_labels=extra_labels,
-    )  # fmt: skip
+        container, identity, "redis", wait, network=network, alias=alias, extra_labels=extra_labels
+    )
     return container, RedisInfo(container.get_wrapped_container().id, host, port, password, ready)
-
-
-class _NoWait(WaitStrategy):
-    """Readiness is checked by the harness (and timed); testcontainers must not wait first."""
-
-    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
-        return None
 
 
 def start_services(

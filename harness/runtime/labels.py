@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = [
@@ -15,6 +17,8 @@ __all__ = [
     "LABEL_RUN",
     "LABEL_WORKER",
     "RunIdentity",
+    "new_run_id",
+    "proc_stat",
     "process_start_time",
 ]
 
@@ -26,15 +30,26 @@ LABEL_HOST = "harness.host"
 LABEL_ROLE = "harness.role"
 
 
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of `pid` (clock ticks since boot), or None off Linux."""
+def new_run_id(prefix: str = "") -> str:
+    """A run id: sortable by time, unique by a random suffix (names, labels, manifests)."""
+    return f"{prefix}{datetime.now(UTC):%m%d%H%M%S}-{secrets.token_hex(3)}"
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None when
+    there is no such process or no /proc."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may contain spaces and parentheses; what follows is plain.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (clock ticks since boot), or None off Linux."""
+    fields = proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,13 @@ def summary_line(manifest: dict[str, Any], path: Path) -> str:
     parts = []
     for name, w in sorted(workers.items()):
         iso = w.get("isolation", {})
+        resets = (
+            f"reset median {iso['median_ms']:.1f}ms x{iso['resets']}" if iso.get("resets") else "no resets"
+        )
         parts.append(
             f"{name}: pg {w['postgres']['container_id'][:12]} ({w['postgres']['ready_seconds']:.2f}s), "
             f"redis {w['redis']['container_id'][:12]} ({w['redis']['ready_seconds']:.2f}s), "
-            f"ready+migrated {w['provision_seconds']:.2f}s, "
-            f"reset median {iso.get('median_ms', float('nan')):.1f}ms x{iso.get('resets', 0)}"
+            f"ready+migrated {w['provision_seconds']:.2f}s, {resets}"
         )
     provision = statistics.median(w["provision_seconds"] for w in workers.values())
     return (

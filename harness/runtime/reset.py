@@ -14,13 +14,10 @@ kept open for the worker's lifetime. Two strategies:
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import psycopg
 import redis
@@ -29,29 +26,12 @@ from psycopg import sql
 from harness.errors import HarnessError
 from harness.runtime.containers import PostgresInfo, RedisInfo
 
-__all__ = ["StateReset", "run_migrations"]
-
-
-def run_migrations(command: str, postgres: PostgresInfo, *, env_var: str = "DATABASE_URL") -> float:
-    """Run the project's migration command against `postgres`; returns the seconds it took."""
-    argv = shlex.split(command)
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable  # the test environment's interpreter, not whatever is on PATH
-    env = {**os.environ, env_var: postgres.url}
-    started = time.monotonic()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        output = (proc.stdout + proc.stderr).strip()[-3000:]
-        raise HarnessError(
-            f"the migration command failed (exit {proc.returncode}):\n{output}",
-            checked=f"{command} with {env_var} pointing at the worker's database",
-            fix="fix the migration, or the harness_migrate setting",
-        )
-    return time.monotonic() - started
+__all__ = ["StateReset"]
 
 
 class StateReset:
-    """Clean database and empty Redis before each test, timed."""
+    """Clean database and empty Redis before each test, timed. Its connections live as long
+    as the worker: use it as a context manager (`with StateReset(...) as reset:`)."""
 
     def __init__(
         self,
@@ -118,6 +98,17 @@ class StateReset:
     def close(self) -> None:
         self.conn.close()
         self.redis.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def stats(self) -> dict[str, Any]:
         ordered = sorted(self.samples)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,43 +17,20 @@ from typing import Any
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from harness.errors import HarnessError, ReadinessError
-from harness.runtime.containers import (
-    PostgresInfo,
-    RedisInfo,
-    container_logs,
-    host_address,
-    start_postgres,
-    start_redis,
-    stop,
-)
+from harness.config import StackConfig
+from harness.errors import HarnessError
+from harness.runtime.containers import PostgresInfo, RedisInfo, start_postgres, start_redis, stop
 from harness.runtime.labels import RunIdentity
+from harness.runtime.readiness import HostProbe, container_logs, host_address
 
-__all__ = ["Stack", "StackConfig", "running_stack", "start_stack"]
-
-LOG_TAIL = 80
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    port: int = 8000
-    health_timeout: float = 90.0
-    env: Mapping[str, str] = field(default_factory=dict)
-    api_key_names: tuple[str, ...] = ("e2e",)
-
-    @classmethod
-    def from_raw(cls, raw: Mapping[str, Any]) -> StackConfig:
-        table = raw.get("stack", {})
-        return cls(
-            port=int(table.get("port", 8000)),
-            health_timeout=float(table.get("health-timeout", 90)),
-            env=dict(table.get("env", {})),
-            api_key_names=tuple(table.get("api-keys", ("e2e",))),
-        )
+__all__ = ["Stack", "running_stack", "start_stack"]
 
 
 @dataclass
 class Stack:
+    """The running stack: what the e2e and perf tiers reach over HTTP. API keys are random
+    per run and never shown in a repr."""
+
     identity: RunIdentity
     image: str
     network: Network
@@ -63,8 +39,8 @@ class Stack:
     redis_container: DockerContainer
     redis: RedisInfo
     app: DockerContainer
-    api_keys: dict[str, str]
-    config: StackConfig
+    api_keys: dict[str, str] = field(repr=False)
+    config: StackConfig = field(default_factory=StackConfig)
     health_seconds: float = 0.0
 
     @property
@@ -72,7 +48,7 @@ class Stack:
         return f"http://{host_address(self.app)}:{self.app.get_exposed_port(self.config.port)}"
 
     def app_logs(self) -> str:
-        return container_logs(self.app, LOG_TAIL)
+        return container_logs(self.app)
 
     def wait_healthy(self) -> float:
         """Wait for the container's own HEALTHCHECK to report healthy."""
@@ -96,35 +72,47 @@ class Stack:
 
 
 def _wait_healthy(container: DockerContainer, timeout: float) -> float:
-    started = time.monotonic()
+    """Wait for the container's own HEALTHCHECK to say healthy; seconds it took."""
     wrapped = container.get_wrapped_container()
-    status = "unknown"
-    while time.monotonic() - started < timeout:
+    if not (wrapped.attrs.get("Config") or {}).get("Healthcheck"):
+        raise HarnessError(
+            f"{container.image} has no HEALTHCHECK",
+            checked="Config.Healthcheck of the running container",
+            fix="add a HEALTHCHECK to the production stage",
+        )
+
+    def healthy(_host: str, _port: int) -> None:
         wrapped.reload()
         state = wrapped.attrs.get("State", {})
-        health = state.get("Health")
-        if health is None:
-            raise HarnessError(
-                f"{container.image} has no HEALTHCHECK",
-                checked="State.Health of the running container",
-                fix="add a HEALTHCHECK to the production stage",
-            )
-        status = health.get("Status", "unknown")
-        if status == "healthy":
-            return time.monotonic() - started
-        if state.get("Status") in ("exited", "dead") or status == "unhealthy":
-            break
-        time.sleep(0.25)
-    probes = (wrapped.attrs.get("State", {}).get("Health") or {}).get("Log") or []
-    last_probe = probes[-1].get("Output", "").strip() if probes else "(no probe ran)"
-    waited = time.monotonic() - started
-    raise ReadinessError(
-        f"{container.image} did not become healthy (status {status!r} after {waited:.1f}s)\n"
-        f"--- last healthcheck output ---\n{last_probe}\n"
-        f"--- last {LOG_TAIL} lines of its log ---\n{container_logs(container, LOG_TAIL)}",
-        checked="the container's own HEALTHCHECK status (docker inspect State.Health)",
+        status = (state.get("Health") or {}).get("Status", "unknown")
+        if status == "unhealthy":
+            raise StopIteration  # the container's own verdict: no point waiting longer
+        if status != "healthy":
+            raise _NotYet(f"health status {status!r}")
+
+    wait = HostProbe(
+        0,
+        healthy,
+        waited_for="the container's own HEALTHCHECK status (docker inspect State.Health)",
+        failure="did not become healthy",
         fix="read the log above; the service may be misconfigured or its dependencies unreachable",
+        details=_last_probe,
+        timeout=timeout,
     )
+    wait.wait_until_ready(container)
+    return wait.seconds
+
+
+class _NotYet(Exception):
+    """Not healthy yet."""
+
+
+def _last_probe(container: Any) -> str:
+    wrapped = container.get_wrapped_container()
+    health = wrapped.attrs.get("State", {}).get("Health") or {}
+    probes = health.get("Log") or []
+    last = probes[-1].get("Output", "").strip() if probes else "(no probe ran)"
+    return f"health status {health.get('Status', 'unknown')!r}\n--- last healthcheck output ---\n{last}\n"
 
 
 def _render(env: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, str]:

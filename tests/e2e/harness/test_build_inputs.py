@@ -10,11 +10,11 @@ import pytest
 
 from harness.build.checkout import snapshot
 from harness.build.image import build_image
-from harness.config import load_settings
+from harness.config import StackConfig, load_settings
 from harness.engine import engine_client
 from harness.errors import BuildError, ReadinessError
 from harness.runtime.labels import RunIdentity
-from harness.runtime.stack import StackConfig, start_stack
+from harness.runtime.stack import start_stack
 
 
 def test_a_tampered_wheel_fails_the_build_with_pips_hash_message_and_no_image(
@@ -49,7 +49,7 @@ def test_a_tampered_wheel_fails_the_build_with_pips_hash_message_and_no_image(
 def test_a_service_that_never_becomes_healthy_fails_with_its_logs(harness_stack: Any) -> None:
     """Same image, an environment without API keys: the service refuses to start."""
     settings = load_settings()
-    broken = StackConfig.from_raw(settings.raw)
+    broken = settings.stack
     broken = StackConfig(
         port=broken.port,
         health_timeout=30,

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from harness.build.image import BuildConfig
 from harness.config import load_settings
 from harness.engine import engine_client
 
@@ -60,7 +59,7 @@ def test_no_compiler_no_pip_in_the_image(harness_stack: Any) -> None:
 
 
 def test_no_setuid_or_setgid_binaries_beyond_the_allowlist(harness_stack: Any) -> None:
-    allowed = set(BuildConfig.from_settings(load_settings()).setuid_allowlist)
+    allowed = set(load_settings().build.setuid_allowlist)
     _, out = _exec(harness_stack, "sh", "-c", "find / -xdev -type f -perm /6000 2>/dev/null; true")
     assert set(out.split()) - allowed == set()
 

@@ -20,7 +20,7 @@ from harness.config import Settings, load_settings
 from harness.engine import engine_client
 from harness.runtime.labels import LABEL_RUN, RunIdentity
 from harness.runtime.reaper import containers_of, remove_labelled
-from harness.runtime.stack import StackConfig, running_stack
+from harness.runtime.stack import running_stack
 
 DOCKERFILE = """\
 ARG BASE_IMAGE
@@ -103,7 +103,7 @@ def test_build_records_the_image_and_reuses_it_when_nothing_changed(mini_project
 def test_stack_runs_the_image_beside_postgres_and_redis_until_healthy(mini_project: Settings) -> None:
     built = build_image(mini_project, log=lambda _m: None)
     identity = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "stack", os.getpid())
-    config = StackConfig.from_raw(mini_project.raw)
+    config = mini_project.stack
     try:
         with running_stack(
             built.image,

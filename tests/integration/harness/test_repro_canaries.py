@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import load_settings
-from harness.repro.check import BuildSpec, check_reproducible
+from harness.repro.check import DockerfileBuild, check_reproducible
 
 CANARIES = {
     "date": ("RUN date +%s%N > /build-stamp", "/build-stamp", "content differs"),
@@ -35,8 +35,8 @@ def _context(tmp_path: Path, instruction: str) -> Path:
     return context
 
 
-def _spec() -> BuildSpec:
-    return BuildSpec(
+def _spec() -> DockerfileBuild:
+    return DockerfileBuild(
         build_args={"BASE": load_settings().image("base").local}, source_date_epoch=1_700_000_000
     )
 

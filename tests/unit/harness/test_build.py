@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.image import BuildConfig, build_image, context_digest
+from harness.build.image import build_image, context_digest
 from harness.build.wheelhouse import fill_wheelhouse, manylinux_platforms
 from harness.config import load_settings
 from harness.errors import LockfileError
@@ -41,7 +41,7 @@ def test_the_wheelhouse_refuses_unhashed_lockfiles_too(project: Path) -> None:
 
 
 def test_build_config_comes_from_pyproject(project_root: Path) -> None:
-    config = BuildConfig.from_settings(load_settings(project_root))
+    config = load_settings(project_root).build
     assert config.dockerfile == "Dockerfile.enterprise"
     assert config.target == "production"
     assert config.lockfiles == ("app", "test")

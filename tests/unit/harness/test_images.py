@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness.build.images import ImageResolver, ResolvedImage
-from harness.config import ImageSpec, Settings, load_settings
+from harness.config import LogicalImage, Settings, load_settings
 from harness.errors import HarnessError, ImageError
 
 
@@ -33,7 +33,7 @@ class RecordingBackend:
         self.calls.append(f"tag {source} {target}")
         self.local[target] = self.local[source]
 
-    def build(self, spec: ImageSpec, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
+    def build(self, spec: LogicalImage, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
         self.calls.append(f"build {spec.name} with {sorted(resolved_deps)}")
         self.local[spec.local] = f"sha256:built-{spec.name}"
         return self.local[spec.local]
@@ -109,7 +109,10 @@ def test_dependency_cycles_are_refused(settings: Settings) -> None:
     looped = Settings(
         **{
             **settings.__dict__,
-            "images": {**settings.images, "base": ImageSpec(**{**base.__dict__, "depends_on": "postgres"})},
+            "images": {
+                **settings.images,
+                "base": LogicalImage(**{**base.__dict__, "depends_on": "postgres"}),
+            },
         }
     )
     with pytest.raises(ImageError, match="cycle"):

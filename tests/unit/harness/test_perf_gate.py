@@ -4,8 +4,9 @@ from typing import Any
 
 import pytest
 
+from harness.config import PerfConfig
 from harness.perf.gate import Thresholds, evaluate
-from harness.perf.run import PerfConfig, render_summary
+from harness.perf.run import render_summary
 
 LIMITS = Thresholds(p95_ms=100, max_fail_ratio=0.01, min_rps=50, min_requests=200)
 
@@ -73,11 +74,46 @@ def test_perf_config_refuses_unknown_keys(tmp_path: Any) -> None:
     from harness.errors import HarnessError
 
     (tmp_path / "pyproject.toml").write_text("[tool.harness.perf]\np95 = 3\n")
-    with pytest.raises(HarnessError, match=r"unknown \[tool.harness.perf\] setting"):
-        PerfConfig.from_settings(load_settings(tmp_path))
+    with pytest.raises(HarnessError, match=r"unknown key\(s\) in \[tool.harness.perf\]: p95"):
+        load_settings(tmp_path)
 
 
 def test_overrides_replace_only_what_was_given() -> None:
     cfg = PerfConfig().override(p95_ms=1.0, users=None)
     assert cfg.p95_ms == 1.0
     assert cfg.users == PerfConfig().users
+
+
+def test_cli_and_locust_flags_are_generated_from_the_one_declaration() -> None:
+    import argparse
+
+    from harness.__main__ import build_parser
+    from harness.config import PERF_OPTIONS
+    from harness.perf.gate import install
+
+    args = build_parser().parse_args(["perf", "--p95-ms", "5", "--users", "3"])
+    assert (args.p95_ms, args.users, args.min_rps) == (5.0, 3, None)
+
+    class _Parser(argparse.ArgumentParser):
+        def add_argument(self, *a: Any, include_in_web_ui: bool = True, **k: Any) -> Any:
+            return super().add_argument(*a, **k)
+
+    class _Hook:
+        def __init__(self) -> None:
+            self.listeners: list[Any] = []
+
+        def add_listener(self, fn: Any) -> None:
+            self.listeners.append(fn)
+
+    class _Events:
+        init_command_line_parser = _Hook()
+        quitting = _Hook()
+
+    events = _Events()
+    install(events)
+    parser = _Parser()
+    events.init_command_line_parser.listeners[0](parser)
+    locust_defaults = vars(parser.parse_args([]))
+    for option in PERF_OPTIONS:
+        if option.gate:
+            assert locust_defaults[option.attr] == option.default

@@ -1,0 +1,120 @@
+"""When a container is ready, judged from the host: a testcontainers `WaitStrategy` that
+polls a probe every 20 ms and, when the container never gets there, fails with what was
+waited for, the last error, and the container's status and log.
+
+The stock strategies check once a second, or from inside the container (psql in the
+Postgres container); a real connection from the host, often, is both faster and the
+thing the tests actually need.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
+
+from harness.config import environment
+from harness.errors import ReadinessError
+
+__all__ = ["LOG_TAIL", "POLL_SECONDS", "HostProbe", "container_logs", "host_address"]
+
+POLL_SECONDS = 0.02
+LOG_TAIL = 60
+_STATUS_EVERY = 25  # probes between two looks at the container's status
+
+Probe = Callable[[str, int], None]  # (host, mapped port) -> None, or raises while not ready
+
+
+def host_address(container: WaitStrategyTarget | DockerContainer) -> str:
+    """Where the host reaches a container's published ports: loopback for a local engine.
+
+    testcontainers may answer with the bridge gateway's address for containers on a
+    user-defined network; traffic (load tests above all) must stay on loopback.
+    """
+    if environment().engine_is_local:
+        return "127.0.0.1"
+    return str(container.get_container_host_ip())
+
+
+def container_logs(container: WaitStrategyTarget | DockerContainer, tail: int = LOG_TAIL) -> str:
+    """The container's status and last `tail` log lines, for error messages."""
+    try:
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        raw = wrapped.logs(tail=tail).decode(errors="replace")
+        return f"(container status: {wrapped.status})\n{raw}"
+    except Exception as exc:  # the logs are a courtesy: never mask the real failure
+        return f"(logs unavailable: {exc})"
+
+
+class HostProbe(WaitStrategy):
+    """Ready when `probe(host, port)` stops raising, polled from the host every 20 ms.
+
+    `port` is the container's port (its mapping is looked up); `waited_for` says in words
+    what the probe checks; `failure`, `fix` and `details` shape the error. A container
+    that exits is given up on at once. `seconds` holds how long the wait took.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        probe: Probe,
+        *,
+        waited_for: str,
+        failure: str = "never became ready",
+        fix: str = "read the log above; raise HARNESS_READY_TIMEOUT if the machine is just slow",
+        details: Callable[[Any], str] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.with_poll_interval(POLL_SECONDS)
+        seconds = timeout if timeout is not None else environment().ready_timeout
+        self.with_startup_timeout(timedelta(seconds=seconds))
+        self.port = port
+        self.probe = probe
+        self.waited_for = waited_for
+        self.failure = failure
+        self.fix = fix
+        self.details = details
+        self.seconds = 0.0
+
+    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
+        started = time.monotonic()
+        host = host_address(container)
+        mapped = int(container.get_exposed_port(self.port)) if self.port else 0
+        last: list[Exception] = []
+        checks = 0
+
+        def check() -> bool:
+            nonlocal checks
+            checks += 1
+            try:
+                self.probe(host, mapped)
+                return True
+            except StopIteration:
+                raise  # the probe's own "never": give up now
+            except Exception as exc:  # any failure to connect just means "not yet"
+                last[:] = [exc]
+            if checks % _STATUS_EVERY == 0:
+                wrapped = container.get_wrapped_container()
+                wrapped.reload()
+                if wrapped.status in ("exited", "dead"):
+                    raise StopIteration  # it will never become ready: say so at once
+            return False
+
+        if self._poll(check):
+            self.seconds = time.monotonic() - started
+            return
+        waited = time.monotonic() - started
+        extra = self.details(container) if self.details else ""
+        image = getattr(container, "image", "the container")
+        raise ReadinessError(
+            f"{image} {self.failure} (waited {waited:.1f}s)\n{extra}"
+            f"--- last {LOG_TAIL} lines of its log ---\n{container_logs(container)}",
+            checked=f"{self.waited_for} at {host}:{mapped}; last error: {last[0] if last else 'none'}",
+            fix=self.fix,
+        )

@@ -1,0 +1,67 @@
+"""Configuration is parsed in one place, into types, and a typo is an error naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import PERF_OPTIONS, Environment, PerfConfig, load_settings
+from harness.errors import HarnessError
+
+IMAGE = '[tool.harness.images.x]\nref = "x"\nlocal = "x"\nrecipe = "x"\nkind = "dockerfile"\n'
+
+
+@pytest.mark.parametrize(
+    ("toml", "where", "key"),
+    [
+        ("[tool.harness]\nstate_dir = 'x'\n", "tool.harness", "state_dir"),
+        ("[tool.harness.build]\ndockerfiel = 'x'\n", "tool.harness.build", "dockerfiel"),
+        ("[tool.harness.stack]\nports = 1\n", "tool.harness.stack", "ports"),
+        ("[tool.harness.lock]\nfile = []\n", "tool.harness.lock", "file"),
+        ("[tool.harness.perf]\nusers_ = 1\n", "tool.harness.perf", "users_"),
+        (IMAGE + "recipie = 'y'\n", "tool.harness.images.x", "recipie"),
+    ],
+)
+def test_every_table_refuses_unknown_keys_naming_key_and_table(
+    tmp_path: Path, toml: str, where: str, key: str
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(toml)
+    with pytest.raises(HarnessError) as err:
+        load_settings(tmp_path)
+    assert f"unknown key(s) in [{where}]: {key}" in str(err.value)
+
+
+def test_a_value_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.harness.stack]\nport = "8000"\n')
+    with pytest.raises(HarnessError, match=r"\[tool.harness.stack\].port must be a int"):
+        load_settings(tmp_path)
+
+
+def test_tables_become_typed_settings(project_root: Path) -> None:
+    settings = load_settings(project_root)
+    assert settings.build.dockerfile == "Dockerfile.enterprise"
+    assert settings.stack.port == 8000
+    assert "DATABASE_URL" in settings.stack.env
+    assert settings.perf.p95_ms == 100.0  # an int in TOML, a float here
+    assert settings.lock.files[0] == "nox"
+    assert settings.image_record == settings.build_dir / "image.json"
+
+
+def test_environment_is_read_when_asked_and_bad_numbers_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HARNESS_READY_TIMEOUT", "7")
+    monkeypatch.setenv("HARNESS_IMAGE_POSTGRES_REF", "postgres:17")
+    env = Environment.read()
+    assert env.ready_timeout == 7.0
+    assert env.image_refs == {"postgres": "postgres:17"}
+    monkeypatch.setenv("HARNESS_ENGINE_TIMEOUT", "soon")
+    with pytest.raises(HarnessError, match="HARNESS_ENGINE_TIMEOUT='soon' is not a number"):
+        Environment.read()
+
+
+def test_perf_defaults_come_from_the_one_declaration() -> None:
+    defaults = PerfConfig()
+    for option in PERF_OPTIONS:
+        assert getattr(defaults, option.attr) == option.default
