@@ -19,7 +19,9 @@ from typing import Any, Literal, TypeVar
 from harness.errors import HarnessError
 
 __all__ = [
+    "DEFAULT_IMAGES",
     "PERF_OPTIONS",
+    "RECIPES",
     "BuildConfig",
     "Environment",
     "LockConfig",
@@ -55,7 +57,12 @@ class Environment:
     reaper_grace: float
     run_id: str | None
     docker_host: str | None
+    exec_path: str  # PATH: where `harness doctor` looks for the migration command
     source_date_epoch: int | None
+    reuse_idle: float  # seconds a kept (--harness-reuse) worker may stay unused
+    ci: bool  # a CI run: never keeps containers for reuse
+    xdist_worker: str | None  # PYTEST_XDIST_WORKER: set in a worker before its config exists
+    controller: str | None  # HARNESS_CONTROLLER: "<run id>:<pid>", from the run's controller
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> Environment:
@@ -77,7 +84,12 @@ class Environment:
             reaper_grace=_number(env, "HARNESS_REAPER_GRACE", 12.0),
             run_id=env.get("HARNESS_RUN_ID") or None,
             docker_host=env.get("DOCKER_HOST") or None,
+            exec_path=env.get("PATH") or os.defpath,
             source_date_epoch=int(_number(env, "SOURCE_DATE_EPOCH", 0)) if sde else None,
+            reuse_idle=_number(env, "HARNESS_REUSE_IDLE", 4 * 3600.0),
+            ci=env.get("CI", "").lower() not in ("", "0", "false", "no"),
+            xdist_worker=env.get("PYTEST_XDIST_WORKER") or None,
+            controller=env.get("HARNESS_CONTROLLER") or None,
         )
 
     @property
@@ -105,10 +117,18 @@ def environment() -> Environment:
     return Environment.read()
 
 
-def child_env(extra: Mapping[str, str] | None = None, *, drop: Iterable[str] = ()) -> dict[str, str]:
-    """This process's environment for a child process, with `extra` set and `drop` removed."""
+def child_env(
+    extra: Mapping[str, str] | None = None,
+    *,
+    drop: Iterable[str] = (),
+    prepend: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """This process's environment for a child process: `extra` set, `drop` removed, and each
+    `prepend` value put in front of that path-like variable (PATH, PYTHONPATH)."""
     env = {k: v for k, v in os.environ.items() if k not in set(drop)}
     env.update(extra or {})
+    for name, first in (prepend or {}).items():
+        env[name] = os.pathsep.join(p for p in (first, env.get(name, "")) if p)
     return env
 
 
@@ -197,6 +217,28 @@ def _images_table(value: Any, path: Path) -> Mapping[str, Any]:
     return value
 
 
+RECIPES = Path(__file__).resolve().parent / "recipes"
+# The harness's own logical images, used unless a project's [tool.harness.images.<name>]
+# says otherwise (key by key). Their offline recipes ship inside the package.
+DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
+    "base": {
+        "ref": "python:3.13-slim-trixie",
+        "local": "harness/base:3.13-trixie",
+        "kind": "rootfs",
+        "suite": "trixie",
+        "packages": ["python3", "python3-venv", "ca-certificates", "tzdata"],
+        # 2026-01-01: fixed, so the base is a pure function of its inputs.
+        "source-date-epoch": 1767225600,
+    },
+    "postgres": {
+        "ref": "postgres:17",
+        "local": "harness/postgres:17",
+        "kind": "dockerfile",
+        "depends-on": "base",
+    },
+    "redis": {"ref": "redis:7", "local": "harness/redis:7", "kind": "dockerfile", "depends-on": "base"},
+}
+
 _IMAGE_KEYS = ("ref", "local", "recipe", "kind", "depends-on", "suite", "packages", "source-date-epoch")
 
 
@@ -204,15 +246,18 @@ def _image_specs(
     root: Path, path: Path, table: Mapping[str, Any], env: Environment
 ) -> dict[str, LogicalImage]:
     specs: dict[str, LogicalImage] = {}
-    for name, raw in table.items():
+    for name in [*DEFAULT_IMAGES, *(n for n in table if n not in DEFAULT_IMAGES)]:
         where = f"tool.harness.images.{name}"
-        body = _table(raw, where, _IMAGE_KEYS, path)
+        own = _table(table.get(name, {}), where, _IMAGE_KEYS, path)
+        default = DEFAULT_IMAGES.get(name, {})
+        body = {**default, "recipe": str(RECIPES / name), **own} if default else dict(own)
         missing = [k for k in ("ref", "local", "recipe", "kind") if k not in body]
         if missing:
             raise HarnessError(
                 f"image {name!r} is missing {', '.join(missing)}",
                 checked=f"[{where}] in {path}",
-                fix="give every logical image ref, local, recipe and kind",
+                fix="give every logical image of your own ref, local, recipe and kind "
+                f"(the harness's own, {', '.join(DEFAULT_IMAGES)}, need none of them)",
             )
         kind = body["kind"]
         if kind not in ("rootfs", "dockerfile"):
@@ -285,6 +330,17 @@ class BuildConfig:
         )
 
 
+def _templates(value: Any, where: str, path: Path) -> dict[str, str]:
+    """A table of environment variable -> template string."""
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise HarnessError(
+            f"[{where}] must map variable names to template strings",
+            checked=f"[{where}] in {path}",
+            fix='write VARIABLE = "template with {postgres.host} and the like"',
+        )
+    return dict(value)
+
+
 @dataclass(frozen=True)
 class StackConfig:
     """`[tool.harness.stack]`: how to run the built image beside its Postgres and Redis."""
@@ -298,18 +354,12 @@ class StackConfig:
     def parse(cls, raw: Any, path: Path) -> StackConfig:
         where = "tool.harness.stack"
         table = _table(raw, where, ("port", "health-timeout", "api-keys", "env"), path)
-        env = table.get("env", {})
-        if not isinstance(env, Mapping) or not all(isinstance(v, str) for v in env.values()):
-            raise HarnessError(
-                f"[{where}.env] must map variable names to template strings",
-                checked=f"[{where}.env] in {path}",
-                fix='write VARIABLE = "template with {postgres.host} and the like"',
-            )
+        env = _templates(table.get("env", {}), f"{where}.env", path)
         d = cls()
         return cls(
             port=_typed(table, "port", int, d.port, where),
             health_timeout=_typed(table, "health-timeout", float, d.health_timeout, where),
-            env=dict(env),
+            env=env,
             api_key_names=_strings(table, "api-keys", d.api_key_names, where),
         )
 
@@ -382,6 +432,7 @@ class Settings:
     build: BuildConfig
     stack: StackConfig
     perf: PerfConfig
+    test_env: Mapping[str, str] = field(default_factory=dict)  # [tool.harness.test-env] templates
 
     @property
     def image_record(self) -> Path:
@@ -399,7 +450,16 @@ class Settings:
             ) from None
 
 
-_TOP_KEYS = ("state-dir", "build-dir", "images", "lock", "build", "stack", "perf")
+_TOP_KEYS = ("state-dir", "build-dir", "images", "lock", "build", "stack", "perf", "test-env")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise HarnessError(
+            f"cannot read {path}: {exc}", checked=str(path), fix="fix the TOML syntax"
+        ) from exc
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -419,16 +479,17 @@ def find_project_root(start: Path | None = None) -> Path:
     )
 
 
-def load_settings(root: Path | None = None) -> Settings:
+def load_settings(root: Path | None = None, *, required: bool = True) -> Settings:
+    """The settings of the project at `root` (found upwards from the cwd when None). With
+    `required=False`, a folder without pyproject.toml gets the defaults."""
     root = root or find_project_root()
     path = root / "pyproject.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise HarnessError(
-            f"cannot read {path}: {exc}", checked=str(path), fix="fix the TOML syntax"
-        ) from exc
+    if not required and not path.is_file():
+        data: dict[str, Any] = {}
+    else:
+        data = _read_toml(path)
     env = environment()
+
     table = _table(data.get("tool", {}).get("harness", {}), "tool.harness", _TOP_KEYS, path)
     lock = _table(table.get("lock", {}), "tool.harness.lock", ("dir", "files"), path)
     return Settings(
@@ -443,4 +504,5 @@ def load_settings(root: Path | None = None) -> Settings:
         build=BuildConfig.parse(table.get("build", {}), path),
         stack=StackConfig.parse(table.get("stack", {}), path),
         perf=PerfConfig.parse(table.get("perf", {}), path),
+        test_env=_templates(table.get("test-env", {}), "tool.harness.test-env", path),
     )

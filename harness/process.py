@@ -63,6 +63,8 @@ def run(
             checked=f"{argv[0]} on PATH (cwd {cwd or '.'})",
             fix=fix,
         ) from exc
+    except OSError as exc:  # not executable, a bad cwd, ...
+        raise error(f"{what}: {display} could not be started: {exc}", checked=display, fix=fix) from exc
     except subprocess.TimeoutExpired as exc:
         raise error(f"{what}: no answer within {timeout:g}s", checked=display, fix=fix) from exc
     output = (proc.stdout or "") + (proc.stderr or "")

@@ -25,7 +25,7 @@ from harness.errors import ImageError
 from harness.build.oci import read_oci
 from harness.process import run
 
-__all__ = ["DockerImageBackend", "ImageBackend", "ImageResolver", "ResolvedImage"]
+__all__ = ["DockerImageBackend", "ImageBackend", "ImageResolver", "ResolvedImage", "ensure_image", "resolve_images"]
 
 Source = Literal["local", "pulled", "built"]
 
@@ -202,6 +202,24 @@ class DockerImageBackend:
             )
         docker_load(oci)
         return read_oci(oci).digest
+
+
+def ensure_image(ref: str, *, option: str) -> str:
+    """`ref` made available in the engine (a local copy, else a pull); its digest. A failure
+    names the setting that asked for it, so a typo is fixed where it was made."""
+    digest = local_image_id(ref)
+    if digest:
+        return digest
+    why = DockerImageBackend(log=lambda _m: None).pull(ref)
+    digest = local_image_id(ref) if why is None else None
+    if digest is None:
+        raise ImageError(
+            f"the image {ref!r} is not in the engine and could not be pulled: {why}",
+            checked=f"docker image inspect {ref}, then docker pull {ref}",
+            fix=f"correct {option}, or unset it to use the harness's own image "
+            "(built offline when no registry is reachable)",
+        )
+    return digest
 
 
 def images_lock_path() -> Path:

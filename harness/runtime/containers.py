@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -192,15 +192,23 @@ def start_redis(
 
 
 def start_services(
-    postgres_image: str, redis_image: str, identity: RunIdentity
-) -> tuple[tuple[DockerContainer, PostgresInfo], tuple[DockerContainer, RedisInfo]]:
-    """Both containers at once; if either fails, the other is removed before the error propagates."""
+    postgres_image: str,
+    redis_image: str | None,
+    identity: RunIdentity,
+    *,
+    extra_labels: Mapping[str, str] | None = None,
+) -> tuple[tuple[DockerContainer, PostgresInfo], tuple[DockerContainer, RedisInfo] | None]:
+    """Postgres and (unless `redis_image` is None) Redis at once; if either fails, the other
+    is removed before the error propagates."""
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harness-start") as pool:
-        pg_future = pool.submit(start_postgres, postgres_image, identity)
-        redis_future = pool.submit(start_redis, redis_image, identity)
+        futures: list[Future[Any]] = [
+            pool.submit(start_postgres, postgres_image, identity, extra_labels=extra_labels)
+        ]
+        if redis_image is not None:
+            futures.append(pool.submit(start_redis, redis_image, identity, extra_labels=extra_labels))
         errors: list[BaseException] = []
         results: list[Any] = []
-        for future in (pg_future, redis_future):
+        for future in futures:
             try:
                 results.append(future.result())
             except BaseException as exc:
@@ -211,4 +219,4 @@ def start_services(
             if result is not None:
                 stop(result[0])
         raise errors[0]
-    return results[0], results[1]
+    return results[0], (results[1] if redis_image is not None else None)

@@ -59,6 +59,7 @@ class RunIdentity:
     run_id: str
     worker: str
     owner_pid: int
+    owned: bool = True  # False for kept (--harness-reuse) containers: no owner pid, no reaping
 
     @classmethod
     def for_this_process(cls, run_id: str, worker: str = "main") -> RunIdentity:
@@ -68,10 +69,12 @@ class RunIdentity:
         labels = {
             LABEL_RUN: self.run_id,
             LABEL_WORKER: self.worker,
-            LABEL_PID: str(self.owner_pid),
             LABEL_HOST: socket.gethostname(),
             LABEL_ROLE: role,
         }
+        if not self.owned:
+            return labels
+        labels[LABEL_PID] = str(self.owner_pid)
         start = process_start_time(self.owner_pid)
         if start:
             labels[LABEL_PID_START] = start

@@ -52,10 +52,12 @@ def summary_line(manifest: dict[str, Any], path: Path) -> str:
         resets = (
             f"reset median {iso['median_ms']:.1f}ms x{iso['resets']}" if iso.get("resets") else "no resets"
         )
+        redis = w.get("redis")
         parts.append(
             f"{name}: pg {w['postgres']['container_id'][:12]} ({w['postgres']['ready_seconds']:.2f}s), "
-            f"redis {w['redis']['container_id'][:12]} ({w['redis']['ready_seconds']:.2f}s), "
-            f"ready+migrated {w['provision_seconds']:.2f}s, {resets}"
+            + (f"redis {redis['container_id'][:12]} ({redis['ready_seconds']:.2f}s), " if redis else "")
+            + ("reused, " if w.get("reused") else "")
+            + f"ready+migrated {w['provision_seconds']:.2f}s, {resets}"
         )
     provision = statistics.median(w["provision_seconds"] for w in workers.values())
     return (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 from harness.runtime.containers import PostgresInfo, RedisInfo, start_postgres, start_redis, stop
 from harness.runtime.labels import RunIdentity
 from harness.runtime.readiness import HostProbe, container_logs, host_address
+from harness.runtime.templates import render
 
 __all__ = ["Stack", "running_stack", "start_stack"]
 
@@ -115,21 +116,6 @@ def _last_probe(container: Any) -> str:
     return f"health status {health.get('Status', 'unknown')!r}\n--- last healthcheck output ---\n{last}\n"
 
 
-def _render(env: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, str]:
-    rendered = {}
-    for key, template in env.items():
-        try:
-            rendered[key] = str(template).format(**values)
-        except (KeyError, AttributeError) as exc:
-            raise HarnessError(
-                f"[tool.harness.stack.env].{key} uses an unknown placeholder: {exc}",
-                checked=f"template {template!r}",
-                fix="use {postgres.user}, {postgres.password}, {postgres.host}, {postgres.port}, "
-                "{postgres.dbname}, {redis.password}, {redis.host}, {redis.port}, {api_keys}",
-            ) from exc
-    return rendered
-
-
 @dataclass(frozen=True)
 class _InNetwork:
     """What the service sees: names on the private network, not host ports."""
@@ -162,7 +148,7 @@ def start_stack(
         }
         app = DockerContainer(image)
         app.with_exposed_ports(config.port)
-        for key, value in _render(config.env, values).items():
+        for key, value in render(config.env, values, where="[tool.harness.stack.env]").items():
             app.with_env(key, value)
         app.with_network(network).with_network_aliases("app")
         app.with_name(identity.name("app"))

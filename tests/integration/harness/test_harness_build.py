@@ -58,12 +58,10 @@ def mini_project(tmp_path_factory: pytest.TempPathFactory, project_root: Path) -
     tree = tmp_path_factory.mktemp("mini") / "src"
     tree.mkdir()
     image = f"harness-test/mini-{uuid.uuid4().hex[:8]}"
-    real = (project_root / "pyproject.toml").read_text()
-    images = real[real.index("[tool.harness.images.base]") : real.index("[tool.harness.build]")]
+    # No [tool.harness.images]: the harness's own logical images (recipes in the package) apply.
     (tree / "pyproject.toml").write_text(
         "[tool.harness]\n\n"
-        + images.replace('recipe = "images/', f'recipe = "{project_root}/images/')
-        + f'[tool.harness.build]\nimage = "{image}"\ndockerfile = "Dockerfile"\n'
+        f'[tool.harness.build]\nimage = "{image}"\ndockerfile = "Dockerfile"\n'
         'target = "production"\ntest-target = "test"\nlockfiles = ["nox"]\n\n'
         '[tool.harness.stack]\nport = 8080\nhealth-timeout = 30\napi-keys = ["a", "b"]\n\n'
         '[tool.harness.stack.env]\nDB_HOST = "{postgres.host}"\nKEYS = "{api_keys}"\n'

@@ -65,3 +65,25 @@ def test_perf_defaults_come_from_the_one_declaration() -> None:
     defaults = PerfConfig()
     for option in PERF_OPTIONS:
         assert getattr(defaults, option.attr) == option.default
+
+
+def test_a_project_without_an_images_table_gets_the_harness_own_images(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.harness]\n")
+    images = load_settings(tmp_path).images
+    assert set(images) == {"base", "postgres", "redis"}
+    for name in ("base", "postgres", "redis"):
+        assert (images[name].recipe / "Dockerfile").is_file()  # the recipe ships in the package
+    assert images["postgres"].depends_on == "base"
+
+
+def test_a_project_table_overrides_the_default_image_key_by_key(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.harness.images.postgres]\nref = "postgres:16"\n')
+    postgres = load_settings(tmp_path).image("postgres")
+    assert postgres.ref == "postgres:16"
+    assert postgres.local == "harness/postgres:17"  # the rest stays the harness's
+
+
+def test_a_folder_without_pyproject_gets_defaults_only_when_allowed(tmp_path: Path) -> None:
+    assert load_settings(tmp_path, required=False).perf.p95_ms > 0
+    with pytest.raises(HarnessError, match="cannot read"):
+        load_settings(tmp_path)
