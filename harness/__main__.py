@@ -127,6 +127,20 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         return _print_diff(diff, reports)
 
 
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from harness.engine import engine_client
+    from harness.runtime.reaper import sweep_dead_runs
+    from harness.runtime.reuse import remove_kept
+
+    client = engine_client()
+    kept = remove_kept(client)
+    dead = sweep_dead_runs(client)
+    print(
+        f"removed {kept} kept (--harness-reuse) container(s); cleaned {len(dead)} run(s) whose owner is gone"
+    )
+    return 0
+
+
 def _cmd_perf(args: argparse.Namespace) -> int:
     from harness.perf.run import run_perf
 
@@ -135,6 +149,14 @@ def _cmd_perf(args: argparse.Namespace) -> int:
     return run_perf(
         settings, cfg, target_url=args.target_url, log=lambda m: print(f"harness: {m}", file=sys.stderr)
     )
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from harness.doctor import diagnose, exit_code, render
+
+    checks = diagnose(load_settings())
+    print(render(checks))
+    return exit_code(checks)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--report-dir", help="also write report.json and report.md here")
     diff.set_defaults(func=_cmd_diff)
 
+    clean = sub.add_parser(
+        "clean", help="remove kept (--harness-reuse) containers and leftovers of runs whose owner died"
+    )
+    clean.set_defaults(func=_cmd_clean)
+
     perf = sub.add_parser("perf", help="the Locust tier against the running stack, gated by thresholds")
     for option in PERF_OPTIONS:
         perf.add_argument(
@@ -185,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
     perf.add_argument("--target-url", help="load an already running service instead of starting the stack")
     perf.set_defaults(func=_cmd_perf)
+
+    doctor = sub.add_parser(
+        "doctor", help="check that this machine can run the harness, naming the fix for each problem"
+    )
+    doctor.set_defaults(func=_cmd_doctor)
     return parser
 
 
