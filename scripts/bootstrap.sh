@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The first of the two commands on a fresh machine; the second is what it prints at the end:
+#
+#   bash scripts/bootstrap.sh
+#   .venv/bin/nox -s tests
+#
+# 1. the Docker engine, through scripts/provision-docker.sh (as root; otherwise only checked);
+# 2. .venv, made by HARNESS_PYTHON (default python3), with nox installed from
+#    requirements/nox.txt with --require-hashes. A stock Debian 12 or Ubuntu 24.04 Python
+#    refuses `pip install` outside a venv (PEP 668): nox lives in the project's own venv,
+#    and every nox session makes its venvs from that venv's interpreter.
+#
+# Idempotent: rerunning it reuses what is there and repairs what is not. Settings:
+#   HARNESS_PYTHON            interpreter for .venv (default python3; >= 3.11). A .venv
+#                             made by another interpreter is recreated.
+#   HARNESS_BOOTSTRAP_ENGINE  0 skips the Docker engine step (default 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${HARNESS_PYTHON:-python3}
+ENGINE=${HARNESS_BOOTSTRAP_ENGINE:-1}
+VENV=.venv
+NOX_LOCK=requirements/nox.txt
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+die() {
+    say "ERROR: $1"
+    shift
+    for line in "$@"; do say "  $line"; done
+    exit 1
+}
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+# --- 1. the Docker engine ----------------------------------------------------
+provision_engine() {
+    case $ENGINE in
+        0) say "skipping the Docker engine step (HARNESS_BOOTSTRAP_ENGINE=0)"; return ;;
+        1) ;;
+        *) die "HARNESS_BOOTSTRAP_ENGINE=$ENGINE is neither 0 nor 1" \
+            "checked: the environment variable HARNESS_BOOTSTRAP_ENGINE" \
+            "fix: set it to 0 (skip the engine step) or 1, or unset it (default 1)" ;;
+    esac
+    # As root it installs and starts what is missing; otherwise it only checks, exits 0
+    # when the engine qualifies and fails (saying why) when it does not.
+    if bash scripts/provision-docker.sh; then return; fi
+    if is_root; then
+        die "provisioning the Docker engine failed (see its lines above)" \
+            "checked: bash scripts/provision-docker.sh" \
+            "fix: act on the error above, then rerun bash scripts/bootstrap.sh"
+    fi
+    die "no usable Docker engine (>= 26, buildx >= 0.13, containerd image store), and installing one needs root" \
+        "checked: bash scripts/provision-docker.sh as uid $(id -u)" \
+        "fix: sudo bash scripts/provision-docker.sh, then rerun bash scripts/bootstrap.sh;" \
+        "     if the engine runs but this user cannot reach it, join the docker group (or set DOCKER_HOST);" \
+        "     HARNESS_BOOTSTRAP_ENGINE=0 bash scripts/bootstrap.sh sets up nox without an engine"
+}
+
+# --- 2. the interpreter and its venv module ----------------------------------
+# "prefix version" of an interpreter; a venv reports its base interpreter's prefix.
+identity() { "$1" -c 'import sys; print(sys.base_prefix, sys.version.split()[0])'; }
+
+check_interpreter() {
+    command -v "$PYTHON" >/dev/null || die "no Python interpreter '$PYTHON'" \
+        "checked: command -v $PYTHON (HARNESS_PYTHON, default python3)" \
+        "fix: install Python >= 3.11 (Debian/Ubuntu: apt-get install python3 python3-venv)," \
+        "     or set HARNESS_PYTHON to one"
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+        die "$PYTHON is Python $("$PYTHON" -c 'import sys; print(sys.version.split()[0])'); the harness needs >= 3.11" \
+            "checked: $PYTHON -c 'import sys; print(sys.version)'" \
+            "fix: set HARNESS_PYTHON to a Python 3.11 or newer"
+}
+
+has_venv_module() { "$PYTHON" -c 'import ensurepip, venv; ensurepip.version()' >/dev/null 2>&1; }
+
+ensure_venv_module() {
+    has_venv_module && return
+    # Debian and Ubuntu ship ensurepip, which venv needs, in python3.X-venv.
+    local pkg
+    pkg="python$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv"
+    if is_root && command -v apt-get >/dev/null; then
+        say "$PYTHON cannot make a venv (no ensurepip): installing $pkg"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null 2>&1 ||
+            { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null; }
+        has_venv_module && return
+    fi
+    die "$PYTHON cannot make a venv: its venv/ensurepip modules are missing" \
+        "checked: $PYTHON -c 'import ensurepip, venv; ensurepip.version()'" \
+        "fix: sudo apt-get install $pkg (Debian/Ubuntu: python3-venv for the default python3)," \
+        "     or set HARNESS_PYTHON to an interpreter that has them"
+}
+
+# --- 3. .venv with nox -------------------------------------------------------
+make_venv() {
+    if [[ -x $VENV/bin/python ]] && [[ $(identity "$VENV/bin/python" 2>/dev/null) == "$(identity "$PYTHON")" ]] &&
+        "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+        say "reusing $VENV ($(identity "$VENV/bin/python"))"
+        return
+    fi
+    if [[ -e $VENV ]]; then
+        say "recreating $VENV: it was not made by $PYTHON ($(identity "$PYTHON")) or is broken"
+    fi
+    "$PYTHON" -m venv --clear "$VENV" || die "$PYTHON -m venv $VENV failed (see above)" \
+        "checked: $PYTHON -m venv --clear $VENV" \
+        "fix: install the venv module for $PYTHON (Debian/Ubuntu: python3-venv), or set HARNESS_PYTHON"
+}
+
+install_nox() {
+    say "installing nox into $VENV from $NOX_LOCK (--require-hashes)"
+    # The lockfile carries PyPI's hashes: the machine's own pip configuration (local
+    # indexes, find-links, constraints) is switched off.
+    env -u PIP_CONSTRAINT -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$NOX_LOCK" ||
+        die "installing nox from $NOX_LOCK failed (see pip's lines above)" \
+            "checked: $VENV/bin/python -m pip install --require-hashes -r $NOX_LOCK" \
+            "fix: check that PyPI is reachable; a hash mismatch means $NOX_LOCK must be recompiled (nox -s lock)"
+    "$VENV/bin/nox" --version >/dev/null 2>&1 || die "$VENV/bin/nox does not run" \
+        "checked: $VENV/bin/nox --version" "fix: rm -rf $VENV and rerun bash scripts/bootstrap.sh"
+}
+
+provision_engine
+check_interpreter
+ensure_venv_module
+make_venv
+install_nox
+say "ready: $VENV (Python $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])'), nox $("$VENV/bin/nox" --version 2>&1))"
+say "next, the test command:"
+echo ".venv/bin/nox -s tests"

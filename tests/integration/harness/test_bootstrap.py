@@ -1,0 +1,133 @@
+"""The set-up on a stock Debian 12 Python: `bash scripts/bootstrap.sh` with Debian's own
+/usr/bin/python3 (3.11.2, PEP 668: no `pip install` outside a venv) gives a working
+`.venv/bin/nox`, and the lockfiles install with --require-hashes on that interpreter.
+
+The engine step is switched off (HARNESS_BOOTSTRAP_ENGINE=0): the engine is already up,
+and provisioning it is scripts/provision-docker.sh's job, not this test's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.build.checkout import snapshot
+from harness.build.lockfiles import parse_lockfile
+from harness.config import child_env, pip_child_env
+from harness.process import run
+
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+PEP_668_MARKER = Path("/usr/lib/python3.11/EXTERNALLY-MANAGED")
+BOOTSTRAP_TIMEOUT = 300.0  # a cold pip cache; a warm one takes a few seconds
+INSTALL_TIMEOUT = 300.0
+
+
+def _debian_python() -> Path:
+    """Debian's /usr/bin/python3, installed with apt-get when it is missing and we may."""
+    if DEBIAN_PYTHON.exists():
+        return DEBIAN_PYTHON
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(f"{DEBIAN_PYTHON} is absent and cannot be installed here (needs root and apt-get)")
+    env = child_env({"DEBIAN_FRONTEND": "noninteractive"})
+    fix = "install python3 and python3-venv with apt-get"
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "python3", "python3-venv"],
+    ):
+        proc = run(argv, env=env, what=" ".join(argv), fix=fix, check=False, timeout=INSTALL_TIMEOUT)
+        if proc.returncode != 0:
+            pytest.skip(f"{DEBIAN_PYTHON} is absent and `{' '.join(argv)}` failed: {proc.stderr[-500:]}")
+    return DEBIAN_PYTHON
+
+
+def _bootstrap(tree: Path, python: Path) -> subprocess.CompletedProcess[str]:
+    return run(
+        ["bash", "scripts/bootstrap.sh"],
+        cwd=tree,
+        env=child_env({"HARNESS_PYTHON": str(python), "HARNESS_BOOTSTRAP_ENGINE": "0"}),
+        what="bash scripts/bootstrap.sh with Debian's python3",
+        fix="see the script's own error lines above",
+        timeout=BOOTSTRAP_TIMEOUT,
+    )
+
+
+def _dry_run(venv_python: Path, lockfile: Path) -> subprocess.CompletedProcess[str]:
+    """pip's resolution of `lockfile` with --require-hashes in that venv: every dependency
+    must be pinned (with its markers evaluated on that interpreter) and every file must match
+    its hash (pip downloads them to check). The machine's pip config is off: PyPI's hashes."""
+    return run(
+        [str(venv_python), "-m", "pip", "install", "--dry-run", "--quiet", "--disable-pip-version-check",
+         "--ignore-installed", "--require-hashes", "--requirement", str(lockfile)],
+        env=pip_child_env(),
+        what=f"pip install --dry-run --require-hashes -r {lockfile.name}",
+        fix="see pip's error",
+        check=False,
+        timeout=INSTALL_TIMEOUT,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def debian_python() -> Path:
+    return _debian_python()
+
+
+@pytest.fixture(scope="module")
+def debian_venv(tmp_path_factory: pytest.TempPathFactory, debian_python: Path) -> Path:
+    """The python of a venv made by Debian's python3, with the pip that python3-venv bundles."""
+    venv = tmp_path_factory.mktemp("debian-venv") / "venv"
+    run([str(debian_python), "-m", "venv", str(venv)], what="a venv of Debian's python3",
+        fix="apt-get install python3-venv")  # fmt: skip
+    return venv / "bin/python"
+
+
+def test_bootstrap_gives_nox_in_a_venv_of_debians_python(
+    tmp_path: Path, project_root: Path, debian_python: Path
+) -> None:
+    tree = snapshot(project_root, tmp_path / "repo")
+    proc = _bootstrap(tree, debian_python)
+    assert proc.stdout.strip().splitlines()[-1] == ".venv/bin/nox -s tests", proc.stdout + proc.stderr
+    nox = run([str(tree / ".venv/bin/nox"), "--version"], what="nox --version", fix="rerun the bootstrap")
+    assert (nox.stdout + nox.stderr).strip()[:1].isdigit(), nox.stdout + nox.stderr
+
+    probe = run(
+        [str(tree / ".venv/bin/python"), "-c",
+         "import sys, sysconfig; print(sys.version.split()[0], sys.base_prefix, sys.prefix, "
+         "sysconfig.get_path('stdlib'))"],
+        what="the venv's interpreter", fix="rerun the bootstrap",
+    ).stdout.split()  # fmt: skip
+    version, base_prefix, prefix, stdlib = probe
+    assert version == "3.11.2", f"not Debian 12's Python: {probe}"
+    assert base_prefix == "/usr", f"not made by {debian_python}: {probe}"
+    assert Path(prefix).resolve() == (tree / ".venv").resolve()
+    # Debian's interpreter, which refuses `pip install` outside a venv (PEP 668).
+    assert Path(stdlib) / "EXTERNALLY-MANAGED" == PEP_668_MARKER
+    assert PEP_668_MARKER.is_file()
+
+    # Idempotent: a second run keeps the venv and ends the same way.
+    again = _bootstrap(tree, debian_python)
+    assert "reusing .venv" in again.stderr, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == ".venv/bin/nox -s tests"
+
+
+def test_test_lockfile_installs_with_hashes_on_debians_python(debian_venv: Path, project_root: Path) -> None:
+    """The check that failed before async-timeout was pinned: redis asks for it below 3.11.3."""
+    proc = _dry_run(debian_venv, project_root / "requirements/test.txt")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_check_fails_on_a_lockfile_missing_a_marker_dependency(
+    debian_venv: Path, project_root: Path, tmp_path: Path
+) -> None:
+    """The same check can fail: redis alone, hashed as test.txt pins it, without the
+    async-timeout it needs on 3.11.2 (what test.txt looked like when compiled on 3.11.7)."""
+    (redis,) = [p for p in parse_lockfile(project_root / "requirements/test.txt") if p.name == "redis"]
+    lockfile = tmp_path / "redis-only.txt"
+    hashes = " ".join(f"--hash=sha256:{h}" for h in redis.hashes)
+    lockfile.write_text(f"redis=={redis.version} {hashes}\n", encoding="utf-8")
+    proc = _dry_run(debian_venv, lockfile)
+    assert proc.returncode != 0, f"redis=={redis.version} no longer needs async-timeout on 3.11.2?"
+    assert "async-timeout" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
