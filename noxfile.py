@@ -71,6 +71,25 @@ def tests(session: nox.Session) -> None:
     session.run("coverage", "xml", "--quiet", "--fail-under=0", "-o", "build/coverage/coverage.xml")
     # The 80 % gate ([tool.coverage.report] fail_under) holds for the whole tiers, not a subset.
     session.run("coverage", "report", *(() if whole_tier else ("--fail-under=0",)))
+    if whole_tier:
+        run_example(session)  # in the same environment: a project that adopts the harness
+
+
+EXAMPLE = "examples/inventory"
+
+
+def run_example(session: nox.Session, *args: str) -> None:
+    """The adoption example, as its own project (its own rootdir and ini), at -n 2 and -n 0."""
+    common = ("-p", "no:cacheprovider", "--rootdir", EXAMPLE, "-c", f"{EXAMPLE}/pyproject.toml", *args)
+    for workers in ("2", "0"):
+        session.run("pytest", "-n", workers, *common, f"{EXAMPLE}/tests")
+
+
+@nox.session
+def example(session: nox.Session) -> None:
+    """examples/inventory (SQLAlchemy + Alembic) on the harness by configuration only, -n 2 and -n 0."""
+    install(session, "test")
+    run_example(session, *session.posargs)
 
 
 @nox.session(tags=["ci"])

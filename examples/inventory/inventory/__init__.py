@@ -1,0 +1,1 @@
+"""Inventory: users own items. SQLAlchemy 2 on Postgres, schema by Alembic."""
