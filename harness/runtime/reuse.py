@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,10 +22,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from harness.runtime.labels import LABEL_HOST, LABEL_ROLE, LABEL_RUN, LABEL_WORKER
-
 __all__ = [
     "LABEL_REUSE",
+    "LABEL_REUSE_IDLE",
+    "LABEL_STATE_DIR",
     "ReuseSlot",
     "expire_idle",
     "kept_containers",
@@ -36,6 +35,10 @@ __all__ = [
 ]
 
 LABEL_REUSE = "harness.reuse-key"
+# On each kept container, so any sweep (a reaper's, a worker's, `clean`) can expire it
+# without knowing the run that made it.
+LABEL_REUSE_IDLE = "harness.reuse-idle"
+LABEL_STATE_DIR = "harness.state-dir"
 _SKIP = {".git", ".venv", ".nox", "node_modules", "build", ".harness", "__pycache__", ".mypy_cache"}
 _MIGRATION_DIRS = {"migrations", "alembic", "versions"}
 
@@ -64,23 +67,20 @@ def reuse_key(rootdir: Path, worker: str, images: Mapping[str, str], migrations:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
-def reuse_labels(key: str, worker: str, role: str) -> dict[str, str]:
-    """Labels of a kept container: its key, but no owner pid (nobody's death removes it)."""
-    return {
-        LABEL_RUN: f"reuse-{key}",
-        LABEL_WORKER: worker,
-        LABEL_HOST: socket.gethostname(),
-        LABEL_ROLE: role,
-        LABEL_REUSE: key,
-    }
-
-
 @dataclass
 class ReuseSlot:
     """One key's lock and its last-use record, under `<state-dir>/reuse/`."""
 
     state_dir: Path
     key: str
+    idle_seconds: float = 4 * 3600.0
+
+    def labels(self) -> dict[str, str]:
+        return {
+            LABEL_REUSE: self.key,
+            LABEL_REUSE_IDLE: str(int(self.idle_seconds)),
+            LABEL_STATE_DIR: str(self.state_dir.resolve()),
+        }
 
     def __post_init__(self) -> None:
         folder = self.state_dir / "reuse"
@@ -117,19 +117,26 @@ def remove_kept(client: Any, key: str | None = None) -> int:
     return removed
 
 
-def expire_idle(client: Any, state_dir: Path, idle_seconds: float) -> int:
-    """Remove kept containers unused for longer than `idle_seconds` (and ones whose record
-    is lost); a key locked by a running worker is never touched."""
-    now = time.time()
+def expire_idle(client: Any, *, now: float | None = None) -> int:
+    """Remove kept containers unused for longer than their idle time (labelled on them, with
+    the state folder that records their last use); a key locked by a running worker, or whose
+    state folder is gone from this machine's view, is left alone."""
+    now = time.time() if now is None else now
     removed = 0
-    keys = {c.labels.get(LABEL_REUSE, "") for c in kept_containers(client)}
-    for key in sorted(k for k in keys if k):
+    by_key: dict[str, dict[str, str]] = {}
+    for container in kept_containers(client):
+        if container.labels.get(LABEL_REUSE):
+            by_key.setdefault(container.labels[LABEL_REUSE], container.labels)
+    for key, labels in sorted(by_key.items()):
+        state_dir = Path(labels.get(LABEL_STATE_DIR, ""))
+        if not labels.get(LABEL_STATE_DIR) or not state_dir.is_dir():
+            continue
         slot = ReuseSlot(state_dir, key)
         if not slot.acquire():
             continue  # in use right now
         try:
             last = json.loads(slot.record.read_text())["last_used"] if slot.record.exists() else 0.0
-            if now - float(last) > idle_seconds:
+            if now - float(last) > float(labels.get(LABEL_REUSE_IDLE, "14400")):
                 removed += remove_kept(client, key)
                 slot.record.unlink(missing_ok=True)
         finally:

@@ -176,14 +176,14 @@ def provision(
     if plan.reuse and env.ci:
         log("harness: --harness-reuse is ignored in CI (CI is set): fresh containers")
     elif plan.reuse:
-        expire_idle(client, plan.state_dir, env.reuse_idle)
+        expire_idle(client)
         digests = {"postgres": local_image_id(plan.postgres_image) or plan.postgres_image}
         if plan.redis_image:
             digests["redis"] = local_image_id(plan.redis_image) or plan.redis_image
         key = reuse_key(
             plan.rootdir, identity.worker, digests, migrations_digest(plan.rootdir, plan.migrate, plan.seed)
         )
-        candidate = ReuseSlot(plan.state_dir, key)
+        candidate = ReuseSlot(plan.state_dir, key, env.reuse_idle)
         slot = candidate if candidate.acquire() else None
 
     started = time.monotonic()
@@ -208,7 +208,7 @@ def _start(
     if slot is not None:
         remove_kept(client, slot.key)  # an incomplete or stopped set: start over
         identity = RunIdentity(f"reuse-{slot.key}", identity.worker, identity.owner_pid, owned=False)
-        extra = {"harness.reuse-key": slot.key}
+        extra = slot.labels()
     else:
         extra = {}
     (pg_container, postgres), redis_started = containers.start_services(

@@ -18,7 +18,8 @@ from filelock import FileLock
 
 from harness.config import load_settings
 from harness.engine import engine_client
-from harness.runtime.labels import LABEL_RUN
+from harness.pytest_plugin import HarnessServices
+from harness.runtime.labels import LABEL_RUN, RunIdentity
 from harness.runtime.reaper import containers_of, remove_labelled
 from harness.runtime.reuse import kept_containers, remove_kept
 
@@ -146,14 +147,15 @@ def _free(port: int) -> bool:
 
 
 @pytest.fixture
-def decoy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A developer's own Postgres on the default address, accepting libpq's default user."""
+def decoy(tmp_path_factory: pytest.TempPathFactory, harness_services: HarnessServices) -> Iterator[str]:
+    """A developer's own Postgres on the default address, accepting libpq's default user. It
+    carries this run's labels, so the run's reaper removes it if the run is killed."""
     # One decoy at a time across xdist workers: there is only one default port.
     with FileLock(str(tmp_path_factory.getbasetemp().parent / "decoy.lock")):
-        yield from _decoy()
+        yield from _decoy(harness_services.identity)
 
 
-def _decoy() -> Iterator[str]:
+def _decoy(identity: RunIdentity) -> Iterator[str]:
     if not _free(5432):
         pytest.skip("127.0.0.1:5432 is taken on this machine; the decoy needs it")
     image = load_settings().image("postgres").local
@@ -164,7 +166,8 @@ def _decoy() -> Iterator[str]:
         remove=False,
         ports={"5432/tcp": ("127.0.0.1", 5432)},
         environment={"POSTGRES_USER": user, "POSTGRES_DB": user, "POSTGRES_HOST_AUTH_METHOD": "trust"},
-        labels={"harness.test": "decoy"},
+        labels=identity.labels("decoy"),
+        name=identity.name("decoy"),
     )
     url = f"postgresql://{user}@127.0.0.1:5432/{user}"
     try:
@@ -251,12 +254,14 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
     root = _project(tmp_path, EARLY)
     kept: set[str] = set()
     try:
-        first = _run(root, "-n", "0", "--harness-reuse", run_id=run_id, env={"CI": ""})
+        # A short idle time: if this test is killed, the reapers' sweeps expire what it kept.
+        idle = {"CI": "", "HARNESS_REUSE_IDLE": "10"}
+        first = _run(root, "-n", "0", "--harness-reuse", run_id=run_id, env=idle)
         assert first.returncode == 0, first.stdout
         kept = {c.id for c in kept_containers(engine_client())}
         mine = {c.id for c in kept_containers(engine_client()) if c.name.endswith("-master-postgres")}
         assert mine, "the first run kept nothing"
-        second = _run(root, "-n", "0", "--harness-reuse", run_id=f"{run_id}-2", env={"CI": ""})
+        second = _run(root, "-n", "0", "--harness-reuse", run_id=f"{run_id}-2", env=idle)
         assert second.returncode == 0, second.stdout
         assert "reused" in second.stdout  # the run's summary line
         assert mine <= {c.id for c in kept_containers(engine_client())}
@@ -272,3 +277,47 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
         for container in kept_containers(engine_client()):
             if container.id in kept:
                 remove_kept(engine_client(), container.labels.get("harness.reuse-key"))
+
+
+MIGRATE_WITH_ALEMBIC_TABLE = """
+import psycopg
+with psycopg.connect("", autocommit=True) as conn:
+    conn.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+    conn.execute("INSERT INTO alembic_version VALUES ('0002_items')")
+    conn.execute("CREATE TABLE notes (id serial PRIMARY KEY, body text)")
+"""
+
+KEEPS_MIGRATION_STATE = """
+from conftest import connect
+
+def test_write(harness_clean):
+    with connect() as conn:
+        conn.execute("INSERT INTO notes (body) VALUES ('x')")
+
+def test_reset_kept_the_migration_state(harness_clean):
+    with connect() as conn:
+        assert conn.execute("SELECT count(*) FROM notes").fetchone() == (0,)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002_items",)]
+"""
+
+
+def test_a_deletion_reset_keeps_alembic_version_by_default(tmp_path: Path, run_id: str) -> None:
+    ini = (
+        'harness_provision = "early"\nharness_services = "postgres"\nharness_migrate = "python migrate.py"\n'
+    )
+    root = _project(tmp_path, ini, migrate=MIGRATE_WITH_ALEMBIC_TABLE)
+    (root / "test_project.py").write_text(KEEPS_MIGRATION_STATE)
+    (root / "conftest.py").write_text(CONFTEST.split("@pytest.fixture", maxsplit=1)[0])
+    proc = _run(root, "-n", "0", "-p", "no:randomly", run_id=run_id)
+    assert proc.returncode == 0, proc.stdout
+    manifest = (root / ".harness" / "last-run.json").read_text()
+    assert '"redis": null' in manifest  # harness_services = postgres: no Redis was started
+
+
+def test_a_broken_harness_table_is_reported_not_swallowed(tmp_path: Path, run_id: str) -> None:
+    root = _project(tmp_path, EARLY)
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + '\n[tool.harness.images.postgres]\nlocall = "x"\n')
+    proc = _run(root, "-n", "0", run_id=run_id)
+    assert proc.returncode != 0
+    assert "unknown key(s) in [tool.harness.images.postgres]: locall" in proc.stdout

@@ -1,0 +1,83 @@
+"""Runtime pieces that need no engine: reuse keys and locks, the manifest line, templates,
+the worker's environment mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.runtime.containers import PostgresInfo, RedisInfo
+from harness.runtime.manifest import summary_line
+from harness.runtime.reuse import ReuseSlot, migrations_digest, reuse_key
+from harness.runtime.templates import render
+from harness.runtime.worker import WorkerPlan, render_mapping
+
+PG = PostgresInfo("c1", "127.0.0.1", 5555, "u1", "s3cret-pw", "db_gw0", 0.4)
+RD = RedisInfo("c2", "127.0.0.1", 6666, "r3dis-pw", 0.1)
+
+
+def test_passwords_never_show_in_reprs() -> None:
+    assert "s3cret-pw" not in repr(PG)
+    assert "r3dis-pw" not in repr(RD)
+    assert PG.as_dict()["password"] == "***"
+
+
+def test_the_mapping_always_carries_libpq_variables_and_the_projects_own() -> None:
+    plan = WorkerPlan(
+        rootdir=Path("."),
+        state_dir=Path("."),
+        postgres_image="p",
+        redis_image=None,
+        env_templates={"POSTGRES_SERVER": "{postgres.host}", "DATABASE_URL": "sqlite://override"},
+    )
+    mapping = render_mapping(plan, PG, None)
+    assert mapping["PGHOST"] == "127.0.0.1"
+    assert mapping["PGPORT"] == "5555"
+    assert mapping["PGDATABASE"] == "db_gw0"
+    assert mapping["POSTGRES_SERVER"] == "127.0.0.1"
+    assert mapping["DATABASE_URL"] == "sqlite://override"  # the project's own wins
+    assert "REDIS_URL" not in mapping  # no Redis, no REDIS_URL
+
+
+def test_a_redis_placeholder_without_redis_says_redis_is_off() -> None:
+    with pytest.raises(HarnessError, match="redis is switched off"):
+        render({"X": "{redis.url}"}, {"postgres": PG}, where="[tool.harness.test-env]")
+
+
+def test_reuse_keys_change_with_what_the_containers_hold(tmp_path: Path) -> None:
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "0001.sql").write_text("CREATE TABLE a (id int);")
+    base = migrations_digest(tmp_path, "migrate")
+    key = reuse_key(tmp_path, "gw0", {"postgres": "sha256:a"}, base)
+    assert key == reuse_key(tmp_path, "gw0", {"postgres": "sha256:a"}, base)
+    assert key != reuse_key(tmp_path, "gw1", {"postgres": "sha256:a"}, base)
+    assert key != reuse_key(tmp_path, "gw0", {"postgres": "sha256:b"}, base)
+    (tmp_path / "migrations" / "0002.sql").write_text("CREATE TABLE b (id int);")
+    assert migrations_digest(tmp_path, "migrate") != base
+    assert migrations_digest(tmp_path, "other command") != migrations_digest(tmp_path, "migrate")
+
+
+def test_a_reuse_key_held_by_one_run_is_not_given_to_another(tmp_path: Path) -> None:
+    first, second = ReuseSlot(tmp_path, "k1"), ReuseSlot(tmp_path, "k1")
+    assert first.acquire()
+    assert not second.acquire()  # the second run gets fresh containers
+    first.release()
+    assert second.acquire()
+    second.release()
+    assert (tmp_path / "reuse" / "k1.json").exists()  # the last use is recorded
+
+
+def test_the_summary_line_without_resets_says_so() -> None:
+    worker = {
+        "postgres": {"container_id": "abcdef123456789", "ready_seconds": 0.4},
+        "redis": None,
+        "provision_seconds": 0.9,
+        "reused": True,
+    }
+    line = summary_line({"run_id": "r", "workers": {"gw0": worker}}, Path("last-run.json"))
+    assert "no resets" in line
+    assert "nan" not in line
+    assert "reused" in line
+    assert "redis" not in line
