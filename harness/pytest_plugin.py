@@ -423,6 +423,13 @@ def stack_fixture(
     return _stack
 
 
+@pytest.fixture(scope="session")
+def harness_reaper(request: pytest.FixtureRequest) -> None:
+    """The run's reaper, for tests that start labelled resources of their own: if the run is
+    killed, it removes the run's resources and sweeps every run whose owner is gone."""
+    _ensure_reaper(request.config)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _harness_early(request: pytest.FixtureRequest) -> None:
     """With early provisioning, the worker's services come before any other session fixture

@@ -10,7 +10,10 @@ still create a container after their controller died.
 Only resources labelled with *this* run id are touched, so concurrent runs on
 the same daemon never disturb each other. `sweep_dead_runs` additionally cleans
 up after runs whose reaper itself was lost (machine reboot, kill of the whole
-process tree): it only removes resources whose owner pid on this host is gone.
+process tree) or that never had one (a test's made-up run): it only removes
+resources whose owner pid on this host is gone. Each worker sweeps at its start,
+and a reaper sweeps alongside its own run during its grace period, so runs whose
+owners died with the reaper's run are cleaned up then, not only by the next run.
 
     python -m harness.runtime.reaper --run-id ID --pid PID [--grace 12]
 """
@@ -28,15 +31,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.runtime.labels import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN, process_start_time
+from harness.config import environment
+from harness.process import start_detached
+from harness.runtime.labels import (
+    LABEL_HOST,
+    LABEL_PID,
+    LABEL_PID_START,
+    LABEL_RUN,
+    proc_stat,
+    process_start_time,
+)
+from harness.runtime.reuse import expire_idle
 
 __all__ = ["containers_of", "pid_alive", "remove_labelled", "spawn_reaper", "sweep_dead_runs"]
 
 
 def pid_alive(pid: int, start_time: str | None = None) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    fields = proc_stat(pid)
+    if fields is None:
         # Not Linux, or gone: fall back to the portable probe.
         try:
             os.kill(pid, 0)
@@ -45,8 +57,7 @@ def pid_alive(pid: int, start_time: str | None = None) -> bool:
         except PermissionError:
             return True
         return True
-    state = stat[stat.rindex(")") + 2 :].split()[0]
-    if state in ("Z", "X"):  # a zombie is dead, its parent just has not reaped it
+    if fields[0] in ("Z", "X"):  # a zombie is dead, its parent just has not reaped it
         return False
     return not (start_time is not None and process_start_time(pid) != start_time)
 
@@ -97,21 +108,14 @@ def sweep_dead_runs(client: Any, alive: Callable[[int, str | None], bool] = pid_
             dead.add(run_id)
     for run_id in sorted(dead):
         remove_labelled(client, {"label": [f"{LABEL_RUN}={run_id}"]})
+    expire_idle(client)  # kept (--harness-reuse) containers unused for longer than their idle time
     return sorted(dead)
 
 
 def spawn_reaper(run_id: str, pid: int, log_path: Path) -> subprocess.Popen[bytes]:
     """Start the reaper detached: it must outlive a SIGKILL of the process group that started it."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "harness.runtime.reaper", "--run-id", run_id, "--pid", str(pid)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            close_fds=True,
-        )
+    argv = [sys.executable, "-m", "harness.runtime.reaper", "--run-id", run_id, "--pid", str(pid)]
+    return start_detached(argv, log_path=log_path)
 
 
 def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
@@ -124,12 +128,21 @@ def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
     flt = {"label": [f"{LABEL_RUN}={run_id}"]}
     deadline = time.monotonic() + grace
     total = 0
+    swept: set[str] = set()
     while True:
         total += remove_labelled(client, flt)
+        # Runs whose owners died with this one (a test's made-up runs, a nested run) have
+        # no reaper of their own, or lost it: clean them up too, not only at the next run.
+        try:
+            swept.update(r for r in sweep_dead_runs(client) if r != run_id)
+        except Exception as exc:  # the sweep is a courtesy: it must not stop this run's removal
+            print(f"reaper: run {run_id}: sweep of dead runs failed: {exc}", flush=True)
         if time.monotonic() >= deadline:
             break
         time.sleep(1.0)
     print(f"reaper: run {run_id}: owner {pid} gone, removed {total} resource(s)", flush=True)
+    if swept:
+        print(f"reaper: run {run_id}: swept runs whose owner is gone: {', '.join(sorted(swept))}", flush=True)
     return 0
 
 
@@ -137,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.runtime.reaper", description=__doc__)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--pid", type=int, required=True)
-    parser.add_argument("--grace", type=float, default=float(os.environ.get("HARNESS_REAPER_GRACE", "12")))
+    parser.add_argument("--grace", type=float, default=environment().reaper_grace)
     parser.add_argument("--poll", type=float, default=0.5)
     args = parser.parse_args(argv)
     return _watch(args.run_id, args.pid, args.grace, args.poll)

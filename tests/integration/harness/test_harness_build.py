@@ -22,6 +22,10 @@ from harness.runtime.labels import LABEL_RUN, RunIdentity
 from harness.runtime.reaper import containers_of, remove_labelled
 from harness.runtime.stack import running_stack
 
+# Its stack containers belong to made-up runs owned by this worker: the run's reaper sweeps
+# them if the run is killed.
+pytestmark = pytest.mark.usefixtures("harness_reaper")
+
 DOCKERFILE = """\
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE} AS base

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,11 +22,11 @@ from harness.errors import BuildError, HarnessError, ReadinessError
 from harness.pytest_plugin import HarnessServices
 from harness.runtime.containers import start_postgres
 from harness.runtime.labels import LABEL_RUN, RunIdentity
-from harness.runtime.reaper import containers_of, remove_labelled, sweep_dead_runs
+from harness.runtime.reaper import containers_of, pid_alive, remove_labelled, sweep_dead_runs
 from harness.runtime.reset import StateReset
 
 
-def _labelled(run_id: str) -> list:
+def _labelled(run_id: str) -> list[Any]:
     return containers_of(engine_client(), run_id)
 
 
@@ -34,6 +37,33 @@ def _wait_gone(run_id: str, seconds: float) -> float:
             return time.monotonic() - started
         time.sleep(0.5)
     raise AssertionError(f"containers of run {run_id} still there after {seconds}s: {_labelled(run_id)}")
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _dying_with_this_process(argv: list[str], **popen: Any) -> subprocess.Popen[Any]:
+    """Start `argv` so that the kernel SIGKILLs it when this process dies (Linux only).
+
+    A test's made-up run is owned by such a process: if the test run is SIGKILLed, the
+    owner dies with it, and a reaper's sweep of runs whose owner is gone (the run's reaper,
+    or the one `harness_reaper` starts) removes the made-up run's containers instead of the next run.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only calls it
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            os._exit(127)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(127)
+
+    return subprocess.Popen(argv, preexec_fn=die_with_parent, **popen)  # noqa: PLW1509
+
+
+def _owner() -> subprocess.Popen[Any]:
+    """A live owner for a made-up run, dying with this test process."""
+    return _dying_with_this_process(["sleep", "300"])
 
 
 def _idle_container(identity: RunIdentity) -> None:
@@ -51,6 +81,7 @@ def test_each_worker_has_its_own_labelled_containers(harness_services: HarnessSe
     assert harness_services.identity.worker == worker
 
 
+@pytest.mark.usefixtures("harness_reaper")
 def test_a_container_that_never_becomes_ready_fails_with_its_logs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARNESS_READY_TIMEOUT", "20")
     identity = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "bad", os.getpid())
@@ -64,13 +95,18 @@ def test_a_container_that_never_becomes_ready_fails_with_its_logs(monkeypatch: p
     assert _labelled(identity.run_id) == []  # the half-started container is gone
 
 
+@pytest.mark.usefixtures("harness_reaper")
 def test_reaper_removes_a_killed_runs_containers_and_spares_live_runs(tmp_path: Path) -> None:
-    owner = subprocess.Popen(["sleep", "300"])
+    owner = _owner()
     dead_run = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "gw9", owner.pid)
-    live_run = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "gw9", os.getpid())
+    # Same owner, no reaper of its own: the dead run's reaper sweeps it as a run whose owner is gone.
+    orphan_run = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "gw9", owner.pid)
+    live_owner = _owner()
+    live_run = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "gw9", live_owner.pid)
+    runs = (dead_run, orphan_run, live_run)
     try:
-        _idle_container(dead_run)
-        _idle_container(live_run)
+        for run in runs:
+            _idle_container(run)
         reaper = subprocess.Popen(
             [
                 sys.executable,
@@ -87,33 +123,60 @@ def test_reaper_removes_a_killed_runs_containers_and_spares_live_runs(tmp_path: 
         )
         time.sleep(1)
         assert len(_labelled(dead_run.run_id)) == 1, "reaper acted while the owner was alive"
+        assert len(_labelled(orphan_run.run_id)) == 1, "reaper swept a run whose owner was alive"
         owner.kill()
         owner.wait()
         took = _wait_gone(dead_run.run_id, 30)
         assert reaper.wait(timeout=30) == 0
+        assert _labelled(orphan_run.run_id) == [], "the reaper left a run whose owner died with its own"
         assert len(_labelled(live_run.run_id)) == 1
         print(f"reaper removed the dead run's container {took:.1f}s after its owner died")
     finally:
-        owner.kill()
-        remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={dead_run.run_id}"]})
-        remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={live_run.run_id}"]})
+        for process in (owner, live_owner):
+            process.kill()
+            process.wait()
+        for run in runs:
+            remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={run.run_id}"]})
 
 
+@pytest.mark.usefixtures("harness_reaper")
 def test_sweep_removes_runs_whose_owner_is_gone_only() -> None:
-    owner = subprocess.Popen(["true"])
-    owner.wait()
-    dead_run = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "gw9", owner.pid)
-    live_run = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "gw9", os.getpid())
-    try:
-        _idle_container(dead_run)
-        _idle_container(live_run)
-        swept = sweep_dead_runs(engine_client())
-        assert dead_run.run_id in swept
-        assert live_run.run_id not in swept
-        assert _labelled(dead_run.run_id) == []
-        assert len(_labelled(live_run.run_id)) == 1
-    finally:
-        remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={live_run.run_id}"]})
+    # Every worker and reaper on this host sweeps too: one of them may remove the dead run
+    # between its owner's death and this sweep. Then this sweep never saw it; try again.
+    looked: dict[int, bool] = {}  # owner pid -> alive, as this sweep judged it
+
+    def alive(pid: int, start_time: str | None) -> bool:
+        looked[pid] = pid_alive(pid, start_time)
+        return looked[pid]
+
+    for _attempt in range(5):
+        looked.clear()
+        dead_owner, live_owner = _owner(), _owner()
+        dead_run = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "gw9", dead_owner.pid)
+        live_run = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "gw9", live_owner.pid)
+        try:
+            _idle_container(dead_run)
+            _idle_container(live_run)
+            dead_owner.kill()
+            dead_owner.wait()
+            swept = sweep_dead_runs(engine_client(), alive)
+            assert live_run.run_id not in swept
+            assert looked.get(live_owner.pid) is True
+            assert len(_labelled(live_run.run_id)) == 1
+            if dead_owner.pid not in looked:
+                assert _labelled(dead_run.run_id) == [], "the sweep missed a run whose owner is gone"
+                continue  # another sweeper got there first
+            assert looked[dead_owner.pid] is False
+            assert dead_run.run_id in swept
+            assert _labelled(dead_run.run_id) == []
+            return
+        finally:
+            for process in (dead_owner, live_owner):
+                process.kill()
+                process.wait()
+            remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={dead_run.run_id}"]})
+            remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={live_run.run_id}"]})
+    pytest.fail("other sweepers removed the dead run before this sweep every time")
 
 
 KILL_TARGET = """
@@ -123,6 +186,7 @@ def test_hangs(harness_services):
 """
 
 
+@pytest.mark.usefixtures("harness_reaper")
 def test_sigkilled_run_leaves_no_container_behind(tmp_path: Path, project_root: Path) -> None:
     """The acceptance check, end to end: SIGKILL a pytest run mid-test; its containers go."""
     (tmp_path / "test_target.py").write_text(KILL_TARGET)
@@ -131,7 +195,9 @@ def test_sigkilled_run_leaves_no_container_behind(tmp_path: Path, project_root: 
     env = {**os.environ, "HARNESS_RUN_ID": run_id, "HARNESS_PROJECT_ROOT": str(project_root)}
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("COV_CORE_SOURCE", None)
-    proc = subprocess.Popen(
+    # Its own session (so the whole run can be killed at once), yet it dies with this test:
+    # if this test's run is killed, the nested run goes too, and its reaper cleans up.
+    proc = _dying_with_this_process(
         [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-n", "2", "--dist", "each",
          f"--rootdir={tmp_path}", "--harness-state-dir", str(tmp_path / "state"),
          "-o", "harness_migrate=", "--harness-postgres-image", settings.image("postgres").local,
@@ -183,6 +249,7 @@ def test_reset_strategies_empty_tables_restart_ids_and_keep_migration_state(
     import psycopg
 
     reset = StateReset(harness_services.postgres, harness_services.redis, ["schema_migrations"], strategy)
+    assert reset.redis is not None  # this project's workers get Redis too
     try:
         with psycopg.connect(harness_services.postgres.url, autocommit=True) as conn:
             conn.execute("INSERT INTO articles (slug, title, body) VALUES ('a', 't', 'b'), ('b', 't', 'b')")
@@ -202,5 +269,5 @@ def test_reset_strategies_empty_tables_restart_ids_and_keep_migration_state(
 
 
 def test_unknown_reset_strategy_is_refused(harness_services: HarnessServices) -> None:
-    with pytest.raises(HarnessError, match='use "deletion" or "truncation"'):
+    with pytest.raises(HarnessError, match='use "deletion", "truncation" or "snapshot"'):
         StateReset(harness_services.postgres, harness_services.redis, [], "vacuum")
