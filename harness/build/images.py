@@ -8,6 +8,7 @@ an image came from never matters to its users.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -45,6 +46,10 @@ class ImageBackend(Protocol):
     """What the resolver needs from an engine; the Docker one is below."""
 
     def local_digest(self, tag: str) -> str | None: ...
+    def local_recipe(self, tag: str, ref: str) -> str | None:
+        """The recipe digest local image `tag` was built from; "" for one pulled from `ref`
+        (never judged stale), None for one built without the label."""
+        ...
     def pull(self, ref: str) -> str | None:  # None on success, else why it failed
         ...
     def tag(self, source: str, target: str) -> None: ...
@@ -97,8 +102,15 @@ class ImageResolver:
         dep_rebuilt = any(d.source == "built" for d in deps.values())
         if not self.rebuild and not dep_rebuilt:
             digest = self.backend.local_digest(spec.local)
-            if digest:
+            # Dockerfile recipes are labelled with what they were built from; a rootfs image
+            # is its own proof (a pure function of suite, packages and time).
+            built_from = self.backend.local_recipe(spec.local, spec.ref) if digest and spec.kind == "dockerfile" else ""
+            if digest and built_from in ("", recipe_digest(spec, deps)):
                 return ResolvedImage(spec.name, spec.local, digest, "local")
+            if digest:
+                # Built here from an older recipe (or base): the recipe is what it should be.
+                self.log(f"{spec.name}: {spec.local} was built from another recipe; rebuilding it")
+                return self._build(spec, deps)
             if self.pull:
                 why = self.backend.pull(spec.ref)
                 if why is None:
@@ -107,9 +119,36 @@ class ImageResolver:
                     if digest:
                         return ResolvedImage(spec.name, spec.local, digest, "pulled")
                 self.log(f"{spec.name}: pull of {spec.ref} failed ({why}); building it offline")
+        return self._build(spec, deps)
+
+    def _build(self, spec: LogicalImage, deps: dict[str, ResolvedImage]) -> ResolvedImage:
         self.log(f"{spec.name}: building {spec.local} from {spec.recipe}")
         digest = self.backend.build(spec, self.settings, deps)
         return ResolvedImage(spec.name, spec.local, digest, "built")
+
+
+RECIPE_LABEL = "harness.recipe"
+
+
+def _repository(ref: str) -> str:
+    """`postgres:17@sha256:..` and `docker.io/library/postgres` -> `postgres`."""
+    name = ref.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/"):
+        name = name.removeprefix(prefix)
+    return name
+
+
+def recipe_digest(spec: LogicalImage, deps: dict[str, ResolvedImage]) -> str:
+    """What an offline build of `spec` is made of: its recipe's files, what it installs, and
+    the digests of the images it builds on. A local image labelled otherwise is stale."""
+    digest = hashlib.sha256(f"{spec.kind}|{spec.suite}|{','.join(spec.packages)}".encode())
+    for path in sorted(p for p in spec.recipe.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(spec.recipe)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, dep in sorted(deps.items()):
+        digest.update(f"{name}={dep.digest}".encode())
+    return "sha256:" + digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- Docker
@@ -124,6 +163,21 @@ class DockerImageBackend:
 
     def local_digest(self, tag: str) -> str | None:
         return local_image_id(tag)
+
+    def local_recipe(self, tag: str, ref: str) -> str | None:
+        from docker.errors import ImageNotFound
+
+        try:
+            attrs = self.client.images.get(tag).attrs
+        except ImageNotFound:
+            return None
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        if RECIPE_LABEL in labels:
+            return str(labels[RECIPE_LABEL])
+        # Pulled from `ref` (and tagged as `tag`): what it is made of is not ours to judge.
+        wanted = _repository(ref)
+        pulled = any(_repository(d.split("@", 1)[0]) == wanted for d in attrs.get("RepoDigests") or [])
+        return "" if pulled else None
 
     def pull(self, ref: str) -> str | None:
         from docker.errors import DockerException
@@ -147,6 +201,7 @@ class DockerImageBackend:
             spec.recipe,
             tags=[spec.local],
             build_args=build_args,
+            labels={RECIPE_LABEL: recipe_digest(spec, resolved_deps)},
             load=True,
             no_cache=True,
             log_path=out / f"{spec.name}.build.log",

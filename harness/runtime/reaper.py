@@ -96,8 +96,11 @@ def _labels_of(client: Any) -> list[dict[str, str]]:
     return seen
 
 
-def sweep_dead_runs(client: Any, alive: Callable[[int, str | None], bool] = pid_alive) -> list[str]:
-    """Clean up runs on this host whose owner process is gone; returns their run ids."""
+def sweep_dead_runs(
+    client: Any, alive: Callable[[int, str | None], bool] = pid_alive, *, expire: bool = True
+) -> list[str]:
+    """Clean up runs on this host whose owner process is gone, and (with `expire`) kept
+    containers idle for too long; returns the dead runs' ids."""
     host = socket.gethostname()
     dead: set[str] = set()
     for labels in _labels_of(client):
@@ -108,7 +111,8 @@ def sweep_dead_runs(client: Any, alive: Callable[[int, str | None], bool] = pid_
             dead.add(run_id)
     for run_id in sorted(dead):
         remove_labelled(client, {"label": [f"{LABEL_RUN}={run_id}"]})
-    expire_idle(client)  # kept (--harness-reuse) containers unused for longer than their idle time
+    if expire:
+        expire_idle(client)  # kept (--harness-reuse) containers unused for longer than their idle time
     return sorted(dead)
 
 

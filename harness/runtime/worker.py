@@ -13,6 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,20 @@ def provision(
 ) -> Worker:
     """Start (or take back) the worker's services and make them ready for its tests."""
     client = engine_client()
-    sweep_dead_runs(client)  # leftovers of runs that died with their reaper
+    # Leftovers of runs that died with their reaper: swept beside this worker's start, not
+    # before it (it lists every labelled resource on the engine).
+    sweeper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-sweep")
+    # Kept containers are expired by the reuse path itself, under its lock, not by this thread.
+    sweep = sweeper.submit(sweep_dead_runs, client, expire=False)
+    try:
+        return _provision(plan, identity, client, log)
+    finally:
+        with contextlib.suppress(Exception):  # a sweep is a courtesy; it never fails a worker
+            sweep.result()
+        sweeper.shutdown()
+
+
+def _provision(plan: WorkerPlan, identity: RunIdentity, client: Any, log: Callable[[str], None]) -> Worker:
     env = environment()
     slot: ReuseSlot | None = None
     if plan.reuse and env.ci:

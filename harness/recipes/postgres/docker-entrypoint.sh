@@ -25,7 +25,12 @@ if [ ! -e "$marker" ]; then
         role_sql="CREATE ROLE $(ident "$user") WITH SUPERUSER LOGIN PASSWORD $(literal "$password")"
     fi
     db_sql=""
-    if [ "$db" != postgres ]; then
+    if [ "$db" != postgres ] && [ -e "$PGDATA/.prepared-database" ]; then
+        # Made at build time: renaming it costs a catalog update, creating one copies a template.
+        db_sql="ALTER DATABASE harness_prepared RENAME TO $(ident "$db")
+ALTER DATABASE $(ident "$db") OWNER TO $(ident "$user")"
+        rm -f "$PGDATA/.prepared-database"
+    elif [ "$db" != postgres ]; then
         db_sql="CREATE DATABASE $(ident "$db") OWNER $(ident "$user")"
     fi
     if [ "$method" = trust ]; then
@@ -33,7 +38,7 @@ if [ ! -e "$marker" ]; then
     fi
     # Single-user mode: each line is one statement in its own transaction, so
     # CREATE DATABASE is allowed, and no client can connect before we are done.
-    printf '%s\n%s\n' "$role_sql" "$db_sql" | postgres --single -D "$PGDATA" postgres >/dev/null
+    printf '%s\n%s\n' "$role_sql" "$db_sql" | postgres --single -D "$PGDATA" -c fsync=off postgres >/dev/null
     touch "$marker"
 fi
 exec "$@"

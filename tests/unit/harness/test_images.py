@@ -22,6 +22,11 @@ class RecordingBackend:
         self.calls.append(f"inspect {tag}")
         return self.local.get(tag)
 
+    recipes: dict[str, str | None] = field(default_factory=dict)
+
+    def local_recipe(self, tag: str, ref: str) -> str | None:
+        return self.recipes.get(tag, "")
+
     def pull(self, ref: str) -> str | None:
         self.calls.append(f"pull {ref}")
         if ref in self.pullable:
@@ -122,3 +127,25 @@ def test_dependency_cycles_are_refused(settings: Settings) -> None:
 def test_unknown_image_names_the_known_ones(settings: Settings) -> None:
     with pytest.raises(HarnessError, match="use one of: base, postgres, redis"):
         ImageResolver(settings, RecordingBackend()).ensure("mysql")
+
+
+def test_a_local_image_built_from_another_recipe_is_rebuilt(settings: Settings) -> None:
+    backend = RecordingBackend(
+        local={"harness/base:3.13-trixie": "sha256:aaa", "harness/redis:7": "sha256:old"},
+        recipes={"harness/redis:7": "sha256:an-older-recipe"},
+    )
+    image = ImageResolver(settings, backend).ensure("redis")
+    assert image.source == "built"
+    assert "build redis with ['base']" in backend.calls
+
+
+def test_a_local_image_built_without_the_label_is_rebuilt_one_from_a_registry_is_kept(
+    settings: Settings,
+) -> None:
+    unlabelled = RecordingBackend(
+        local={"harness/base:3.13-trixie": "sha256:aaa", "harness/redis:7": "sha256:old"},
+        recipes={"harness/redis:7": None},
+    )
+    assert ImageResolver(settings, unlabelled).ensure("redis").source == "built"
+    pulled = RecordingBackend(local={"harness/base:3.13-trixie": "sha256:aaa", "harness/redis:7": "sha256:p"})
+    assert ImageResolver(settings, pulled).ensure("redis").source == "local"
