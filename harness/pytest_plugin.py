@@ -479,7 +479,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         config.stash[_SUMMARY] = manifest.summary_line(merged, state_dir / "last-run.json")
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     # Counted from the reports, which xdist brings back from every worker.
     repeats: dict[str, int] = {}
     for report in terminalreporter.stats.get("error", []):

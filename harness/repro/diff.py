@@ -7,13 +7,13 @@ import json
 import re
 import shutil
 import struct
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.build.oci import FileEntry, OciImage
+from harness.process import run
 
 __all__ = ["ChangedFile", "ImageDiff", "LayerDiff", "diff_images", "explain", "step_label", "write_reports"]
 
@@ -245,8 +245,13 @@ def _deep_diff(a: OciImage, b: OciImage, index: int, path: str) -> str | None:
             target.parent.mkdir(parents=True)
             target.write_bytes(image.read_file(index, path) or b"")
             files.append(str(target))
-        proc = subprocess.run(
-            [tool, "--text", "-", *files], capture_output=True, text=True, check=False, timeout=120
+        # diffoscope exits 1 when the files differ, which is the point: its text is the answer.
+        proc = run(
+            [tool, "--text", "-", *files],
+            what=f"diffoscope on {path}",
+            fix="the deep diff is optional: uninstall diffoscope to skip it",
+            check=False,
+            timeout=120,
         )
         return proc.stdout[-5000:] or None
 
