@@ -20,13 +20,20 @@ from filelock import FileLock
 
 from harness.build.apt import debian_mirror
 from harness.build.buildx import buildx_build, docker_load
+from harness.build.oci import read_oci
 from harness.config import LogicalImage, Settings
 from harness.engine import engine_client, local_image_id, tag_image
 from harness.errors import ImageError
-from harness.build.oci import read_oci
 from harness.process import run
 
-__all__ = ["DockerImageBackend", "ImageBackend", "ImageResolver", "ResolvedImage", "ensure_image", "resolve_images"]
+__all__ = [
+    "DockerImageBackend",
+    "ImageBackend",
+    "ImageResolver",
+    "ResolvedImage",
+    "ensure_image",
+    "resolve_images",
+]
 
 Source = Literal["local", "pulled", "built"]
 
@@ -50,6 +57,7 @@ class ImageBackend(Protocol):
         """The recipe digest local image `tag` was built from; "" for one pulled from `ref`
         (never judged stale), None for one built without the label."""
         ...
+
     def pull(self, ref: str) -> str | None:  # None on success, else why it failed
         ...
     def tag(self, source: str, target: str) -> None: ...
@@ -104,7 +112,11 @@ class ImageResolver:
             digest = self.backend.local_digest(spec.local)
             # Dockerfile recipes are labelled with what they were built from; a rootfs image
             # is its own proof (a pure function of suite, packages and time).
-            built_from = self.backend.local_recipe(spec.local, spec.ref) if digest and spec.kind == "dockerfile" else ""
+            built_from = (
+                self.backend.local_recipe(spec.local, spec.ref)
+                if digest and spec.kind == "dockerfile"
+                else ""
+            )
             if digest and built_from in ("", recipe_digest(spec, deps)):
                 return ResolvedImage(spec.name, spec.local, digest, "local")
             if digest:
