@@ -18,7 +18,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from harness.runtime.labels import RunIdentity
-from harness.runtime.readiness import HostProbe, host_address
+from harness.runtime.readiness import HostProbe
 
 __all__ = [
     "PostgresInfo",
@@ -127,10 +127,10 @@ def _launch(
             container.with_network_aliases(alias)
     try:
         container.start()
-        host, mapped = host_address(container), int(container.get_exposed_port(wait.port))
     except BaseException:
         stop(container)  # a half-started server must not outlive its failure
         raise
+    host, mapped = wait.address
     return host, mapped, wait.seconds
 
 

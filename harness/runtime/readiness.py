@@ -81,6 +81,7 @@ class HostProbe(WaitStrategy):
         self.fix = fix
         self.details = details
         self.seconds = 0.0
+        self.address: tuple[str, int] = ("", 0)  # where the probe reached it
 
     def wait_until_ready(self, container: WaitStrategyTarget) -> None:
         started = time.monotonic()
@@ -108,6 +109,7 @@ class HostProbe(WaitStrategy):
 
         if self._poll(check):
             self.seconds = time.monotonic() - started
+            self.address = (host, mapped)
             return
         waited = time.monotonic() - started
         extra = self.details(container) if self.details else ""
