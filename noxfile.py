@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -62,20 +63,60 @@ def _with_default_paths(posargs: list[str], defaults: tuple[str, ...]) -> tuple[
     return (list(posargs), False) if named else ([*posargs, *defaults], True)
 
 
+def _shard(session: nox.Session, posargs: list[str]) -> tuple[list[str], str | None, bool]:
+    """`--shard K/N` taken out of posargs and turned into pytest-split's arguments (the
+    harness validates it); the shard's name for its reports (or None), and whether it is the
+    last shard."""
+    if "--shard" not in posargs:
+        return posargs, None, True
+    at = posargs.index("--shard")
+    if at + 1 >= len(posargs):
+        session.error("Usage: nox -s tests -- --shard K/N")
+    out = session.run("python", "-m", "harness", "shard", posargs[at + 1], silent=True)
+    shard = json.loads(str(out))
+    return [*posargs[:at], *posargs[at + 2 :], *shard["pytest_args"]], str(shard["name"]), bool(shard["last"])
+
+
 @nox.session(tags=["ci"])
 def tests(session: nox.Session) -> None:
     """Unit and integration tiers under pytest-xdist, one Postgres and Redis per worker."""
     install(session, "test")
     session.run("python", "-m", "harness", "images", "--quiet", "postgres", "redis")
-    args, whole_tier = _with_default_paths(session.posargs, ("tests/unit", "tests/integration"))
+    posargs, shard, last = _shard(session, session.posargs)
+    args, whole_tier = _with_default_paths(posargs, ("tests/unit", "tests/integration"))
+    junit = f"build/junit/tests-{shard}.xml" if shard else "build/junit/tests.xml"
     session.run("coverage", "erase")
-    session.run("coverage", "run", "-m", "pytest", "-n", "auto", "--junitxml=build/junit/tests.xml", *args)
-    session.run("coverage", "combine", "--quiet")
-    session.run("coverage", "xml", "--quiet", "--fail-under=0", "-o", "build/coverage/coverage.xml")
-    # The 80 % gate ([tool.coverage.report] fail_under) holds for the whole tiers, not a subset.
-    session.run("coverage", "report", *(() if whole_tier else ("--fail-under=0",)))
-    if whole_tier:
-        run_example(session)  # in the same environment: a project that adopts the harness
+    session.run("coverage", "run", "-m", "pytest", "-n", "auto", f"--junitxml={junit}", *args)
+    if shard:
+        # Kept apart from the parallel files `coverage combine` gathers; merge-reports joins them.
+        Path("build/coverage/shards").mkdir(parents=True, exist_ok=True)
+        session.run(
+            "coverage", "combine", "--quiet", "--data-file", f"build/coverage/shards/.coverage.{shard}"
+        )
+    else:
+        session.run("coverage", "combine", "--quiet")
+        session.run("coverage", "xml", "--quiet", "--fail-under=0", "-o", "build/coverage/coverage.xml")
+        # The 80 % gate ([tool.coverage.report] fail_under) holds for the whole tiers, not a subset.
+        session.run("coverage", "report", *(() if whole_tier else ("--fail-under=0",)))
+    if whole_tier and last:
+        run_example(session)  # in the same environment (the last shard's): a project adopting the harness
+
+
+@nox.session
+def durations(session: nox.Session) -> None:
+    """Refresh tests/durations.json, which balances the shards (pytest-split)."""
+    install(session, "test")
+    session.run("python", "-m", "harness", "images", "--quiet", "postgres", "redis")
+    session.run(
+        "pytest", "-n", "auto", "--store-durations", "--clean-durations",
+        "--durations-path", "tests/durations.json", *(session.posargs or ("tests/unit", "tests/integration")),
+    )  # fmt: skip
+
+
+@nox.session(name="merge-reports", tags=["ci"])
+def merge_reports(session: nox.Session) -> None:
+    """Merge the shards' JUnit and coverage (build/junit, build/coverage/shards); gate the merged coverage."""
+    harness(session, "merge-reports")
 
 
 EXAMPLE = "examples/inventory"

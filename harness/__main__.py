@@ -141,6 +141,40 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_shard(args: argparse.Namespace) -> int:
+    """What a shard's pytest run needs, as JSON (the tests session reads it)."""
+    import json
+
+    from harness.scale.shards import Shard
+
+    shard = Shard.parse(args.spec)
+    print(
+        json.dumps(
+            {"name": shard.name, "last": shard.index == shard.count, "pytest_args": shard.pytest_args()}
+        )
+    )
+    return 0
+
+
+def _cmd_merge_reports(args: argparse.Namespace) -> int:
+    from harness.scale.reports import merge_coverage, merge_junit
+
+    settings = load_settings()
+    junit_dir, coverage_dir = settings.build_dir / "junit", settings.build_dir / "coverage"
+    merged = merge_junit(sorted(junit_dir.glob("tests-shard-*.xml")), junit_dir / "tests.xml")
+    print(
+        f"merged {merged.shards} shard(s) into {merged.junit}: {merged.tests} tests, "
+        f"{merged.failures} failed, {merged.errors} errors, {merged.skipped} skipped"
+    )
+    report = merge_coverage(
+        sorted(coverage_dir.glob(".coverage.shard-*")),
+        coverage_dir / ".coverage",
+        coverage_dir / "coverage.xml",
+    )
+    print(report.strip().splitlines()[-1])
+    return 1 if merged.failures or merged.errors else 0
+
+
 def _cmd_perf(args: argparse.Namespace) -> int:
     from harness.perf.run import run_perf
 
@@ -202,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
         "clean", help="remove kept (--harness-reuse) containers and leftovers of runs whose owner died"
     )
     clean.set_defaults(func=_cmd_clean)
+
+    shard = sub.add_parser("shard", help="the pytest arguments of shard K/N (JSON)")
+    shard.add_argument("spec", help="K/N: the K-th of N balanced slices")
+    shard.set_defaults(func=_cmd_shard)
+
+    merge = sub.add_parser(
+        "merge-reports", help="merge the shards' JUnit and coverage; the coverage gate on the merged data"
+    )
+    merge.set_defaults(func=_cmd_merge_reports)
 
     perf = sub.add_parser("perf", help="the Locust tier against the running stack, gated by thresholds")
     for option in PERF_OPTIONS:

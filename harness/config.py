@@ -61,6 +61,8 @@ class Environment:
     source_date_epoch: int | None
     reuse_idle: float  # seconds a kept (--harness-reuse) worker may stay unused
     ci: bool  # a CI run: never keeps containers for reuse
+    build_cache_from: str | None  # HARNESS_BUILD_CACHE_FROM: a BuildKit --cache-from (off by default)
+    build_cache_to: str | None  # HARNESS_BUILD_CACHE_TO: a BuildKit --cache-to (off by default)
     xdist_worker: str | None  # PYTEST_XDIST_WORKER: set in a worker before its config exists
     controller: str | None  # HARNESS_CONTROLLER: "<run id>:<pid>", from the run's controller
 
@@ -88,6 +90,8 @@ class Environment:
             source_date_epoch=int(_number(env, "SOURCE_DATE_EPOCH", 0)) if sde else None,
             reuse_idle=_number(env, "HARNESS_REUSE_IDLE", 4 * 3600.0),
             ci=env.get("CI", "").lower() not in ("", "0", "false", "no"),
+            build_cache_from=env.get("HARNESS_BUILD_CACHE_FROM") or None,
+            build_cache_to=env.get("HARNESS_BUILD_CACHE_TO") or None,
             xdist_worker=env.get("PYTEST_XDIST_WORKER") or None,
             controller=env.get("HARNESS_CONTROLLER") or None,
         )

@@ -445,6 +445,29 @@ def _harness_autoclean(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("harness_clean")
 
 
+class HarnessWarning(UserWarning):
+    """Something the harness noticed that does not stop the run."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A shard's durations file naming tests that no longer exist: a warning, not an error."""
+    durations = getattr(config.option, "durations_path", None)
+    if not getattr(config.option, "splits", None) or not durations:
+        return
+    from harness.scale.shards import stale_durations
+
+    stale = stale_durations(Path(durations), {item.nodeid for item in items})
+    if stale:
+        config.issue_config_time_warning(
+            HarnessWarning(
+                f"{durations} names {len(stale)} test(s) that no longer exist (e.g. {stale[0]}); "
+                "the shards are balanced without them: refresh it with `nox -s durations`"
+            ),
+            stacklevel=2,
+        )
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """A harness setup failure is shown in full once; every other test it stopped says

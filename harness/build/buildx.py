@@ -102,9 +102,13 @@ def buildx_build(
     labels: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     log_path: Path | None = None,
+    cache_from: str | None = None,
+    cache_to: str | None = None,
 ) -> BuildResult:
     """Build with BuildKit. With `oci_dest`, export a reproducible OCI tarball
-    (timestamps rewritten to SOURCE_DATE_EPOCH, no provenance attestation)."""
+    (timestamps rewritten to SOURCE_DATE_EPOCH, no provenance attestation). `cache_from` /
+    `cache_to` are BuildKit cache locations (`type=gha`, `type=registry,ref=...`), for CI
+    runners that do not keep a local cache."""
     require_buildx()
     cmd = [docker_cli(), "buildx", "build", "--progress=plain", "--provenance=false"]
     if dockerfile:
@@ -119,6 +123,10 @@ def buildx_build(
         cmd += ["--label", f"{key}={value}"]
     if no_cache:
         cmd.append("--no-cache")
+    if cache_from:
+        cmd += ["--cache-from", cache_from]
+    if cache_to:
+        cmd += ["--cache-to", cache_to]
     run_env = dict(env or {})
     if source_date_epoch is not None:
         # Both: the env var drives BuildKit's own timestamp handling, the build arg

@@ -134,11 +134,13 @@ def build_image(
     dockerfile = root / config.dockerfile
     logs = settings.build_dir / "logs"
     started = time.monotonic()
+    env = environment()
     if config.test_target:
         log(f"building and running the `{config.test_target}` stage (the unit tier inside the image)")
         buildx_build(
             root, dockerfile=dockerfile, target=config.test_target, build_args=build_args,
             source_date_epoch=sde, no_cache=no_cache, log_path=logs / f"{config.test_target}.log",
+            cache_from=env.build_cache_from, cache_to=env.build_cache_to,
         )  # fmt: skip
     tag = f"{config.image}:{revision[:12]}"
     oci = settings.build_dir / "image.oci.tar"
@@ -153,6 +155,8 @@ def build_image(
         oci_dest=oci,
         oci_name=tag,
         log_path=logs / f"{config.target}.log",
+        cache_from=env.build_cache_from,
+        cache_to=env.build_cache_to,
     )
     seconds = time.monotonic() - started
     digest = read_oci(oci).digest

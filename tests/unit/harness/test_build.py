@@ -65,3 +65,28 @@ def test_context_digest_changes_with_content_only(tmp_path: Path) -> None:
     assert context_digest(tmp_path, ["services"]) == first
     (tmp_path / "services" / "a.py").write_text("x = 2\n")
     assert context_digest(tmp_path, ["services"]) != first
+
+
+def test_buildkit_cache_locations_reach_buildx_only_when_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess as sp
+
+    from harness.build import buildx
+
+    seen: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_kw: object) -> sp.CompletedProcess[str]:
+        seen.append(list(argv))
+        return sp.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(buildx, "run", fake_run)
+    monkeypatch.setattr(buildx, "require_buildx", lambda: "buildx v0.13")
+    monkeypatch.setattr(buildx, "docker_cli", lambda: "docker")
+    buildx.buildx_build(tmp_path, cache_from="type=gha", cache_to="type=gha,mode=max")
+    buildx.buildx_build(tmp_path)
+    assert seen[0][
+        seen[0].index("--cache-from") : seen[0].index("--cache-from") + 2
+    ] == ["--cache-from", "type=gha"]
+    assert "--cache-to" in seen[0]
+    assert "--cache-from" not in seen[1]  # off by default: nothing is sent anywhere
