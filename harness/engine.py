@@ -22,23 +22,42 @@ def _where() -> str:
     return environment().docker_host or "unix:///var/run/docker.sock"
 
 
+def _connect(timeout: int) -> docker.DockerClient:
+    """DOCKER_HOST with DOCKER_TLS_VERIFY / DOCKER_CERT_PATH (the SDK reads them), else the
+    current docker context (`docker context use ...`), else the local socket."""
+    import docker as docker_sdk
+    from docker.context import ContextAPI
+
+    if environment().docker_host is None:
+        context = ContextAPI.get_current_context()
+        if context is not None and context.Name != "default" and context.Host:
+            return docker_sdk.DockerClient(base_url=context.Host, tls=context.TLSConfig, timeout=timeout)
+    return docker_sdk.DockerClient.from_env(timeout=timeout)
+
+
 @cache
 def engine_client() -> docker.DockerClient:
     """A connected Docker SDK client, or EngineUnavailableError saying how to start the engine."""
-    import docker as docker_sdk
-    from docker.errors import DockerException
+    from docker.errors import DockerException, TLSParameterError
 
     # Seconds to wait for the daemon to answer a ping: a missing daemon must be
     # reported in seconds, not after the SDK's default 60 s.
     ping_timeout = environment().engine_timeout
     try:
-        client = docker_sdk.DockerClient(base_url=_where(), timeout=int(max(ping_timeout, 1)))
+        client = _connect(int(max(ping_timeout, 1)))
         client.ping()
+    except TLSParameterError as exc:
+        raise EngineUnavailableError(
+            f"the TLS settings for the Docker engine at {_where()} are unusable: {exc}",
+            checked="DOCKER_TLS_VERIFY and the ca.pem, cert.pem, key.pem in DOCKER_CERT_PATH",
+            fix="point DOCKER_CERT_PATH at a folder holding the engine's ca.pem and a client cert.pem "
+            "and key.pem, or unset DOCKER_TLS_VERIFY for an engine without TLS",
+        ) from exc
     except DockerException as exc:
         raise EngineUnavailableError(
             f"the Docker engine is unreachable at {_where()}",
             checked=f"a ping to the daemon (timeout {ping_timeout:g}s): {exc}",
-            fix=_START_HINT,
+            fix=f"check DOCKER_HOST ({_where()}), or {_START_HINT}",
         ) from exc
     # Later calls (builds, image loads, log reads) may legitimately take minutes.
     client.api.timeout = 600
