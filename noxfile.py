@@ -63,18 +63,19 @@ def _with_default_paths(posargs: list[str], defaults: tuple[str, ...]) -> tuple[
     return (list(posargs), False) if named else ([*posargs, *defaults], True)
 
 
-def _shard(session: nox.Session, posargs: list[str]) -> tuple[list[str], str | None, bool]:
-    """`--shard K/N` taken out of posargs and turned into pytest-split's arguments (the
-    harness validates it); the shard's name for its reports (or None), and whether it is the
-    last shard."""
+def _shard(session: nox.Session, posargs: list[str]) -> tuple[list[str], list[str], str | None, bool]:
+    """`--shard K/N` taken out of posargs: the rest, pytest-split's arguments for it (the
+    harness validates the spec), the shard's name for its reports (or None), and whether it
+    is the last shard."""
     if "--shard" not in posargs:
-        return posargs, None, True
+        return posargs, [], None, True
     at = posargs.index("--shard")
     if at + 1 >= len(posargs):
         session.error("Usage: nox -s tests -- --shard K/N")
     out = session.run("python", "-m", "harness", "shard", posargs[at + 1], silent=True)
     shard = json.loads(str(out))
-    return [*posargs[:at], *posargs[at + 2 :], *shard["pytest_args"]], str(shard["name"]), bool(shard["last"])
+    rest = [*posargs[:at], *posargs[at + 2 :]]
+    return rest, list(shard["pytest_args"]), str(shard["name"]), bool(shard["last"])
 
 
 @nox.session(tags=["ci"])
@@ -82,8 +83,9 @@ def tests(session: nox.Session) -> None:
     """Unit and integration tiers under pytest-xdist, one Postgres and Redis per worker."""
     install(session, "test")
     session.run("python", "-m", "harness", "images", "--quiet", "postgres", "redis")
-    posargs, shard, last = _shard(session, session.posargs)
-    args, whole_tier = _with_default_paths(posargs, ("tests/unit", "tests/integration"))
+    posargs, shard_args, shard, last = _shard(session, session.posargs)
+    paths, whole_tier = _with_default_paths(posargs, ("tests/unit", "tests/integration"))
+    args = [*paths, *shard_args]
     junit = f"build/junit/tests-{shard}.xml" if shard else "build/junit/tests.xml"
     session.run("coverage", "erase")
     session.run("coverage", "run", "-m", "pytest", "-n", "auto", f"--junitxml={junit}", *args)
