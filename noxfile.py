@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -89,14 +90,12 @@ def tests(session: nox.Session) -> None:
     junit = f"build/junit/tests-{shard}.xml" if shard else "build/junit/tests.xml"
     session.run("coverage", "erase")
     session.run("coverage", "run", "-m", "pytest", "-n", "auto", f"--junitxml={junit}", *args)
+    session.run("coverage", "combine", "--quiet")
     if shard:
         # Kept apart from the parallel files `coverage combine` gathers; merge-reports joins them.
         Path("build/coverage/shards").mkdir(parents=True, exist_ok=True)
-        session.run(
-            "coverage", "combine", "--quiet", "--data-file", f"build/coverage/shards/.coverage.{shard}"
-        )
+        shutil.copy2("build/coverage/.coverage", f"build/coverage/shards/.coverage.{shard}")
     else:
-        session.run("coverage", "combine", "--quiet")
         session.run("coverage", "xml", "--quiet", "--fail-under=0", "-o", "build/coverage/coverage.xml")
         # The 80 % gate ([tool.coverage.report] fail_under) holds for the whole tiers, not a subset.
         session.run("coverage", "report", *(() if whole_tier else ("--fail-under=0",)))

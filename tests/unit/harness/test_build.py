@@ -85,8 +85,9 @@ def test_buildkit_cache_locations_reach_buildx_only_when_set(
     monkeypatch.setattr(buildx, "docker_cli", lambda: "docker")
     buildx.buildx_build(tmp_path, cache_from="type=gha", cache_to="type=gha,mode=max")
     buildx.buildx_build(tmp_path)
-    assert seen[0][
-        seen[0].index("--cache-from") : seen[0].index("--cache-from") + 2
-    ] == ["--cache-from", "type=gha"]
+    assert seen[0][seen[0].index("--cache-from") : seen[0].index("--cache-from") + 2] == [
+        "--cache-from",
+        "type=gha",
+    ]
     assert "--cache-to" in seen[0]
     assert "--cache-from" not in seen[1]  # off by default: nothing is sent anywhere
