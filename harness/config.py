@@ -35,6 +35,7 @@ __all__ = [
     "find_project_root",
     "load_settings",
     "pip_child_env",
+    "read_toml",
 ]
 
 ImageKind = Literal["rootfs", "dockerfile"]
@@ -457,7 +458,8 @@ class Settings:
 _TOP_KEYS = ("state-dir", "build-dir", "images", "lock", "build", "stack", "perf", "test-env")
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's tables, or an error naming the file and the fix."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -491,7 +493,7 @@ def load_settings(root: Path | None = None, *, required: bool = True) -> Setting
     if not required and not path.is_file():
         data: dict[str, Any] = {}
     else:
-        data = _read_toml(path)
+        data = read_toml(path)
     env = environment()
 
     table = _table(data.get("tool", {}).get("harness", {}), "tool.harness", _TOP_KEYS, path)

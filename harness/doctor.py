@@ -15,13 +15,12 @@ import shlex
 import shutil
 import socket
 import sys
-import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.config import LogicalImage, Settings, environment
+from harness.config import LogicalImage, Settings, environment, read_toml
 from harness.engine import docker_cli, engine_client, local_image_id
 from harness.errors import HarnessError
 from harness.process import run
@@ -308,15 +307,6 @@ class IniOptions:
         return (self.get("harness_provision") or "").strip().lower() == "early"
 
 
-def _toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise HarnessError(
-            f"cannot read {path}: {exc}", checked=str(path), fix="fix the TOML syntax"
-        ) from exc
-
-
 def _ini_section(path: Path, section: str) -> dict[str, str | list[str]] | None:
     parser = configparser.ConfigParser(interpolation=None)
     try:
@@ -337,7 +327,7 @@ def read_ini_options(root: Path) -> IniOptions:
             return IniOptions(root / name, _ini_section(root / name, "pytest") or {})
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():
-        table = _toml(pyproject).get("tool", {}).get("pytest", {})
+        table = read_toml(pyproject).get("tool", {}).get("pytest", {})
         ini = table.get("ini_options")
         native = {k: v for k, v in table.items() if k != "ini_options"}
         chosen = ini if isinstance(ini, dict) else native
