@@ -24,10 +24,12 @@ __all__ = [
     "RECIPES",
     "BuildConfig",
     "Environment",
+    "LicencePolicy",
     "LockConfig",
     "LogicalImage",
     "PerfConfig",
     "PerfOption",
+    "SecurityConfig",
     "Settings",
     "StackConfig",
     "child_env",
@@ -419,6 +421,72 @@ class PerfConfig:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
 
+_SEVERITY_NAMES = ("low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True)
+class LicencePolicy:
+    """`[tool.harness.security.licences]`: allowed licences (SPDX ids or the names packages
+    state), and packages accepted whatever their licence, each with its reason."""
+
+    allow: tuple[str, ...] = ()
+    exceptions: Mapping[str, str] = field(default_factory=dict)  # package -> reason
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> LicencePolicy:
+        where = "tool.harness.security.licences"
+        table = _table(raw, where, ("allow", "exceptions"), path)
+        exceptions = table.get("exceptions", {})
+        if not isinstance(exceptions, Mapping) or not all(
+            isinstance(v, str) and v.strip() for v in exceptions.values()
+        ):
+            raise HarnessError(
+                f"[{where}.exceptions] must map package names to a reason",
+                checked=f"[{where}.exceptions] in {path}",
+                fix='write package = "why this licence is acceptable here"',
+            )
+        return cls(
+            allow=_strings(table, "allow", (), where),
+            exceptions={k.lower().replace("_", "-"): v for k, v in exceptions.items()},
+        )
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """`[tool.harness.security]`: what `nox -s security` checks and where it gates."""
+
+    fail_on: str = "medium"  # findings at or above this severity fail the gate
+    baseline: str = "security-baseline.toml"
+    source: tuple[str, ...] = ("harness", "services")  # bandit's paths
+    dockerfiles: tuple[str, ...] = ("Dockerfile", "Dockerfile.*")  # globs
+    workflows: str = ".github/workflows"
+    secrets_exclude: tuple[str, ...] = ()  # regexes of paths detect-secrets skips
+    licences: LicencePolicy = field(default_factory=LicencePolicy)
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> SecurityConfig:
+        where = "tool.harness.security"
+        keys = ("fail-on", "baseline", "source", "dockerfiles", "workflows", "secrets-exclude", "licences")
+        table = _table(raw, where, keys, path)
+        d = cls()
+        fail_on = _typed(table, "fail-on", str, d.fail_on, where)
+        if fail_on not in _SEVERITY_NAMES:
+            raise HarnessError(
+                f"[{where}].fail-on = {fail_on!r} is not a severity",
+                checked=f"[{where}].fail-on in {path}",
+                fix=f"use one of: {', '.join(_SEVERITY_NAMES)}",
+            )
+        return cls(
+            fail_on=fail_on,
+            baseline=_typed(table, "baseline", str, d.baseline, where),
+            source=_strings(table, "source", d.source, where),
+            dockerfiles=_strings(table, "dockerfiles", d.dockerfiles, where),
+            workflows=_typed(table, "workflows", str, d.workflows, where),
+            secrets_exclude=_strings(table, "secrets-exclude", d.secrets_exclude, where),
+            licences=LicencePolicy.parse(table.get("licences", {}), path),
+        )
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -433,6 +501,7 @@ class Settings:
     stack: StackConfig
     perf: PerfConfig
     test_env: Mapping[str, str] = field(default_factory=dict)  # [tool.harness.test-env] templates
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     @property
     def image_record(self) -> Path:
@@ -450,7 +519,7 @@ class Settings:
             ) from None
 
 
-_TOP_KEYS = ("state-dir", "build-dir", "images", "lock", "build", "stack", "perf", "test-env")
+_TOP_KEYS = ("state-dir", "build-dir", "images", "lock", "build", "stack", "perf", "test-env", "security")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -505,4 +574,5 @@ def load_settings(root: Path | None = None, *, required: bool = True) -> Setting
         stack=StackConfig.parse(table.get("stack", {}), path),
         perf=PerfConfig.parse(table.get("perf", {}), path),
         test_env=_templates(table.get("test-env", {}), "tool.harness.test-env", path),
+        security=SecurityConfig.parse(table.get("security", {}), path),
     )
