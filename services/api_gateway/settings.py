@@ -89,7 +89,8 @@ class Settings:
     cache_ttl_seconds: int = 300
     db_pool_min: int = 1
     db_pool_max: int = 10
-    host: str = "0.0.0.0"  # noqa: S104 - a container's service listens on all of its interfaces
+    # A container's service listens on all of its interfaces; the engine decides what is published.
+    host: str = "0.0.0.0"  # noqa: S104  # nosec B104
     port: int = 8000
     redis_prefix: str = "kh:"
 
@@ -112,7 +113,7 @@ class Settings:
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 300, minimum=1),
             db_pool_min=_int(env, "DB_POOL_MIN", 1, minimum=1),
             db_pool_max=_int(env, "DB_POOL_MAX", 10, minimum=1),
-            host=env.get("HOST", "0.0.0.0"),  # noqa: S104
+            host=env.get("HOST", "0.0.0.0"),  # noqa: S104  # nosec B104
             port=_int(env, "PORT", 8000, minimum=1),
             redis_prefix=env.get("REDIS_PREFIX", "kh:"),
         )
