@@ -111,3 +111,35 @@ def test_workflow_pins_every_action_by_commit_and_keeps_no_credentials() -> None
         assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{ref} is not pinned by commit SHA"
     checkouts = text.count("actions/checkout@")
     assert text.count("persist-credentials: false") == checkouts
+
+
+def test_no_dataclass_of_the_harness_shows_a_secret_in_its_repr() -> None:
+    # Reprs end up in JUnit XML and tracebacks; every field holding a secret opts out.
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    import harness
+
+    secretish = re.compile(r"password|secret|token|api_keys?$|^env$")
+    not_secrets = {
+        "StackConfig.env",  # templates such as {postgres.password}, not their values
+        "SecurityConfig.secrets_exclude",  # path patterns
+        "LayerScan.secrets",  # where secrets were found, already redacted
+    }
+    leaking = []
+    for module_info in pkgutil.walk_packages(harness.__path__, "harness."):
+        if module_info.name.endswith("__main__"):
+            continue
+        try:
+            module = importlib.import_module(module_info.name)
+        except ImportError:  # a job whose optional dependency is absent (locust, say)
+            continue
+        for obj in vars(module).values():
+            if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__:
+                leaking += [
+                    f"{obj.__qualname__}.{f.name}"
+                    for f in dataclasses.fields(obj)
+                    if secretish.search(f.name) and f.repr
+                ]
+    assert sorted(set(leaking) - not_secrets) == []
