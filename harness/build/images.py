@@ -222,9 +222,11 @@ def ensure_image(ref: str, *, option: str) -> str:
     return digest
 
 
-def images_lock_path() -> Path:
-    """One machine-wide lock: two clones sharing a daemon must not build the same tag at once."""
-    return Path(tempfile.gettempdir()) / "harness-images.lock"
+def images_lock_path(settings: Settings) -> Path:
+    """The lock around image builds, in the project's state directory: a fixed path in the
+    shared /tmp could be planted (as a symlink, or held) by any other user of the machine."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return settings.state_dir / "images.lock"
 
 
 def resolve_images(
@@ -237,5 +239,5 @@ def resolve_images(
 ) -> list[ResolvedImage]:
     backend = DockerImageBackend(log=log)
     resolver = ImageResolver(settings, backend, pull=pull, rebuild=rebuild, log=log)
-    with FileLock(str(images_lock_path())):
+    with FileLock(str(images_lock_path(settings))):
         return [resolver.ensure(n) for n in (names or list(settings.images))]

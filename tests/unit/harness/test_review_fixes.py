@@ -143,3 +143,37 @@ def test_no_dataclass_of_the_harness_shows_a_secret_in_its_repr() -> None:
                     if secretish.search(f.name) and f.repr
                 ]
     assert sorted(set(leaking) - not_secrets) == []
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "--index-url https://mirror.example.invalid/simple",
+        "--extra-index-url https://mirror.example.invalid/simple",
+        "--find-links /tmp/wheels",
+        "-e ./somewhere",
+        "--trusted-host mirror.example.invalid",
+    ],
+)
+def test_lockfile_refuses_any_option_but_hash_continuations(tmp_path: Path, option: str) -> None:
+    from harness.build.lockfiles import require_hashes
+    from harness.errors import LockfileError
+
+    digest = "a" * 64
+    for text in (
+        f"{option}\nfastapi==1.0 \\\n    --hash=sha256:{digest}\n",
+        f"fastapi==1.0 \\\n    --hash=sha256:{digest} \\\n    {option}\n",
+    ):
+        lock = tmp_path / "app.txt"
+        lock.write_text(text)
+        with pytest.raises(LockfileError, match="option line"):
+            require_hashes(lock)
+
+
+def test_images_lock_lives_in_the_state_directory(tmp_path: Path) -> None:
+    from harness.build.images import images_lock_path
+
+    (tmp_path / "pyproject.toml").write_text('[tool.harness]\nstate-dir = ".state"\n')
+    path = images_lock_path(load_settings(tmp_path))
+    assert path.parent == tmp_path / ".state"
+    assert path.parent.is_dir()
