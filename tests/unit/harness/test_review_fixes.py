@@ -177,3 +177,31 @@ def test_images_lock_lives_in_the_state_directory(tmp_path: Path) -> None:
     path = images_lock_path(load_settings(tmp_path))
     assert path.parent == tmp_path / ".state"
     assert path.parent.is_dir()
+
+
+# --------------------------------------------------------------------------- 7. the wheelhouse
+
+
+def test_a_tampered_wheel_is_named_before_the_build(tmp_path: Path) -> None:
+    import hashlib
+
+    from harness.build import wheelhouse
+
+    good, bad = b"the real wheel", b"the tampered wheel"
+    lock = tmp_path / "app.txt"
+    lock.write_text(f"demo==1.0 \\\n    --hash=sha256:{hashlib.sha256(good).hexdigest()}\n")
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    (house / "demo-1.0-py3-none-any.whl").write_bytes(good)
+    platforms = ["manylinux_2_17_x86_64"]
+    stamp = wheelhouse._stamp([lock], "3.13", platforms)
+    (house / ".stamp.json").write_text(f'{{"stamp": "{stamp}"}}')
+    # Intact: reused without a download.
+    assert wheelhouse.fill_wheelhouse([lock], house, platforms=platforms) == house
+    (house / "demo-1.0-py3-none-any.whl").write_bytes(bad)
+    with pytest.raises(BuildError) as caught:
+        wheelhouse.fill_wheelhouse([lock], house, platforms=platforms)
+    message = str(caught.value)
+    assert "demo-1.0-py3-none-any.whl matches no hash in app.txt" in message
+    assert "delete it" in message
+    assert "downloads it again" in message
