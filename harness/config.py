@@ -10,6 +10,7 @@ Locust options of the gate. The README lists every setting.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -207,6 +208,11 @@ class LogicalImage:
     packages: tuple[str, ...] = ()
     source_date_epoch: int = 0
 
+    @property
+    def pinned_digest(self) -> str | None:
+        """The digest of `ref` when it is pinned (`name:tag@sha256:...`), else None."""
+        return self.ref.partition("@")[2] or None
+
 
 def _images_table(value: Any, path: Path) -> Mapping[str, Any]:
     """`[tool.harness.images]`: any name, each a table of its own."""
@@ -241,6 +247,7 @@ DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
     "redis": {"ref": "redis:7", "local": "harness/redis:7", "kind": "dockerfile", "depends-on": "base"},
 }
 
+_PINNED = re.compile(r"sha256:[0-9a-f]{64}")
 _IMAGE_KEYS = ("ref", "local", "recipe", "kind", "depends-on", "suite", "packages", "source-date-epoch")
 
 
@@ -269,10 +276,17 @@ def _image_specs(
                 fix='use kind = "rootfs" or kind = "dockerfile"',
             )
         depends_on = body.get("depends-on")
+        ref = env.image_refs.get(name.lower(), _typed(body, "ref", str, "", where))
+        if "@" in ref and not _PINNED.fullmatch(ref.partition("@")[2]):
+            raise HarnessError(
+                f"image {name!r}: {ref!r} is not pinned by a sha256 digest",
+                checked=f"[{where}].ref (or HARNESS_IMAGE_{name.upper()}_REF)",
+                fix="write it as name:tag@sha256:<64 hex digits>, or drop the @ part",
+            )
         specs[name] = LogicalImage(
             name=name,
             # A registry reference can be overridden per image, e.g. to pin a digest in CI.
-            ref=env.image_refs.get(name.lower(), _typed(body, "ref", str, "", where)),
+            ref=ref,
             local=_typed(body, "local", str, "", where),
             recipe=root / _typed(body, "recipe", str, "", where),
             kind=kind,

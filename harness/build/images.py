@@ -89,6 +89,16 @@ class ImageResolver:
         if spec.depends_on:
             deps[spec.depends_on] = self.ensure(spec.depends_on, (*_chain, name))
         resolved = self._resolve(spec, deps)
+        pinned = spec.pinned_digest
+        if pinned and resolved.digest != pinned:
+            # A tag can be moved, a local copy replaced: a pinned digest is the only promise.
+            raise ImageError(
+                f"image {name!r}: the {resolved.source} copy {spec.local} is {resolved.digest}, "
+                f"but {spec.ref} pins {pinned}",
+                checked=f"the digest of {spec.local} against the pin in [tool.harness.images.{name}].ref",
+                fix=f"remove the local copy (docker rmi {spec.local}) so the pinned image is fetched, "
+                "or update the pin if the new image is the one you want",
+            )
         self._done[name] = resolved
         return resolved
 

@@ -205,3 +205,37 @@ def test_a_tampered_wheel_is_named_before_the_build(tmp_path: Path) -> None:
     assert "demo-1.0-py3-none-any.whl matches no hash in app.txt" in message
     assert "delete it" in message
     assert "downloads it again" in message
+
+
+# --------------------------------------------------------------------------- 5. pinned images
+
+PIN = "sha256:" + "ab" * 32
+
+
+def _pinned_settings(tmp_path: Path, ref: str) -> Any:
+    (tmp_path / "pyproject.toml").write_text(f'[tool.harness.images.base]\nref = "{ref}"\n')
+    return load_settings(tmp_path)
+
+
+def test_a_pinned_digest_refuses_a_local_copy_that_differs(tmp_path: Path) -> None:
+    from harness.build.images import ImageResolver
+    from harness.errors import ImageError
+    from tests.unit.harness.test_images import RecordingBackend
+
+    settings = _pinned_settings(tmp_path, f"python:3.13-slim-trixie@{PIN}")
+    other = "sha256:" + "cd" * 32
+    backend = RecordingBackend(local={"harness/base:3.13-trixie": other})
+    with pytest.raises(ImageError) as caught:
+        ImageResolver(settings, backend).ensure("base")
+    assert other in str(caught.value)
+    assert PIN in str(caught.value)
+    matching = RecordingBackend(local={"harness/base:3.13-trixie": PIN})
+    assert ImageResolver(settings, matching).ensure("base").digest == PIN
+
+
+@pytest.mark.parametrize("ref", ["python:3.13@sha256:abc", "python@md5:" + "a" * 32])
+def test_a_malformed_pin_is_refused(tmp_path: Path, ref: str) -> None:
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="not pinned by a sha256 digest"):
+        _pinned_settings(tmp_path, ref)
