@@ -177,8 +177,8 @@ def build_image(
 
 
 def public_url(url: str) -> str:
-    """`url` without credentials: a remote cloned as https://user:token@host/... must not
-    put its token into a label of the image. scp-like `git@host:path` carries none."""
+    """`url` without credentials: a remote whose URL carries a user and a token before the
+    host must not put that token into a label of the image. scp-like `git@host:path` has none."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
