@@ -23,6 +23,8 @@ def _serve() -> int:
         log_level=os.environ.get("LOG_LEVEL", "info"),
         access_log=os.environ.get("ACCESS_LOG", "0") == "1",
         proxy_headers=False,
+        # Requests in flight beyond this get a 503 at once instead of queueing without bound.
+        limit_concurrency=settings.max_concurrency,
     )
     return 0
 
