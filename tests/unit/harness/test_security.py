@@ -335,7 +335,14 @@ def test_gates_page_reads_reports_and_says_not_run_and_unchecked(tmp_path: Path)
     (tmp_path / "build" / "junit" / "e2e.xml").write_text(
         '<testsuites><testsuite tests="3" failures="1" errors="0" skipped="0"/></testsuites>'
     )
+    (tmp_path / "build" / "repro").mkdir()
+    (tmp_path / "build" / "repro" / "report.json").write_text('{"reproducible": true}')
+    (tmp_path / "build" / "perf").mkdir()
+    run = {"passed": False, "stats": {"total": {"p95_ms": 250, "rps": 80, "fail_ratio": 0, "requests": 900}}}
+    (tmp_path / "build" / "perf" / "history.jsonl").write_text(json.dumps(run) + "\n")
     gates = {g.name: g.status for g in collect_gates(settings)}
+    assert gates["reproducible image"] == "PASS"
+    assert gates["performance"] == "FAIL"
     assert gates["vulnerabilities"] == "UNCHECKED"
     assert gates["security findings"] == "PASS"
     assert gates["coverage"] == "NOT RUN"
