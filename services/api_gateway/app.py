@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +31,7 @@ from services.api_gateway.migrations import migrate
 from services.api_gateway.ratelimit import RateLimiter
 from services.api_gateway.settings import Settings, body_limit
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "install_middleware"]
 
 log = logging.getLogger("api_gateway")
 
@@ -301,6 +301,17 @@ async def list_articles(
     return ArticlePage(items=[Article(**r) for r in rows], total=total, limit=limit, offset=offset)
 
 
+def install_middleware(
+    app: FastAPI, metrics: Metrics, api_keys: Callable[[], Mapping[str, str]], max_body: int
+) -> None:
+    """The guard sits right in front of routing, so the API key is checked and the body size
+    capped before FastAPI reads or parses any body; metrics wrap it and count its refusals.
+    The order matters: between the guard and FastAPI there must be no BaseHTTPMiddleware,
+    whose task group would turn the guard's 413 into an exception group, and so a 400."""
+    app.add_middleware(RequestGuard, api_keys=api_keys, max_body=max_body)
+    app.middleware("http")(metrics.middleware)  # added last: outermost
+
+
 def _state_settings(app: FastAPI) -> Settings:
     state: State = app.state.gateway
     return state.settings
@@ -343,11 +354,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             await redis.aclose()
 
     app = FastAPI(title="knowledge hub API gateway", version=__version__, lifespan=lifespan)
-    # The guard runs first of all (added last: outermost): the API key is checked and the
-    # body size capped before routing, so before FastAPI reads or parses any body.
-    app.middleware("http")(metrics.middleware)
     limit = settings.max_body_bytes if settings else body_limit()
-    app.add_middleware(RequestGuard, api_keys=lambda: _state_settings(app).api_keys, max_body=limit)
+    install_middleware(app, metrics, lambda: _state_settings(app).api_keys, limit)
     app.include_router(router)
 
     @app.exception_handler(psycopg.OperationalError)

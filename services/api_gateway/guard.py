@@ -14,7 +14,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-from starlette.exceptions import HTTPException
+from fastapi import HTTPException
 
 from services.api_gateway.auth import identify
 
@@ -30,8 +30,8 @@ PROTECTED_PREFIX = "/v1/"
 
 
 class BodyTooLarge(HTTPException):
-    """Raised from `receive` when a streamed body passes the cap; FastAPI lets HTTPExceptions
-    from body reading through, so it becomes the 413 answer."""
+    """Raised from `receive` when a streamed body passes the cap. FastAPI turns any other error
+    while it reads a body into a 400, but lets its own HTTPException through: a 413."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body larger than {limit} bytes")

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.api_gateway import __main__ as entry
-from services.api_gateway.app import ArticleIn, ArticlePatch, create_app
+from services.api_gateway.app import ArticleIn, ArticlePatch, create_app, install_middleware
 from services.api_gateway.guard import RequestGuard
 from services.api_gateway.metrics import Metrics, method_label
 from services.api_gateway.settings import Settings
@@ -60,6 +60,10 @@ def test_refused_requests_never_have_their_body_read(headers: dict[str, str], st
     assert _call(guard, "POST", "/v1/articles", headers) == (status, False)
 
 
+class Doc(BaseModel):
+    text: str
+
+
 def _echo_app() -> FastAPI:
     app = FastAPI()
 
@@ -67,7 +71,11 @@ def _echo_app() -> FastAPI:
     async def echo(request: Request) -> dict[str, int]:
         return {"size": len(await request.body()), "client": request.state.client == "alice"}
 
-    app.add_middleware(RequestGuard, api_keys=lambda: KEYS, max_body=4096)
+    @app.post("/v1/parsed")
+    async def parsed(doc: Doc) -> dict[str, int]:  # FastAPI reads and parses this body itself
+        return {"size": len(doc.text)}
+
+    install_middleware(app, Metrics(), lambda: KEYS, 4096)  # as create_app does
     return app
 
 
@@ -80,6 +88,8 @@ def test_a_streamed_body_past_the_cap_is_413_and_a_small_one_passes() -> None:
 
     big = client.post("/v1/echo", content=chunks(64), headers={"X-API-Key": KEY})  # no Content-Length
     assert big.status_code == 413
+    parsed = client.post("/v1/parsed", content=chunks(64), headers={"X-API-Key": KEY})
+    assert parsed.status_code == 413
     small = client.post("/v1/echo", content=chunks(2), headers={"Authorization": f"Bearer {KEY}"})
     assert small.status_code == 200
     assert small.json() == {"size": 2048, "client": True}
