@@ -185,6 +185,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 _WHY = {
+    400: "the body is not UTF-8 text (FastAPI cannot begin to parse it)",
     401: "no API key was sent",
     403: "the API key is not valid",
     404: "no such article",
@@ -200,7 +201,7 @@ router = APIRouter(
 )
 
 
-@router.post("/articles", status_code=201, responses=_errors(409))
+@router.post("/articles", status_code=201, responses=_errors(400, 409))
 async def create_article(payload: ArticleIn, request: Request, response: Response) -> Article:
     state = _state(request)
     slug = payload.slug or slugify(payload.title)
@@ -246,7 +247,7 @@ async def get_article(article_id: ArticleId, request: Request, response: Respons
     return article
 
 
-@router.patch("/articles/{article_id}", responses=_errors(404))
+@router.patch("/articles/{article_id}", responses=_errors(400, 404))
 async def update_article(article_id: ArticleId, patch: ArticlePatch, request: Request) -> Article:
     state = _state(request)
     changes = patch.model_dump(exclude_unset=True)

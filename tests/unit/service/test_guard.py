@@ -177,7 +177,8 @@ def test_openapi_documents_every_error_a_route_can_give() -> None:
     paths = _openapi()["paths"]
     common = {"401", "403", "413", "422", "429"}
     assert common <= set(paths["/v1/articles"]["get"]["responses"])
-    assert common | {"409"} <= set(paths["/v1/articles"]["post"]["responses"])
+    assert common | {"400", "409"} <= set(paths["/v1/articles"]["post"]["responses"])
+    assert "400" in paths["/v1/articles/{article_id}"]["patch"]["responses"]  # a body that is not UTF-8
     for method in ("get", "patch", "delete"):
         assert common | {"404"} <= set(paths["/v1/articles/{article_id}"][method]["responses"])
     assert "/metrics" not in paths
