@@ -348,3 +348,44 @@ def test_gates_page_reads_reports_and_says_not_run_and_unchecked(tmp_path: Path)
     assert gates["coverage"] == "NOT RUN"
     assert gates["e2e (image over HTTP, fuzzing)"] == "FAIL"
     assert "Verdict: FAIL" in render_gates(collect_gates(settings))
+
+
+# --------------------------------------------------------------------------- vulnerabilities
+
+SKIPPED = {"name": "fastapi", "skip_reason": "Dependency not found on PyPI and could not be audited"}
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_pip_audit_that_reached_nothing_is_unchecked_never_passed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, strict: bool
+) -> None:
+    from harness.security import vulns
+
+    # What pip-audit prints (exit 0, "No known vulnerabilities found") when the service is away.
+    monkeypatch.setattr(vulns, "run_tool", lambda *a, **k: {"dependencies": [SKIPPED], "fixes": []})
+    result = vulns.pip_audit(tmp_path, [tmp_path / "app.txt"], strict=strict)
+    assert result.status("medium") == ("failed" if strict else "unchecked")
+    assert "not reached" in (result.unchecked or "")
+
+
+def test_pip_audit_vulnerability_fails_the_gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from harness.security import vulns
+
+    vuln = {"id": "PYSEC-0000-1", "fix_versions": ["2.0"], "description": "bad"}
+    dep = {"name": "demo", "version": "1.0", "vulns": [vuln]}
+    monkeypatch.setattr(vulns, "run_tool", lambda *a, **k: {"dependencies": [dep], "fixes": []})
+    result = vulns.pip_audit(tmp_path, [tmp_path / "app.txt"], strict=False)
+    assert result.status("medium") == "failed"
+    assert [(f.rule, f.where, f.severity) for f in result.findings] == [("PYSEC-0000-1", "demo==1.0", "high")]
+    assert "2.0" in result.findings[0].fix
+
+
+def test_a_tool_that_cannot_run_fails_its_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.security.run import _timed
+
+    def broken() -> CheckResult:
+        raise HarnessError("the security tool 'zizmor' is not installed", fix="install it")
+
+    result = _timed("zizmor", broken)
+    assert result.status("medium") == "failed"
+    assert result.findings[0].rule == "did-not-run"
