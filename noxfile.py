@@ -82,7 +82,7 @@ def _shard(session: nox.Session, posargs: list[str]) -> tuple[list[str], list[st
 @nox.session(tags=["ci"])
 def tests(session: nox.Session) -> None:
     """Unit and integration tiers under pytest-xdist, one Postgres and Redis per worker."""
-    install(session, "test")
+    install(session, "test", "security")  # the security canaries run the real tools
     session.run("python", "-m", "harness", "images", "--quiet", "postgres", "redis")
     posargs, shard_args, shard, last = _shard(session, session.posargs)
     paths, whole_tier = _with_default_paths(posargs, ("tests/unit", "tests/integration"))
@@ -164,6 +164,21 @@ def repro_check(session: nox.Session) -> None:
 def perf(session: nox.Session) -> None:
     """Locust against the running stack; fails when a threshold is breached (`-- --p95-ms N`)."""
     harness(session, "perf")
+
+
+@nox.session(tags=["ci"])
+def security(session: nox.Session) -> None:
+    """Security gates: source, lockfiles, Dockerfiles, shell, workflows, the built image, SBOM."""
+    install(session, "test", "security")
+    session.run("python", "-m", "harness", "build")  # reused when nothing that goes into it changed
+    session.run("python", "-m", "harness", "security", *session.posargs)
+
+
+@nox.session
+def gates(session: nox.Session) -> None:
+    """Every quality gate on one page (build/gates.md): PASS / FAIL / UNCHECKED / NOT RUN."""
+    # It only reads reports, with the standard library: run from the checkout, nothing to install.
+    session.run("python", "-m", "harness", "gates", *session.posargs)
 
 
 @nox.session(name="perf-gate", tags=["ci"])

@@ -193,6 +193,29 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return exit_code(checks)
 
 
+def _cmd_security(args: argparse.Namespace) -> int:
+    from harness.security.run import run_security
+
+    settings = load_settings()
+    report = run_security(
+        settings,
+        image=Path(args.image) if args.image else None,
+        strict_vulns=args.strict_vulns,
+        log=lambda m: print(f"security: {m}"),
+    )
+    return 1 if report.verdict == "FAIL" else 0
+
+
+def _cmd_gates(args: argparse.Namespace) -> int:
+    from harness.security.gates import write_gates
+
+    settings = load_settings()
+    text, code = write_gates(settings)
+    print(text, end="")
+    print(f"written to {settings.build_dir / 'gates.md'}")
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -260,6 +283,22 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", help="check that this machine can run the harness, naming the fix for each problem"
     )
     doctor.set_defaults(func=_cmd_doctor)
+
+    security = sub.add_parser(
+        "security", help="the security gates: source, lockfiles, Dockerfiles, shell, workflows, the image"
+    )
+    security.add_argument("--image", help="OCI tarball to scan (default: the build's build/image.oci.tar)")
+    security.add_argument(
+        "--strict-vulns",
+        action="store_true",
+        help="fail when the vulnerability advisory service cannot be reached (CI, which can reach it)",
+    )
+    security.set_defaults(func=_cmd_security)
+
+    gates = sub.add_parser(
+        "gates", help="every quality gate on one page (build/gates.md), from the reports the sessions wrote"
+    )
+    gates.set_defaults(func=_cmd_gates)
     return parser
 
 

@@ -10,6 +10,7 @@ Locust options of the gate. The README lists every setting.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -24,10 +25,12 @@ __all__ = [
     "RECIPES",
     "BuildConfig",
     "Environment",
+    "LicencePolicy",
     "LockConfig",
     "LogicalImage",
     "PerfConfig",
     "PerfOption",
+    "SecurityConfig",
     "Settings",
     "StackConfig",
     "child_env",
@@ -210,6 +213,11 @@ class LogicalImage:
     packages: tuple[str, ...] = ()
     source_date_epoch: int = 0
 
+    @property
+    def pinned_digest(self) -> str | None:
+        """The digest of `ref` when it is pinned (`name:tag@sha256:...`), else None."""
+        return self.ref.partition("@")[2] or None
+
 
 def _images_table(value: Any, path: Path) -> Mapping[str, Any]:
     """`[tool.harness.images]`: any name, each a table of its own."""
@@ -244,6 +252,7 @@ DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
     "redis": {"ref": "redis:7", "local": "harness/redis:7", "kind": "dockerfile", "depends-on": "base"},
 }
 
+_PINNED = re.compile(r"sha256:[0-9a-f]{64}")
 _IMAGE_KEYS = ("ref", "local", "recipe", "kind", "depends-on", "suite", "packages", "source-date-epoch")
 
 
@@ -272,10 +281,17 @@ def _image_specs(
                 fix='use kind = "rootfs" or kind = "dockerfile"',
             )
         depends_on = body.get("depends-on")
+        ref = env.image_refs.get(name.lower(), _typed(body, "ref", str, "", where))
+        if "@" in ref and not _PINNED.fullmatch(ref.partition("@")[2]):
+            raise HarnessError(
+                f"image {name!r}: {ref!r} is not pinned by a sha256 digest",
+                checked=f"[{where}].ref (or HARNESS_IMAGE_{name.upper()}_REF)",
+                fix="write it as name:tag@sha256:<64 hex digits>, or drop the @ part",
+            )
         specs[name] = LogicalImage(
             name=name,
             # A registry reference can be overridden per image, e.g. to pin a digest in CI.
-            ref=env.image_refs.get(name.lower(), _typed(body, "ref", str, "", where)),
+            ref=ref,
             local=_typed(body, "local", str, "", where),
             recipe=root / _typed(body, "recipe", str, "", where),
             kind=kind,
@@ -424,6 +440,72 @@ class PerfConfig:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
 
+_SEVERITY_NAMES = ("low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True)
+class LicencePolicy:
+    """`[tool.harness.security.licences]`: allowed licences (SPDX ids or the names packages
+    state), and packages accepted whatever their licence, each with its reason."""
+
+    allow: tuple[str, ...] = ()
+    exceptions: Mapping[str, str] = field(default_factory=dict)  # package -> reason
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> LicencePolicy:
+        where = "tool.harness.security.licences"
+        table = _table(raw, where, ("allow", "exceptions"), path)
+        exceptions = table.get("exceptions", {})
+        if not isinstance(exceptions, Mapping) or not all(
+            isinstance(v, str) and v.strip() for v in exceptions.values()
+        ):
+            raise HarnessError(
+                f"[{where}.exceptions] must map package names to a reason",
+                checked=f"[{where}.exceptions] in {path}",
+                fix='write package = "why this licence is acceptable here"',
+            )
+        return cls(
+            allow=_strings(table, "allow", (), where),
+            exceptions={k.lower().replace("_", "-"): v for k, v in exceptions.items()},
+        )
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """`[tool.harness.security]`: what `nox -s security` checks and where it gates."""
+
+    fail_on: str = "medium"  # findings at or above this severity fail the gate
+    baseline: str = "security-baseline.toml"
+    source: tuple[str, ...] = ("harness", "services")  # bandit's paths
+    dockerfiles: tuple[str, ...] = ("Dockerfile", "Dockerfile.*")  # globs
+    workflows: str = ".github/workflows"
+    secrets_exclude: tuple[str, ...] = ()  # regexes of paths detect-secrets skips
+    licences: LicencePolicy = field(default_factory=LicencePolicy)
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> SecurityConfig:
+        where = "tool.harness.security"
+        keys = ("fail-on", "baseline", "source", "dockerfiles", "workflows", "secrets-exclude", "licences")
+        table = _table(raw, where, keys, path)
+        d = cls()
+        fail_on = _typed(table, "fail-on", str, d.fail_on, where)
+        if fail_on not in _SEVERITY_NAMES:
+            raise HarnessError(
+                f"[{where}].fail-on = {fail_on!r} is not a severity",
+                checked=f"[{where}].fail-on in {path}",
+                fix=f"use one of: {', '.join(_SEVERITY_NAMES)}",
+            )
+        return cls(
+            fail_on=fail_on,
+            baseline=_typed(table, "baseline", str, d.baseline, where),
+            source=_strings(table, "source", d.source, where),
+            dockerfiles=_strings(table, "dockerfiles", d.dockerfiles, where),
+            workflows=_typed(table, "workflows", str, d.workflows, where),
+            secrets_exclude=_strings(table, "secrets-exclude", d.secrets_exclude, where),
+            licences=LicencePolicy.parse(table.get("licences", {}), path),
+        )
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -438,6 +520,7 @@ class Settings:
     stack: StackConfig
     perf: PerfConfig
     test_env: Mapping[str, str] = field(default_factory=dict)  # [tool.harness.test-env] templates
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     @property
     def image_record(self) -> Path:
@@ -455,7 +538,7 @@ class Settings:
             ) from None
 
 
-_TOP_KEYS = ("state-dir", "build-dir", "images", "lock", "build", "stack", "perf", "test-env")
+_TOP_KEYS = ("state-dir", "build-dir", "images", "lock", "build", "stack", "perf", "test-env", "security")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -511,4 +594,5 @@ def load_settings(root: Path | None = None, *, required: bool = True) -> Setting
         stack=StackConfig.parse(table.get("stack", {}), path),
         perf=PerfConfig.parse(table.get("perf", {}), path),
         test_env=_templates(table.get("test-env", {}), "tool.harness.test-env", path),
+        security=SecurityConfig.parse(table.get("security", {}), path),
     )

@@ -7,7 +7,7 @@ failed; this module is the one place that reads it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from harness.engine import docker_cli, require_buildx
 from harness.errors import BuildError
 from harness.process import run
 
-__all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step"]
+__all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step", "redact_values"]
 
 # "#12 [deps 3/5] RUN pip install ..."  -- the step header BuildKit prints.
 # A single-stage build prints "[2/3]" without the stage name; internal steps have no position.
@@ -156,9 +156,17 @@ def buildx_build(
         error=BuildError,
         shown=shown,
         log_path=log_path,
-        explain=_explain_failure,
+        explain=lambda log: redact_values(_explain_failure(log), (build_args or {}).values()),
     )
     return BuildResult(log=proc.stdout + proc.stderr, oci_tar=oci_dest)
+
+
+def redact_values(text: str, values: Iterable[str]) -> str:
+    """`text` with every build-arg value replaced: BuildKit prints a RUN step's build args in
+    its header (`RUN |2 NAME=value ...`), and a failed step's lines end up in the error."""
+    for value in sorted({v for v in values if len(v) >= 4}, key=len, reverse=True):
+        text = text.replace(value, "...")
+    return text
 
 
 def _redact(arg: str) -> str:

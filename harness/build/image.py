@@ -32,6 +32,7 @@ __all__ = [
     "build_source",
     "context_digest",
     "production_args",
+    "public_url",
     "source_date_epoch",
 ]
 
@@ -179,10 +180,23 @@ def build_image(
     return built
 
 
+def public_url(url: str) -> str:
+    """`url` without credentials: a remote whose URL carries a user and a token before the
+    host must not put that token into a label of the image. scp-like `git@host:path` has none."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    return f"{scheme}://{host}{slash}{path}"
+
+
 def production_args(
     settings: Settings, config: BuildConfig, base: str, revision: str, sde: int
 ) -> dict[str, str]:
-    source_url = git_output(settings.root, "config", "--get", "remote.origin.url") or config.source_url
+    source_url = public_url(
+        git_output(settings.root, "config", "--get", "remote.origin.url") or config.source_url
+    )
     return {
         "BASE_IMAGE": base,
         "VCS_REF": revision,

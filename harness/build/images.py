@@ -102,6 +102,16 @@ class ImageResolver:
         if spec.depends_on:
             deps[spec.depends_on] = self.ensure(spec.depends_on, (*_chain, name))
         resolved = self._resolve(spec, deps)
+        pinned = spec.pinned_digest
+        if pinned and resolved.digest != pinned:
+            # A tag can be moved, a local copy replaced: a pinned digest is the only promise.
+            raise ImageError(
+                f"image {name!r}: the {resolved.source} copy {spec.local} is {resolved.digest}, "
+                f"but {spec.ref} pins {pinned}",
+                checked=f"the digest of {spec.local} against the pin in [tool.harness.images.{name}].ref",
+                fix=f"remove the local copy (docker rmi {spec.local}) so the pinned image is fetched, "
+                "or update the pin if the new image is the one you want",
+            )
         self._done[name] = resolved
         return resolved
 
@@ -289,9 +299,11 @@ def ensure_image(ref: str, *, option: str) -> str:
     return digest
 
 
-def images_lock_path() -> Path:
-    """One machine-wide lock: two clones sharing a daemon must not build the same tag at once."""
-    return Path(tempfile.gettempdir()) / "harness-images.lock"
+def images_lock_path(settings: Settings) -> Path:
+    """The lock around image builds, in the project's state directory: a fixed path in the
+    shared /tmp could be planted (as a symlink, or held) by any other user of the machine."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return settings.state_dir / "images.lock"
 
 
 def resolve_images(
@@ -304,5 +316,5 @@ def resolve_images(
 ) -> list[ResolvedImage]:
     backend = DockerImageBackend(log=log)
     resolver = ImageResolver(settings, backend, pull=pull, rebuild=rebuild, log=log)
-    with FileLock(str(images_lock_path())):
+    with FileLock(str(images_lock_path(settings))):
         return [resolver.ensure(n) for n in (names or list(settings.images))]

@@ -33,6 +33,7 @@ __all__ = [
 
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
 _HASH = re.compile(r"--hash=(?P<algo>sha256|sha384|sha512):(?P<digest>[0-9a-f]+)")
+_HASH_ONLY = re.compile(r"(?:--hash=(?:sha256|sha384|sha512):[0-9a-f]+\s*)+")
 _VIA_INPUT = re.compile(r"-r\s+(?P<path>\S+\.in)")
 
 
@@ -54,6 +55,15 @@ def parse_lockfile(path: Path) -> list[Pin]:
         line = raw.strip()
         if not line:
             continue
+        option = line.split("#", 1)[0].strip().removesuffix("\\").strip()
+        if line.startswith("-") and not _HASH_ONLY.fullmatch(option):
+            # Only `--hash` continuations: an index URL, find-links, -e or -r here would let
+            # the install fetch, or skip the check for, something no hash pins.
+            raise LockfileError(
+                f"{path.name}:{number}: option line {line[:80]!r} in a lockfile",
+                checked="every option line of a lockfile is a --hash=ALGO:DIGEST continuation",
+                fix="regenerate it with `nox -s lock` (it emits no index or link options)",
+            )
         if not raw.startswith((" ", "\t")) and not line.startswith(("#", "-")):
             match = _PIN.match(line)
             if match is None:

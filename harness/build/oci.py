@@ -71,6 +71,13 @@ class OciImage:
             with tarfile.open(fileobj=blob, mode=mode) as layer:  # type: ignore[call-overload]
                 yield layer
 
+    def walk_layer(self, index: int) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
+        """Every member of layer `index` with a reader for its content (None unless a regular
+        file), streamed: read each file before asking for the next member."""
+        with self._layer(index) as layer:
+            for member in layer:
+                yield member, (layer.extractfile(member) if member.isfile() else None)
+
     def layer_files(self, index: int) -> dict[str, FileEntry]:
         """Every entry of layer `index`, by path (absolute, like inside the image). The first
         bytes of each file are kept in `heads`, for explanations (a .pyc header, say)."""

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from harness.build.lockfiles import require_hashes
 from harness.config import pip_child_env
+from harness.errors import BuildError
 from harness.process import run
 
-__all__ = ["fill_wheelhouse"]
+__all__ = ["fill_wheelhouse", "verify_wheelhouse"]
 
 # Debian trixie has glibc 2.41. pip does not expand `--platform` to older manylinux
 # tags, so every compatible tag is named.
@@ -54,6 +55,7 @@ def fill_wheelhouse(
     platforms = list(platforms or manylinux_platforms())
     stamp = _stamp(lockfiles, python_version, platforms)
     if stamp_file.exists() and json.loads(stamp_file.read_text()).get("stamp") == stamp:
+        verify_wheelhouse(lockfiles, dest)
         return dest
     dest.mkdir(parents=True, exist_ok=True)
     abi = "cp" + python_version.replace(".", "")
@@ -73,5 +75,25 @@ def fill_wheelhouse(
             fix="check that PyPI is reachable; a package without a wheel for the image's Python "
             "needs a newer pin (`nox -s lock -- --upgrade`)",
         )
+    verify_wheelhouse(lockfiles, dest)
     stamp_file.write_text(json.dumps({"stamp": stamp, "python": python_version, "platforms": platforms}))
     return dest
+
+
+def verify_wheelhouse(lockfiles: Sequence[Path], dest: Path) -> None:
+    """Every file in the wheelhouse must match a hash the lockfiles pin. pip would refuse a
+    tampered wheel too, but deep inside the build and naming neither the file nor the fix;
+    this names both, before anything is built."""
+    allowed = {digest: pin for path in lockfiles for pin in require_hashes(path) for digest in pin.hashes}
+    for wheel in sorted(p for p in dest.iterdir() if p.is_file() and not p.name.startswith(".")):
+        digest = hashlib.sha256()
+        with wheel.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() not in allowed:
+            raise BuildError(
+                f"{wheel} matches no hash in {', '.join(p.name for p in lockfiles)}: "
+                "it was changed or does not belong there",
+                checked=f"the sha256 of every file in {dest} against the lockfiles' --hash lines",
+                fix=f"delete it (rm {wheel}); the next build downloads it again and checks it",
+            )

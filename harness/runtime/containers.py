@@ -17,12 +17,14 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
+from harness.config import environment
 from harness.runtime.labels import RunIdentity
 from harness.runtime.readiness import HostProbe
 
 __all__ = [
     "PostgresInfo",
     "RedisInfo",
+    "publish_on_loopback",
     "start_postgres",
     "start_redis",
     "start_services",
@@ -106,6 +108,19 @@ def stop(container: DockerContainer | None) -> None:
         container.get_wrapped_container().remove(force=True, v=True)
 
 
+def publish_on_loopback(container: DockerContainer) -> None:
+    """Publish `container`'s exposed ports on 127.0.0.1 only (a random host port each), not
+    on every interface: a test Postgres with a superuser role must not be reachable from the
+    network. A remote engine's ports are reached over the network, so they keep the default."""
+    if not environment().engine_is_local:
+        return
+    # testcontainers types the values as host ports; the Docker SDK also takes (address, port).
+    ports: dict[str, Any] = container.ports
+    for port, host in list(ports.items()):
+        if host is None:  # exposed, no host port asked for
+            ports[port] = ("127.0.0.1", None)
+
+
 def _launch(
     container: DockerContainer,
     identity: RunIdentity,
@@ -121,6 +136,7 @@ def _launch(
     container.with_kwargs(labels={**identity.labels(role), **(extra_labels or {})})
     container.with_name(identity.name(role))
     container.waiting_for(wait)
+    publish_on_loopback(container)
     if network is not None:
         container.with_network(network)
         if alias:

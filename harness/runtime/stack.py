@@ -19,7 +19,14 @@ from testcontainers.core.network import Network
 
 from harness.config import StackConfig
 from harness.errors import HarnessError
-from harness.runtime.containers import PostgresInfo, RedisInfo, start_postgres, start_redis, stop
+from harness.runtime.containers import (
+    PostgresInfo,
+    RedisInfo,
+    publish_on_loopback,
+    start_postgres,
+    start_redis,
+    stop,
+)
 from harness.runtime.labels import RunIdentity
 from harness.runtime.readiness import HostProbe, container_logs, host_address
 from harness.runtime.templates import render
@@ -121,7 +128,7 @@ class _InNetwork:
     """What the service sees: names on the private network, not host ports."""
 
     user: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # reprs end up in test reports
     dbname: str = ""
     host: str = ""
     port: int = 0
@@ -148,6 +155,7 @@ def start_stack(
         }
         app = DockerContainer(image)
         app.with_exposed_ports(config.port)
+        publish_on_loopback(app)
         for key, value in render(config.env, values, where="[tool.harness.stack.env]").items():
             app.with_env(key, value)
         app.with_network(network).with_network_aliases("app")

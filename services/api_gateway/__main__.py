@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import sys
-import urllib.request
 
 from services.api_gateway.settings import ConfigError, Settings
 
@@ -23,6 +23,8 @@ def _serve() -> int:
         log_level=os.environ.get("LOG_LEVEL", "info"),
         access_log=os.environ.get("ACCESS_LOG", "0") == "1",
         proxy_headers=False,
+        # Requests in flight beyond this get a 503 at once instead of queueing without bound.
+        limit_concurrency=settings.max_concurrency,
     )
     return 0
 
@@ -42,12 +44,15 @@ def _migrate() -> int:
 
 def _healthcheck() -> int:
     """For the image's HEALTHCHECK: no curl in a production image."""
-    port = os.environ.get("PORT", "8000")
+    # http.client, not urlopen: a fixed host and scheme, nothing a URL could redirect elsewhere.
+    connection = http.client.HTTPConnection("127.0.0.1", int(os.environ.get("PORT", "8000")), timeout=2)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            return 0 if response.status == 200 else 1
-    except OSError:
+        connection.request("GET", "/health")
+        return 0 if connection.getresponse().status == 200 else 1
+    except (OSError, http.client.HTTPException):
         return 1
+    finally:
+        connection.close()
 
 
 def main(argv: list[str]) -> int:

@@ -5,38 +5,57 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.api_gateway import __version__
-from services.api_gateway.auth import identify
+from services.api_gateway.guard import RequestGuard
 from services.api_gateway.metrics import Metrics
 from services.api_gateway.migrations import migrate
 from services.api_gateway.ratelimit import RateLimiter
-from services.api_gateway.settings import Settings
+from services.api_gateway.settings import Settings, body_limit
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "install_middleware"]
 
 log = logging.getLogger("api_gateway")
 
+
+def _storable(text: str) -> str:
+    """Text Postgres can store: no NUL character, no lone surrogate (not encodable as UTF-8).
+    Either would otherwise reach the database and come back as a 500."""
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return text
+
+
+Storable = AfterValidator(_storable)
 Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
-Title = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Body = Annotated[str, StringConstraints(min_length=1, max_length=50_000)]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True), Storable]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=50_000), Storable]
+SearchText = Annotated[str, Storable]
+# bigserial ids: anything beyond is no id of ours, and a 422 rather than a database error.
+ArticleId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class ArticleIn(BaseModel):
@@ -48,16 +67,28 @@ class ArticleIn(BaseModel):
 
 
 class ArticlePatch(BaseModel):
+    """Fields left out are unchanged; none may be null (the columns are NOT NULL). The
+    schema says so: None is only the "not given" marker, kept out of the document."""
+
     model_config = ConfigDict(extra="forbid")
-    title: Title | None = None
-    body: Body | None = None
-    tags: list[Tag] | None = Field(default=None, max_length=20)
+    title: Title | SkipJsonSchema[None] = None
+    body: Body | SkipJsonSchema[None] = None
+    tags: Annotated[list[Tag], Field(max_length=20)] | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ArticlePatch:
         if not self.model_fields_set:
             raise ValueError("give at least one of title, body, tags")
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null: leave a field out to keep it")
         return self
+
+
+class Problem(BaseModel):
+    """Every error answer: what went wrong, for a human."""
+
+    detail: str
 
 
 class Article(BaseModel):
@@ -108,24 +139,21 @@ def _state(request: Request) -> State:
     return state
 
 
+# Declared for the OpenAPI document (two alternative schemes); the check itself is done by
+# RequestGuard before the body is read, which leaves the client's name in request.state.
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="the client's API key")
+BEARER = HTTPBearer(auto_error=False, description="the API key as a bearer token")
+
+
 async def require_client(
     request: Request,
-    x_api_key: Annotated[str | None, Header()] = None,
-    authorization: Annotated[str | None, Header()] = None,
+    _key: Annotated[str | None, Security(API_KEY)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> str:
     state = _state(request)
-    presented = x_api_key
-    if presented is None and authorization and authorization.lower().startswith("bearer "):
-        presented = authorization[7:].strip()
-    if not presented:
-        raise HTTPException(
-            401,
-            "missing API key: send it as X-API-Key or Authorization: Bearer",
-            {"WWW-Authenticate": "Bearer"},
-        )
-    client = identify(presented, state.settings.api_keys)
-    if client is None:
-        raise HTTPException(403, "invalid API key")
+    client: str | None = getattr(request.state, "client", None)
+    if client is None:  # only without the guard in front, which create_app always installs
+        raise HTTPException(401, "missing API key", {"WWW-Authenticate": "Bearer"})
     try:
         decision = await state.limiter.hit(client)
     except RedisError:
@@ -152,10 +180,28 @@ async def _forget(state: State, article_id: int) -> None:
         state.metrics.degraded.labels("redis").inc()
 
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_client)])
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": Problem, "description": _WHY[code]} for code in codes}
 
 
-@router.post("/articles", status_code=201)
+_WHY = {
+    400: "the body is not UTF-8 text (FastAPI cannot begin to parse it)",
+    401: "no API key was sent",
+    403: "the API key is not valid",
+    404: "no such article",
+    409: "an article with this slug exists",
+    413: "the request body is larger than the service accepts",
+    429: "the client's rate limit is used up (see Retry-After)",
+    503: "the database is unavailable; retry later",
+}
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(require_client)],
+    responses=_errors(401, 403, 413, 429, 503),
+)
+
+
+@router.post("/articles", status_code=201, responses=_errors(400, 409))
 async def create_article(payload: ArticleIn, request: Request, response: Response) -> Article:
     state = _state(request)
     slug = payload.slug or slugify(payload.title)
@@ -173,10 +219,8 @@ async def create_article(payload: ArticleIn, request: Request, response: Respons
     return Article(**row)
 
 
-@router.get("/articles/{article_id}")
-async def get_article(
-    article_id: Annotated[int, Field(ge=1)], request: Request, response: Response
-) -> Article:
+@router.get("/articles/{article_id}", responses=_errors(404))
+async def get_article(article_id: ArticleId, request: Request, response: Response) -> Article:
     state = _state(request)
     key = _cache_key(state, article_id)
     try:
@@ -203,10 +247,8 @@ async def get_article(
     return article
 
 
-@router.patch("/articles/{article_id}")
-async def update_article(
-    article_id: Annotated[int, Field(ge=1)], patch: ArticlePatch, request: Request
-) -> Article:
+@router.patch("/articles/{article_id}", responses=_errors(400, 404))
+async def update_article(article_id: ArticleId, patch: ArticlePatch, request: Request) -> Article:
     state = _state(request)
     changes = patch.model_dump(exclude_unset=True)
     assignments = sql.SQL(", ").join(
@@ -225,8 +267,8 @@ async def update_article(
     return Article(**row)
 
 
-@router.delete("/articles/{article_id}", status_code=204)
-async def delete_article(article_id: Annotated[int, Field(ge=1)], request: Request) -> Response:
+@router.delete("/articles/{article_id}", status_code=204, responses=_errors(404))
+async def delete_article(article_id: ArticleId, request: Request) -> Response:
     state = _state(request)
     async with state.pool.connection() as conn:
         cur = await conn.execute("DELETE FROM articles WHERE id = %s", (article_id,))
@@ -241,7 +283,7 @@ async def delete_article(article_id: Annotated[int, Field(ge=1)], request: Reque
 async def list_articles(
     request: Request,
     tag: Annotated[Tag | None, Query()] = None,
-    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    q: Annotated[SearchText | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> ArticlePage:
@@ -258,6 +300,22 @@ async def list_articles(
         rows = await rows_cur.fetchall()
     total = int(total_row[0]) if total_row else 0
     return ArticlePage(items=[Article(**r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+def install_middleware(
+    app: FastAPI, metrics: Metrics, api_keys: Callable[[], Mapping[str, str]], max_body: int
+) -> None:
+    """The guard sits right in front of routing, so the API key is checked and the body size
+    capped before FastAPI reads or parses any body; metrics wrap it and count its refusals.
+    The order matters: between the guard and FastAPI there must be no BaseHTTPMiddleware,
+    whose task group would turn the guard's 413 into an exception group, and so a 400."""
+    app.add_middleware(RequestGuard, api_keys=api_keys, max_body=max_body)
+    app.middleware("http")(metrics.middleware)  # added last: outermost
+
+
+def _state_settings(app: FastAPI) -> Settings:
+    state: State = app.state.gateway
+    return state.settings
 
 
 def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True) -> FastAPI:
@@ -297,7 +355,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             await redis.aclose()
 
     app = FastAPI(title="knowledge hub API gateway", version=__version__, lifespan=lifespan)
-    app.middleware("http")(metrics.middleware)
+    limit = settings.max_body_bytes if settings else body_limit()
+    install_middleware(app, metrics, lambda: _state_settings(app).api_keys, limit)
     app.include_router(router)
 
     @app.exception_handler(psycopg.OperationalError)
@@ -311,7 +370,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
         """Liveness: the process serves HTTP. Checks no dependency on purpose."""
         return {"status": "ok", "version": __version__}
 
-    @app.get("/ready")
+    @app.get("/ready", responses={503: {"description": "Postgres or Redis does not answer"}})
     async def ready(request: Request) -> JSONResponse:
         """Readiness: Postgres and Redis both answer."""
         state = _state(request)
@@ -330,7 +389,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
 
-    @app.get("/metrics")
+    # Prometheus' text format, not JSON: left out of the OpenAPI document rather than misdescribed.
+    @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -9,7 +9,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["Metrics"]
+__all__ = ["METHODS", "Metrics", "method_label"]
+
+# The method is the client's to choose: any other word becomes "other", so a client cannot
+# grow the metric's label set (and the process's memory) without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
 
 
 class Metrics:
@@ -48,6 +56,6 @@ class Metrics:
         finally:
             route = request.scope.get("route")
             template = getattr(route, "path", "unmatched")
-            labels = (request.method, template, str(status))
+            labels = (method_label(request.method), template, str(status))
             self.requests.labels(*labels).inc()
             self.duration.labels(*labels).observe(time.perf_counter() - started)

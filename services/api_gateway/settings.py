@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ConfigError", "Settings", "parse_api_keys", "parse_limits"]
+__all__ = ["ConfigError", "Settings", "body_limit", "parse_api_keys", "parse_limits"]
 
 
 class ConfigError(Exception):
@@ -79,6 +79,11 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def body_limit(env: Mapping[str, str] | None = None) -> int:
+    """MAX_BODY_BYTES: the largest request body the service reads."""
+    return _int(os.environ if env is None else env, "MAX_BODY_BYTES", 1 << 20, minimum=1024)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -89,9 +94,12 @@ class Settings:
     cache_ttl_seconds: int = 300
     db_pool_min: int = 1
     db_pool_max: int = 10
-    host: str = "0.0.0.0"  # noqa: S104 - a container's service listens on all of its interfaces
+    # A container's service listens on all of its interfaces; the engine decides what is published.
+    host: str = "0.0.0.0"  # noqa: S104  # nosec B104
     port: int = 8000
     redis_prefix: str = "kh:"
+    max_body_bytes: int = 1 << 20  # larger request bodies are refused with 413, unread
+    max_concurrency: int = 100  # requests in flight; the server answers 503 beyond it
 
     def __repr__(self) -> str:  # never print credentials embedded in URLs
         limit = self.rate_limit_per_minute
@@ -112,7 +120,9 @@ class Settings:
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 300, minimum=1),
             db_pool_min=_int(env, "DB_POOL_MIN", 1, minimum=1),
             db_pool_max=_int(env, "DB_POOL_MAX", 10, minimum=1),
-            host=env.get("HOST", "0.0.0.0"),  # noqa: S104
+            host=env.get("HOST", "0.0.0.0"),  # noqa: S104  # nosec B104
             port=_int(env, "PORT", 8000, minimum=1),
             redis_prefix=env.get("REDIS_PREFIX", "kh:"),
+            max_body_bytes=body_limit(env),
+            max_concurrency=_int(env, "MAX_CONCURRENCY", 100, minimum=1),
         )

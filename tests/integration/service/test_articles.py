@@ -104,3 +104,20 @@ def test_bad_ids_are_4xx(client: TestClient) -> None:
     assert client.get("/v1/articles/abc").status_code == 422
     assert client.get("/v1/articles/0").status_code == 422
     assert client.patch("/v1/articles/1", json={}).status_code == 422
+
+
+# Input Postgres cannot take must be refused by validation (422), never reach it (500).
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("POST", "/v1/articles", {"json": {"title": "a\x00b", "body": "x"}}),
+        ("POST", "/v1/articles", {"json": {"title": "t", "body": "x\x00y"}}),
+        ("GET", "/v1/articles", {"params": {"q": "a\x00b"}}),
+        ("PATCH", "/v1/articles/1", {"json": {"title": None}}),
+        ("PATCH", "/v1/articles/1", {"json": {"body": "\x00"}}),
+        ("GET", "/v1/articles/99999999999999999999", {}),
+    ],
+)
+def test_input_postgres_cannot_store_is_422(client: TestClient, method: str, path: str, kwargs: dict) -> None:
+    assert client.post("/v1/articles", json={"title": "t", "body": "b"}).status_code == 201
+    assert client.request(method, path, **kwargs).status_code == 422

@@ -12,7 +12,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 # Import name -> distribution name, where they differ.
-DISTRIBUTIONS = {"piptools": "pip-tools", "xdist": "pytest-xdist", "psycopg": "psycopg", "docker": "docker"}
+DISTRIBUTIONS = {"piptools": "pip-tools", "xdist": "pytest-xdist", "cyclonedx": "cyclonedx-python-lib"}
 
 
 def _third_party_imports(package: Path) -> set[str]:

@@ -15,7 +15,7 @@ from services.api_gateway.settings import ConfigError, Settings, parse_api_keys
 KEY_A = "a" * 16
 KEY_B = "b" * 20
 ENV = {
-    "DATABASE_URL": "postgresql://u:secret@db/x",
+    "DATABASE_URL": "postgresql://u:secret@db/x",  # pragma: allowlist secret
     "REDIS_URL": "redis://r:6379/0",
     "API_KEYS": f"alice:{KEY_A}",
 }
