@@ -167,7 +167,7 @@ def _cmd_merge_reports(args: argparse.Namespace) -> int:
         f"{merged.failures} failed, {merged.errors} errors, {merged.skipped} skipped"
     )
     report = merge_coverage(
-        sorted(coverage_dir.glob(".coverage.shard-*")),
+        sorted((coverage_dir / "shards").glob(".coverage.shard-*")),
         coverage_dir / ".coverage",
         coverage_dir / "coverage.xml",
     )
