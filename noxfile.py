@@ -109,6 +109,12 @@ def e2e(session: nox.Session) -> None:
     )
 
 
+@nox.session
+def publish(session: nox.Session) -> None:
+    """Push the built image to a loopback registry by digest; sign it, attach its SBOM and provenance."""
+    harness(session, "publish")
+
+
 @nox.session(name="repro-check", tags=["ci"])
 def repro_check(session: nox.Session) -> None:
     """Build the image twice from clean, varied; fail and explain when the digests differ."""

@@ -159,6 +159,76 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return exit_code(checks)
 
 
+def _log(message: str) -> None:
+    print(f"harness: {message}", file=sys.stderr)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from harness.supply.signing import create_keys
+
+    pair = create_keys(load_settings(), force=args.force)
+    print(f"private {pair.private} (0600)")
+    print(f"public  {pair.public}")
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    import time
+
+    from harness.build.image import build_image
+    from harness.supply.publish import publish
+    from harness.supply.run import build_record, command_registry, head_revision
+    from harness.supply.signing import key_pair
+    from harness.supply.verify import verify_image
+
+    settings = load_settings()
+    pair = key_pair(settings)  # refuse an unsafe or missing key before anything is built
+    built = build_image(settings, log=_log)
+    if built.revision != head_revision(settings) or not (settings.build_dir / "image.oci.tar").is_file():
+        # The provenance must name the revision being published, and the tarball is pushed.
+        built = build_image(settings, force=True, log=_log)
+    record = build_record(settings)
+    started = time.monotonic()
+    with command_registry(settings, "publish", _log) as registry:
+        ready = time.monotonic() - started
+        published = publish(settings, registry, record, pair, log=_log)
+        mark = time.monotonic()
+        with registry.docker_config() as docker_config:
+            verified = verify_image(
+                registry, settings.repository, expected_digest=published.pushed.digest,
+                public_key=pair.public, head=str(record["revision"]), docker_config=docker_config,
+                tag=published.pushed.tag,
+            )  # fmt: skip
+        seconds = {"registry": ready, **published.seconds, "verify": time.monotonic() - mark}
+    print(published.reference)
+    print(f"verified: {', '.join(verified.checks)}")
+    print(
+        "seconds: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items())
+        + f"; total {sum(seconds.values()):.1f}"
+    )
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from harness.supply.run import build_record, command_registry, head_revision, publish_record
+    from harness.supply.signing import key_pair
+    from harness.supply.verify import verify_image
+
+    settings = load_settings()
+    published = publish_record(settings)
+    pair = key_pair(settings, private=False)
+    with command_registry(settings, "verify", _log) as registry, registry.docker_config() as docker_config:
+        verified = verify_image(
+            registry, str(published["repository"]), expected_digest=str(build_record(settings)["digest"]),
+            public_key=pair.public, head=head_revision(settings), docker_config=docker_config,
+            tag=str(published["tag"]),
+        )  # fmt: skip
+    print(verified.reference)
+    print(f"verified: {', '.join(verified.checks)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,6 +282,23 @@ def build_parser() -> argparse.ArgumentParser:
         )
     perf.add_argument("--target-url", help="load an already running service instead of starting the stack")
     perf.set_defaults(func=_cmd_perf)
+
+    keys = sub.add_parser(
+        "keys",
+        help="make the signing key pair outside the repository (password: HARNESS_KEY_PASSWORD[_FILE])",
+    )
+    keys.add_argument("--force", action="store_true", help="replace an existing pair")
+    keys.set_defaults(func=_cmd_keys)
+
+    publish = sub.add_parser(
+        "publish", help="push the built image to the loopback registry by digest, sign and attest it"
+    )
+    publish.set_defaults(func=_cmd_publish)
+
+    verify = sub.add_parser(
+        "verify", help="verify the published image: digest, blobs, signature, attestations, revision"
+    )
+    verify.set_defaults(func=_cmd_verify)
 
     doctor = sub.add_parser(
         "doctor", help="check that this machine can run the harness, naming the fix for each problem"
