@@ -15,7 +15,7 @@ from harness.errors import HarnessError
 from harness.runtime.labels import RunIdentity, new_run_id
 from harness.supply.registry import Registry, running_registry
 
-__all__ = ["build_record", "command_registry", "head_revision", "publish_record"]
+__all__ = ["build_record", "command_registry", "head_revision", "publish_record", "verified_image"]
 
 
 def head_revision(settings: Settings) -> str:
@@ -59,3 +59,32 @@ def command_registry(
     spawn_reaper(identity.run_id, os.getpid(), settings.state_dir / "runs" / identity.run_id / "reaper.log")
     with running_registry(settings, identity, log=log) as registry:
         yield registry
+
+
+def verified_image(
+    settings: Settings, identity: RunIdentity, log: Callable[[str], None] = lambda _m: None
+) -> str:
+    """The image a stack runs when verify-before-run is on: the published image, verified in
+    the registry (see harness.supply.verify), then pulled by digest. Returns the reference
+    by digest; on any failure nothing has been started but the registry, which is gone again."""
+    from harness.engine import docker_cli
+    from harness.process import run
+    from harness.supply.signing import key_pair
+    from harness.supply.verify import verify_image
+
+    published = publish_record(settings)
+    expected = str(build_record(settings)["digest"])
+    head = head_revision(settings)
+    public_key = key_pair(settings, private=False).public
+    with running_registry(settings, identity, log=log) as registry, registry.docker_config() as config:
+        verified = verify_image(
+            registry, str(published["repository"]), expected_digest=expected, public_key=public_key,
+            head=head, docker_config=config, tag=str(published["tag"]),
+        )  # fmt: skip
+        run(
+            [docker_cli(), "--config", str(config), "pull", "--quiet", verified.reference],
+            what=f"pulling the verified image {verified.reference}",
+            fix="read the registry's log; the engine must reach 127.0.0.1",
+        )
+    log(f"verified {verified.reference}: {', '.join(verified.checks)}")
+    return verified.reference
