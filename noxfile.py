@@ -103,6 +103,8 @@ def e2e(session: nox.Session) -> None:
     """The built image beside its own Postgres and Redis, tested over HTTP."""
     install(session, "test")
     session.run("python", "-m", "harness", "build")
+    # With verify-before-run on, the stack runs the published image from the registry.
+    session.run("python", "-m", "harness", "publish", "--if-verifying")
     # One stack for the tier: the tests share it (and stop its Postgres), so no xdist.
     session.run(
         "pytest", "-p", "no:xdist", "--junitxml=build/junit/e2e.xml", *(session.posargs or ("tests/e2e",))
@@ -112,7 +114,9 @@ def e2e(session: nox.Session) -> None:
 @nox.session
 def publish(session: nox.Session) -> None:
     """Push the built image to a loopback registry by digest; sign it, attach its SBOM and provenance."""
-    harness(session, "publish")
+    install(session, "test")
+    session.run("python", "-m", "harness", "keys", "--if-missing")
+    session.run("python", "-m", "harness", "publish", *session.posargs)
 
 
 @nox.session(name="repro-check", tags=["ci"])

@@ -164,9 +164,15 @@ def _log(message: str) -> None:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from harness.supply.signing import create_keys
+    from harness.supply.signing import SigningKeyError, create_keys, key_pair
 
-    pair = create_keys(load_settings(), force=args.force)
+    settings = load_settings()
+    try:
+        pair = key_pair(settings) if args.if_missing else create_keys(settings, force=args.force)
+    except SigningKeyError as exc:
+        if not (args.if_missing and "no signing key" in exc.what):
+            raise
+        pair = create_keys(settings)
     print(f"private {pair.private} (0600)")
     print(f"public  {pair.public}")
     return 0
@@ -182,6 +188,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from harness.supply.verify import verify_image
 
     settings = load_settings()
+    if args.if_verifying and not settings.verify_before_run:
+        return 0
     pair = key_pair(settings)  # refuse an unsafe or missing key before anything is built
     built = build_image(settings, log=_log)
     if built.revision != head_revision(settings) or not (settings.build_dir / "image.oci.tar").is_file():
@@ -288,10 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="make the signing key pair outside the repository (password: HARNESS_KEY_PASSWORD[_FILE])",
     )
     keys.add_argument("--force", action="store_true", help="replace an existing pair")
+    keys.add_argument("--if-missing", action="store_true", help="keep (and check) an existing pair")
     keys.set_defaults(func=_cmd_keys)
 
     publish = sub.add_parser(
         "publish", help="push the built image to the loopback registry by digest, sign and attest it"
+    )
+    publish.add_argument(
+        "--if-verifying",
+        action="store_true",
+        help="only when verify-before-run is on (HARNESS_VERIFY / [tool.harness.supply] verify)",
     )
     publish.set_defaults(func=_cmd_publish)
 
