@@ -97,8 +97,27 @@ def _cmd_repro_check(args: argparse.Namespace) -> int:
     from harness.repro.check import repro_check
 
     settings = load_settings()
-    diff = repro_check(settings, keep=args.keep, log=lambda m: print(f"harness: {m}", file=sys.stderr))
     folder = settings.build_dir / "repro"
+    if args.independent:
+        from harness.supply.rebuild import independent_rebuild
+
+        result = independent_rebuild(settings, keep=args.keep, log=_log)
+        print(f"engine 1  {result.engine1}")
+        print(f"engine 2  {result.engine2}")
+        print(f"recorded  {result.recorded}  ({settings.image_record.name})")
+        print(f"base      {result.base1} (engine 1), {result.base2} (engine 2)")
+        print(f"independent rebuild in {result.seconds:.0f}s")
+        if result.reproducible:
+            print("reproducible")
+            return 0
+        print("NOT reproducible")
+        for line in result.diff.summary():
+            print(f"  {line}")
+        if result.engine1 == result.engine2:
+            print(f"  both engines agree; {settings.image_record} is stale: `nox -s build`")
+        print(f"report: {folder / 'report.json'} and {folder / 'report.md'}")
+        return 1
+    diff = repro_check(settings, keep=args.keep, log=_log)
     return _print_diff(diff, (folder / "report.json", folder / "report.md"))
 
 
@@ -267,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     repro.add_argument(
         "--keep", action="store_true", help="keep both OCI tarballs even when they are identical"
+    )
+    repro.add_argument(
+        "--independent",
+        action="store_true",
+        help="build the second time on a second Docker engine (own data root, socket, bridge, base)",
     )
     repro.set_defaults(func=_cmd_repro_check)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -26,7 +26,10 @@ from harness.errors import ImageError
 from harness.build.oci import read_oci
 from harness.process import run
 
-__all__ = ["DockerImageBackend", "ImageBackend", "ImageResolver", "ResolvedImage", "ensure_image", "resolve_images"]
+__all__ = [
+    "DockerImageBackend", "ImageBackend", "ImageResolver", "ResolvedImage", "build_rootfs_image", "ensure_image",
+    "resolve_images",
+]  # fmt: skip
 
 Source = Literal["local", "pulled", "built"]
 
@@ -216,47 +219,57 @@ class DockerImageBackend:
         return digest
 
     def _build_rootfs(self, spec: LogicalImage, out: Path) -> str:
-        mmdebstrap = shutil.which("mmdebstrap")
-        if mmdebstrap is None:
-            raise ImageError(
-                f"building the {spec.name!r} image offline needs mmdebstrap, which is not installed",
-                checked="`mmdebstrap` on PATH",
-                fix="apt-get install mmdebstrap (scripts/provision-docker.sh installs it)",
-            )
-        mirror = debian_mirror()
-        with tempfile.TemporaryDirectory(prefix=f"harness-{spec.name}-") as tmp:
-            context = Path(tmp)
-            shutil.copy2(spec.recipe / "Dockerfile", context / "Dockerfile")
-            rootfs = context / "rootfs.tar"
-            cmd = [
-                mmdebstrap, "--quiet", "--variant=minbase", "--mode=root",
-                f"--include={','.join(spec.packages)}",
-                '--aptopt=Acquire::Languages "none"',
-                # Docs and man pages are dead weight in a runtime image.
-                "--dpkgopt=path-exclude=/usr/share/man/*",
-                "--dpkgopt=path-exclude=/usr/share/doc/*",
-                "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                spec.suite, str(rootfs), mirror,
-            ]  # fmt: skip
-            env = {"SOURCE_DATE_EPOCH": str(spec.source_date_epoch), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-            run(
-                cmd,
-                env=env,
-                what=f"mmdebstrap for {spec.name!r}",
-                fix="check that the Debian mirror is reachable and the package names exist",
-                error=ImageError,
-            )
-            oci = out / f"{spec.name}.oci.tar"
-            buildx_build(
-                context,
-                oci_dest=oci,
-                oci_name=spec.local,
-                no_cache=True,
-                source_date_epoch=spec.source_date_epoch,
-                log_path=out / f"{spec.name}.build.log",
-            )
-        docker_load(oci)
-        return read_oci(oci).digest
+        return build_rootfs_image(spec, out)
+
+
+def build_rootfs_image(spec: LogicalImage, out: Path, *, env: Mapping[str, str] | None = None) -> str:
+    """Build a `rootfs` logical image from its recipe (mmdebstrap, then FROM scratch) and load
+    it; `env` may name another engine through DOCKER_HOST. Returns its digest."""
+    mmdebstrap = shutil.which("mmdebstrap")
+    if mmdebstrap is None:
+        raise ImageError(
+            f"building the {spec.name!r} image offline needs mmdebstrap, which is not installed",
+            checked="`mmdebstrap` on PATH",
+            fix="apt-get install mmdebstrap (scripts/provision-docker.sh installs it)",
+        )
+    mirror = debian_mirror()
+    with tempfile.TemporaryDirectory(prefix=f"harness-{spec.name}-") as tmp:
+        context = Path(tmp)
+        shutil.copy2(spec.recipe / "Dockerfile", context / "Dockerfile")
+        rootfs = context / "rootfs.tar"
+        cmd = [
+            mmdebstrap, "--quiet", "--variant=minbase", "--mode=root",
+            f"--include={','.join(spec.packages)}",
+            '--aptopt=Acquire::Languages "none"',
+            # Docs and man pages are dead weight in a runtime image.
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+            spec.suite, str(rootfs), mirror,
+        ]  # fmt: skip
+        build_env = {
+            "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        }
+        run(
+            cmd,
+            env=build_env,
+            what=f"mmdebstrap for {spec.name!r}",
+            fix="check that the Debian mirror is reachable and the package names exist",
+            error=ImageError,
+        )
+        oci = out / f"{spec.name}.oci.tar"
+        buildx_build(
+            context,
+            oci_dest=oci,
+            oci_name=spec.local,
+            no_cache=True,
+            source_date_epoch=spec.source_date_epoch,
+            env=env,
+            log_path=out / f"{spec.name}.build.log",
+        )
+    docker_load(oci, env)
+    return read_oci(oci).digest
 
 
 def ensure_image(ref: str, *, option: str) -> str:
