@@ -256,6 +256,29 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_registry(args: argparse.Namespace) -> int:
+    import contextlib
+    import json
+    import signal
+
+    from harness.supply.run import command_registry
+
+    settings = load_settings()
+    published = settings.build_dir / "publish.json"
+    with command_registry(settings, "registry", _log) as registry, registry.docker_config() as config:
+        print(f"registry  {registry.host}  (storage {registry.storage}; Ctrl-C stops it)")
+        print(f"export DOCKER_CONFIG={config}   # its credentials, for cosign and docker")
+        if published.is_file():
+            record = json.loads(published.read_text())
+            print(f"export REF={registry.reference(record['repository'], record['digest'])}")
+        sys.stdout.flush()
+        # SIGTERM like Ctrl-C: the blocks above then remove the container and the credentials.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -337,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="verify the published image: digest, blobs, signature, attestations, revision"
     )
     verify.set_defaults(func=_cmd_verify)
+
+    registry = sub.add_parser(
+        "registry", help="keep the loopback registry running for cosign or docker by hand, until Ctrl-C"
+    )
+    registry.set_defaults(func=_cmd_registry)
 
     doctor = sub.add_parser(
         "doctor", help="check that this machine can run the harness, naming the fix for each problem"
