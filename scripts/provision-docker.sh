@@ -101,6 +101,12 @@ if ! command -v cosign >/dev/null; then
         say "warning: cosign is missing and this is not root; \`harness publish\` and verification will fail"
     fi
 fi
+# diffoscope gives repro-check's report a deep diff of each changed file (bookworm's is fine).
+if ! command -v diffoscope >/dev/null && [[ $(id -u) -eq 0 ]]; then
+    say "installing diffoscope (deep diffs in repro-check reports)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends diffoscope >/dev/null 2>&1 ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends diffoscope >/dev/null; }
+fi
 
 if engine_qualifies; then
     say "engine $(docker version --format '{{.Server.Version}}') with buildx $(docker buildx version | awk '{print $2}') and the containerd image store is already running: nothing to do"
