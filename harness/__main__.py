@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.config import PERF_OPTIONS, load_settings
+from harness.config import PERF_OPTIONS, LogicalImage, Settings, load_settings
 from harness.errors import HarnessError
 from harness.process import run
 
@@ -37,6 +37,8 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     from harness.build import lockfiles
 
     settings = load_settings()
+    if args.images:
+        return _lock_images(settings, args.names)
     names = args.names or list(settings.lock.files)
     if args.check:
         failures = 0
@@ -52,6 +54,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
             failures += bool(problems)
             if not problems:
                 print(f"ok    {target.relative_to(settings.root)}")
+        failures += _check_image_locks(settings)
         if failures:
             print(f"{failures} lockfile(s) stale: run `nox -s lock` and commit the result", file=sys.stderr)
         return 1 if failures else 0
@@ -59,6 +62,53 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     for name in names:
         print(f"compiled {settings.lock.dir.relative_to(settings.root)}/{name}.txt")
     return 0
+
+
+def _image_lock_specs(settings: Settings, names: Sequence[str] = ()) -> list[LogicalImage]:
+    """Images whose Debian packages are locked: those that name packages (or ship a lock)."""
+    from harness.build.debs import lock_path
+
+    chosen = [settings.image(n) for n in names] if names else list(settings.images.values())
+    return [s for s in chosen if s.packages or lock_path(s).is_file()]
+
+
+def _lock_images(settings: Settings, names: Sequence[str]) -> int:
+    import os
+
+    from harness.build.debs import lock_path, write_lock
+    from harness.build.images import lock_packages
+
+    if os.geteuid() == 0:  # the hashes come from the machine's apt index: make it current
+        run(["apt-get", "update", "-qq"], what="apt-get update", fix="check the machine's apt sources")
+    for spec in _image_lock_specs(settings, names):
+        debs = lock_packages(settings, spec, log=_log)
+        path = write_lock(lock_path(spec), debs, image=spec.name)
+        print(f"locked {len(debs):3} packages in {path.relative_to(settings.root)}")
+    return 0
+
+
+def _check_image_locks(settings: Settings) -> int:
+    """Offline: every image's packages.lock exists, is well formed, hashes every entry and
+    names the packages the image asks for. Returns the number of stale locks."""
+    from harness.build.debs import lock_path, read_lock
+
+    failures = 0
+    for spec in _image_lock_specs(settings):
+        path = lock_path(spec)
+        shown = path.relative_to(settings.root) if path.is_relative_to(settings.root) else path
+        try:
+            locked = {d.name for d in read_lock(path)}
+        except HarnessError as exc:
+            print(f"STALE {shown}: {exc.what}", file=sys.stderr)
+            failures += 1
+            continue
+        missing = [p for p in spec.packages if p not in locked]
+        if missing:
+            print(f"STALE {shown}: does not lock {', '.join(missing)}", file=sys.stderr)
+            failures += 1
+        else:
+            print(f"ok    {shown}")
+    return failures
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -296,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument("names", nargs="*", help="lockfile names (default: all, in configured order)")
     lock.add_argument("--check", action="store_true", help="fail, naming the file, when a lockfile is stale")
     lock.add_argument("--upgrade", action="store_true", help="let pip-tools pick newer versions")
+    lock.add_argument(
+        "--images",
+        action="store_true",
+        help="write images' packages.lock (Debian packages, versions, .deb hashes) instead",
+    )
     lock.set_defaults(func=_cmd_lock)
     build = sub.add_parser("build", help="build the production image, the unit tier run inside it")
     build.add_argument(

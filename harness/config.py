@@ -278,13 +278,22 @@ DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
         # 2026-01-01: fixed, so the base is a pure function of its inputs.
         "source-date-epoch": 1767225600,
     },
+    # For Dockerfile images, `packages` is what `nox -s lock -- --images` resolves on `base`
+    # into the recipe's packages.lock, which the recipe installs.
     "postgres": {
         "ref": "postgres:17",
         "local": "harness/postgres:17",
         "kind": "dockerfile",
         "depends-on": "base",
+        "packages": ["postgresql-17"],
     },
-    "redis": {"ref": "redis:7", "local": "harness/redis:7", "kind": "dockerfile", "depends-on": "base"},
+    "redis": {
+        "ref": "redis:7",
+        "local": "harness/redis:7",
+        "kind": "dockerfile",
+        "depends-on": "base",
+        "packages": ["redis-server", "redis-tools"],
+    },
     # The loopback registry `harness publish` pushes to (distribution 2.8, Debian's package).
     # Always the offline recipe: its entrypoint and config paths are the harness's own, which
     # an upstream `registry:2` does not have.
@@ -293,6 +302,7 @@ DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
         "local": "harness/registry:2.8",
         "kind": "dockerfile",
         "depends-on": "base",
+        "packages": ["docker-registry", "apache2-utils"],
     },
 }
 
