@@ -43,7 +43,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def lock(session: nox.Session) -> None:
-    """Recompile the lockfiles with hashes (`-- --images`: images' packages.lock); `-- --check` checks both."""
+    """Recompile the lockfiles with hashes (`-- --images`: the images' packages.lock); `-- --check`."""
     harness(session, "lock", "lint")
 
 
