@@ -455,3 +455,34 @@ def test_a_stack_runs_only_a_verified_image_and_starts_nothing_otherwise(
         with pytest.raises(VerificationError, match=f"refusing to run {digest}"):
             verified_image(settings, mine)
     assert _leftovers(mine) == []  # the run's own registry is gone; nothing else was started
+
+
+def test_a_killed_command_leaves_no_registry_behind(tmp_path: Path, project_root: Path) -> None:
+    """`python -m harness registry` SIGKILLed: the reaper it started removes the container."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {
+        **os.environ,
+        "HARNESS_STATE_DIR": str(tmp_path / "state"),
+        "HARNESS_PROJECT_ROOT": str(project_root),
+    }
+    command = subprocess.Popen(
+        [sys.executable, "-m", "harness", "registry"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert command.stdout is not None
+        assert command.stdout.readline().startswith("registry  127.0.0.1:")
+        flt = {"label": ["harness.role=registry", f"harness.pid={command.pid}"]}
+        assert len(engine_client().containers.list(filters=flt)) == 1
+        command.send_signal(signal.SIGKILL)
+        command.wait()
+        deadline = time.monotonic() + 20
+        while engine_client().containers.list(all=True, filters=flt) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert engine_client().containers.list(all=True, filters=flt) == []
+    finally:
+        if command.poll() is None:
+            command.kill()
