@@ -36,9 +36,20 @@ from harness.process import run, start_detached
 from harness.runtime.labels import process_start_time
 from harness.runtime.reaper import pid_alive
 
-__all__ = ["EngineRecord", "SecondEngine", "second_engine", "sweep_dead_engines"]
+__all__ = ["EngineRecord", "EngineTls", "SecondEngine", "second_engine", "sweep_dead_engines"]
 
 _FIX_ROOT = "a second engine needs root (ip link, dockerd), dockerd >= 26 and the iproute2 tools"
+
+
+@dataclass(frozen=True)
+class EngineTls:
+    """Certificates for a TCP listener with client verification, as DOCKER_CERT_PATH lays
+    them out (ca.pem, cert.pem, key.pem for the client; the server's own pair beside)."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_dir: Path  # DOCKER_CERT_PATH: ca.pem, cert.pem, key.pem
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,8 @@ class EngineRecord:
     owner_start: str | None
     dockerd_pid: int = 0
     watcher_pid: int = 0
+    tcp_port: int = 0  # with TLS: also listening on 127.0.0.1:tcp_port
+    cert_path: str = ""
 
     @property
     def host(self) -> str:
@@ -164,7 +177,14 @@ class SecondEngine:
         return self.record.host
 
     def env(self) -> dict[str, str]:
-        """The environment a docker client needs to talk to this engine (and only to it)."""
+        """The environment a docker client needs to talk to this engine (and only to it):
+        its unix socket, or with TLS its TCP listener and the client certificates."""
+        if self.record.tcp_port:
+            return {
+                "DOCKER_HOST": f"tcp://127.0.0.1:{self.record.tcp_port}",
+                "DOCKER_TLS_VERIFY": "1",
+                "DOCKER_CERT_PATH": self.record.cert_path,
+            }
         return {"DOCKER_HOST": self.host}
 
     def docker(self, *args: str, what: str) -> str:
@@ -180,7 +200,17 @@ class SecondEngine:
         remove_engine(self.record)
 
 
-def _start(state_dir: Path, timeout: float, log: Callable[[str], None]) -> SecondEngine:
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start(
+    state_dir: Path, timeout: float, log: Callable[[str], None], tls: EngineTls | None = None
+) -> SecondEngine:
     dockerd = shutil.which("dockerd")
     if dockerd is None:
         raise EngineUnavailableError("dockerd is not installed", checked="`dockerd` on PATH", fix=_FIX_ROOT)
@@ -197,8 +227,9 @@ def _start(state_dir: Path, timeout: float, log: Callable[[str], None]) -> Secon
     subnet = _free_subnet()
     owner = os.getpid()
     record = EngineRecord(
-        engine_id, str(root), str(run_dir), f"hx{engine_id}", str(subnet), owner, process_start_time(owner)
-    )
+        engine_id, str(root), str(run_dir), f"hx{engine_id}", str(subnet), owner, process_start_time(owner),
+        tcp_port=_free_port() if tls else 0, cert_path=str(tls.client_dir) if tls else "",
+    )  # fmt: skip
     record.save()  # before anything exists: whatever is made next can be found and removed
     try:
         gateway = f"{next(subnet.hosts())}/{subnet.prefixlen}"
@@ -220,6 +251,11 @@ def _start(state_dir: Path, timeout: float, log: Callable[[str], None]) -> Secon
             "--bridge", record.bridge, "--iptables=false", "--ip6tables=false",
             "--config-file", str(config),
         ]  # fmt: skip
+        if tls is not None:
+            argv += [
+                "-H", f"tcp://127.0.0.1:{record.tcp_port}", "--tlsverify", "--tlscacert", str(tls.ca),
+                "--tlscert", str(tls.server_cert), "--tlskey", str(tls.server_key),
+            ]  # fmt: skip
         process = start_detached(argv, log_path=root / "dockerd.log")
         watcher = start_detached(
             [sys.executable, "-m", "harness.supply.engines", "watch", str(root / "engine.json")],
@@ -245,7 +281,7 @@ def _wait_ready(engine: SecondEngine, process: subprocess.Popen[bytes], timeout:
         if socket_path.exists():
             proc = run(
                 ["docker", "version", "--format", "{{.Server.Version}}"], what="docker version",
-                fix=_FIX_ROOT, env=child_env(engine.env()), check=False,
+                fix=_FIX_ROOT, env=child_env(engine.env(), drop=("DOCKER_CONTEXT",)), check=False,
             )  # fmt: skip
             if proc.returncode == 0:
                 return
@@ -260,11 +296,16 @@ def _wait_ready(engine: SecondEngine, process: subprocess.Popen[bytes], timeout:
 
 @contextlib.contextmanager
 def second_engine(
-    state_dir: Path, *, timeout: float = 60, log: Callable[[str], None] = lambda _m: None
+    state_dir: Path,
+    *,
+    timeout: float = 60,
+    tls: EngineTls | None = None,
+    log: Callable[[str], None] = lambda _m: None,
 ) -> Iterator[SecondEngine]:
     """A fresh second engine for the block; stopped and removed afterwards, also when this
-    process is killed (its watcher does it then)."""
-    engine = _start(state_dir, timeout, log)
+    process is killed (its watcher does it then). With `tls`, it also listens on
+    127.0.0.1:RANDOM with client verification, and `env()` points there."""
+    engine = _start(state_dir, timeout, log, tls)
     try:
         yield engine
     finally:
