@@ -48,7 +48,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def lock(session: nox.Session) -> None:
-    """Recompile the lockfiles with hashes; `-- --check` fails on a stale one."""
+    """Recompile the lockfiles with hashes (`-- --images`: the images' packages.lock); `-- --check`."""
     harness(session, "lock", "lint")
 
 
@@ -148,10 +148,20 @@ def e2e(session: nox.Session) -> None:
     """The built image beside its own Postgres and Redis, tested over HTTP."""
     install(session, "test")
     session.run("python", "-m", "harness", "build")
+    # With verify-before-run on, the stack runs the published image from the registry.
+    session.run("python", "-m", "harness", "publish", "--if-verifying")
     # One stack for the tier: the tests share it (and stop its Postgres), so no xdist.
     session.run(
         "pytest", "-p", "no:xdist", "--junitxml=build/junit/e2e.xml", *(session.posargs or ("tests/e2e",))
     )
+
+
+@nox.session
+def publish(session: nox.Session) -> None:
+    """Push the built image to a loopback registry by digest; sign it, attach its SBOM and provenance."""
+    install(session, "test")
+    session.run("python", "-m", "harness", "keys", "--if-missing")
+    session.run("python", "-m", "harness", "publish", *session.posargs)
 
 
 @nox.session(name="repro-check", tags=["ci"])

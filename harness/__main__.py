@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.config import PERF_OPTIONS, load_settings
+from harness.config import PERF_OPTIONS, LogicalImage, Settings, load_settings
 from harness.errors import HarnessError
 from harness.process import run
 
@@ -37,6 +37,8 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     from harness.build import lockfiles
 
     settings = load_settings()
+    if args.images:
+        return _lock_images(settings, args.names)
     names = args.names or list(settings.lock.files)
     if args.check:
         failures = 0
@@ -52,6 +54,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
             failures += bool(problems)
             if not problems:
                 print(f"ok    {target.relative_to(settings.root)}")
+        failures += _check_image_locks(settings)
         if failures:
             print(f"{failures} lockfile(s) stale: run `nox -s lock` and commit the result", file=sys.stderr)
         return 1 if failures else 0
@@ -59,6 +62,53 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     for name in names:
         print(f"compiled {settings.lock.dir.relative_to(settings.root)}/{name}.txt")
     return 0
+
+
+def _image_lock_specs(settings: Settings, names: Sequence[str] = ()) -> list[LogicalImage]:
+    """Images whose Debian packages are locked: those that name packages (or ship a lock)."""
+    from harness.build.debs import lock_path
+
+    chosen = [settings.image(n) for n in names] if names else list(settings.images.values())
+    return [s for s in chosen if s.packages or lock_path(s).is_file()]
+
+
+def _lock_images(settings: Settings, names: Sequence[str]) -> int:
+    import os
+
+    from harness.build.debs import lock_path, write_lock
+    from harness.build.images import lock_packages
+
+    if os.geteuid() == 0:  # the hashes come from the machine's apt index: make it current
+        run(["apt-get", "update", "-qq"], what="apt-get update", fix="check the machine's apt sources")
+    for spec in _image_lock_specs(settings, names):
+        debs = lock_packages(settings, spec, log=_log)
+        path = write_lock(lock_path(spec), debs, image=spec.name)
+        print(f"locked {len(debs):3} packages in {path.relative_to(settings.root)}")
+    return 0
+
+
+def _check_image_locks(settings: Settings) -> int:
+    """Offline: every image's packages.lock exists, is well formed, hashes every entry and
+    names the packages the image asks for. Returns the number of stale locks."""
+    from harness.build.debs import lock_path, read_lock
+
+    failures = 0
+    for spec in _image_lock_specs(settings):
+        path = lock_path(spec)
+        shown = path.relative_to(settings.root) if path.is_relative_to(settings.root) else path
+        try:
+            locked = {d.name for d in read_lock(path)}
+        except HarnessError as exc:
+            print(f"STALE {shown}: {exc.what}", file=sys.stderr)
+            failures += 1
+            continue
+        missing = [p for p in spec.packages if p not in locked]
+        if missing:
+            print(f"STALE {shown}: does not lock {', '.join(missing)}", file=sys.stderr)
+            failures += 1
+        else:
+            print(f"ok    {shown}")
+    return failures
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -97,8 +147,27 @@ def _cmd_repro_check(args: argparse.Namespace) -> int:
     from harness.repro.check import repro_check
 
     settings = load_settings()
-    diff = repro_check(settings, keep=args.keep, log=lambda m: print(f"harness: {m}", file=sys.stderr))
     folder = settings.build_dir / "repro"
+    if args.independent:
+        from harness.supply.rebuild import independent_rebuild
+
+        result = independent_rebuild(settings, keep=args.keep, log=_log)
+        print(f"engine 1  {result.engine1}")
+        print(f"engine 2  {result.engine2}")
+        print(f"recorded  {result.recorded}  ({settings.image_record.name})")
+        print(f"base      {result.base1} (engine 1), {result.base2} (engine 2)")
+        print(f"independent rebuild in {result.seconds:.0f}s")
+        if result.reproducible:
+            print("reproducible")
+            return 0
+        print("NOT reproducible")
+        for line in result.diff.summary():
+            print(f"  {line}")
+        if result.engine1 == result.engine2:
+            print(f"  both engines agree; {settings.image_record} is stale: `nox -s build`")
+        print(f"report: {folder / 'report.json'} and {folder / 'report.md'}")
+        return 1
+    diff = repro_check(settings, keep=args.keep, log=_log)
     return _print_diff(diff, (folder / "report.json", folder / "report.md"))
 
 
@@ -216,6 +285,107 @@ def _cmd_gates(args: argparse.Namespace) -> int:
     return code
 
 
+def _log(message: str) -> None:
+    print(f"harness: {message}", file=sys.stderr)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from harness.supply.signing import SigningKeyError, create_keys, key_pair
+
+    settings = load_settings()
+    try:
+        pair = key_pair(settings) if args.if_missing else create_keys(settings, force=args.force)
+    except SigningKeyError as exc:
+        if not (args.if_missing and "no signing key" in exc.what):
+            raise
+        pair = create_keys(settings)
+    print(f"private {pair.private} (0600)")
+    print(f"public  {pair.public}")
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    import time
+
+    from harness.build.image import build_image
+    from harness.supply.publish import publish
+    from harness.supply.run import build_record, command_registry, head_revision
+    from harness.supply.signing import key_pair
+    from harness.supply.verify import verify_image
+
+    settings = load_settings()
+    if args.if_verifying and not settings.verify_before_run:
+        return 0
+    pair = key_pair(settings)  # refuse an unsafe or missing key before anything is built
+    built = build_image(settings, log=_log)
+    if built.revision != head_revision(settings) or not (settings.build_dir / "image.oci.tar").is_file():
+        # The provenance must name the revision being published, and the tarball is pushed.
+        built = build_image(settings, force=True, log=_log)
+    record = build_record(settings)
+    started = time.monotonic()
+    with command_registry(settings, "publish", _log) as registry:
+        ready = time.monotonic() - started
+        published = publish(settings, registry, record, pair, log=_log)
+        mark = time.monotonic()
+        with registry.docker_config() as docker_config:
+            verified = verify_image(
+                registry, settings.repository, expected_digest=published.pushed.digest,
+                public_key=pair.public, head=str(record["revision"]), docker_config=docker_config,
+                tag=published.pushed.tag,
+            )  # fmt: skip
+        seconds = {"registry": ready, **published.seconds, "verify": time.monotonic() - mark}
+    print(published.reference)
+    print(f"verified: {', '.join(verified.checks)}")
+    print(
+        "seconds: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items())
+        + f"; total {sum(seconds.values()):.1f}"
+    )
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from harness.supply.run import build_record, command_registry, head_revision, publish_record
+    from harness.supply.signing import key_pair
+    from harness.supply.verify import verify_image
+
+    settings = load_settings()
+    published = publish_record(settings)
+    pair = key_pair(settings, private=False)
+    with command_registry(settings, "verify", _log) as registry, registry.docker_config() as docker_config:
+        verified = verify_image(
+            registry, str(published["repository"]), expected_digest=str(build_record(settings)["digest"]),
+            public_key=pair.public, head=head_revision(settings), docker_config=docker_config,
+            tag=str(published["tag"]),
+        )  # fmt: skip
+    print(verified.reference)
+    print(f"verified: {', '.join(verified.checks)}")
+    return 0
+
+
+def _cmd_registry(args: argparse.Namespace) -> int:
+    import contextlib
+    import json
+    import signal
+
+    from harness.supply.run import command_registry
+
+    settings = load_settings()
+    published = settings.build_dir / "publish.json"
+    with command_registry(settings, "registry", _log) as registry, registry.docker_config() as config:
+        print(f"registry  {registry.host}  (storage {registry.storage}; Ctrl-C stops it)")
+        print(f"export DOCKER_CONFIG={config}   # its credentials, for cosign and docker")
+        if published.is_file():
+            record = json.loads(published.read_text())
+            print(f"export REF={registry.reference(record['repository'], record['digest'])}")
+        sys.stdout.flush()
+        # SIGTERM like Ctrl-C: the blocks above then remove the container and the credentials.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument("names", nargs="*", help="lockfile names (default: all, in configured order)")
     lock.add_argument("--check", action="store_true", help="fail, naming the file, when a lockfile is stale")
     lock.add_argument("--upgrade", action="store_true", help="let pip-tools pick newer versions")
+    lock.add_argument(
+        "--images",
+        action="store_true",
+        help="write images' packages.lock (Debian packages, versions, .deb hashes) instead",
+    )
     lock.set_defaults(func=_cmd_lock)
     build = sub.add_parser("build", help="build the production image, the unit tier run inside it")
     build.add_argument(
@@ -246,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     repro.add_argument(
         "--keep", action="store_true", help="keep both OCI tarballs even when they are identical"
+    )
+    repro.add_argument(
+        "--independent",
+        action="store_true",
+        help="build the second time on a second Docker engine (own data root, socket, bridge, base)",
     )
     repro.set_defaults(func=_cmd_repro_check)
 
@@ -278,6 +458,34 @@ def build_parser() -> argparse.ArgumentParser:
         )
     perf.add_argument("--target-url", help="load an already running service instead of starting the stack")
     perf.set_defaults(func=_cmd_perf)
+
+    keys = sub.add_parser(
+        "keys",
+        help="make the signing key pair outside the repository (password: HARNESS_KEY_PASSWORD[_FILE])",
+    )
+    keys.add_argument("--force", action="store_true", help="replace an existing pair")
+    keys.add_argument("--if-missing", action="store_true", help="keep (and check) an existing pair")
+    keys.set_defaults(func=_cmd_keys)
+
+    publish = sub.add_parser(
+        "publish", help="push the built image to the loopback registry by digest, sign and attest it"
+    )
+    publish.add_argument(
+        "--if-verifying",
+        action="store_true",
+        help="only when verify-before-run is on (HARNESS_VERIFY / [tool.harness.supply] verify)",
+    )
+    publish.set_defaults(func=_cmd_publish)
+
+    verify = sub.add_parser(
+        "verify", help="verify the published image: digest, blobs, signature, attestations, revision"
+    )
+    verify.set_defaults(func=_cmd_verify)
+
+    registry = sub.add_parser(
+        "registry", help="keep the loopback registry running for cosign or docker by hand, until Ctrl-C"
+    )
+    registry.set_defaults(func=_cmd_registry)
 
     doctor = sub.add_parser(
         "doctor", help="check that this machine can run the harness, naming the fix for each problem"

@@ -33,6 +33,7 @@ __all__ = [
     "SecurityConfig",
     "Settings",
     "StackConfig",
+    "SupplyConfig",
     "child_env",
     "environment",
     "find_project_root",
@@ -69,6 +70,12 @@ class Environment:
     build_cache_to: str | None  # HARNESS_BUILD_CACHE_TO: a BuildKit --cache-to (off by default)
     xdist_worker: str | None  # PYTEST_XDIST_WORKER: set in a worker before its config exists
     controller: str | None  # HARNESS_CONTROLLER: "<run id>:<pid>", from the run's controller
+    key_dir: str | None = None  # HARNESS_KEY_DIR: where `harness keys` keeps the signing key pair
+    config_home: str | None = None  # XDG_CONFIG_HOME, else ~/.config: the default key folder's parent
+    # HARNESS_KEY_PASSWORD or the file HARNESS_KEY_PASSWORD_FILE names; never in a repr.
+    key_password: str | None = field(default=None, repr=False)
+    key_password_file: str | None = field(default=None, repr=False)  # a path, kept out of reprs all the same
+    verify: bool | None = None  # HARNESS_VERIFY: overrides [tool.harness.supply] verify
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> Environment:
@@ -98,12 +105,53 @@ class Environment:
             build_cache_to=env.get("HARNESS_BUILD_CACHE_TO") or None,
             xdist_worker=env.get("PYTEST_XDIST_WORKER") or None,
             controller=env.get("HARNESS_CONTROLLER") or None,
+            key_dir=env.get("HARNESS_KEY_DIR") or None,
+            config_home=env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config"),
+            key_password=env.get("HARNESS_KEY_PASSWORD") or None,
+            key_password_file=env.get("HARNESS_KEY_PASSWORD_FILE") or None,
+            verify=_flag(env, "HARNESS_VERIFY"),
+        )
+
+    def signing_password(self) -> str:
+        """The signing key's password: HARNESS_KEY_PASSWORD, else the first line of the file
+        HARNESS_KEY_PASSWORD_FILE names (what CI secrets and Docker secrets give)."""
+        if self.key_password:
+            return self.key_password
+        if self.key_password_file:
+            try:
+                text = Path(self.key_password_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise HarnessError(
+                    f"HARNESS_KEY_PASSWORD_FILE names a file that cannot be read: {exc.strerror}",
+                    checked=f"HARNESS_KEY_PASSWORD_FILE={self.key_password_file}",
+                    fix="point it at a readable file holding the key password",
+                ) from None
+            password = text.splitlines()[0] if text.strip() else ""
+            if password:
+                return password
+        raise HarnessError(
+            "no password for the signing key",
+            checked="HARNESS_KEY_PASSWORD, then the file named by HARNESS_KEY_PASSWORD_FILE",
+            fix="export HARNESS_KEY_PASSWORD, or HARNESS_KEY_PASSWORD_FILE=/path/to/a/file holding it",
         )
 
     @property
     def engine_is_local(self) -> bool:
         """A unix socket (or the default one): published ports are reached on loopback."""
         return self.docker_host is None or self.docker_host.startswith("unix://")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return raw in ("1", "true", "yes", "on")
+    raise HarnessError(
+        f"{name}={raw!r} is not a yes/no value",
+        checked=f"the environment variable {name}",
+        fix=f"set {name} to 1 or 0, or unset it",
+    )
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -243,13 +291,32 @@ DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
         # 2026-01-01: fixed, so the base is a pure function of its inputs.
         "source-date-epoch": 1767225600,
     },
+    # For Dockerfile images, `packages` is what `nox -s lock -- --images` resolves on `base`
+    # into the recipe's packages.lock, which the recipe installs.
     "postgres": {
         "ref": "postgres:17",
         "local": "harness/postgres:17",
         "kind": "dockerfile",
         "depends-on": "base",
+        "packages": ["postgresql-17"],
     },
-    "redis": {"ref": "redis:7", "local": "harness/redis:7", "kind": "dockerfile", "depends-on": "base"},
+    "redis": {
+        "ref": "redis:7",
+        "local": "harness/redis:7",
+        "kind": "dockerfile",
+        "depends-on": "base",
+        "packages": ["redis-server", "redis-tools"],
+    },
+    # The loopback registry `harness publish` pushes to (distribution 2.8, Debian's package).
+    # Always the offline recipe: its entrypoint and config paths are the harness's own, which
+    # an upstream `registry:2` does not have.
+    "registry": {
+        "ref": "harness/registry:2.8",
+        "local": "harness/registry:2.8",
+        "kind": "dockerfile",
+        "depends-on": "base",
+        "packages": ["docker-registry", "apache2-utils"],
+    },
 }
 
 _PINNED = re.compile(r"sha256:[0-9a-f]{64}")
@@ -506,6 +573,40 @@ class SecurityConfig:
         )
 
 
+@dataclass(frozen=True)
+class SupplyConfig:
+    """`[tool.harness.supply]`: the loopback registry, the signing key, verify-before-run."""
+
+    repository: str | None = None  # default: [tool.harness.build] image
+    registry_image: str = "registry"  # the logical image the registry runs from
+    registry_port: int = 0  # 0: a random free port on 127.0.0.1
+    registry_timeout: float = 30.0  # seconds the registry has to answer
+    key_dir: str | None = None  # default: $XDG_CONFIG_HOME/harness/keys/<repository>
+    verify: bool = False  # stacks run the image by digest from the registry, verified first
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> SupplyConfig:
+        where = "tool.harness.supply"
+        table = _table(raw, where, [f.name.replace("_", "-") for f in fields(cls)], path)
+        d = cls()
+        repository, key_dir = table.get("repository"), table.get("key-dir")
+        port = _typed(table, "registry-port", int, d.registry_port, where)
+        if not 0 <= port <= 65535:
+            raise HarnessError(
+                f"[{where}].registry-port = {port} is not a port",
+                checked=f"[{where}].registry-port in {path}",
+                fix="use 0 (a random free port) or a port between 1 and 65535",
+            )
+        return cls(
+            repository=str(repository) if repository else None,
+            registry_image=_typed(table, "registry-image", str, d.registry_image, where),
+            registry_port=port,
+            registry_timeout=_typed(table, "registry-timeout", float, d.registry_timeout, where),
+            key_dir=str(key_dir) if key_dir else None,
+            verify=_typed(table, "verify", bool, d.verify, where),
+        )
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -521,6 +622,29 @@ class Settings:
     perf: PerfConfig
     test_env: Mapping[str, str] = field(default_factory=dict)  # [tool.harness.test-env] templates
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    supply: SupplyConfig = field(default_factory=SupplyConfig)
+
+    @property
+    def repository(self) -> str:
+        """The repository the image is published under in the registry."""
+        return self.supply.repository or self.build.image
+
+    @property
+    def verify_before_run(self) -> bool:
+        """Whether stacks run the image verified, by digest, from the registry."""
+        env = environment().verify
+        return self.supply.verify if env is None else env
+
+    @property
+    def key_dir(self) -> Path:
+        """Where the signing key pair lives: outside the checkout unless configured there
+        (and then refused by `harness keys`)."""
+        env = environment()
+        chosen = env.key_dir or self.supply.key_dir
+        if chosen:
+            return (self.root / Path(chosen).expanduser()).resolve()
+        name = self.repository.replace("/", "-")
+        return Path(env.config_home or Path.home() / ".config") / "harness" / "keys" / name
 
     @property
     def image_record(self) -> Path:
@@ -538,7 +662,9 @@ class Settings:
             ) from None
 
 
-_TOP_KEYS = ("state-dir", "build-dir", "images", "lock", "build", "stack", "perf", "test-env", "security")
+_TOP_KEYS = (
+    "state-dir", "build-dir", "images", "lock", "build", "stack", "perf", "test-env", "security", "supply",
+)  # fmt: skip
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -593,6 +719,7 @@ def load_settings(root: Path | None = None, *, required: bool = True) -> Setting
         build=BuildConfig.parse(table.get("build", {}), path),
         stack=StackConfig.parse(table.get("stack", {}), path),
         perf=PerfConfig.parse(table.get("perf", {}), path),
+        supply=SupplyConfig.parse(table.get("supply", {}), path),
         test_env=_templates(table.get("test-env", {}), "tool.harness.test-env", path),
         security=SecurityConfig.parse(table.get("security", {}), path),
     )

@@ -414,9 +414,14 @@ def stack_fixture(
                 f"(checked: docker image inspect {ref}). Build it with `nox -s build` "
                 "(or `python -m harness build`), or name another with --harness-image"
             )
+        _ensure_reaper(config)
+        if settings.verify_before_run:
+            from harness.supply.run import verified_image
+
+            # Verified in the registry and run by digest; a failure starts nothing.
+            ref = verified_image(settings, _identity(config))
         pg_image = _image(config, settings, "postgres")
         rd_image = _image(config, settings, "redis")
-        _ensure_reaper(config)
         with running_stack(ref, pg_image, rd_image, _identity(config), settings.stack) as stack:
             yield stack
 

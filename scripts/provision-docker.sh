@@ -47,14 +47,6 @@ if ! command -v mmdebstrap >/dev/null; then
     fi
 fi
 
-if engine_qualifies; then
-    say "engine $(docker version --format '{{.Server.Version}}') with buildx $(docker buildx version | awk '{print $2}') and the containerd image store is already running: nothing to do"
-    exit 0
-fi
-
-[[ $(id -u) -eq 0 ]] || die "installing and starting the engine needs root" \
-    "checked: id -u = $(id -u)" "fix: rerun as root (sudo bash $0)"
-
 # --- the mirror, from the machine's own apt configuration --------------------
 mirror_uri() {
     local f uri
@@ -75,12 +67,13 @@ mirror_uri() {
     done
 }
 
-install_engine() {
+add_trixie() {
     local mirror keyring
+    [[ -e /etc/apt/sources.list.d/harness-trixie.sources ]] && return 0
     mirror=$(mirror_uri)
     [[ -n $mirror ]] || die "no Debian mirror found in the apt configuration" \
         "checked: /etc/apt/sources.list.d/*.sources and *.list, /etc/apt/sources.list for a bookworm entry" \
-        "fix: configure apt for Debian 12, or install Docker Engine >= $MIN_ENGINE_MAJOR with buildx >= 0.$MIN_BUILDX_MINOR yourself"
+        "fix: configure apt for Debian 12, or install Docker Engine >= $MIN_ENGINE_MAJOR with buildx >= 0.$MIN_BUILDX_MINOR (and cosign 2.5) yourself"
     keyring=/usr/share/keyrings/debian-archive-keyring.gpg
     say "adding Debian trixie (pinned low) from the machine's mirror"
     cat > /etc/apt/sources.list.d/harness-trixie.sources <<SRC
@@ -95,6 +88,36 @@ Package: *
 Pin: release n=trixie
 Pin-Priority: 100
 PIN
+}
+
+# --- supply-chain tools: cosign 2.5 (signing, offline) comes from trixie only --------
+if ! command -v cosign >/dev/null; then
+    if [[ $(id -u) -eq 0 ]]; then
+        say "installing cosign from trixie (image signing and attestations, offline)"
+        add_trixie
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cosign/trixie >/dev/null
+    else
+        say "warning: cosign is missing and this is not root; \`harness publish\` and verification will fail"
+    fi
+fi
+# diffoscope gives repro-check's report a deep diff of each changed file (bookworm's is fine).
+if ! command -v diffoscope >/dev/null && [[ $(id -u) -eq 0 ]]; then
+    say "installing diffoscope (deep diffs in repro-check reports)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends diffoscope >/dev/null 2>&1 ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends diffoscope >/dev/null; }
+fi
+
+if engine_qualifies; then
+    say "engine $(docker version --format '{{.Server.Version}}') with buildx $(docker buildx version | awk '{print $2}') and the containerd image store is already running: nothing to do"
+    exit 0
+fi
+
+[[ $(id -u) -eq 0 ]] || die "installing and starting the engine needs root" \
+    "checked: id -u = $(id -u)" "fix: rerun as root (sudo bash $0)"
+
+install_engine() {
+    add_trixie
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \

@@ -181,9 +181,11 @@ def _explain_failure(log: str) -> str:
     return f"at {where}\n--- last lines of its output ---\n{_output_tail(log, step_id)}"
 
 
-def docker_load(oci_tar: Path) -> None:
+def docker_load(oci_tar: Path, env: Mapping[str, str] | None = None) -> None:
+    """Load `oci_tar` into the engine (`env` may name another one through DOCKER_HOST)."""
     run(
         [docker_cli(), "load", "--input", str(oci_tar)],
+        env=child_env(env) if env else None,
         what=f"docker load of {oci_tar}",
         fix="the engine needs the containerd image store: rerun scripts/provision-docker.sh",
         error=BuildError,

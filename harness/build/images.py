@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -20,9 +20,18 @@ from filelock import FileLock
 
 from harness.build.apt import debian_mirror
 from harness.build.buildx import buildx_build, docker_load
+from harness.build.debs import (
+    Deb,
+    check_installed,
+    check_lock,
+    lock_path,
+    rootfs_installed,
+    simulated_installs,
+    with_hashes,
+)
 from harness.build.oci import read_oci
 from harness.config import LogicalImage, Settings
-from harness.engine import engine_client, local_image_id, tag_image
+from harness.engine import docker_cli, engine_client, local_image_id, tag_image
 from harness.errors import ImageError
 from harness.process import run
 
@@ -31,7 +40,11 @@ __all__ = [
     "ImageBackend",
     "ImageResolver",
     "ResolvedImage",
+    "build_rootfs_image",
     "ensure_image",
+    "lock_packages",
+    "make_rootfs",
+    "recipe_digest",
     "resolve_images",
 ]
 
@@ -219,6 +232,7 @@ class DockerImageBackend:
         if spec.kind == "rootfs":
             return self._build_rootfs(spec, out)
         build_args = {f"{d.upper()}": r.ref for d, r in resolved_deps.items()}
+        check_lock(spec)  # a version gone from the mirror or a changed hash stops here, named
         buildx_build(
             spec.recipe,
             tags=[spec.local],
@@ -238,47 +252,93 @@ class DockerImageBackend:
         return digest
 
     def _build_rootfs(self, spec: LogicalImage, out: Path) -> str:
-        mmdebstrap = shutil.which("mmdebstrap")
-        if mmdebstrap is None:
+        return build_rootfs_image(spec, out)
+
+
+def make_rootfs(spec: LogicalImage, rootfs: Path, include: list[str]) -> Path:
+    """mmdebstrap: a minbase rootfs tarball of `spec.suite` with `include`, stamped with the
+    image's SOURCE_DATE_EPOCH (byte-identical for the same packages)."""
+    mmdebstrap = shutil.which("mmdebstrap")
+    if mmdebstrap is None:
+        raise ImageError(
+            f"building the {spec.name!r} image offline needs mmdebstrap, which is not installed",
+            checked="`mmdebstrap` on PATH",
+            fix="apt-get install mmdebstrap (scripts/provision-docker.sh installs it)",
+        )
+    cmd = [
+        mmdebstrap, "--quiet", "--variant=minbase", "--mode=root",
+        f"--include={','.join(include)}",
+        '--aptopt=Acquire::Languages "none"',
+        # Docs and man pages are dead weight in a runtime image.
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        spec.suite, str(rootfs), debian_mirror(),
+    ]  # fmt: skip
+    build_env = {"SOURCE_DATE_EPOCH": str(spec.source_date_epoch), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    run(
+        cmd,
+        env=build_env,
+        what=f"mmdebstrap for {spec.name!r}",
+        fix="check that the Debian mirror is reachable and the package names exist",
+        error=ImageError,
+    )
+    return rootfs
+
+
+def build_rootfs_image(spec: LogicalImage, out: Path, *, env: Mapping[str, str] | None = None) -> str:
+    """Build a `rootfs` logical image from its recipe (mmdebstrap, then FROM scratch) and load
+    it; `env` may name another engine through DOCKER_HOST. Returns its digest."""
+    # With a packages.lock, exactly its versions (checked against the mirror's signed index
+    # first); the rootfs is then checked to hold nothing else.
+    locked = check_lock(spec)
+    include = [f"{d.name}={d.version}" for d in locked] or list(spec.packages)
+    with tempfile.TemporaryDirectory(prefix=f"harness-{spec.name}-") as tmp:
+        context = Path(tmp)
+        shutil.copy2(spec.recipe / "Dockerfile", context / "Dockerfile")
+        rootfs = make_rootfs(spec, context / "rootfs.tar", include)
+        if locked:
+            check_installed(locked, rootfs_installed(rootfs), lock_path(spec), exact=True)
+        oci = out / f"{spec.name}.oci.tar"
+        buildx_build(
+            context,
+            oci_dest=oci,
+            oci_name=spec.local,
+            no_cache=True,
+            source_date_epoch=spec.source_date_epoch,
+            env=env,
+            log_path=out / f"{spec.name}.build.log",
+        )
+    docker_load(oci, env)
+    return read_oci(oci).digest
+
+
+def lock_packages(settings: Settings, spec: LogicalImage, log: Callable[[str], None] = print) -> list[Deb]:
+    """What `spec` installs today, resolved afresh, with each .deb's SHA-256: a rootfs's whole
+    package set (mmdebstrap, unpinned), or what a Dockerfile image adds to its base (apt's
+    simulation inside the base image). Written to the recipe's packages.lock by the caller."""
+    if spec.kind == "rootfs":
+        with tempfile.TemporaryDirectory(prefix=f"harness-lock-{spec.name}-") as tmp:
+            installed = rootfs_installed(make_rootfs(spec, Path(tmp) / "rootfs.tar", list(spec.packages)))
+    else:
+        if not spec.depends_on or not spec.packages:
             raise ImageError(
-                f"building the {spec.name!r} image offline needs mmdebstrap, which is not installed",
-                checked="`mmdebstrap` on PATH",
-                fix="apt-get install mmdebstrap (scripts/provision-docker.sh installs it)",
+                f"cannot lock the packages of {spec.name!r}: it names no base or no packages",
+                checked=f"[tool.harness.images.{spec.name}] depends-on and packages",
+                fix="give it depends-on (a Debian-based image) and the packages its recipe installs",
             )
-        mirror = debian_mirror()
-        with tempfile.TemporaryDirectory(prefix=f"harness-{spec.name}-") as tmp:
-            context = Path(tmp)
-            shutil.copy2(spec.recipe / "Dockerfile", context / "Dockerfile")
-            rootfs = context / "rootfs.tar"
-            cmd = [
-                mmdebstrap, "--quiet", "--variant=minbase", "--mode=root",
-                f"--include={','.join(spec.packages)}",
-                '--aptopt=Acquire::Languages "none"',
-                # Docs and man pages are dead weight in a runtime image.
-                "--dpkgopt=path-exclude=/usr/share/man/*",
-                "--dpkgopt=path-exclude=/usr/share/doc/*",
-                "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                spec.suite, str(rootfs), mirror,
-            ]  # fmt: skip
-            env = {"SOURCE_DATE_EPOCH": str(spec.source_date_epoch), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-            run(
-                cmd,
-                env=env,
-                what=f"mmdebstrap for {spec.name!r}",
-                fix="check that the Debian mirror is reachable and the package names exist",
-                error=ImageError,
-            )
-            oci = out / f"{spec.name}.oci.tar"
-            buildx_build(
-                context,
-                oci_dest=oci,
-                oci_name=spec.local,
-                no_cache=True,
-                source_date_epoch=spec.source_date_epoch,
-                log_path=out / f"{spec.name}.build.log",
-            )
-        docker_load(oci)
-        return read_oci(oci).digest
+        base = settings.image(spec.depends_on).local
+        log(f"{spec.name}: resolving {' '.join(spec.packages)} on {base}")
+        proc = run(
+            [docker_cli(), "run", "--rm", "--entrypoint", "sh", "--user", "0", base, "-c",
+             "apt-get update -qq >/dev/null && apt-get install --simulate --no-install-recommends "
+             + " ".join(spec.packages)],
+            what=f"resolving the packages of {spec.name!r} on {base}",
+            fix="make the base image available (`nox -s images`) and the mirror reachable",
+            error=ImageError,
+        )  # fmt: skip
+        installed = simulated_installs(proc.stdout)
+    return with_hashes(installed, spec.name)
 
 
 def ensure_image(ref: str, *, option: str) -> str:

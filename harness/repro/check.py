@@ -95,8 +95,10 @@ def check_reproducible(
     *,
     log: Callable[[str], None] = print,
     keep: bool = False,
+    second_env: Mapping[str, str] | None = None,
 ) -> ImageDiff:
-    """Build twice (FIRST, then SECOND), compare, write report.json and report.md."""
+    """Build twice (FIRST, then SECOND), compare, write report.json and report.md. With
+    `second_env` (DOCKER_HOST of another engine), the second build runs on that engine."""
     report_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="harness-repro-"))
     try:
@@ -118,7 +120,7 @@ def check_reproducible(
                 source_date_epoch=spec.source_date_epoch,
                 no_cache=True,
                 oci_dest=tarball,
-                env=variation.env(),
+                env={**variation.env(), **(second_env if tarballs and second_env else {})},
                 log_path=report_dir / f"{variation.name}.build.log",
             )
             tarballs.append(tarball)
@@ -134,8 +136,15 @@ def check_reproducible(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def repro_check(settings: Settings, *, keep: bool = False, log: Callable[[str], None] = print) -> ImageDiff:
-    """Build the production image twice from clean, varied, and compare (see harness.repro.check)."""
+def repro_check(
+    settings: Settings,
+    *,
+    keep: bool = False,
+    log: Callable[[str], None] = print,
+    second_env: Mapping[str, str] | None = None,
+) -> ImageDiff:
+    """Build the production image twice from clean, varied, and compare (see harness.repro.check);
+    with `second_env`, the second build on another engine."""
     source = build_source(settings)
     config = source.config
     base, wheelhouse = build_materials(settings, source, log)
@@ -146,4 +155,6 @@ def repro_check(settings: Settings, *, keep: bool = False, log: Callable[[str], 
         source_date_epoch=source.sde,
         extra={"build/wheelhouse": wheelhouse},
     )
-    return check_reproducible(settings.root, spec, settings.build_dir / "repro", log=log, keep=keep)
+    return check_reproducible(
+        settings.root, spec, settings.build_dir / "repro", log=log, keep=keep, second_env=second_env
+    )

@@ -99,7 +99,12 @@ def test_rebuild_ignores_local_copies_and_rebuilds_each_image_once(settings: Set
     backend = RecordingBackend(local={s.local: "sha256:old" for s in settings.images.values()})
     resolved = ImageResolver(settings, backend, rebuild=True).ensure_all()
     builds = [c for c in backend.calls if c.startswith("build")]
-    assert builds == ["build base with []", "build postgres with ['base']", "build redis with ['base']"]
+    assert builds == [
+        "build base with []",
+        "build postgres with ['base']",
+        "build redis with ['base']",
+        "build registry with ['base']",
+    ]
     assert {r.source for r in resolved} == {"built"}
 
 

@@ -1,0 +1,44 @@
+"""Supply-chain timings: publish + sign + attest + verify (cold registry storage, then warm),
+and an independent rebuild on a second engine.
+
+Runs the real commands (`python -m harness publish`, `python -m harness repro-check
+--independent`) and prints what each reports. Needs a key pair: `python -m harness keys`
+(HARNESS_KEY_PASSWORD or HARNESS_KEY_PASSWORD_FILE set).
+
+    python benchmarks/supply.py            # publish twice
+    python benchmarks/supply.py --rebuild  # and the independent rebuild (several minutes)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+
+def _run(*args: str) -> tuple[float, str]:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, check=False
+    )
+    seconds = time.monotonic() - started
+    if proc.returncode not in (0, 1):
+        sys.exit(f"python -m harness {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+    return seconds, proc.stdout
+
+
+def main() -> None:
+    for label in ("first publish", "warm publish "):
+        seconds, out = _run("publish")
+        steps = next((line for line in out.splitlines() if line.startswith("seconds:")), "")
+        print(f"{label}: {seconds:5.1f}s wall (build reuse included); {steps}")
+    if "--rebuild" in sys.argv:
+        seconds, out = _run("repro-check", "--independent")
+        for line in out.splitlines()[:3]:
+            print(f"  {line}")
+        verdict = "reproducible" if "\nreproducible" in f"\n{out}" else "NOT reproducible"
+        print(f"independent rebuild: {seconds:5.1f}s wall, {verdict}")
+
+
+if __name__ == "__main__":
+    main()
