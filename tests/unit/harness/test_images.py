@@ -99,7 +99,13 @@ def test_rebuild_ignores_local_copies_and_rebuilds_each_image_once(settings: Set
     backend = RecordingBackend(local={s.local: "sha256:old" for s in settings.images.values()})
     resolved = ImageResolver(settings, backend, rebuild=True).ensure_all()
     builds = [c for c in backend.calls if c.startswith("build")]
-    assert builds == ["build base with []", "build postgres with ['base']", "build redis with ['base']"]
+    assert builds == [
+        "build base with []",
+        "build postgres with ['base']",
+        "build redis with ['base']",
+        "build haproxy with ['base']",
+        "build prometheus with ['base']",
+    ]
     assert {r.source for r in resolved} == {"built"}
 
 
@@ -125,7 +131,7 @@ def test_dependency_cycles_are_refused(settings: Settings) -> None:
 
 
 def test_unknown_image_names_the_known_ones(settings: Settings) -> None:
-    with pytest.raises(HarnessError, match="use one of: base, postgres, redis"):
+    with pytest.raises(HarnessError, match="use one of: base, haproxy, postgres, prometheus, redis"):
         ImageResolver(settings, RecordingBackend()).ensure("mysql")
 
 
