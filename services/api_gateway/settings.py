@@ -92,6 +92,10 @@ class Settings:
     host: str = "0.0.0.0"  # noqa: S104 - a container's service listens on all of its interfaces
     port: int = 8000
     redis_prefix: str = "kh:"
+    # Where rotated secrets are re-read from (None: given directly, never rotated).
+    api_keys_file: Path | None = None
+    database_url_file: Path | None = None
+    reload_seconds: float = 1.0
 
     def __repr__(self) -> str:  # never print credentials embedded in URLs
         limit = self.rate_limit_per_minute
@@ -115,4 +119,7 @@ class Settings:
             host=env.get("HOST", "0.0.0.0"),  # noqa: S104
             port=_int(env, "PORT", 8000, minimum=1),
             redis_prefix=env.get("REDIS_PREFIX", "kh:"),
+            api_keys_file=Path(env["API_KEYS_FILE"]) if env.get("API_KEYS_FILE") else None,
+            database_url_file=Path(env["DATABASE_URL_FILE"]) if env.get("DATABASE_URL_FILE") else None,
+            reload_seconds=_int(env, "SECRETS_RELOAD_MS", 1000, minimum=50) / 1000,
         )
