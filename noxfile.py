@@ -121,6 +121,12 @@ def perf(session: nox.Session) -> None:
     harness(session, "perf")
 
 
+@nox.session(tags=["ci"])
+def deploy(session: nox.Session) -> None:
+    """Blue-green rehearsal behind HAProxy under load; `-- --candidate broken --expect-rollback`."""
+    harness(session, "deploy")
+
+
 @nox.session(name="perf-gate", tags=["ci"])
 def perf_gate(session: nox.Session) -> None:
     """Prove the perf gate fails on breaches: latency, errors, an impossible p95."""
