@@ -163,6 +163,12 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    from harness.deploy.rotate import run_rotation
+
+    return run_rotation(load_settings(), log=lambda m: print(f"harness: {m}", file=sys.stderr))
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from harness.doctor import diagnose, exit_code, render
 
@@ -240,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="pass when every broken candidate rolled back (a rehearsal of the rollback itself)",
     )
     deploy.set_defaults(func=_cmd_deploy)
+
+    rotate = sub.add_parser(
+        "rotate-secrets", help="rotate API keys and the database password under load, 0 failed requests"
+    )
+    rotate.set_defaults(func=_cmd_rotate)
 
     doctor = sub.add_parser(
         "doctor", help="check that this machine can run the harness, naming the fix for each problem"

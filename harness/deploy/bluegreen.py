@@ -161,6 +161,7 @@ class Rehearsal:
     active: str = "blue"
     serial: int = 0
     locust: subprocess.Popen[bytes] | None = None
+    postgres: Any = None  # PostgresInfo: where the host reaches the database (rotation)
 
     @property
     def deploy_dir(self) -> Path:
@@ -216,7 +217,9 @@ class Rehearsal:
 
     # ----------------------------------------------------------------- load
 
-    def start_locust(self, users: int) -> None:
+    def start_locust(self, users: int, keys_file: Path | None = None) -> None:
+        """Locust through the proxy, one key per user (from `keys_file` when given, re-read
+        by the locustfile when it changes: that is how clients move to rotated keys)."""
         perf = self.settings.perf
         out = self.folder / "locust"
         shutil.rmtree(out, ignore_errors=True)
@@ -230,7 +233,12 @@ class Rehearsal:
             *gate, "--harness-results", str(out / "results.json"),
         ]  # fmt: skip
         keys = [self.api_keys[n] for n in self.api_keys if n.startswith("load-")]
-        env = child_env({"HARNESS_PERF_API_KEYS": ",".join(keys), "HARNESS_PERF_SEED": "40"})
+        given = (
+            {"HARNESS_PERF_API_KEYS_FILE": str(keys_file)}
+            if keys_file
+            else {"HARNESS_PERF_API_KEYS": ",".join(keys)}
+        )
+        env = child_env({**given, "HARNESS_PERF_SEED": "40"})
         self.locust = start_child(argv, log_path=out / "locust.log", env=env)
 
     def locust_requests(self) -> int:
@@ -413,21 +421,13 @@ def rehearsal(
             settings, identity, folder, timeline, client, network,
             RuntimeAPI("127.0.0.1", 0), "", "", Prometheus(""), env, api_keys,
         )  # fmt: skip
+        reh.postgres = pg
         blue, blue_instance = reh.start_app(blue_image, "blue")
-        try:
-            _wait_healthy(blue, settings.stack.health_timeout)
-        except _Bad as bad:
-            raise DeployError(
-                f"blue ({blue_image}) did not start: {bad.reason}",
-                checked="the current image, before any candidate",
-                fix="the current image must be healthy before a rehearsal: run `nox -s e2e`",
-            ) from None
-        timeline.mark("blue healthy", blue_image)
-
+        # The proxy and Prometheus start while blue does: neither needs it to be up yet.
         proxy = reh.run_container(
             proxy_image,
             "proxy",
-            volumes={str(folder / "proxy"): {"bind": CONFIG_DIR, "mode": "rw"}},
+            volumes={str(folder / "proxy"): {"bind": CONFIG_DIR, "mode": "ro"}},
             ports={
                 f"{PORT_PUBLIC}/tcp": ("127.0.0.1", cfg.proxy_port or None),
                 f"{PORT_SMOKE}/tcp": ("127.0.0.1", None),
@@ -440,6 +440,16 @@ def rehearsal(
             volumes={str(folder / "prometheus"): {"bind": "/etc/prometheus", "mode": "ro"}},
             ports={"9090/tcp": ("127.0.0.1", None)},
         )
+        try:
+            _wait_healthy(blue, settings.stack.health_timeout)
+        except _Bad as bad:
+            raise DeployError(
+                f"blue ({blue_image}) did not start: {bad.reason}",
+                checked="the current image, before any candidate",
+                fix="the current image must be healthy before a rehearsal: run `nox -s e2e`",
+            ) from None
+        timeline.mark("blue healthy", blue_image)
+
         reh.api = RuntimeAPI("127.0.0.1", reh.published(proxy, PORT_API))
         reh.proxy_url = f"http://127.0.0.1:{reh.published(proxy, PORT_PUBLIC)}"
         reh.smoke_url = f"http://127.0.0.1:{reh.published(proxy, PORT_SMOKE)}"
