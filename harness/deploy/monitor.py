@@ -79,7 +79,7 @@ def run_rule_tests(
     )
 
 
-_FOR = re.compile(r"^(\s*)for:\s*\S+\s*$", re.MULTILINE)
+_FOR = re.compile(r"^([ \t]*)for:[ \t]*\S+[ \t]*$", re.MULTILINE)
 
 
 def rehearsal_rules(alerts: str, hold: str) -> str:
