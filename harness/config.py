@@ -445,6 +445,7 @@ class DeployConfig:
     alert_hold: str = "1s"  # each rule's `for:` during the rehearsal (minutes would not fit)
     scrape_interval: str = "1s"
     drain_timeout: float = 10.0  # seconds blue gets to finish its requests
+    rollback_limit: float = 10.0  # seconds from a bad signal to blue serving alone, at most
     health_interval: float = 1.0  # the candidate's HEALTHCHECK interval during the rehearsal
     smoke_requests: int = 5
     users: int = 10  # Locust users throughout the rehearsal

@@ -671,7 +671,15 @@ def run_rehearsal(
         status, _ = _get(f"{reh.proxy_url}/health")
         timeline.mark("after the rehearsal", f"proxy routes to {serving}; GET /health through it: {status}")
     timeline.mark("everything removed")
-    return _verdict(timeline, outcomes, results, history, folder, expect_rollback=expect_rollback)
+    return _verdict(
+        timeline,
+        outcomes,
+        results,
+        history,
+        folder,
+        expect_rollback=expect_rollback,
+        limit=cfg.rollback_limit,
+    )
 
 
 def settings_run_id() -> str | None:
@@ -688,6 +696,7 @@ def _verdict(
     folder: Path,
     *,
     expect_rollback: bool,
+    limit: float,
 ) -> int:
     problems: list[str] = []
     for outcome, broken in outcomes:
@@ -711,6 +720,8 @@ def _verdict(
             )
             if not broken or not expect_rollback:
                 problems.append(f"{name}: rolled back: {outcome.reason}")
+            elif (outcome.rollback_seconds or 0) > limit:
+                problems.append(f"{name}: rollback took {outcome.rollback_seconds:.2f}s (limit {limit:g}s)")
     if results is None:
         problems.append("Locust wrote no results")
     else:
