@@ -49,7 +49,7 @@ def lock(session: nox.Session) -> None:
 
 @nox.session
 def images(session: nox.Session) -> None:
-    """Make the base, postgres and redis images available (`-- --rebuild` from scratch)."""
+    """Make the logical images available: base, postgres, redis, haproxy, prometheus (`-- --rebuild`)."""
     harness(session, "images")
 
 

@@ -441,7 +441,7 @@ class DeployConfig:
     alert_tests: str = "monitoring/tests/alerts_test.yml"  # promtool rule tests
     candidates: str = "deploy/candidates"  # recipes of broken candidates, one folder each
     proxy_port: int = 0  # 0: a free port on 127.0.0.1
-    settle_seconds: float = 8.0  # green watched against the alerts after the switch
+    settle_seconds: float = 10.0  # green watched against the alerts after the switch
     alert_hold: str = "1s"  # each rule's `for:` during the rehearsal (minutes would not fit)
     scrape_interval: str = "1s"
     drain_timeout: float = 10.0  # seconds blue gets to finish its requests

@@ -263,8 +263,12 @@ class Rehearsal:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.stop_locust()
+        # The rehearsal is over: nothing left to drain, so no graceful stops (HAProxy's soft stop
+        # alone would wait for Locust's idle connections).
         for container in reversed(list(self.containers)):
-            self.remove(container, timeout=5)
+            with contextlib.suppress(Exception):
+                container.remove(force=True, v=True)
+        self.containers.clear()
         with contextlib.suppress(Exception):
             self.network.remove()
 
@@ -494,6 +498,14 @@ def _api_ready(reh: Rehearsal) -> bool:
     return True
 
 
+def _prometheus_clean(prom: Prometheus, instance: str) -> bool:
+    """Scraped, and no alert firing for `instance`."""
+    try:
+        return prom.samples(instance, "1m") > 0 and not prom.firing(instance)
+    except PrometheusUnavailableError:
+        return False
+
+
 def _prometheus_has(prom: Prometheus, instance: str) -> bool:
     try:
         return prom.samples(instance, "1m") > 0
@@ -562,8 +574,14 @@ def deploy_candidate(reh: Rehearsal, image: str, label: str) -> Outcome:
             raise _Bad("the proxy's health checks never saw green UP")
         _smoke(reh, cfg.smoke_requests)
         tl.mark(f"[{label}] smoke check passed", f"{cfg.smoke_requests} requests through the second frontend")
-        if not _wait(lambda: _prometheus_has(reh.prometheus, instance), 10, poll=0.2):
-            raise _Bad("Prometheus has no data for green: refusing to switch to what cannot be watched")
+        # Its target was declared before it existed, so InstanceDown may still fire from then:
+        # green is switched to only once Prometheus scrapes it and no alert fires for it.
+        if not _wait(lambda: _prometheus_clean(reh.prometheus, instance), 10, poll=0.2):
+            if not _prometheus_has(reh.prometheus, instance):
+                raise _Bad("Prometheus has no data for green: refusing to switch to what cannot be watched")
+            raise _Bad(
+                f"alert {', '.join(reh.prometheus.firing(instance))} firing for green before the switch"
+            )
         reh.api.switch(slot)
         switched = time.monotonic()
         tl.mark(
