@@ -58,9 +58,8 @@ def test_a_broken_rule_fails_its_tests(
     (tmp_path / "tests").mkdir()
     (tmp_path / "alerts.yml").write_text(source.replace(old, new))
     shutil.copy(settings.root / settings.deploy.alert_tests, tmp_path / "tests" / "alerts_test.yml")
-    result = run_rule_tests(
-        prometheus_image, identity, tmp_path / "alerts.yml", tmp_path / "tests" / "alerts_test.yml", check=False
-    )
+    tests = tmp_path / "tests" / "alerts_test.yml"
+    result = run_rule_tests(prometheus_image, identity, tmp_path / "alerts.yml", tests, check=False)
     assert result.returncode != 0, f"{mutation}: promtool passed a broken rule\n{result.stdout}"
 
 

@@ -96,6 +96,7 @@ def test_deploy_table_refuses_unknown_keys_and_wrong_types(tmp_path: Path) -> No
     (tmp_path / "pyproject.toml").write_text('[tool.harness.deploy]\nproxy-port = "8080"\n')
     with pytest.raises(HarnessError, match="proxy-port must be a int"):
         load_settings(tmp_path)
-    (tmp_path / "pyproject.toml").write_text("[tool.harness.deploy]\nsettle-seconds = 3\nproxy-port = 18080\n")
+    table = "[tool.harness.deploy]\nsettle-seconds = 3\nproxy-port = 18080\n"
+    (tmp_path / "pyproject.toml").write_text(table)
     deploy = load_settings(tmp_path).deploy
     assert (deploy.settle_seconds, deploy.proxy_port) == (3.0, 18080)

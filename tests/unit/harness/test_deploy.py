@@ -182,3 +182,19 @@ def test_timeline_is_written_as_text_and_json(tmp_path: Path) -> None:
     assert data["events"][0]["step"] == "switch"
     assert "switch" in data["marks"]
     assert "verdict: PASSED" in (tmp_path / "timeline.txt").read_text()
+
+
+def test_the_service_environment_holds_file_paths_never_secret_values(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from harness.deploy.bluegreen import _app_environment
+
+    pg = SimpleNamespace(user="u1", password="pgsecret0123456789", dbname="db")
+    rd = SimpleNamespace(password="redissecret0123456")
+    keys = {"a": "apikey0123456789abcdef"}
+    env = _app_environment(load_settings(), pg, rd, keys, tmp_path / "secrets")
+    for value in env.values():
+        assert not any(secret in value for secret in ("pgsecret", "redissecret", "apikey0123")), value
+    assert {k for k in env if k.endswith("_FILE")} == {"DATABASE_URL_FILE", "REDIS_URL_FILE", "API_KEYS_FILE"}
+    assert "pgsecret0123456789" in (tmp_path / "secrets" / "database_url").read_text()
+    assert (tmp_path / "secrets" / "api_keys").read_text().strip() == "a:apikey0123456789abcdef"
