@@ -163,10 +163,6 @@ class Rehearsal:
     locust: subprocess.Popen[bytes] | None = None
     postgres: Any = None  # PostgresInfo: where the host reaches the database (rotation)
 
-    @property
-    def deploy_dir(self) -> Path:
-        return self.folder
-
     # ----------------------------------------------------------------- containers
 
     def run_container(self, image: str, role: str, **kwargs: Any) -> Any:

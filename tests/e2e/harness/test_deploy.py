@@ -23,7 +23,8 @@ from harness.runtime.labels import LABEL_RUN, new_run_id
 def _leftovers(run_id: str) -> list[str]:
     client = engine_client()
     flt = {"label": [f"{LABEL_RUN}={run_id}"]}
-    return [c.name for c in client.containers.list(all=True, filters=flt)] + [
+    # ignore_removed: the reaper may remove a container between the listing and its inspection.
+    return [c.name for c in client.containers.list(all=True, filters=flt, ignore_removed=True)] + [
         n.name for n in client.networks.list(filters=flt)
     ]
 
