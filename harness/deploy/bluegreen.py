@@ -356,6 +356,7 @@ def rehearsal(
     timeline: Timeline,
     users: int,
     instances: int,
+    load: Callable[[Rehearsal], None] | None = None,
 ) -> Iterator[Rehearsal]:
     """Blue serving behind the proxy, Prometheus scraping it, Locust loading it; all removed
     on the way out (Ctrl-C included)."""
@@ -469,6 +470,8 @@ def rehearsal(
                 fix="read the proxy's log",
             )
         timeline.mark("proxy serving blue", reh.proxy_url)
+        if load is not None:
+            load(reh)  # Locust takes seconds to start: it does so while Prometheus comes up
         if not _wait(lambda: _prometheus_has(reh.prometheus, blue_instance), 20, poll=0.25):
             raise DeployError(
                 "Prometheus never scraped blue",
@@ -666,9 +669,8 @@ def run_rehearsal(
     timeline.mark("rehearsal starts", f"run {run_id}; blue = {built.image}")
     with rehearsal(
         settings, identity, built.image, folder=folder, timeline=timeline, users=cfg.users,
-        instances=1 + len(candidates),
+        instances=1 + len(candidates), load=lambda r: r.start_locust(cfg.users),
     ) as reh:  # fmt: skip
-        reh.start_locust(cfg.users)
         if not _wait(lambda: reh.locust_requests() >= 20, 60, poll=0.25):
             raise DeployError(
                 "Locust made no requests through the proxy",

@@ -172,12 +172,23 @@ def run_rotation(settings: Settings, *, log: Callable[[str], None] = print) -> i
         tl = Timeline()
         tl.mark("rotation rehearsal starts", f"run {run_id}")
         results: dict[str, Any] | None = None
-        with rehearsal(
-            settings, identity, built.image, folder=folder, timeline=tl, users=cfg.users, instances=1
-        ) as reh:
-            clients = folder / "client-keys"
+        clients = folder / "client-keys"
+
+        def load(reh: Rehearsal) -> None:
+            # Inside the rehearsal's folder, which it empties first: written once it exists.
             _write_private(clients, "\n".join(k for n, k in reh.api_keys.items() if n.startswith("load-")))
             reh.start_locust(cfg.users, keys_file=clients)
+
+        with rehearsal(
+            settings,
+            identity,
+            built.image,
+            folder=folder,
+            timeline=tl,
+            users=cfg.users,
+            instances=1,
+            load=load,
+        ) as reh:
             if not _wait(lambda: reh.locust_requests() >= 20, 60, poll=0.25):
                 raise RotationError(
                     "Locust made no requests", checked=str(folder / "locust"), fix="read its log"
