@@ -137,6 +137,7 @@ class Outcome:
     rollback_seconds: float | None = None
     switch_at: float | None = None  # wall clock
     drained_at: float | None = None  # wall clock
+    rolled_back_at: float | None = None  # wall clock
 
 
 @dataclass
@@ -615,7 +616,9 @@ def deploy_candidate(reh: Rehearsal, image: str, label: str) -> Outcome:
         tl.mark(
             f"[{label}] ROLLED BACK: blue serving alone",
             f"{bad.reason}; {outcome.rollback_seconds:.2f}s after the bad signal",
+            name=f"{label}:rolled-back",
         )
+        outcome.rolled_back_at = tl.marks[f"{label}:rolled-back"]
         if slot in reh.apps:
             reh.remove(reh.apps.pop(slot), timeout=2)
             reh.instances.pop(slot, None)
@@ -747,7 +750,20 @@ def _verdict(
             f"{total['rps']:.1f} rps"
         )
         any_broken = any(b for _, b in outcomes)
-        if not any_broken:
+        if any_broken:
+            # Failures are expected only while a broken green served; blue alone must fail none.
+            expected = sum(
+                requests_between(history, o.switch_at - 1, o.rolled_back_at + 1)
+                .get("during", {})
+                .get("failures", 0)
+                for o, _ in outcomes
+                if o.switch_at is not None and o.rolled_back_at is not None
+            )
+            if total["failures"] > expected:
+                problems.append(
+                    f"{total['failures'] - expected} request(s) failed while no broken green was serving"
+                )
+        else:
             if total["failures"]:
                 problems.append(f"{total['failures']} request(s) failed across the switch (0 is the bar)")
             problems += [

@@ -43,7 +43,7 @@ class ProxyError(HarnessError):
     """HAProxy refused its configuration or a runtime command."""
 
 
-def haproxy_config(app_port: int, *, check_interval_ms: int = 500) -> str:
+def haproxy_config(app_port: int, *, check_interval_ms: int = 1000) -> str:
     """Two backends, one server each (blue and green), routed by the `active` map entry; a
     second frontend always goes to green, for the smoke check before the switch.
 
@@ -54,7 +54,11 @@ def haproxy_config(app_port: int, *, check_interval_ms: int = 500) -> str:
         f"""backend be_{slot}
     option httpchk GET /ready
     http-check expect status 200
-    server {slot} 127.0.0.1:{app_port} check inter {check_interval_ms}ms fall 2 rise 1 disabled
+    # Each backend has one server: marked down, it answers 503 to every client. So it takes
+    # three slow or failed checks in a row (a busy machine, a pool briefly exhausted) to do it;
+    # judging the candidate is the deploy's job, on Docker's health and the alerts.
+    timeout check 3s
+    server {slot} 127.0.0.1:{app_port} check inter {check_interval_ms}ms fall 3 rise 1 disabled
 """
         for slot in SLOTS
     )
