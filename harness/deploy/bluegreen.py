@@ -119,12 +119,33 @@ def secret_templates(templates: Mapping[str, str]) -> tuple[dict[str, str], dict
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Written whole, then renamed over the old file: a reader never sees half a secret."""
+    """Written whole, then renamed over the old file: a reader never sees half a secret.
+
+    In a folder handed to the service's user (see `_hand_over`), the file is that user's alone;
+    elsewhere it is readable by all, which only the rehearsal's own files need."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text + "\n", encoding="utf-8")
-    # The service runs as its own user inside the container and must read it.
-    tmp.chmod(0o644)
+    owner = path.parent.stat().st_uid
+    if owner != os.geteuid() and os.geteuid() == 0:
+        os.chown(tmp, owner, -1)
+        tmp.chmod(0o400)
+    else:
+        tmp.chmod(0o644)
     tmp.replace(path)
+
+
+def _hand_over(folder: Path, image_user: str) -> None:
+    """Give the secrets folder to the uid the image runs as, when this process may (root): then
+    no other user of the host can read the secrets. Otherwise they stay readable, in a folder
+    that cannot be listed."""
+    uid = image_user.split(":", 1)[0]
+    if os.geteuid() != 0 or not uid.isdigit() or int(uid) == 0:
+        return
+    os.chown(folder, int(uid), -1)
+    folder.chmod(0o500)
+    for path in folder.iterdir():
+        os.chown(path, int(uid), -1)
+        path.chmod(0o400)
 
 
 @dataclass
@@ -406,6 +427,9 @@ def rehearsal(
         names = (*settings.stack.api_key_names, *(f"load-{n}" for n in range(1, users + 1)))
         api_keys = {name: secrets.token_hex(16) for name in names}
         env = _app_environment(settings, pg, rd, api_keys, folder / "secrets")
+        _hand_over(
+            folder / "secrets", (client.images.get(blue_image).attrs.get("Config") or {}).get("User") or ""
+        )
         timeline.mark("postgres and redis ready", f"{pg.ready_seconds:.1f}s, {rd.ready_seconds:.1f}s")
 
         # Prometheus: the paging rules, with the rehearsal's hold (see monitor.rehearsal_rules).

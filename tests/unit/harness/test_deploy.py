@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -198,3 +199,18 @@ def test_the_service_environment_holds_file_paths_never_secret_values(tmp_path: 
     assert {k for k in env if k.endswith("_FILE")} == {"DATABASE_URL_FILE", "REDIS_URL_FILE", "API_KEYS_FILE"}
     assert "pgsecret0123456789" in (tmp_path / "secrets" / "database_url").read_text()
     assert (tmp_path / "secrets" / "api_keys").read_text().strip() == "a:apikey0123456789abcdef"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another uid needs root")
+def test_secrets_belong_to_the_image_user_alone_also_after_a_rotation(tmp_path: Path) -> None:
+    from harness.deploy.bluegreen import _hand_over, _write_private
+
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    _write_private(folder / "api_keys", "a:old")
+    _hand_over(folder, "10001:10001")
+    _write_private(folder / "api_keys", "a:new")  # a rotation: a new file renamed over the old
+    st = (folder / "api_keys").stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (10001, 0o400)
+    assert folder.stat().st_uid == 10001
+    assert (folder / "api_keys").read_text() == "a:new\n"
