@@ -54,7 +54,7 @@ def lock(session: nox.Session) -> None:
 
 @nox.session
 def images(session: nox.Session) -> None:
-    """Make the base, postgres and redis images available (`-- --rebuild` from scratch)."""
+    """Make the logical images available: base, postgres, redis, haproxy, prometheus (`-- --rebuild`)."""
     harness(session, "images")
 
 
@@ -189,6 +189,12 @@ def gates(session: nox.Session) -> None:
     """Every quality gate on one page (build/gates.md): PASS / FAIL / UNCHECKED / NOT RUN."""
     # It only reads reports, with the standard library: run from the checkout, nothing to install.
     session.run("python", "-m", "harness", "gates", *session.posargs)
+
+
+@nox.session(tags=["ci"])
+def deploy(session: nox.Session) -> None:
+    """Blue-green rehearsal behind HAProxy under load; `-- --candidate broken --expect-rollback`."""
+    harness(session, "deploy")
 
 
 @nox.session(name="perf-gate", tags=["ci"])

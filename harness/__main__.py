@@ -254,6 +254,24 @@ def _cmd_perf(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from harness.deploy.bluegreen import run_rehearsal
+
+    wanted = [c for item in args.candidate or ["current"] for c in item.split(",") if c]
+    return run_rehearsal(
+        load_settings(),
+        wanted,
+        expect_rollback=args.expect_rollback,
+        log=lambda m: print(f"harness: {m}", file=sys.stderr),
+    )
+
+
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    from harness.deploy.rotate import run_rotation
+
+    return run_rotation(load_settings(), log=lambda m: print(f"harness: {m}", file=sys.stderr))
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from harness.doctor import diagnose, exit_code, render
 
@@ -486,6 +504,27 @@ def build_parser() -> argparse.ArgumentParser:
         "registry", help="keep the loopback registry running for cosign or docker by hand, until Ctrl-C"
     )
     registry.set_defaults(func=_cmd_registry)
+
+    deploy = sub.add_parser(
+        "deploy", help="blue-green rehearsal behind HAProxy, under load, with automatic rollback"
+    )
+    deploy.add_argument(
+        "--candidate",
+        action="append",
+        help="what to deploy as green, in order (repeat or comma-separate): `current` (the built "
+        "image, default), `broken` (every broken recipe), one recipe's name, or an image reference",
+    )
+    deploy.add_argument(
+        "--expect-rollback",
+        action="store_true",
+        help="pass when every broken candidate rolled back (a rehearsal of the rollback itself)",
+    )
+    deploy.set_defaults(func=_cmd_deploy)
+
+    rotate = sub.add_parser(
+        "rotate-secrets", help="rotate API keys and the database password under load, 0 failed requests"
+    )
+    rotate.set_defaults(func=_cmd_rotate)
 
     doctor = sub.add_parser(
         "doctor", help="check that this machine can run the harness, naming the fix for each problem"

@@ -24,6 +24,7 @@ __all__ = [
     "PERF_OPTIONS",
     "RECIPES",
     "BuildConfig",
+    "DeployConfig",
     "Environment",
     "LicencePolicy",
     "LockConfig",
@@ -317,6 +318,19 @@ DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
         "depends-on": "base",
         "packages": ["docker-registry", "apache2-utils"],
     },
+    # The deploy rehearsal's proxy and monitoring (harness/deploy/).
+    "haproxy": {
+        "ref": "haproxy:3.0",
+        "local": "harness/haproxy:3",
+        "kind": "dockerfile",
+        "depends-on": "base",
+    },
+    "prometheus": {
+        "ref": "prom/prometheus:v2.53.3",
+        "local": "harness/prometheus:2",
+        "kind": "dockerfile",
+        "depends-on": "base",
+    },
 }
 
 _PINNED = re.compile(r"sha256:[0-9a-f]{64}")
@@ -607,6 +621,37 @@ class SupplyConfig:
         )
 
 
+@dataclass(frozen=True)
+class DeployConfig:
+    """`[tool.harness.deploy]`: the blue-green rehearsal, its alerts and secret rotation."""
+
+    alerts: str = "monitoring/alerts.yml"  # the rules that page, and that roll a deploy back
+    alert_tests: str = "monitoring/tests/alerts_test.yml"  # promtool rule tests
+    candidates: str = "deploy/candidates"  # recipes of broken candidates, one folder each
+    proxy_port: int = 0  # 0: a free port on 127.0.0.1
+    settle_seconds: float = 10.0  # green watched against the alerts after the switch
+    alert_hold: str = "1s"  # each rule's `for:` during the rehearsal (minutes would not fit)
+    scrape_interval: str = "1s"
+    drain_timeout: float = 10.0  # seconds blue gets to finish its requests
+    rollback_limit: float = 10.0  # seconds from a bad signal to blue serving alone, at most
+    health_interval: float = 1.0  # the candidate's HEALTHCHECK interval during the rehearsal
+    smoke_requests: int = 5
+    users: int = 10  # Locust users throughout the rehearsal
+    reload_seconds: float = 1.0  # how often the service re-reads rotated secret files
+    k8s: str = "deploy/k8s"
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> DeployConfig:
+        where = "tool.harness.deploy"
+        table = _table(raw, where, [f.name.replace("_", "-") for f in fields(cls)], path)
+        d = cls()
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            default = getattr(d, f.name)
+            values[f.name] = _typed(table, f.name.replace("_", "-"), type(default), default, where)
+        return cls(**values)
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -620,6 +665,7 @@ class Settings:
     build: BuildConfig
     stack: StackConfig
     perf: PerfConfig
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     test_env: Mapping[str, str] = field(default_factory=dict)  # [tool.harness.test-env] templates
     security: SecurityConfig = field(default_factory=SecurityConfig)
     supply: SupplyConfig = field(default_factory=SupplyConfig)
@@ -663,7 +709,8 @@ class Settings:
 
 
 _TOP_KEYS = (
-    "state-dir", "build-dir", "images", "lock", "build", "stack", "perf", "test-env", "security", "supply",
+    "state-dir", "build-dir", "images", "lock", "build", "stack", "perf", "deploy", "test-env", "security",
+    "supply",
 )  # fmt: skip
 
 
@@ -720,6 +767,7 @@ def load_settings(root: Path | None = None, *, required: bool = True) -> Setting
         stack=StackConfig.parse(table.get("stack", {}), path),
         perf=PerfConfig.parse(table.get("perf", {}), path),
         supply=SupplyConfig.parse(table.get("supply", {}), path),
+        deploy=DeployConfig.parse(table.get("deploy", {}), path),
         test_env=_templates(table.get("test-env", {}), "tool.harness.test-env", path),
         security=SecurityConfig.parse(table.get("security", {}), path),
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 
-__all__ = ["TAIL_CHARS", "run", "start_detached"]
+__all__ = ["TAIL_CHARS", "run", "start_child", "start_detached"]
 
 TAIL_CHARS = 3000
 
@@ -88,5 +88,34 @@ def start_detached(argv: Sequence[str], *, log_path: Path) -> subprocess.Popen[b
             stdout=log,
             stderr=log,
             start_new_session=True,
+            close_fds=True,
+        )
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: be sent SIGTERM when the harness dies, even by SIGKILL."""
+    import contextlib
+    import ctypes
+    import signal
+
+    # Not Linux: no such call; the caller still stops the child on a normal exit.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start_child(
+    argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in the background (load during a deploy rehearsal), output to `log_path`.
+    Unlike `start_detached`, it never outlives the harness: it is stopped when the harness dies."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=dict(env) if env is not None else None,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads start before exec here
             close_fds=True,
         )

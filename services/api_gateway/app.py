@@ -29,6 +29,7 @@ from services.api_gateway.guard import RequestGuard
 from services.api_gateway.metrics import Metrics
 from services.api_gateway.migrations import migrate
 from services.api_gateway.ratelimit import RateLimiter
+from services.api_gateway.rotation import SecretReloader, read_secret
 from services.api_gateway.settings import Settings, body_limit
 
 __all__ = ["create_app", "install_middleware"]
@@ -132,6 +133,7 @@ class State:
     redis: Redis
     limiter: RateLimiter
     metrics: Metrics
+    api_keys: dict[str, str]  # key -> client; replaced when the keys file is rotated
 
 
 def _state(request: Request) -> State:
@@ -313,9 +315,9 @@ def install_middleware(
     app.middleware("http")(metrics.middleware)  # added last: outermost
 
 
-def _state_settings(app: FastAPI) -> Settings:
+def _gateway(app: FastAPI) -> State:
     state: State = app.state.gateway
-    return state.settings
+    return state
 
 
 def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True) -> FastAPI:
@@ -329,8 +331,14 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             applied = await asyncio.to_thread(migrate, cfg.database_url)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
+        url_file = cfg.database_url_file
+
+        async def conninfo() -> str:
+            # Read at every new connection: a rotated password is used as soon as it is written.
+            return await asyncio.to_thread(read_secret, url_file) if url_file else cfg.database_url
+
         pool = AsyncConnectionPool(
-            cfg.database_url,
+            conninfo,
             min_size=cfg.db_pool_min,
             max_size=cfg.db_pool_max,
             open=False,
@@ -347,16 +355,33 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             redis,
             RateLimiter(redis, cfg.rate_limit_per_minute, cfg.redis_prefix, cfg.rate_limit_overrides),
             metrics,
+            dict(cfg.api_keys),
         )
+        gateway: State = app.state.gateway
+
+        def new_keys(keys: dict[str, str]) -> None:
+            gateway.api_keys = keys
+
+        reloader = SecretReloader(
+            cfg.reload_seconds,
+            keys_file=cfg.api_keys_file,
+            on_keys=new_keys,
+            url_file=url_file,
+            on_url=pool.drain,
+        )
+        watcher = asyncio.create_task(reloader.run()) if url_file or cfg.api_keys_file else None
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await pool.close()
             await redis.aclose()
 
     app = FastAPI(title="knowledge hub API gateway", version=__version__, lifespan=lifespan)
     limit = settings.max_body_bytes if settings else body_limit()
-    install_middleware(app, metrics, lambda: _state_settings(app).api_keys, limit)
+    # The keys of the running gateway, which a rotated keys file replaces (not the settings').
+    install_middleware(app, metrics, lambda: _gateway(app).api_keys, limit)
     app.include_router(router)
 
     @app.exception_handler(psycopg.OperationalError)

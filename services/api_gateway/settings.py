@@ -100,6 +100,10 @@ class Settings:
     redis_prefix: str = "kh:"
     max_body_bytes: int = 1 << 20  # larger request bodies are refused with 413, unread
     max_concurrency: int = 100  # requests in flight; the server answers 503 beyond it
+    # Where rotated secrets are re-read from (None: given directly, never rotated).
+    api_keys_file: Path | None = None
+    database_url_file: Path | None = None
+    reload_seconds: float = 1.0
 
     def __repr__(self) -> str:  # never print credentials embedded in URLs
         limit = self.rate_limit_per_minute
@@ -125,4 +129,7 @@ class Settings:
             redis_prefix=env.get("REDIS_PREFIX", "kh:"),
             max_body_bytes=body_limit(env),
             max_concurrency=_int(env, "MAX_CONCURRENCY", 100, minimum=1),
+            api_keys_file=Path(env["API_KEYS_FILE"]) if env.get("API_KEYS_FILE") else None,
+            database_url_file=Path(env["DATABASE_URL_FILE"]) if env.get("DATABASE_URL_FILE") else None,
+            reload_seconds=_int(env, "SECRETS_RELOAD_MS", 1000, minimum=50) / 1000,
         )

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import random
+import time
 import urllib.request
 import uuid
 from typing import Any
@@ -23,12 +24,36 @@ from harness.perf.gate import install
 install(events)
 
 KEYS = [k for k in os.environ.get("HARNESS_PERF_API_KEYS", "").split(",") if k]
+# A rotation rehearsal (`harness rotate-secrets`) moves clients to new keys by rewriting this file.
+KEYS_FILE = os.environ.get("HARNESS_PERF_API_KEYS_FILE", "")
+_keys: dict[str, Any] = {"checked": 0.0, "stamp": None, "keys": KEYS}
 WORDS = ["reproducible", "container", "postgres", "cache", "latency", "pipeline", "rollout", "metrics"]
 TAGS = ["ops", "dev", "data", "security"]
 SEED_ARTICLES = int(os.environ.get("HARNESS_PERF_SEED", "200"))
 HOT = 10  # a few popular articles: read often, so served from the cache
 _user_numbers = itertools.count()
 _seeded: list[int] = []
+
+
+def current_keys() -> list[str]:
+    """The clients' keys: from HARNESS_PERF_API_KEYS, or re-read from its file when it changes."""
+    if not KEYS_FILE:
+        return KEYS
+    now = time.monotonic()
+    if now - _keys["checked"] >= 0.2:
+        _keys["checked"] = now
+        try:
+            st = os.stat(KEYS_FILE)
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if stamp != _keys["stamp"]:
+                with open(KEYS_FILE, encoding="utf-8") as fh:
+                    keys = [k.strip() for k in fh.read().replace(",", "\n").splitlines() if k.strip()]
+                if keys:
+                    _keys["stamp"], _keys["keys"] = stamp, keys
+        except OSError:
+            pass  # mid-rename: keep the keys we have
+    keys: list[str] = _keys["keys"]
+    return keys
 
 
 def _post(host: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -46,14 +71,14 @@ def _post(host: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
 @events.test_start.add_listener
 def seed(environment: Any, **_kwargs: Any) -> None:
     """Articles to read and search, written through the API before the load starts."""
-    if not KEYS:
+    if not current_keys():
         raise RuntimeError("HARNESS_PERF_API_KEYS is empty: run this through `nox -s perf`")
     rng = random.Random(42)
     for n in range(SEED_ARTICLES):
         words = " ".join(rng.choice(WORDS) for _ in range(12))
         article = _post(
             environment.host,
-            KEYS[0],
+            current_keys()[0],
             {"title": f"{rng.choice(WORDS).title()} notes {n}", "body": words, "tags": [rng.choice(TAGS)],
              "slug": f"seed-{uuid.uuid4().hex[:12]}"},
         )  # fmt: skip
@@ -64,7 +89,12 @@ class KnowledgeHubUser(FastHttpUser):
     wait_time = between(0.05, 0.15)
 
     def on_start(self) -> None:
-        self.headers = {"X-API-Key": KEYS[next(_user_numbers) % len(KEYS)]}
+        self.number = next(_user_numbers)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        keys = current_keys()
+        return {"X-API-Key": keys[self.number % len(keys)]}
 
     def _get(self, path: str, name: str) -> None:
         with self.client.get(path, headers=self.headers, name=name, catch_response=True) as response:

@@ -70,8 +70,8 @@ def test_perf_defaults_come_from_the_one_declaration() -> None:
 def test_a_project_without_an_images_table_gets_the_harness_own_images(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.harness]\n")
     images = load_settings(tmp_path).images
-    assert set(images) == {"base", "postgres", "redis", "registry"}
-    for name in ("base", "postgres", "redis", "registry"):
+    assert set(images) == {"base", "postgres", "redis", "registry", "haproxy", "prometheus"}
+    for name in ("base", "postgres", "redis", "registry", "haproxy", "prometheus"):
         assert (images[name].recipe / "Dockerfile").is_file()  # the recipe ships in the package
     assert images["postgres"].depends_on == "base"
 
@@ -87,3 +87,16 @@ def test_a_folder_without_pyproject_gets_defaults_only_when_allowed(tmp_path: Pa
     assert load_settings(tmp_path, required=False).perf.p95_ms > 0
     with pytest.raises(HarnessError, match="cannot read"):
         load_settings(tmp_path)
+
+
+def test_deploy_table_refuses_unknown_keys_and_wrong_types(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.harness.deploy]\nsettle-secs = 3\n")
+    with pytest.raises(HarnessError, match=r"unknown key\(s\) in \[tool.harness.deploy\]: settle-secs"):
+        load_settings(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.harness.deploy]\nproxy-port = "8080"\n')
+    with pytest.raises(HarnessError, match="proxy-port must be a int"):
+        load_settings(tmp_path)
+    table = "[tool.harness.deploy]\nsettle-seconds = 3\nproxy-port = 18080\n"
+    (tmp_path / "pyproject.toml").write_text(table)
+    deploy = load_settings(tmp_path).deploy
+    assert (deploy.settle_seconds, deploy.proxy_port) == (3.0, 18080)

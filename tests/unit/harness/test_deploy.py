@@ -1,0 +1,216 @@
+"""The deploy rehearsal's pure parts and its refusals: nothing here needs Docker."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.config import load_settings
+from harness.deploy import bluegreen
+from harness.deploy.bluegreen import (
+    DeployError,
+    _Bad,
+    _settle,
+    check_port_free,
+    run_rehearsal,
+    secret_templates,
+)
+from harness.deploy.monitor import Prometheus, PrometheusUnavailableError, prometheus_config, rehearsal_rules
+from harness.deploy.proxy import haproxy_config
+from harness.deploy.rotate import RotationError, rotation_lock
+from harness.deploy.timeline import Timeline, requests_between
+
+
+def _no_build(*_a: Any, **_k: Any) -> Any:
+    raise AssertionError("the image was built: the refusal came too late")
+
+
+def test_a_candidate_image_that_does_not_exist_is_refused_before_anything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bluegreen, "local_image_id", lambda _ref: None)
+    monkeypatch.setattr("harness.build.image.build_image", _no_build)
+    monkeypatch.setattr("harness.runtime.reaper.spawn_reaper", _no_build)
+    with pytest.raises(DeployError, match=r"candidate image 'nope/missing:1' does not exist") as info:
+        run_rehearsal(load_settings(), ["nope/missing:1"])
+    assert "nothing was started or changed" in str(info.value)
+
+
+def test_a_proxy_port_in_use_is_refused_before_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("harness.build.image.build_image", _no_build)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(DeployError, match=f"port {port} on 127.0.0.1 is already in use"):
+            check_port_free(port)
+        settings = load_settings()
+        settings = replace(settings, deploy=replace(settings.deploy, proxy_port=port))
+        with pytest.raises(DeployError, match="already in use"):
+            run_rehearsal(settings, ["current"])
+    check_port_free(port)  # free again
+    check_port_free(0)  # 0: a free port is picked, nothing to check
+
+
+def test_rotating_while_a_rotation_is_in_progress_is_refused(tmp_path: Path) -> None:
+    with (
+        rotation_lock(tmp_path),
+        pytest.raises(RotationError, match="already in progress"),
+        rotation_lock(tmp_path),
+    ):
+        pass
+    with rotation_lock(tmp_path):  # released: the next one may run
+        pass
+
+
+class _FakeProm(Prometheus):
+    def __init__(self, firing: list[str], samples: int, down: bool = False) -> None:
+        super().__init__("http://fake")
+        object.__setattr__(self, "_state", (firing, samples, down))
+
+    def _check(self) -> None:
+        if self._state[2]:  # type: ignore[attr-defined]
+            raise PrometheusUnavailableError("Prometheus did not answer: refused")
+
+    def firing(self, instance: str) -> list[str]:
+        self._check()
+        return list(self._state[0])  # type: ignore[attr-defined]
+
+    def samples(self, instance: str, window: str) -> int:
+        self._check()
+        return int(self._state[1])  # type: ignore[attr-defined]
+
+
+class _Container:
+    def __init__(self) -> None:
+        self.attrs = {"State": {"Status": "running", "Health": {"Status": "healthy", "Log": []}}}
+
+    def reload(self) -> None:
+        pass
+
+
+def _reh(prom: Prometheus) -> Any:
+    class Reh:
+        def __init__(self) -> None:
+            self.prometheus = prom
+            self.apps = {"green": _Container()}
+            self.instances = {"green": "app-2"}
+
+    return Reh()
+
+
+def test_settle_passes_on_data_and_no_alert() -> None:
+    _settle(_reh(_FakeProm([], samples=3)), "app-2", 0.3)
+
+
+def test_settle_rolls_back_on_a_firing_alert() -> None:
+    with pytest.raises(_Bad, match="alert HighErrorRate firing for green"):
+        _settle(_reh(_FakeProm(["HighErrorRate"], samples=3)), "app-2", 0.3)
+
+
+def test_settle_refuses_healthy_on_no_data() -> None:
+    with pytest.raises(_Bad, match="holds no data for green"):
+        _settle(_reh(_FakeProm([], samples=0)), "app-2", 0.3)
+
+
+def test_settle_refuses_healthy_when_prometheus_is_unreachable() -> None:
+    with pytest.raises(_Bad, match="Prometheus is unreachable, so green cannot be judged healthy"):
+        _settle(_reh(_FakeProm([], samples=3, down=True)), "app-2", 0.3)
+
+
+def test_an_unreachable_prometheus_is_an_error_not_an_empty_answer() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        with pytest.raises(PrometheusUnavailableError, match="did not answer"):
+            Prometheus(f"http://127.0.0.1:{port}", timeout=1).firing("app-2")
+
+
+def test_secrets_reach_the_service_as_files_only() -> None:
+    templates = load_settings().stack.env
+    plain, secret = secret_templates(templates)
+    assert set(secret) == {"DATABASE_URL", "REDIS_URL", "API_KEYS"}
+    assert not any("password" in t or "api_keys" in t for t in plain.values())
+
+
+def test_haproxy_routes_every_request_through_the_map_and_publishes_its_api() -> None:
+    cfg = haproxy_config(8000)
+    assert "use_backend be_%[str(active),map(/usr/local/etc/haproxy/active.map,blue)]" in cfg
+    assert "stats socket ipv4@0.0.0.0:9999 level admin" in cfg
+    assert cfg.count("option httpchk GET /ready") == 2
+    assert "retry-on conn-failure empty-response" in cfg
+
+
+def test_prometheus_config_scrapes_named_instances() -> None:
+    config = json.loads(prometheus_config({"app-1": "a:8000"}, interval="1s"))
+    assert config["scrape_configs"][0]["static_configs"] == [
+        {"targets": ["a:8000"], "labels": {"instance": "app-1"}}
+    ]
+    assert config["rule_files"] == ["/etc/prometheus/rules.yml"]
+
+
+def test_rehearsal_rules_change_only_the_hold() -> None:
+    assert rehearsal_rules("  - alert: X\n    expr: up == 0\n    for: 5m\n", "1s") == (
+        "  - alert: X\n    expr: up == 0\n    for: 1s\n"
+    )
+
+
+def test_requests_are_split_at_the_switch_and_the_drain(tmp_path: Path) -> None:
+    history = tmp_path / "h.csv"
+    rows = ["Timestamp,Name,Total Request Count,Total Failure Count"]
+    rows += [f"{100 + s},Aggregated,{s * 10},{1 if s >= 4 else 0}" for s in range(8)]
+    history.write_text("\n".join(rows) + "\n")
+    spans = requests_between(history, 102.5, 105.0)
+    assert spans == {
+        "before": {"requests": 20, "failures": 0},
+        "during": {"requests": 30, "failures": 1},
+        "after": {"requests": 20, "failures": 0},
+    }
+
+
+def test_timeline_is_written_as_text_and_json(tmp_path: Path) -> None:
+    timeline = Timeline()
+    timeline.mark("switch", "map", name="switch", echo=False)
+    timeline.summary["verdict"] = "PASSED"
+    path = timeline.write(tmp_path)
+    data = json.loads(path.read_text())
+    assert data["events"][0]["step"] == "switch"
+    assert "switch" in data["marks"]
+    assert "verdict: PASSED" in (tmp_path / "timeline.txt").read_text()
+
+
+def test_the_service_environment_holds_file_paths_never_secret_values(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from harness.deploy.bluegreen import _app_environment
+
+    pg = SimpleNamespace(user="u1", password="pgsecret0123456789", dbname="db")
+    rd = SimpleNamespace(password="redissecret0123456")
+    keys = {"a": "apikey0123456789abcdef"}
+    env = _app_environment(load_settings(), pg, rd, keys, tmp_path / "secrets")
+    for value in env.values():
+        assert not any(secret in value for secret in ("pgsecret", "redissecret", "apikey0123")), value
+    assert {k for k in env if k.endswith("_FILE")} == {"DATABASE_URL_FILE", "REDIS_URL_FILE", "API_KEYS_FILE"}
+    assert "pgsecret0123456789" in (tmp_path / "secrets" / "database_url").read_text()
+    assert (tmp_path / "secrets" / "api_keys").read_text().strip() == "a:apikey0123456789abcdef"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another uid needs root")
+def test_secrets_belong_to_the_image_user_alone_also_after_a_rotation(tmp_path: Path) -> None:
+    from harness.deploy.bluegreen import _hand_over, _write_private
+
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    _write_private(folder / "api_keys", "a:old")
+    _hand_over(folder, "10001:10001")
+    _write_private(folder / "api_keys", "a:new")  # a rotation: a new file renamed over the old
+    st = (folder / "api_keys").stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (10001, 0o400)
+    assert folder.stat().st_uid == 10001
+    assert (folder / "api_keys").read_text() == "a:new\n"
