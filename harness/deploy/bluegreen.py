@@ -691,14 +691,23 @@ def run_rehearsal(
     run_id = settings_run_id() or new_run_id("deploy-")
     identity = RunIdentity(run_id, "deploy", os.getpid())
     spawn_reaper(run_id, os.getpid(), settings.state_dir / "reaper.log")
+    blue = built.image
+    if settings.verify_before_run:
+        from harness.supply.run import verified_image
+
+        # The published image, verified in the registry and run by digest: a failure starts nothing.
+        blue = verified_image(settings, identity, log)
+        candidates = [
+            (label, blue if image == built.image else image, bad) for label, image, bad in candidates
+        ]
     folder = settings.build_dir / "deploy"
     timeline = Timeline()
     outcomes: list[tuple[Outcome, bool]] = []
     results: dict[str, Any] | None = None
     history = folder / "locust" / "stats_stats_history.csv"
-    timeline.mark("rehearsal starts", f"run {run_id}; blue = {built.image}")
+    timeline.mark("rehearsal starts", f"run {run_id}; blue = {blue}")
     with rehearsal(
-        settings, identity, built.image, folder=folder, timeline=timeline, users=cfg.users,
+        settings, identity, blue, folder=folder, timeline=timeline, users=cfg.users,
         instances=1 + len(candidates), load=lambda r: r.start_locust(cfg.users),
     ) as reh:  # fmt: skip
         if not _wait(lambda: reh.locust_requests() >= 20, 60, poll=0.25):

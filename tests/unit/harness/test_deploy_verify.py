@@ -1,0 +1,48 @@
+"""With verify-before-run, the deploy rehearsal runs the published image only once it is
+verified; a failed verification refuses before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.config import load_settings
+from harness.errors import HarnessError
+
+
+def test_a_failed_verification_refuses_the_deploy_before_anything_starts(
+    project_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.build import image as build_module
+    from harness.deploy import bluegreen
+    from harness.supply import run as supply_run
+
+    monkeypatch.setenv("HARNESS_VERIFY", "1")
+    started: list[str] = []
+
+    class Built:
+        image = "knowledge-hub/api-gateway:under-test"
+
+    def refuse(*_a: Any, **_k: Any) -> str:
+        raise HarnessError(
+            "sha256:abc: the signature does not verify", checked="cosign verify", fix="publish"
+        )
+
+    def rehearsal(*_a: Any, **_k: Any) -> Any:
+        started.append("rehearsal")
+        raise AssertionError("the rehearsal started although verification failed")
+
+    monkeypatch.setattr(build_module, "build_image", lambda *_a, **_k: Built())
+    monkeypatch.setattr(supply_run, "verified_image", refuse)
+    monkeypatch.setattr(bluegreen, "rehearsal", rehearsal)
+    monkeypatch.setattr(bluegreen, "check_port_free", lambda _port: None)
+    from harness.runtime import reaper
+
+    monkeypatch.setattr(reaper, "spawn_reaper", lambda *_a, **_k: None)
+    settings = load_settings(project_root)
+    assert settings.verify_before_run
+    with pytest.raises(HarnessError, match="signature does not verify"):
+        bluegreen.run_rehearsal(settings, ["current"], log=lambda _m: None)
+    assert started == []
