@@ -31,7 +31,7 @@ from harness.supply.sbom import image_components, write_sbom
 from harness.supply.signing import KeyPair, SigningKeyError, attest, create_keys, key_pair, sign
 from harness.supply.verify import MANIFEST_TYPES, VerificationError, Verified, verify_image
 
-PASSWORD = "correct horse battery staple"
+PASSWORD = "correct horse battery staple"  # pragma: allowlist secret (a test key's password)
 HEAD = "1" * 40
 
 
