@@ -184,9 +184,7 @@ def publish(
     reference = registry.reference(repository, pushed.digest)
     log(f"pushed {reference} ({pushed.blobs_sent} blob(s) sent, {pushed.blobs_present} already there)")
     folder = settings.build_dir / "supply"
-    sbom = write_sbom(
-        oci, folder / "sbom.cdx.json", name=repository, source_date_epoch=int(record["source_date_epoch"])
-    )
+    sbom = write_sbom(oci, folder / "sbom.cdx.json", name=repository)
     provenance = write_provenance(settings, record, folder / "provenance.json")
     with registry.docker_config() as docker_config:
         mark = time.monotonic()
