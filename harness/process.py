@@ -77,9 +77,11 @@ def run(
     return proc
 
 
-def start_detached(argv: Sequence[str], *, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `argv` in its own session, output appended to `log_path`: it outlives a SIGKILL
-    of the process group that started it (what the reaper needs)."""
+def _background(
+    argv: Sequence[str], log_path: Path, *, env: Mapping[str, str] | None, outlive: bool
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in the background, output appended to `log_path`: in its own session when
+    it must `outlive` the harness, else sent SIGTERM when the harness dies."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
@@ -87,9 +89,17 @@ def start_detached(argv: Sequence[str], *, log_path: Path) -> subprocess.Popen[b
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            start_new_session=True,
+            env=dict(env) if env is not None else None,
+            start_new_session=outlive,
+            preexec_fn=None if outlive else _die_with_parent,  # noqa: PLW1509 - no threads before exec
             close_fds=True,
         )
+
+
+def start_detached(argv: Sequence[str], *, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own session: it outlives a SIGKILL of the process group that started
+    it (what the reaper needs)."""
+    return _background(argv, log_path, env=None, outlive=True)
 
 
 def _die_with_parent() -> None:
@@ -108,14 +118,4 @@ def start_child(
 ) -> subprocess.Popen[bytes]:
     """Start `argv` in the background (load during a deploy rehearsal), output to `log_path`.
     Unlike `start_detached`, it never outlives the harness: it is stopped when the harness dies."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=dict(env) if env is not None else None,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads start before exec here
-            close_fds=True,
-        )
+    return _background(argv, log_path, env=env, outlive=False)

@@ -14,18 +14,7 @@ from harness.build import buildx
 from harness.build.image import production_args, public_url
 from harness.config import load_settings
 from harness.errors import BuildError
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def repo_file(name: str) -> Path:
-    """A file of the checkout; the unit tier also runs inside the image's test stage, which
-    holds only what the Dockerfile copies."""
-    path = ROOT / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not here (the image's test stage copies only what it needs)")
-    return path
-
+from tests.unit.harness.repo_files import repo_file
 
 TOKEN = "tok" + "en-9f8e7d6c5b4a"  # assembled: the tree's own secret scan must stay clean
 

@@ -22,18 +22,7 @@ from harness.security.report import SecurityReport
 from harness.security.sbom import Component, components, sbom_document
 from harness.security.vulns import lockfile_hashes
 from tests.unit.harness.oci_images import write_oci
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def repo_file(name: str) -> Path:
-    """A file of the checkout; the unit tier also runs inside the image's test stage, which
-    holds only what the Dockerfile copies."""
-    path = ROOT / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not here (the image's test stage copies only what it needs)")
-    return path
-
+from tests.unit.harness.repo_files import ROOT, repo_file
 
 # Secret-shaped values are assembled at run time: the tree itself must stay clean for
 # the gate's own secret scan.
