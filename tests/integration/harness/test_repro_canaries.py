@@ -20,7 +20,15 @@ CANARIES = {
         "/m.pyc",
         "timestamp-based .pyc",
     ),
-    "apt-cache": ("RUN apt-get update -qq", "/var/cache/apt/pkgcache.bin", "apt's binary package cache"),
+    # `apt-get update` against a local file: repository, so the canary needs no network (and
+    # its cache stays small): the binary cache records the lists' build-time mtimes.
+    "apt-cache": (
+        "RUN mkdir /repo && cp /var/lib/dpkg/status /repo/Packages"
+        " && echo 'deb [trusted=yes] file:/repo ./' > /local.list"
+        " && apt-get update -qq -o Dir::Etc::SourceList=/local.list -o Dir::Etc::SourceParts=-",
+        "/var/cache/apt/pkgcache.bin",
+        "apt's binary package cache",
+    ),
     "copy-old-file": ("COPY hello.txt /hello.txt", "/hello.txt", "the timestamp differs"),
 }
 
