@@ -77,6 +77,10 @@ class Environment:
     key_password: str | None = field(default=None, repr=False)
     key_password_file: str | None = field(default=None, repr=False)  # a path, kept out of reprs all the same
     verify: bool | None = None  # HARNESS_VERIFY: overrides [tool.harness.supply] verify
+    builder: str | None = None  # HARNESS_BUILDER: the buildx builder builds go through (default: the engine's)
+    docker_tls_verify: bool = False  # DOCKER_TLS_VERIFY: TLS to DOCKER_HOST, the engine's CA checked
+    docker_cert_path: str | None = None  # DOCKER_CERT_PATH: ca.pem, cert.pem, key.pem for DOCKER_HOST
+    docker_context: str | None = None  # DOCKER_CONTEXT: the docker context, when DOCKER_HOST is unset
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> Environment:
@@ -111,6 +115,11 @@ class Environment:
             key_password=env.get("HARNESS_KEY_PASSWORD") or None,
             key_password_file=env.get("HARNESS_KEY_PASSWORD_FILE") or None,
             verify=_flag(env, "HARNESS_VERIFY"),
+            builder=env.get("HARNESS_BUILDER") or None,
+            # Set at all means TLS, as for the docker CLI and SDK ("0" too: they test presence).
+            docker_tls_verify=bool(env.get("DOCKER_TLS_VERIFY")),
+            docker_cert_path=env.get("DOCKER_CERT_PATH") or None,
+            docker_context=env.get("DOCKER_CONTEXT") or None,
         )
 
     def signing_password(self) -> str:

@@ -28,21 +28,29 @@ def test_a_shard_names_its_reports_and_slices_with_pytest_split() -> None:
     assert shard.pytest_args()[:4] == ["--splits", "3", "--group", "2"]
 
 
-def _collected(project_root: Path, *args: str) -> list[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "tests/unit", "tests/integration", *args],
-        cwd=project_root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return [line for line in proc.stdout.splitlines() if line.startswith("tests/") and "::" in line]
+def _collected(project_root: Path, *variants: list[str]) -> list[list[str]]:
+    """The test ids `pytest --collect-only` finds for each variant of extra arguments; the
+    collections run side by side (each is mostly imports)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+             "tests/unit", "tests/integration", *args],
+            cwd=project_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for args in variants
+    ]
+    found = []
+    for proc in procs:
+        out, err = proc.communicate()
+        assert proc.returncode == 0, out + err
+        found.append([line for line in out.splitlines() if line.startswith("tests/") and "::" in line])
+    return found
 
 
 def test_the_union_of_the_shards_is_the_whole_suite(project_root: Path) -> None:
     if not (project_root / "tests" / "integration").is_dir():
         pytest.skip("the integration tier is not here (the image's test stage copies only the unit tier)")
-    whole = _collected(project_root)
-    shards = [_collected(project_root, *Shard(k, 3).pytest_args()) for k in (1, 2, 3)]
+    whole, *shards = _collected(project_root, [], *(Shard(k, 3).pytest_args() for k in (1, 2, 3)))
     union = [test for shard in shards for test in shard]
     assert len(whole) > 100
     assert sorted(union) == sorted(whole)  # none lost
