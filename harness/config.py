@@ -77,7 +77,7 @@ class Environment:
     key_password: str | None = field(default=None, repr=False)
     key_password_file: str | None = field(default=None, repr=False)  # a path, kept out of reprs all the same
     verify: bool | None = None  # HARNESS_VERIFY: overrides [tool.harness.supply] verify
-    builder: str | None = None  # HARNESS_BUILDER: the buildx builder builds go through (default: the engine's)
+    builder: str | None = None  # HARNESS_BUILDER: the buildx builder to build with (default: the engine's)
     docker_tls_verify: bool = False  # DOCKER_TLS_VERIFY: TLS to DOCKER_HOST, the engine's CA checked
     docker_cert_path: str | None = None  # DOCKER_CERT_PATH: ca.pem, cert.pem, key.pem for DOCKER_HOST
     docker_context: str | None = None  # DOCKER_CONTEXT: the docker context, when DOCKER_HOST is unset

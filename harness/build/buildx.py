@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import child_env
-from harness.engine import docker_cli, require_buildx
+from harness.engine import builder_args, docker_cli, require_buildx
 from harness.errors import BuildError
 from harness.process import run
 
@@ -108,9 +108,10 @@ def buildx_build(
     """Build with BuildKit. With `oci_dest`, export a reproducible OCI tarball
     (timestamps rewritten to SOURCE_DATE_EPOCH, no provenance attestation). `cache_from` /
     `cache_to` are BuildKit cache locations (`type=gha`, `type=registry,ref=...`), for CI
-    runners that do not keep a local cache."""
+    runners that do not keep a local cache. HARNESS_BUILDER names the buildx builder; by
+    default, the builder of the engine DOCKER_HOST (or the docker context) names."""
     require_buildx()
-    cmd = [docker_cli(), "buildx", "build", "--progress=plain", "--provenance=false"]
+    cmd = [docker_cli(), "buildx", "build", *builder_args(), "--progress=plain", "--provenance=false"]
     if dockerfile:
         cmd += ["--file", str(dockerfile)]
     if target:

@@ -30,7 +30,7 @@ from harness.build.debs import (
     with_hashes,
 )
 from harness.build.oci import read_oci
-from harness.config import LogicalImage, Settings
+from harness.config import LogicalImage, Settings, environment
 from harness.engine import docker_cli, engine_client, local_image_id, tag_image
 from harness.errors import ImageError
 from harness.process import run
@@ -244,10 +244,14 @@ class DockerImageBackend:
         )
         digest = self.local_digest(spec.local)
         if digest is None:
+            builder = environment().builder
             raise ImageError(
                 f"{spec.local} was built but is not in the image store",
                 checked=f"docker image inspect {spec.local}",
-                fix="check the engine's log; rerun scripts/provision-docker.sh",
+                fix=f"HARNESS_BUILDER={builder} loads its images into another engine than the one "
+                "DOCKER_HOST names: use a builder of that engine (or unset HARNESS_BUILDER)"
+                if builder
+                else "check the engine's log; rerun scripts/provision-docker.sh",
             )
         return digest
 

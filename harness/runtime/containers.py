@@ -18,6 +18,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from harness.config import environment
+from harness.engine import prepare_clients
 from harness.runtime.labels import RunIdentity
 from harness.runtime.readiness import HostProbe
 
@@ -162,6 +163,7 @@ def start_postgres(
     import psycopg
 
     user, password, dbname = f"u{_token()[:8]}", _token(), f"db_{identity.worker}".replace("-", "_")
+    prepare_clients()  # testcontainers makes its client in the constructor: the engine is settled first
     container = _HostCheckedPostgres(image, username=user, password=password, dbname=dbname, driver=None)
     container.with_command(command)
 
@@ -191,6 +193,7 @@ def start_redis(
     import redis
 
     password = _token()
+    prepare_clients()
     container = RedisContainer(image, password=password)
 
     def probe(host: str, port: int) -> None:

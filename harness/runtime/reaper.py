@@ -126,9 +126,10 @@ def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
     start_time = process_start_time(pid)
     while pid_alive(pid, start_time):
         time.sleep(poll)
-    import docker
+    from harness.engine import engine_connection
 
-    client = docker.from_env(timeout=30)
+    # The engine of the run it watches (inherited DOCKER_HOST and TLS), also a remote one.
+    client = engine_connection(timeout=30)
     flt = {"label": [f"{LABEL_RUN}={run_id}"]}
     deadline = time.monotonic() + grace
     total = 0

@@ -18,6 +18,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from harness.config import StackConfig
+from harness.engine import prepare_clients
 from harness.errors import HarnessError
 from harness.runtime.containers import (
     PostgresInfo,
@@ -138,6 +139,7 @@ def start_stack(
     image: str, postgres_image: str, redis_image: str, identity: RunIdentity, config: StackConfig
 ) -> Stack:
     """Network, Postgres and Redis, then the service; half-started stacks are torn down."""
+    prepare_clients()  # before testcontainers makes its first client: the engine is settled
     network = Network(docker_network_kw={"labels": identity.labels("network"), "driver": "bridge"})
     network.name = identity.name("net")
     network.create()
