@@ -67,6 +67,7 @@ class EngineRecord:
     watcher_pid: int = 0
     tcp_port: int = 0  # with TLS: also listening on 127.0.0.1:tcp_port
     cert_path: str = ""
+    pool: str = ""  # the /16 its own networks are cut from (the first engine's are elsewhere)
 
     @property
     def host(self) -> str:
@@ -77,20 +78,29 @@ class EngineRecord:
         Path(self.root, "engine.json").write_text(json.dumps(asdict(self), indent=2))
 
 
-def _free_subnet() -> ipaddress.IPv4Network:
-    """A /24 no interface of this machine uses yet."""
+def _addresses() -> list[tuple[str, ipaddress.IPv4Interface]]:
+    """(link, address) of every IPv4 address on this machine."""
     proc = run(["ip", "-4", "-o", "addr", "show"], what="listing addresses", fix=_FIX_ROOT)
-    used = [
-        ipaddress.ip_interface(field).network
-        for line in proc.stdout.splitlines()
-        for i, field in enumerate(line.split())
-        if i > 0 and line.split()[i - 1] == "inet"
-    ]
+    found = []
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        for i, field in enumerate(fields[:-1]):
+            if field == "inet":
+                found.append((fields[1], ipaddress.IPv4Interface(fields[i + 1])))
+    return found
+
+
+def _free_subnet(prefixlen: int = 24, avoid: tuple[ipaddress.IPv4Network, ...] = ()) -> ipaddress.IPv4Network:
+    """A 10.x network of `prefixlen` that no interface of this machine uses yet."""
+    used = [address.network for _, address in _addresses()] + list(avoid)
     for _ in range(100):
-        candidate = ipaddress.IPv4Network(f"10.{secrets.randbelow(200) + 40}.{secrets.randbelow(254)}.0/24")
+        third = secrets.randbelow(254) if prefixlen == 24 else 0
+        candidate = ipaddress.IPv4Network(f"10.{secrets.randbelow(200) + 40}.{third}.0/{prefixlen}")
         if not any(candidate.overlaps(net) for net in used):
             return candidate
-    raise HarnessError("no free /24 for the second engine's bridge", checked="ip -4 addr", fix=_FIX_ROOT)
+    raise HarnessError(
+        f"no free /{prefixlen} for the second engine's networks", checked="ip -4 addr", fix=_FIX_ROOT
+    )
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -143,6 +153,12 @@ def remove_engine(record: EngineRecord) -> None:
                 run(["umount", "-l", point], what=f"unmounting {point}", fix=_FIX_ROOT, check=False)
         shutil.rmtree(folder, ignore_errors=True)
     run(["ip", "link", "delete", record.bridge], what="deleting the bridge", fix=_FIX_ROOT, check=False)
+    # The bridges of its own networks (a stack's), when a killed dockerd could not remove them:
+    # only links with an address in its own pool, which nothing else on this machine used.
+    if record.pool:
+        pool = ipaddress.IPv4Network(record.pool)
+        for link in sorted({link for link, address in _addresses() if address.ip in pool}):
+            run(["ip", "link", "delete", link], what=f"deleting {link}", fix=_FIX_ROOT, check=False)
 
 
 def _load(path: Path) -> EngineRecord | None:
@@ -198,6 +214,11 @@ class SecondEngine:
 
     def close(self) -> None:
         remove_engine(self.record)
+        # Its watcher sees the record gone within half a second and exits: not left running.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and pid_alive(self.record.watcher_pid):
+            time.sleep(0.1)
+        _kill(self.record.watcher_pid, 5)
 
 
 def _free_port() -> int:
@@ -225,10 +246,11 @@ def _start(
     root.mkdir(parents=True)
     run_dir.mkdir(mode=0o700)
     subnet = _free_subnet()
+    pool = _free_subnet(16, avoid=(subnet,))
     owner = os.getpid()
     record = EngineRecord(
         engine_id, str(root), str(run_dir), f"hx{engine_id}", str(subnet), owner, process_start_time(owner),
-        tcp_port=_free_port() if tls else 0, cert_path=str(tls.client_dir) if tls else "",
+        tcp_port=_free_port() if tls else 0, cert_path=str(tls.client_dir) if tls else "", pool=str(pool),
     )  # fmt: skip
     record.save()  # before anything exists: whatever is made next can be found and removed
     try:
@@ -240,9 +262,20 @@ def _start(
         ):
             run(argv, what="making the second engine's bridge", fix=_FIX_ROOT)
         # Its own configuration: the containerd image store (for the OCI exporter), nothing
-        # from the first engine's daemon.json (whose `hosts` would clash with -H).
+        # from the first engine's daemon.json (whose `hosts` would clash with -H). Its networks
+        # come from a pool of its own: both engines would otherwise cut theirs from 172.18.0.0/16
+        # and route each other's containers away. Published ports bind to 127.0.0.1 (a test's
+        # Postgres is not for the network), also for clients that treat it as remote.
         config = root / "daemon.json"
-        config.write_text(json.dumps({"features": {"containerd-snapshotter": True}}))
+        config.write_text(
+            json.dumps(
+                {
+                    "features": {"containerd-snapshotter": True},
+                    "default-address-pools": [{"base": str(pool), "size": 24}],
+                    "ip": "127.0.0.1",
+                }
+            )
+        )
         argv = [
             dockerd, "--data-root", str(root / "data"), "--exec-root", str(run_dir / "exec"),
             "--pidfile", str(run_dir / "docker.pid"), "-H", record.host,

@@ -1,0 +1,79 @@
+"""What tests of a second Docker engine share: throwaway TLS certificates, and a check that a
+stopped engine left nothing behind."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from pathlib import Path
+
+from harness.supply.engines import EngineRecord, EngineTls
+
+__all__ = ["certificates", "leftovers"]
+
+
+def certificates(folder: Path, *, name: str = "harness-test-ca") -> EngineTls:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client one (openssl), laid
+    out as DOCKER_CERT_PATH wants them in `client_dir`. Another `name` makes another CA."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    folder.mkdir(parents=True)
+    client = folder / "client"
+    client.mkdir()
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem",
+            "-days", "1", "-subj", f"/CN={name}")  # fmt: skip
+    for role, usage in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+                        ("client", "extendedKeyUsage=clientAuth\n")):  # fmt: skip
+        (folder / f"{role}.ext").write_text(usage)
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{role}-key.pem", "-out", f"{role}.csr",
+                "-subj", f"/CN={role}")  # fmt: skip
+        openssl("x509", "-req", "-in", f"{role}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+                "-CAcreateserial", "-out", f"{role}-cert.pem", "-days", "1",
+                "-extfile", f"{role}.ext")  # fmt: skip
+    for source, target in (
+        ("ca.pem", "ca.pem"),
+        ("client-cert.pem", "cert.pem"),
+        ("client-key.pem", "key.pem"),
+    ):
+        (client / target).write_bytes((folder / source).read_bytes())
+    return EngineTls(folder / "ca.pem", folder / "server-cert.pem", folder / "server-key.pem", client)
+
+
+def _processes_naming(*folders: str) -> list[str]:
+    """Processes whose command line names one of `folders` (dockerd, its containerd, shims)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(folder in cmdline for folder in folders):
+            found.append(f"process {entry.name}: {cmdline[:120]}")
+    return found
+
+
+def leftovers(record: EngineRecord) -> list[str]:
+    """What is left of an engine: paths, bridges, processes, mounts (empty when nothing)."""
+    left = [p for p in (record.root, record.run_dir) if Path(p).exists()]
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
+    left += [f"bridge {record.bridge}" for line in links.splitlines() if line.split()[0] == record.bridge]
+    if record.pool:  # the bridges of the engine's own networks
+        pool = ipaddress.IPv4Network(record.pool)
+        addresses = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True)
+        for line in addresses.stdout.splitlines():
+            fields = line.split()
+            if ipaddress.IPv4Interface(fields[3]).ip in pool:
+                left.append(f"link {fields[1]} with {fields[3]} from the engine's pool")
+    for pid in (record.dockerd_pid, record.watcher_pid):
+        if pid and Path(f"/proc/{pid}").exists():
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat[stat.rindex(")") + 2] not in "ZX":
+                left.append(f"pid {pid} (dockerd or watcher)")
+    left += _processes_naming(record.run_dir, record.root)
+    mounts = Path("/proc/self/mountinfo").read_text()
+    left += [f"mount under {record.root}" for line in mounts.splitlines() if record.root in line]
+    return left
