@@ -218,13 +218,24 @@ def _unreachable(exc: BaseException, where: Endpoint, timeout: float) -> EngineU
         )
     reason = _ssl_reason(exc)
     if reason is not None:
+        if "VERIFY_FAILED" in reason or "HOSTNAME" in reason.upper():
+            # This client does not trust the engine's certificate.
+            fix = (
+                f"DOCKER_CERT_PATH ({cert_path}) must hold, as ca.pem, the CA that signed the engine's "
+                "certificate, and that certificate must name the host in DOCKER_HOST; check that "
+                "DOCKER_HOST names the engine those files are for"
+            )
+        else:
+            # The engine refused this client's certificate (an alert from its side).
+            fix = (
+                f"the cert.pem and key.pem in DOCKER_CERT_PATH ({cert_path}) must be a client certificate "
+                "signed by a CA the engine trusts (its --tlscacert); check that DOCKER_HOST names the "
+                "engine those files are for"
+            )
         return EngineUnavailableError(
             f"the Docker engine at {where.describe()} failed the TLS handshake: {reason}",
             checked=f"TLS with the ca.pem, cert.pem and key.pem in DOCKER_CERT_PATH={cert_path}",
-            fix=f"DOCKER_CERT_PATH ({cert_path}) must hold the CA that signed the engine's certificate "
-            "as ca.pem, and a client cert.pem and key.pem signed by a CA the engine trusts "
-            "(its --tlscacert); check that DOCKER_HOST names that engine: its certificate must name "
-            "the host in DOCKER_HOST",
+            fix=fix,
         )
     if where.is_local and where.context is None:
         fix = f"check DOCKER_HOST ({where.host}) names the local engine's socket, or {_START_HINT}"
