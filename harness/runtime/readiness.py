@@ -18,6 +18,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
 from harness.config import environment
+from harness.engine import endpoint
 from harness.errors import ReadinessError
 
 __all__ = ["LOG_TAIL", "POLL_SECONDS", "HostProbe", "container_logs", "host_address"]
@@ -30,14 +31,15 @@ Probe = Callable[[str, int], None]  # (host, mapped port) -> None, or raises whi
 
 
 def host_address(container: WaitStrategyTarget | DockerContainer) -> str:
-    """Where the host reaches a container's published ports: loopback for a local engine.
+    """Where the host reaches `container`'s published ports: on the engine's host, the one
+    DOCKER_HOST (or the docker context) names; loopback for a local engine.
 
-    testcontainers may answer with the bridge gateway's address for containers on a
-    user-defined network; traffic (load tests above all) must stay on loopback.
+    Not testcontainers' answer: inside a container (a CI job's, or a machine with a
+    /.dockerenv) it gives a bridge gateway's address, where nothing is published, and for
+    containers on a user-defined network a local engine's gateway; traffic (load tests
+    above all) must stay on loopback.
     """
-    if environment().engine_is_local:
-        return "127.0.0.1"
-    return str(container.get_container_host_ip())
+    return endpoint().hostname
 
 
 def container_logs(container: WaitStrategyTarget | DockerContainer, tail: int = LOG_TAIL) -> str:
