@@ -332,12 +332,37 @@ def builder_args() -> list[str]:
 
 @cache
 def _check_builder(name: str) -> None:
-    run(
-        [docker_cli(), "buildx", "inspect", name],
+    fix = (
+        "pick one of `docker buildx ls`, create it (`docker buildx create --name NAME ...`), or unset "
+        "HARNESS_BUILDER to build on the engine DOCKER_HOST names"
+    )
+    docker = docker_cli()
+    named = run(
+        [docker, "buildx", "inspect", name],
         what=f"the buildx builder HARNESS_BUILDER={name}",
-        fix="pick one of `docker buildx ls` (a docker context's name is its engine's builder), create "
-        f"it (`docker buildx create --name {name} ...`), or unset HARNESS_BUILDER to build on the "
-        "engine DOCKER_HOST names",
+        fix=fix,
         error=EngineUnavailableError,
         timeout=60,
     )
+    current = run([docker, "buildx", "inspect"], what="the current buildx builder", fix=fix, check=False)
+    driver, current_name = _inspected(named.stdout, "Driver"), _inspected(current.stdout, "Name")
+    if driver == "docker" and current_name != name:
+        # A docker context's own builder: buildx refuses it from any other context
+        # ("use `docker --context=NAME buildx`"), after the build has been prepared.
+        raise EngineUnavailableError(
+            f"HARNESS_BUILDER={name} is the builder of the docker context {name!r}, which buildx only "
+            "uses from that context",
+            checked=f"docker buildx inspect {name}: driver docker; the current builder is {current_name}",
+            fix=f"reach that engine through the context itself (DOCKER_CONTEXT={name}, DOCKER_HOST unset), "
+            "name a builder of another driver (docker-container, remote, kubernetes), or unset "
+            "HARNESS_BUILDER",
+        )
+
+
+def _inspected(text: str, field: str) -> str | None:
+    """A field of `docker buildx inspect`'s first block (`Name:   default`)."""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == field:
+            return value.strip() or None
+    return None

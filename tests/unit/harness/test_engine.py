@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -37,8 +38,9 @@ def test_missing_tls_files_name_docker_host_and_the_fix(
     finally:
         engine.engine_client.cache_clear()
     message = str(err.value)
-    assert "tcp://127.0.0.1:1" in message
-    assert "DOCKER_CERT_PATH" in message
+    assert "DOCKER_HOST=tcp://127.0.0.1:1" in message
+    assert "missing or unusable" in message
+    assert "fix: point DOCKER_CERT_PATH" in message
 
 
 def test_a_remote_engine_that_does_not_answer_names_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,3 +53,31 @@ def test_a_remote_engine_that_does_not_answer_names_docker_host(monkeypatch: pyt
             engine.engine_client()
     finally:
         engine.engine_client.cache_clear()
+
+
+def test_an_engine_that_accepts_but_never_answers_names_docker_host_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A listener that never replies (a hung daemon, a port forwarded into the void): the ping
+    times out after HARNESS_ENGINE_TIMEOUT, and the error says where it looked and what to do."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections complete in the kernel; nothing ever reads or answers
+        host = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("DOCKER_HOST", host)
+        monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+        monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
+        monkeypatch.setenv("HARNESS_ENGINE_TIMEOUT", "1")
+        engine.engine_client.cache_clear()
+        started = time.monotonic()
+        try:
+            with pytest.raises(EngineUnavailableError) as err:
+                engine.engine_client()
+        finally:
+            engine.engine_client.cache_clear()
+    assert time.monotonic() - started < 10
+    message = str(err.value)
+    assert f"unreachable at DOCKER_HOST={host}" in message
+    assert "timeout 1s" in message
+    assert f"fix: check DOCKER_HOST ({host})" in message
+    assert "HARNESS_ENGINE_TIMEOUT" in message
