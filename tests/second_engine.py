@@ -68,6 +68,10 @@ def leftovers(record: EngineRecord) -> list[str]:
             fields = line.split()
             if ipaddress.IPv4Interface(fields[3]).ip in pool:
                 left.append(f"link {fields[1]} with {fields[3]} from the engine's pool")
+    if record.forward_chain:  # the FORWARD rules that let its containers reach each other
+        argv = ["iptables", "-S", record.forward_chain]
+        rules = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        left += [f"iptables: {line}" for line in rules.splitlines() if record.pool in line]
     for pid in (record.dockerd_pid, record.watcher_pid):
         if pid and Path(f"/proc/{pid}").exists():
             stat = Path(f"/proc/{pid}/stat").read_text()

@@ -68,6 +68,7 @@ class EngineRecord:
     tcp_port: int = 0  # with TLS: also listening on 127.0.0.1:tcp_port
     cert_path: str = ""
     pool: str = ""  # the /16 its own networks are cut from (the first engine's are elsewhere)
+    forward_chain: str = ""  # where its containers' traffic to each other is accepted (iptables)
 
     @property
     def host(self) -> str:
@@ -140,6 +141,22 @@ def _pids_using(folder: str) -> list[int]:
     return pids
 
 
+def _forward_rules(record: EngineRecord) -> list[list[str]]:
+    """Its containers may reach each other (a stack's service its Postgres): with the first
+    engine's iptables, bridged traffic passes FORWARD, whose policy is DROP for any bridge the
+    first engine did not make. Only traffic within its own networks is accepted."""
+    return [["-s", net, "-d", net, "-j", "ACCEPT"] for net in (record.subnet, record.pool) if net]
+
+
+def _forward_chain() -> str:
+    """DOCKER-USER, the chain Docker keeps for rules of others, when the first engine made it;
+    else FORWARD; "" without iptables."""
+    if shutil.which("iptables") is None:
+        return ""
+    proc = run(["iptables", "-S", "DOCKER-USER"], what="iptables", fix=_FIX_ROOT, check=False)
+    return "DOCKER-USER" if proc.returncode == 0 else "FORWARD"
+
+
 def remove_engine(record: EngineRecord) -> None:
     """Stop the engine and remove everything it had: processes, mounts, data, bridge."""
     _kill(record.dockerd_pid, 20)
@@ -153,6 +170,12 @@ def remove_engine(record: EngineRecord) -> None:
                 run(["umount", "-l", point], what=f"unmounting {point}", fix=_FIX_ROOT, check=False)
         shutil.rmtree(folder, ignore_errors=True)
     run(["ip", "link", "delete", record.bridge], what="deleting the bridge", fix=_FIX_ROOT, check=False)
+    if record.forward_chain:
+        for rule in _forward_rules(record):
+            for _ in range(10):  # inserted once; a crash and a retry may have inserted it twice
+                argv = ["iptables", "-D", record.forward_chain, *rule]
+                if run(argv, what="removing a FORWARD rule", fix=_FIX_ROOT, check=False).returncode:
+                    break
     # The bridges of its own networks (a stack's), when a killed dockerd could not remove them:
     # only links with an address in its own pool, which nothing else on this machine used.
     if record.pool:
@@ -261,6 +284,12 @@ def _start(
             ["ip", "link", "set", record.bridge, "up"],
         ):
             run(argv, what="making the second engine's bridge", fix=_FIX_ROOT)
+        chain = _forward_chain()
+        if chain:
+            record = EngineRecord(**{**asdict(record), "forward_chain": chain})
+            record.save()  # before the rules exist: removed with the engine whatever happens next
+            for rule in _forward_rules(record):
+                run(["iptables", "-I", chain, *rule], what="accepting its containers' traffic", fix=_FIX_ROOT)
         # Its own configuration: the containerd image store (for the OCI exporter), nothing
         # from the first engine's daemon.json (whose `hosts` would clash with -H). Its networks
         # come from a pool of its own: both engines would otherwise cut theirs from 172.18.0.0/16
@@ -276,6 +305,9 @@ def _start(
                 }
             )
         )
+        # No iptables of its own: it would rewrite the first engine's DOCKER chains. Its
+        # containers reach each other through the FORWARD rules above, and published ports
+        # through docker-proxy.
         argv = [
             dockerd, "--data-root", str(root / "data"), "--exec-root", str(run_dir / "exec"),
             "--pidfile", str(run_dir / "docker.pid"), "-H", record.host,
