@@ -18,6 +18,12 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
 REQ = "requirements"
+# Every pytest process loads every installed plugin: the e2e tier's fuzzing (schemathesis,
+# hypothesis) and Locust's cost each one ~1.6 s of imports. The unit and integration tiers,
+# their xdist workers and the projects they run pytest on use none of them.
+# (A developer's own PYTEST_ADDOPTS is kept, after these.)
+_UNUSED_PLUGINS = "-p no:schemathesis -p no:hypothesispytest -p no:locust -p no:anyio"
+LEAN_PYTEST = {"PYTEST_ADDOPTS": f"{_UNUSED_PLUGINS} {os.environ.get('PYTEST_ADDOPTS', '')}".strip()}
 
 
 def install(session: nox.Session, *lockfiles: str) -> None:
@@ -89,7 +95,8 @@ def tests(session: nox.Session) -> None:
     args = [*paths, *shard_args]
     junit = f"build/junit/tests-{shard}.xml" if shard else "build/junit/tests.xml"
     session.run("coverage", "erase")
-    session.run("coverage", "run", "-m", "pytest", "-n", "auto", f"--junitxml={junit}", *args)
+    pytest = ("pytest", "-n", "auto", f"--junitxml={junit}", *args)
+    session.run("coverage", "run", "-m", *pytest, env=LEAN_PYTEST)
     session.run("coverage", "combine", "--quiet")
     if shard:
         # Kept apart from the parallel files `coverage combine` gathers; merge-reports joins them.
@@ -111,6 +118,7 @@ def durations(session: nox.Session) -> None:
     session.run(
         "pytest", "-n", "auto", "--store-durations", "--clean-durations",
         "--durations-path", "tests/durations.json", *(session.posargs or ("tests/unit", "tests/integration")),
+        env=LEAN_PYTEST,
     )  # fmt: skip
 
 
@@ -127,7 +135,7 @@ def run_example(session: nox.Session, *args: str) -> None:
     """The adoption example, as its own project (its own rootdir and ini), at -n 2 and -n 0."""
     common = ("-p", "no:cacheprovider", "--rootdir", EXAMPLE, "-c", f"{EXAMPLE}/pyproject.toml", *args)
     for workers in ("2", "0"):
-        session.run("pytest", "-n", workers, *common, f"{EXAMPLE}/tests")
+        session.run("pytest", "-n", workers, *common, f"{EXAMPLE}/tests", env=LEAN_PYTEST)
 
 
 @nox.session
