@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from harness.config import environment
+from harness.config import child_env, environment
 from harness.errors import EngineUnavailableError
 from harness.process import run
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Endpoint",
     "builder_args",
+    "cli_env",
     "docker_cli",
     "endpoint",
     "engine_client",
@@ -147,6 +149,20 @@ def _pin_context() -> None:
         os.environ["DOCKER_TLS_VERIFY" if found.tls_verify else "DOCKER_TLS"] = "1"
     os.environ.pop("DOCKER_CONTEXT", None)  # DOCKER_HOST says it all now
     _pinned.update(context=found.context, host=found.host)
+
+
+def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for the docker CLI and buildx: this process's, with `extra`. When the
+    engine came from a docker context, the CLI gets that context back instead of the DOCKER_HOST
+    it was exported as: a context's builder is named after it, and buildx uses that builder
+    only from its own context. `extra` naming a DOCKER_HOST (another engine) is left alone."""
+    env = child_env(extra)
+    context = endpoint().context
+    if context and "DOCKER_HOST" not in (extra or {}):
+        for name in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH"):
+            env.pop(name, None)
+        env["DOCKER_CONTEXT"] = context
+    return env
 
 
 def _trust_engine_ca() -> None:
@@ -315,6 +331,7 @@ def require_buildx() -> str:
         [docker_cli(), "buildx", "version"],
         what="docker buildx",
         fix=_START_HINT,
+        env=cli_env(),
         error=EngineUnavailableError,
     )
     return proc.stdout.strip()
@@ -341,10 +358,13 @@ def _check_builder(name: str) -> None:
         [docker, "buildx", "inspect", name],
         what=f"the buildx builder HARNESS_BUILDER={name}",
         fix=fix,
+        env=cli_env(),
         error=EngineUnavailableError,
         timeout=60,
     )
-    current = run([docker, "buildx", "inspect"], what="the current buildx builder", fix=fix, check=False)
+    current = run(
+        [docker, "buildx", "inspect"], what="the current buildx builder", fix=fix, env=cli_env(), check=False
+    )
     driver, current_name = _inspected(named.stdout, "Driver"), _inspected(current.stdout, "Name")
     if driver == "docker" and current_name != name:
         # A docker context's own builder: buildx refuses it from any other context

@@ -11,8 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import child_env
-from harness.engine import builder_args, docker_cli, require_buildx
+from harness.engine import builder_args, cli_env, docker_cli, require_buildx
 from harness.errors import BuildError
 from harness.process import run
 
@@ -153,7 +152,7 @@ def buildx_build(
         cmd,
         what="image build",
         fix=f"fix the failing step; full log: {log_path}" if log_path else "fix the failing step",
-        env=child_env(run_env),
+        env=cli_env(run_env),
         error=BuildError,
         shown=shown,
         log_path=log_path,
@@ -186,7 +185,7 @@ def docker_load(oci_tar: Path, env: Mapping[str, str] | None = None) -> None:
     """Load `oci_tar` into the engine (`env` may name another one through DOCKER_HOST)."""
     run(
         [docker_cli(), "load", "--input", str(oci_tar)],
-        env=child_env(env) if env else None,
+        env=cli_env(env),
         what=f"docker load of {oci_tar}",
         fix="the engine needs the containerd image store: rerun scripts/provision-docker.sh",
         error=BuildError,

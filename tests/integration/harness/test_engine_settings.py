@@ -100,3 +100,17 @@ def test_another_contexts_builder_is_refused_before_any_build(
     message = str(err.value)
     assert "HARNESS_BUILDER=elsewhere is the builder of the docker context 'elsewhere'" in message
     assert "DOCKER_CONTEXT=elsewhere" in message
+
+
+def test_the_current_contexts_builder_is_accepted_though_the_context_was_exported(
+    docker_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The context is DOCKER_HOST for the harness's clients now; buildx gets the context back.
+    _docker("context", "create", "elsewhere", "--docker", "host=unix:///var/run/docker.sock")
+    _docker("context", "use", "elsewhere")
+    engine.prepare_clients()
+    assert os.environ["DOCKER_HOST"] == "unix:///var/run/docker.sock"
+    monkeypatch.setenv("HARNESS_BUILDER", "elsewhere")
+    assert engine.builder_args() == ["--builder", "elsewhere"]
+    assert engine.cli_env()["DOCKER_CONTEXT"] == "elsewhere"
+    assert "DOCKER_HOST" not in engine.cli_env()
