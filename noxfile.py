@@ -164,6 +164,18 @@ def e2e(session: nox.Session) -> None:
     )
 
 
+@nox.session(name="remote-engine")
+def remote_engine(session: nox.Session) -> None:
+    """A second dockerd on 127.0.0.1:RANDOM with TLS: an integration slice and `nox -s e2e` against it."""
+    install(session, "test")
+    # Pushed to the loopback registry, whence the remote engine resolves them.
+    session.run("python", "-m", "harness", "images", "--quiet", "base", "postgres", "redis", "registry")
+    session.run(
+        "pytest", "-p", "no:cacheprovider", "-s", "--junitxml=build/junit/remote-engine.xml",
+        *(session.posargs or ("tests/remote",)),
+    )  # fmt: skip
+
+
 @nox.session
 def publish(session: nox.Session) -> None:
     """Push the built image to a loopback registry by digest; sign it, attach its SBOM and provenance."""

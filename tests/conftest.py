@@ -6,7 +6,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # A test's tier is the folder it lives in; its marker says so, for `-m`.
-TIERS = ("unit", "integration", "e2e", "performance")
+TIERS = ("unit", "integration", "e2e", "performance", "remote")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
