@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.config import LogicalImage, Settings, environment, read_toml
-from harness.engine import docker_cli, engine_client, local_image_id
+from harness.engine import docker_cli, endpoint, engine_client, local_image_id
 from harness.errors import HarnessError
 from harness.process import run
 from harness.runtime.labels import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN
@@ -112,12 +112,15 @@ class EngineFacts:
     version: str | None = None
     driver_status: Sequence[Sequence[str]] = ()
     root_dir: str | None = None
+    fix: str | None = None  # the harness's own fix for `error` (a TLS file, a context), if it has one
 
 
 def engine_checks(facts: EngineFacts) -> list[Check]:
     """The engine answers, is recent enough, and stores images in containerd."""
     if facts.error is not None:
-        if facts.docker_host:
+        if facts.fix:
+            fix = facts.fix
+        elif facts.docker_host:
             fix = (
                 f"DOCKER_HOST={facts.docker_host} is where the harness looks: point it at a running "
                 f"engine or unset it (default unix:///var/run/docker.sock); no engine yet: {_PROVISION}"
@@ -589,12 +592,18 @@ def _engine_facts() -> tuple[EngineFacts, Any]:
     host = environment().docker_host
     where = host or "unix:///var/run/docker.sock"
     try:
+        found = endpoint()  # DOCKER_HOST, or the docker context it comes from
+        where = f"{found.host} (docker context {found.context})" if found.context else found.host
         client = engine_client()
         info = client.info()
         version = client.version().get("Version")
     except (HarnessError, DockerException) as exc:
         reason = (exc.checked or exc.what) if isinstance(exc, HarnessError) else str(exc)
-        return EngineFacts(where, host, error=reason.splitlines()[0][:300]), None
+        # The harness's own fix where it knows better (TLS files, the context); an engine that
+        # is simply not there gets the doctor's (DOCKER_HOST, or how to provision one).
+        knows_better = isinstance(exc, HarnessError) and "unreachable" not in exc.what
+        fix = exc.fix if isinstance(exc, HarnessError) and knows_better else None
+        return EngineFacts(where, host, error=reason.splitlines()[0][:300], fix=fix), None
     facts = EngineFacts(
         where,
         host,

@@ -312,6 +312,13 @@ def test_an_unreachable_engine_fails_naming_docker_host_or_the_provisioning_scri
     assert "DOCKER_HOST=" not in stopped.fix
 
 
+def test_an_engine_refused_for_its_tls_files_shows_the_harness_fix() -> None:
+    fix = "point DOCKER_CERT_PATH at a folder holding the engine's ca.pem ..."
+    (refused,) = engine_checks(EngineFacts("tcp://far:2376", "tcp://far:2376", error="TLS files", fix=fix))
+    assert refused.status == "FAIL"
+    assert refused.fix == fix
+
+
 def test_engine_version_and_image_store() -> None:
     store = [["driver-type", "io.containerd.snapshotter.v1"]]
     good = engine_checks(EngineFacts("unix:///s", None, version="26.1.5+dfsg1", driver_status=store))
