@@ -15,20 +15,32 @@ from harness import engine
 from harness.errors import EngineUnavailableError
 from tests.second_engine import certificates
 
+_ENGINE_VARIABLES = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH", "DOCKER_CONTEXT")
+
 
 @pytest.fixture
 def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private DOCKER_CONFIG, no engine variables; the harness's caches and the context it
-    exported are forgotten before and after (monkeypatch restores the variables)."""
+    exported are forgotten before and after. The engine variables are restored by hand:
+    monkeypatch forgets a variable that was unset when it deleted it, and the harness's export
+    of a context would outlive the test (and send later tests to its engine)."""
+    saved = {name: os.environ.get(name) for name in _ENGINE_VARIABLES}
     folder = tmp_path / "docker-config"
     folder.mkdir()
     monkeypatch.setenv("DOCKER_CONFIG", str(folder))
-    for name in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"):
-        monkeypatch.delenv(name, raising=False)
+    for name in _ENGINE_VARIABLES:
+        os.environ.pop(name, None)
     monkeypatch.delenv("HARNESS_BUILDER", raising=False)
     _forget()
-    yield folder
-    _forget()
+    try:
+        yield folder
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _forget()
 
 
 def _forget() -> None:
