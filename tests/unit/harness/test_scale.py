@@ -31,12 +31,15 @@ def test_a_shard_names_its_reports_and_slices_with_pytest_split() -> None:
 def _collected(project_root: Path, *variants: list[str]) -> list[list[str]]:
     """The test ids `pytest --collect-only` finds for each variant of extra arguments; the
     collections run side by side (each is mostly imports)."""
+    collect = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-             "tests/unit", "tests/integration", *args],
-            cwd=project_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [*collect, "tests/unit", "tests/integration", *args],
+            cwd=project_root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for args in variants
     ]
     found = []
