@@ -97,7 +97,7 @@ def test_an_unknown_harness_builder_names_the_setting_and_the_fix(
     with pytest.raises(EngineUnavailableError) as err:
         engine.builder_args()
     message = str(err.value)
-    assert "HARNESS_BUILDER=no-such-builder" in message
+    assert "HARNESS_BUILDER=no-such-builder" in message  # pragma: allowlist secret
     assert "docker buildx ls" in message
 
 
