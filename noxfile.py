@@ -158,10 +158,12 @@ def e2e(session: nox.Session) -> None:
     session.run("python", "-m", "harness", "build")
     # With verify-before-run on, the stack runs the published image from the registry.
     session.run("python", "-m", "harness", "publish", "--if-verifying")
-    # One stack for the tier: the tests share it (and stop its Postgres), so no xdist.
+    # Two workers, a file each at a time: each worker runs its own stack, which the tests of a
+    # file share (and stop its Postgres); the rehearsals of one file share their folder.
     session.run(
-        "pytest", "-p", "no:xdist", "--junitxml=build/junit/e2e.xml", *(session.posargs or ("tests/e2e",))
-    )
+        "pytest", "-n", "2", "--dist", "loadfile", "--junitxml=build/junit/e2e.xml",
+        *(session.posargs or ("tests/e2e",)),
+    )  # fmt: skip
 
 
 @nox.session(name="remote-engine")
