@@ -73,6 +73,9 @@ class Environment:
     controller: str | None  # HARNESS_CONTROLLER: "<run id>:<pid>", from the run's controller
     key_dir: str | None = None  # HARNESS_KEY_DIR: where `harness keys` keeps the signing key pair
     config_home: str | None = None  # XDG_CONFIG_HOME, else ~/.config: the default key folder's parent
+    # HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/harness, else ~/.cache/harness: what every checkout
+    # of this machine may share (wheels, keyed by the lockfiles' content)
+    cache_dir: str | None = None
     # HARNESS_KEY_PASSWORD or the file HARNESS_KEY_PASSWORD_FILE names; never in a repr.
     key_password: str | None = field(default=None, repr=False)
     key_password_file: str | None = field(default=None, repr=False)  # a path, kept out of reprs all the same
@@ -91,6 +94,7 @@ class Environment:
             if key.startswith("HARNESS_IMAGE_") and key.endswith("_REF") and value
         }
         sde = env.get("SOURCE_DATE_EPOCH") or None
+        cache_home = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
         return cls(
             project_root=env.get("HARNESS_PROJECT_ROOT") or None,
             state_dir=env.get("HARNESS_STATE_DIR") or None,
@@ -112,6 +116,7 @@ class Environment:
             controller=env.get("HARNESS_CONTROLLER") or None,
             key_dir=env.get("HARNESS_KEY_DIR") or None,
             config_home=env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config"),
+            cache_dir=env.get("HARNESS_CACHE_DIR") or str(Path(cache_home) / "harness"),
             key_password=env.get("HARNESS_KEY_PASSWORD") or None,
             key_password_file=env.get("HARNESS_KEY_PASSWORD_FILE") or None,
             verify=_flag(env, "HARNESS_VERIFY"),

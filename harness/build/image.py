@@ -106,7 +106,10 @@ def build_materials(settings: Settings, source: BuildSource, log: Callable[[str]
 
     (base,) = resolve_images(settings, [source.config.base_image], log=log)
     wheelhouse = fill_wheelhouse(
-        source.lockfiles, settings.build_dir / "wheelhouse", python_version=source.config.python_version
+        source.lockfiles,
+        settings.build_dir / "wheelhouse",
+        python_version=source.config.python_version,
+        cache=Path(environment().cache_dir or settings.state_dir) / "wheels",
     )
     log(f"wheelhouse ready: {len(list(wheelhouse.glob('*.whl')))} wheels in {wheelhouse}")
     return base.ref, wheelhouse
