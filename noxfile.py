@@ -113,12 +113,13 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def durations(session: nox.Session) -> None:
     """Refresh tests/durations.json, which balances the shards (pytest-split)."""
-    install(session, "test")
+    install(session, "test", "security")  # as the tests session: the security canaries run too
     session.run("python", "-m", "harness", "images", "--quiet", "postgres", "redis")
+    # The whole tiers replace the file; named paths only update their own tests' entries.
+    whole = () if session.posargs else ("--clean-durations", "tests/unit", "tests/integration")
     session.run(
-        "pytest", "-n", "auto", "--store-durations", "--clean-durations",
-        "--durations-path", "tests/durations.json", *(session.posargs or ("tests/unit", "tests/integration")),
-        env=LEAN_PYTEST,
+        "pytest", "-n", "auto", "--store-durations", "--durations-path", "tests/durations.json",
+        *session.posargs, *whole, env=LEAN_PYTEST,
     )  # fmt: skip
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import sys
@@ -44,6 +43,8 @@ def _migrate() -> int:
 
 def _healthcheck() -> int:
     """For the image's HEALTHCHECK: no curl in a production image."""
+    import http.client  # here, not at the top: `migrate` runs once per test worker, and needs none of it
+
     # http.client, not urlopen: a fixed host and scheme, nothing a URL could redirect elsewhere.
     connection = http.client.HTTPConnection("127.0.0.1", int(os.environ.get("PORT", "8000")), timeout=2)
     try:
