@@ -256,8 +256,9 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
     root = _project(tmp_path, EARLY)
     kept: set[str] = set()
     try:
-        # A short idle time: if this test is killed, the reapers' sweeps expire what it kept.
-        idle = {"CI": "", "HARNESS_REUSE_IDLE": "10", "HARNESS_REAPER_GRACE": "20"}
+        # A short idle time: if this test is killed, the reapers' sweeps expire what it kept. Not
+        # too short: on a busy machine the second run may start 10 s after the first one ended.
+        idle = {"CI": "", "HARNESS_REUSE_IDLE": "60", "HARNESS_REAPER_GRACE": "20"}
         first = _run(root, "-n", "0", "--harness-reuse", run_id=run_id, env=idle)
         assert first.returncode == 0, first.stdout
         kept = {c.id for c in kept_containers(engine_client())}
