@@ -240,7 +240,10 @@ def _cmd_merge_reports(args: argparse.Namespace) -> int:
         coverage_dir / ".coverage",
         coverage_dir / "coverage.xml",
     )
-    print(report.strip().splitlines()[-1])
+    # The TOTAL line, not the last one (with skip_covered, that counts the skipped files).
+    lines = report.strip().splitlines()
+    total = next((line for line in lines if line.startswith("TOTAL")), lines[-1] if lines else "")
+    print(f"merged coverage, gated (fail_under): {' '.join(total.split())}")
     return 1 if merged.failures or merged.errors else 0
 
 
