@@ -701,40 +701,73 @@ def run_rehearsal(
             (label, blue if image == built.image else image, bad) for label, image, bad in candidates
         ]
     folder = settings.build_dir / "deploy"
-    timeline = Timeline()
-    outcomes: list[tuple[Outcome, bool]] = []
-    results: dict[str, Any] | None = None
-    history = folder / "locust" / "stats_stats_history.csv"
-    timeline.mark("rehearsal starts", f"run {run_id}; blue = {blue}")
-    with rehearsal(
-        settings, identity, blue, folder=folder, timeline=timeline, users=cfg.users,
-        instances=1 + len(candidates), load=lambda r: r.start_locust(cfg.users),
-    ) as reh:  # fmt: skip
-        if not _wait(lambda: reh.locust_requests() >= 20, 60, poll=0.25):
-            raise DeployError(
-                "Locust made no requests through the proxy",
-                checked=f"{folder / 'locust' / 'locust.log'}",
-                fix="read Locust's log",
+    with _one_rehearsal_at_a_time(settings, log):
+        timeline = Timeline()
+        outcomes: list[tuple[Outcome, bool]] = []
+        results: dict[str, Any] | None = None
+        history = folder / "locust" / "stats_stats_history.csv"
+        timeline.mark("rehearsal starts", f"run {run_id}; blue = {blue}")
+        with rehearsal(
+            settings, identity, blue, folder=folder, timeline=timeline, users=cfg.users,
+            instances=1 + len(candidates), load=lambda r: r.start_locust(cfg.users),
+        ) as reh:  # fmt: skip
+            if not _wait(lambda: reh.locust_requests() >= 20, 60, poll=0.25):
+                raise DeployError(
+                    "Locust made no requests through the proxy",
+                    checked=f"{folder / 'locust' / 'locust.log'}",
+                    fix="read Locust's log",
+                )
+            timeline.mark("load flowing through the proxy", f"{cfg.users} Locust users")
+            for label, image, broken in candidates:
+                outcomes.append((deploy_candidate(reh, image, label), broken))
+            time.sleep(2.0)  # requests after the last switch, on whatever serves now
+            results = reh.stop_locust()
+            timeline.mark("load stopped", "Locust's gate has judged the run")
+            serving = reh.active
+            status, _ = _get(f"{reh.proxy_url}/health")
+            timeline.mark(
+                "after the rehearsal", f"proxy routes to {serving}; GET /health through it: {status}"
             )
-        timeline.mark("load flowing through the proxy", f"{cfg.users} Locust users")
-        for label, image, broken in candidates:
-            outcomes.append((deploy_candidate(reh, image, label), broken))
-        time.sleep(2.0)  # requests after the last switch, on whatever serves now
-        results = reh.stop_locust()
-        timeline.mark("load stopped", "Locust's gate has judged the run")
-        serving = reh.active
-        status, _ = _get(f"{reh.proxy_url}/health")
-        timeline.mark("after the rehearsal", f"proxy routes to {serving}; GET /health through it: {status}")
-    timeline.mark("everything removed")
-    return _verdict(
-        timeline,
-        outcomes,
-        results,
-        history,
-        folder,
-        expect_rollback=expect_rollback,
-        limit=cfg.rollback_limit,
-    )
+        timeline.mark("everything removed")
+        return _verdict(
+            timeline,
+            outcomes,
+            results,
+            history,
+            folder,
+            expect_rollback=expect_rollback,
+            limit=cfg.rollback_limit,
+        )
+
+
+@contextlib.contextmanager
+def _one_rehearsal_at_a_time(settings: Settings, log: Callable[[str], None]) -> Iterator[None]:
+    """Rehearsals of one checkout share build/deploy (the proxy's and Prometheus's files, the
+    timeline): a second one waits for the first instead of deleting its files under it."""
+    from filelock import FileLock, Timeout
+
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.state_dir / "deploy.lock"
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"another deploy rehearsal of this checkout is running; waiting for it ({path})")
+        try:
+            lock.acquire(timeout=_REHEARSAL_WAIT)
+        except Timeout:
+            raise DeployError(
+                f"another deploy rehearsal held {path} for {_REHEARSAL_WAIT:g}s",
+                checked=f"the lock {path}",
+                fix="wait for it to finish (or stop it); a killed one releases the lock with its process",
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+_REHEARSAL_WAIT = 900.0  # seconds: longer than any rehearsal
 
 
 def settings_run_id() -> str | None:

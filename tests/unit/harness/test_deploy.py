@@ -214,3 +214,47 @@ def test_secrets_belong_to_the_image_user_alone_also_after_a_rotation(tmp_path: 
     assert (st.st_uid, st.st_mode & 0o777) == (10001, 0o400)
     assert folder.stat().st_uid == 10001
     assert (folder / "api_keys").read_text() == "a:new\n"
+
+
+def test_a_second_rehearsal_of_a_checkout_waits_for_the_first_then_gives_up_naming_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    settings = replace(load_settings(), state_dir=tmp_path / "state")
+    settings.state_dir.mkdir()
+    lock = settings.state_dir / "deploy.lock"
+
+    def first_rehearsal(seconds: float) -> subprocess.Popen[str]:
+        """Another process holding the lock for `seconds`, as a running rehearsal does."""
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time; from filelock import FileLock\n"
+             "with FileLock(sys.argv[1]):\n    print('held', flush=True); time.sleep(float(sys.argv[2]))",
+             str(lock), str(seconds)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        return holder
+
+    holder = first_rehearsal(30)
+    monkeypatch.setattr(bluegreen, "_REHEARSAL_WAIT", 0.3)
+    try:
+        with (
+            pytest.raises(DeployError, match="another deploy rehearsal held") as err,
+            bluegreen._one_rehearsal_at_a_time(settings, log=lambda _m: None),
+        ):
+            pytest.fail("ran beside another rehearsal")
+        assert str(lock) in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+    # The first one ends while the second waits: the second goes ahead, having said why it waited.
+    holder = first_rehearsal(0.5)
+    monkeypatch.setattr(bluegreen, "_REHEARSAL_WAIT", 20.0)
+    said: list[str] = []
+    with bluegreen._one_rehearsal_at_a_time(settings, log=said.append):
+        assert holder.wait(timeout=5) == 0
+    assert any("waiting for it" in line for line in said), said
