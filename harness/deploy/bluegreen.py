@@ -39,7 +39,7 @@ from harness.deploy.monitor import (
     rehearsal_rules,
 )
 from harness.deploy.proxy import CONFIG_DIR, PORT_API, PORT_PUBLIC, PORT_SMOKE, RuntimeAPI, check_config
-from harness.deploy.timeline import Timeline, requests_between
+from harness.deploy.timeline import Timeline, load_summary, requests_between
 from harness.engine import engine_client, local_image_id
 from harness.errors import HarnessError
 from harness.process import start_child
@@ -814,10 +814,7 @@ def _verdict(
         problems.append("Locust wrote no results")
     else:
         total = results["stats"]["total"]
-        timeline.summary["requests"] = (
-            f"{total['requests']} made, {total['failures']} failed, p95 {total['p95_ms']:g} ms, "
-            f"{total['rps']:.1f} rps"
-        )
+        timeline.summary["requests"] = load_summary(total)
         any_broken = any(b for _, b in outcomes)
         if any_broken:
             # Failures are expected only while a broken green served; blue alone must fail none.

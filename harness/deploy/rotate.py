@@ -24,7 +24,7 @@ from filelock import FileLock, Timeout
 
 from harness.config import Settings
 from harness.deploy.bluegreen import Rehearsal, _get, _wait, _write_private, rehearsal
-from harness.deploy.timeline import Timeline
+from harness.deploy.timeline import Timeline, load_summary
 from harness.errors import HarnessError
 
 __all__ = ["RotationError", "rotate_api_keys", "rotate_database_password", "rotation_lock", "run_rotation"]
@@ -204,9 +204,7 @@ def run_rotation(settings: Settings, *, log: Callable[[str], None] = print) -> i
             problems.append("Locust wrote no results")
         else:
             total = results["stats"]["total"]
-            tl.summary["requests"] = (
-                f"{total['requests']} made, {total['failures']} failed, p95 {total['p95_ms']:g} ms"
-            )
+            tl.summary["requests"] = load_summary(total)
             if total["failures"]:
                 problems.append(f"{total['failures']} request(s) failed during the rotation (0 is the bar)")
         tl.summary["verdict"] = "PASSED" if not problems else "FAILED: " + "; ".join(problems)

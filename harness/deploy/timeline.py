@@ -6,12 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Event", "Timeline", "requests_between"]
+__all__ = ["Event", "Timeline", "load_summary", "requests_between"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,11 @@ def requests_between(history: Path, start: float | None, end: float | None) -> d
     second = _at(rows, end) if end else total
     spans = {"before": ((0, 0), first), "during": (first, second), "after": (second, total)}
     return {name: {"requests": b[0] - a[0], "failures": b[1] - a[1]} for name, (a, b) in spans.items()}
+
+
+def load_summary(total: Mapping[str, Any]) -> str:
+    """The timeline's `requests` line, from the Locust gate's aggregated stats."""
+    return (
+        f"{total['requests']} made, {total['failures']} failed, p95 {total['p95_ms']:g} ms, "
+        f"{total['rps']:.1f} rps"
+    )
