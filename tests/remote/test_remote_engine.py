@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import re
@@ -370,7 +371,8 @@ def test_the_tiers_run_on_a_remote_tls_engine_and_never_on_the_local_one(
 
         # The runs' reapers finish their sweep of the remote engine; then nothing is left there.
         _wait("reapers of the remote runs still running", lambda: _reapers_of(remote_runs), 60)
-        _wait("containers left on the remote engine", lambda: remote.containers.list(all=True), 30)
+        left = functools.partial(remote.containers.list, all=True, ignore_removed=True)
+        _wait("containers left on the remote engine", left, 30)
         assert remote.networks.list(filters={"label": LABEL_RUN}) == []
         assert remote.volumes.list(filters={"label": LABEL_RUN}) == []
     finally:

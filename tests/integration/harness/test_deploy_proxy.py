@@ -66,5 +66,6 @@ def test_a_rehearsal_with_a_broken_proxy_config_starts_nothing(
         pytest.fail("the rehearsal started")
     client = engine_client()
     flt = {"label": [f"{LABEL_RUN}={identity.run_id}"]}
-    leftovers = client.containers.list(all=True, filters=flt) + client.networks.list(filters=flt)
+    containers = client.containers.list(all=True, filters=flt, ignore_removed=True)
+    leftovers = containers + client.networks.list(filters=flt)
     assert leftovers == []

@@ -479,10 +479,15 @@ def test_a_killed_command_leaves_no_registry_behind(tmp_path: Path, project_root
         assert len(engine_client().containers.list(filters=flt)) == 1
         command.send_signal(signal.SIGKILL)
         command.wait()
+
+        # ignore_removed: the reaper may remove the container between the listing and its inspection.
+        def left() -> list[object]:
+            return engine_client().containers.list(all=True, filters=flt, ignore_removed=True)
+
         deadline = time.monotonic() + 20
-        while engine_client().containers.list(all=True, filters=flt) and time.monotonic() < deadline:
+        while left() and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert engine_client().containers.list(all=True, filters=flt) == []
+        assert left() == []
     finally:
         if command.poll() is None:
             command.kill()
