@@ -2,15 +2,17 @@
 later layer included), in `Env`, labels and every history entry's `created_by`; the final
 filesystem's user, setuid/setgid bits, compilers and pip; the HEALTHCHECK.
 
-Reading every layer costs seconds per hundred MB, so each layer's scan is kept in
-`build/security/cache/`, keyed by the layer's digest (content-addressed: it cannot go
-stale); a warm run reads only the layers that changed, usually the service's own.
+Reading every layer costs seconds per hundred MB, so each layer's scan is kept in the
+machine's cache (`layer_cache()`: every checkout shares it, as BuildKit's cache is shared),
+keyed by the layer's digest and by the rules that made it: content-addressed, it cannot go
+stale. A fresh clone reads only the layers that changed, usually the service's own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 import re
 from collections.abc import Sequence
@@ -19,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.build.oci import OciImage, image_path, read_oci
+from harness.config import environment
 from harness.security.findings import CheckResult, Finding
 from harness.security.secrets import CONFIG_RULES, FILE_RULES, match_rules
 
-__all__ = ["ImageView", "LayerScan", "scan_image", "view_image"]
+__all__ = ["ImageView", "LayerScan", "layer_cache", "scan_image", "view_image"]
 
-# Bump when what a LayerScan holds, or the rules, change: older cache files are then ignored.
-_CACHE_VERSION = "1"
+# Bump when what a LayerScan holds changes: older cache files are then ignored. (A change of
+# the rules or patterns below changes the cache key by itself: see `_cache_key`.)
+_CACHE_VERSION = "2"
 _MAX_SCANNED = 32 << 20  # bigger files are databases and archives, not where keys are left
 COMPILERS = frozenset({"gcc", "cc", "c++", "g++", "clang", "clang++", "tcc", "as", "ld", "make", "cpp"})
 _BIN_DIRS = frozenset({"/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"})
@@ -92,18 +96,37 @@ def _scan_layer(image: OciImage, index: int) -> LayerScan:
     return scan
 
 
+def layer_cache() -> Path | None:
+    """Where layer scans are kept: the machine's cache folder (HARNESS_CACHE_DIR)."""
+    cache_dir = environment().cache_dir
+    return Path(cache_dir) / "layer-scans" if cache_dir else None
+
+
+def _cache_key() -> str:
+    """What a cached scan depends on besides the layer's bytes: the format and every rule."""
+    parts = [_CACHE_VERSION, str(_MAX_SCANNED), _CAPTURE.pattern, _HASHED.pattern]
+    parts += [f"{name}={pattern.pattern!r}" for name, pattern in FILE_RULES]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 def _layer_scan(image: OciImage, index: int, cache: Path | None) -> LayerScan:
     digest = image.layer_digests[index]
-    cached = cache / f"{digest.replace(':', '-')}.v{_CACHE_VERSION}.json" if cache else None
+    cached = cache / f"{digest.replace(':', '-')}.{_cache_key()}.json" if cache else None
     if cached is not None and cached.is_file():
-        raw = json.loads(cached.read_text(encoding="utf-8"))
-        raw["entries"] = {k: tuple(v) for k, v in raw["entries"].items()}
-        raw["secrets"] = [tuple(s) for s in raw["secrets"]]
-        return LayerScan(**raw)
+        try:
+            raw = json.loads(cached.read_text(encoding="utf-8"))
+            raw["entries"] = {k: tuple(v) for k, v in raw["entries"].items()}
+            raw["secrets"] = [tuple(s) for s in raw["secrets"]]
+            return LayerScan(**raw)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            pass  # not a scan this version wrote: the layer is read again, and the file replaced
     scan = _scan_layer(image, index)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps(asdict(scan)), encoding="utf-8")
+        # Written aside, then renamed: two checkouts scanning the same layer never read half a file.
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(asdict(scan)), encoding="utf-8")
+        partial.replace(cached)
     return scan
 
 

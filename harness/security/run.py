@@ -15,7 +15,7 @@ from harness.errors import HarnessError
 from harness.security import dockerfiles, sast, secrets, shell, vulns, workflows
 from harness.security.baseline import apply_baseline, load_baseline
 from harness.security.findings import CheckResult, Finding
-from harness.security.image_scan import scan_image, view_image
+from harness.security.image_scan import layer_cache, scan_image, view_image
 from harness.security.licences import check_licences
 from harness.security.report import SecurityReport, write_report
 from harness.security.sbom import components, sbom_document, validate_sbom, write_sbom
@@ -97,7 +97,7 @@ def _image_checks(
         )
         return [missing], {}, None
     try:
-        view = view_image(tarball, out / "cache")
+        view = view_image(tarball, layer_cache())
     except HarnessError as exc:
         broken = CheckResult("image")
         broken.findings.append(

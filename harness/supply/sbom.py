@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import __version__
-from harness.security.image_scan import view_image
+from harness.security.image_scan import layer_cache, view_image
 from harness.security.sbom import Component, components, sbom_document
 from harness.security.sbom import write_sbom as _write_document
 
@@ -17,9 +17,9 @@ __all__ = ["image_components", "write_sbom"]
 
 def image_components(oci: Path) -> list[Component]:
     """The image's components (Debian packages, Python distributions, the service itself)."""
-    return components(view_image(oci))
+    return components(view_image(oci, layer_cache()))
 
 
 def write_sbom(oci: Path, dest: Path, *, name: str) -> Path:
     """The image's CycloneDX SBOM, named `name`, written to `dest`."""
-    return _write_document(sbom_document(view_image(oci), name, __version__), dest)
+    return _write_document(sbom_document(view_image(oci, layer_cache()), name, __version__), dest)

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from harness.config import LicencePolicy, load_settings
 from harness.errors import HarnessError
+from harness.security import image_scan
 from harness.security.baseline import apply_baseline, load_baseline
 from harness.security.dockerfiles import dockerfile_policy
 from harness.security.findings import CheckResult, Finding
 from harness.security.gates import collect_gates, render_gates
-from harness.security.image_scan import scan_image, view_image
+from harness.security.image_scan import layer_cache, scan_image, view_image
 from harness.security.licences import check_licences, expression_allowed
 from harness.security.report import SecurityReport
 from harness.security.sbom import Component, components, sbom_document
@@ -118,12 +120,32 @@ def test_setuid_compiler_and_pip_are_found_and_the_allowlist_is_honoured(tmp_pat
     assert len(_where(findings.findings, "pip")) == 2
 
 
-def test_layer_scans_are_cached_by_digest(tmp_path: Path) -> None:
+def test_layer_scans_are_cached_by_digest_and_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_oci(tmp_path / "i.tar", [{"/etc/key.pem": PRIVATE_KEY}], config=HEALTHY)
     cache = tmp_path / "cache"
     first = scan_image(view_image(path, cache)).findings
-    assert len(list(cache.iterdir())) == 1
+    assert any(f.rule == "private-key" for f in first)
+    (cached,) = cache.iterdir()
     assert scan_image(view_image(path, cache)).findings == first
+
+    # A cached scan is what is reported: planted, it shows (so the cache is read) ...
+    raw = json.loads(cached.read_text())
+    raw["secrets"] = []
+    cached.write_text(json.dumps(raw))
+    assert not any(f.rule == "private-key" for f in scan_image(view_image(path, cache)).findings)
+    # ... but a change of the rules is a new key: the layer is read again.
+    monkeypatch.setattr(image_scan, "FILE_RULES", (*image_scan.FILE_RULES, ("new", re.compile(b"x^"))))
+    assert scan_image(view_image(path, cache)).findings == first
+    assert len(list(cache.iterdir())) == 2
+    # A file this version cannot read is read again, and replaced.
+    for stale in cache.iterdir():
+        stale.write_text("{not json")
+    assert scan_image(view_image(path, cache)).findings == first
+
+
+def test_the_layer_cache_is_the_machines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "machine"))
+    assert layer_cache() == tmp_path / "machine" / "layer-scans"
 
 
 # --------------------------------------------------------------------------- Dockerfiles
