@@ -4,6 +4,7 @@ twice), stale durations only warn, and merging refuses a test that ran twice."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,37 +29,63 @@ def test_a_shard_names_its_reports_and_slices_with_pytest_split() -> None:
     assert shard.pytest_args()[:4] == ["--splits", "3", "--group", "2"]
 
 
-def _collected(project_root: Path, *variants: list[str]) -> list[list[str]]:
-    """The test ids `pytest --collect-only` finds for each variant of extra arguments; the
-    collections run side by side (each is mostly imports)."""
-    collect = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    procs = [
-        subprocess.Popen(
-            [*collect, "tests/unit", "tests/integration", *args],
-            cwd=project_root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for args in variants
-    ]
-    found = []
-    for proc in procs:
-        out, err = proc.communicate()
-        assert proc.returncode == 0, out + err
-        found.append([line for line in out.splitlines() if line.startswith("tests/") and "::" in line])
-    return found
+# Loaded into the one collection below. pytest-split keeps one group of the collected items
+# (a trylast hook); around it, this records the whole collection, the group kept, and every
+# group the same algorithm makes from the same items and durations.
+SHARD_PROBE = """
+import json, os
+import pytest
+from pytest_split import algorithms
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection_modifyitems(config, items):
+    whole = list(items)
+    yield
+    with open(config.option.durations_path, encoding="utf-8") as f:
+        durations = json.load(f)
+    algorithm = algorithms.Algorithms[config.option.splitting_algorithm].value
+    groups = algorithm(config.option.splits, whole, durations)
+    with open(os.environ["SHARD_PROBE_OUT"], "w", encoding="utf-8") as f:
+        json.dump({"whole": [i.nodeid for i in whole], "kept": [i.nodeid for i in items],
+                   "groups": [[i.nodeid for i in g.selected] for g in groups]}, f)
+"""
 
 
-def test_the_union_of_the_shards_is_the_whole_suite(project_root: Path) -> None:
+def test_the_union_of_the_shards_is_the_whole_suite(project_root: Path, tmp_path: Path) -> None:
+    """One collection of the whole suite with a shard's own arguments (each collection imports
+    everything: seconds of CPU), instead of one per shard."""
     if not (project_root / "tests" / "integration").is_dir():
         pytest.skip("the integration tier is not here (the image's test stage copies only the unit tier)")
-    whole, *shards = _collected(project_root, [], *(Shard(k, 3).pytest_args() for k in (1, 2, 3)))
-    union = [test for shard in shards for test in shard]
+    (tmp_path / "shard_probe.py").write_text(SHARD_PROBE)
+    out = tmp_path / "shards.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+           "SHARD_PROBE_OUT": str(out)}  # fmt: skip
+    collect = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "shard_probe",
+    ]
+    shard = Shard(2, 3)
+    proc = subprocess.run(
+        [*collect, "tests/unit", "tests/integration", *shard.pytest_args()],
+        cwd=project_root, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    found = json.loads(out.read_text())
+    listed = [line for line in proc.stdout.splitlines() if line.startswith("tests/") and "::" in line]
+    assert listed == found["kept"] == found["groups"][shard.index - 1]  # what --shard 2/3 runs
+    whole, union = found["whole"], [test for group in found["groups"] for test in group]
     assert len(whole) > 100
+    assert len(found["groups"]) == shard.count
     assert sorted(union) == sorted(whole)  # none lost
     assert len(union) == len(set(union))  # none twice
-    assert all(shards), "a shard got no test at all"
+    assert all(found["groups"]), "a shard got no test at all"
 
 
 def test_durations_of_tests_that_no_longer_exist_are_found(tmp_path: Path) -> None:
