@@ -1,6 +1,8 @@
 """The set-up on a stock Debian 12 Python: `bash scripts/bootstrap.sh` with Debian's own
 /usr/bin/python3 (3.11.2, PEP 668: no `pip install` outside a venv) gives a working
-`.venv/bin/nox`, and the lockfiles install with --require-hashes on that interpreter.
+`.venv/bin/nox`, and the lockfiles install with --require-hashes on that interpreter, by
+the uv the bootstrap installs (`requirements/nox.txt`), which is what nox's sessions install
+them with.
 
 The engine step is switched off (HARNESS_BOOTSTRAP_ENGINE=0): the engine is already up,
 and provisioning it is scripts/provision-docker.sh's job, not this test's.
@@ -55,33 +57,39 @@ def _bootstrap(tree: Path, python: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _dry_run(venv_python: Path, lockfile: Path) -> subprocess.CompletedProcess[str]:
-    """pip's resolution of `lockfile` with --require-hashes in that venv: every dependency
-    must be pinned (with its markers evaluated on that interpreter) and every file must match
-    its hash (pip downloads them to check). The machine's pip config is off: PyPI's hashes."""
+def _uv(project_root: Path) -> Path:
+    """The uv of the checkout's .venv (the bootstrap's, pinned by requirements/nox.txt)."""
+    uv = project_root / ".venv/bin/uv"
+    if not uv.is_file():
+        pytest.skip(f"{uv} is missing: run `bash scripts/bootstrap.sh` first")
+    return uv
+
+
+def _install(project_root: Path, venv_python: Path, lockfile: Path) -> subprocess.CompletedProcess[str]:
+    """`lockfile` installed with --require-hashes into that venv, as a nox session installs it:
+    every dependency must be pinned (with its markers evaluated on that interpreter) and every
+    file must match its hash. The machine's pip configuration is off: PyPI's hashes."""
     return run(
-        [str(venv_python), "-m", "pip", "install", "--dry-run", "--quiet", "--disable-pip-version-check",
-         "--ignore-installed", "--require-hashes", "--requirement", str(lockfile)],
-        env=pip_child_env(),
-        what=f"pip install --dry-run --require-hashes -r {lockfile.name}",
-        fix="see pip's error",
+        [str(_uv(project_root)), "pip", "install", "--quiet", "--require-hashes",
+         "--python", str(venv_python), "--requirement", str(lockfile)],
+        env=pip_child_env({"UV_NATIVE_TLS": "1"}),
+        what=f"uv pip install --require-hashes -r {lockfile.name}",
+        fix="see uv's error",
         check=False,
         timeout=INSTALL_TIMEOUT,
     )  # fmt: skip
 
 
+def _debian_venv(debian_python: Path, where: Path) -> Path:
+    """The python of a new venv made by Debian's python3 (uv needs no pip in it)."""
+    run([str(debian_python), "-m", "venv", "--without-pip", str(where)], what="a venv of Debian's python3",
+        fix="apt-get install python3-venv")  # fmt: skip
+    return where / "bin/python"
+
+
 @pytest.fixture(scope="module")
 def debian_python() -> Path:
     return _debian_python()
-
-
-@pytest.fixture(scope="module")
-def debian_venv(tmp_path_factory: pytest.TempPathFactory, debian_python: Path) -> Path:
-    """The python of a venv made by Debian's python3, with the pip that python3-venv bundles."""
-    venv = tmp_path_factory.mktemp("debian-venv") / "venv"
-    run([str(debian_python), "-m", "venv", str(venv)], what="a venv of Debian's python3",
-        fix="apt-get install python3-venv")  # fmt: skip
-    return venv / "bin/python"
 
 
 def test_bootstrap_gives_nox_in_a_venv_of_debians_python(
@@ -113,14 +121,19 @@ def test_bootstrap_gives_nox_in_a_venv_of_debians_python(
     assert again.stdout.strip().splitlines()[-1] == ".venv/bin/nox -s tests"
 
 
-def test_test_lockfile_installs_with_hashes_on_debians_python(debian_venv: Path, project_root: Path) -> None:
+def test_test_lockfile_installs_with_hashes_on_debians_python(
+    debian_python: Path, project_root: Path, tmp_path: Path
+) -> None:
     """The check that failed before async-timeout was pinned: redis asks for it below 3.11.3."""
-    proc = _dry_run(debian_venv, project_root / "requirements/test.txt")
+    venv = _debian_venv(debian_python, tmp_path / "venv")
+    proc = _install(project_root, venv, project_root / "requirements/test.txt")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    run([str(venv), "-c", "import async_timeout, fastapi, redis, testcontainers"],
+        what="the installed packages, imported on Debian's python", fix="see the import error")  # fmt: skip
 
 
 def test_the_check_fails_on_a_lockfile_missing_a_marker_dependency(
-    debian_venv: Path, project_root: Path, tmp_path: Path
+    debian_python: Path, project_root: Path, tmp_path: Path
 ) -> None:
     """The same check can fail: redis alone, hashed as test.txt pins it, without the
     async-timeout it needs on 3.11.2 (what test.txt looked like when compiled on 3.11.7)."""
@@ -128,6 +141,6 @@ def test_the_check_fails_on_a_lockfile_missing_a_marker_dependency(
     lockfile = tmp_path / "redis-only.txt"
     hashes = " ".join(f"--hash=sha256:{h}" for h in redis.hashes)
     lockfile.write_text(f"redis=={redis.version} {hashes}\n", encoding="utf-8")
-    proc = _dry_run(debian_venv, lockfile)
+    proc = _install(project_root, _debian_venv(debian_python, tmp_path / "venv"), lockfile)
     assert proc.returncode != 0, f"redis=={redis.version} no longer needs async-timeout on 3.11.2?"
     assert "async-timeout" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
