@@ -210,6 +210,21 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cache_dir(args: argparse.Namespace) -> int:
+    """The machine's cache folder (or a folder in it), which every checkout shares."""
+    from harness.config import environment
+
+    base = environment().cache_dir
+    if not base:
+        raise HarnessError(
+            "no cache folder: neither HARNESS_CACHE_DIR, XDG_CACHE_HOME nor HOME is set",
+            checked="HARNESS_CACHE_DIR, then $XDG_CACHE_HOME/harness, then ~/.cache/harness",
+            fix="set HARNESS_CACHE_DIR to a folder this user may write",
+        )
+    print(Path(base, *([args.name] if args.name else [])))
+    return 0
+
+
 def _cmd_shard(args: argparse.Namespace) -> int:
     """What a shard's pytest run needs, as JSON (the tests session reads it)."""
     import json
@@ -460,6 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
         "clean", help="remove kept (--harness-reuse) containers and leftovers of runs whose owner died"
     )
     clean.set_defaults(func=_cmd_clean)
+
+    cache_dir = sub.add_parser("cache-dir", help="the machine's cache folder, shared by every checkout")
+    cache_dir.add_argument("name", nargs="?", help="a folder in it (e.g. mypy)")
+    cache_dir.set_defaults(func=_cmd_cache_dir)
 
     shard = sub.add_parser("shard", help="the pytest arguments of shard K/N (JSON)")
     shard.add_argument("spec", help="K/N: the K-th of N balanced slices")

@@ -54,3 +54,15 @@ def test_errors_exit_2_with_the_fix(
     (tmp_path / "pyproject.toml").write_text("[tool.harness\n")
     assert main(["lock", "--check"]) == 2
     assert "fix the TOML syntax" in capsys.readouterr().err
+
+
+def test_cache_dir_names_the_machines_cache_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("HARNESS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert main(["cache-dir", "mypy"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "xdg" / "harness" / "mypy")
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "mine"))
+    assert main(["cache-dir"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "mine")
