@@ -72,7 +72,8 @@ def containers_of(client: Any, run_id: str) -> list[Any]:
 def remove_labelled(client: Any, filters: dict[str, Any]) -> int:
     """Remove containers, then networks, then volumes matching label filters; returns the count."""
     removed = 0
-    for container in client.containers.list(all=True, ignore_removed=True, filters=filters):
+    # sparse: the listing alone (one call); removal needs only the id, not an inspect of each.
+    for container in client.containers.list(all=True, sparse=True, filters=filters):
         with contextlib.suppress(Exception):  # already gone, or being removed by its owner
             container.remove(force=True, v=True)
             removed += 1
@@ -90,7 +91,9 @@ def remove_labelled(client: Any, filters: dict[str, Any]) -> int:
 def _labels_of(client: Any) -> list[dict[str, str]]:
     seen: list[dict[str, str]] = []
     flt = {"label": [LABEL_RUN]}
-    seen.extend(c.labels for c in client.containers.list(all=True, ignore_removed=True, filters=flt))
+    # sparse: the listing carries the labels; every worker sweeps as it starts, so no inspect of each.
+    containers = client.containers.list(all=True, sparse=True, filters=flt)
+    seen.extend(c.attrs.get("Labels") or {} for c in containers)
     seen.extend(n.attrs.get("Labels") or {} for n in client.networks.list(filters=flt))
     seen.extend(v.attrs.get("Labels") or {} for v in client.volumes.list(filters=flt))
     return seen
