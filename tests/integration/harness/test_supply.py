@@ -428,6 +428,7 @@ def _records(settings: Settings, digest: str, repository: str, tag: str) -> None
 
 
 @pytest.mark.parametrize("tamper", ["none", "another revision", "unsigned"])
+@pytest.mark.usefixtures("pair")  # the key pair must exist on this worker, whatever ran before
 def test_a_stack_runs_only_a_verified_image_and_starts_nothing_otherwise(
     tamper: str, tmp_path: Path, settings: Settings, registry: Registry, docker_config: Path
 ) -> None:
