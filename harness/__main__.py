@@ -212,16 +212,9 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 def _cmd_cache_dir(args: argparse.Namespace) -> int:
     """The machine's cache folder (or a folder in it), which every checkout shares."""
-    from harness.config import environment
+    from harness.config import machine_cache
 
-    base = environment().cache_dir
-    if not base:
-        raise HarnessError(
-            "no cache folder: neither HARNESS_CACHE_DIR, XDG_CACHE_HOME nor HOME is set",
-            checked="HARNESS_CACHE_DIR, then $XDG_CACHE_HOME/harness, then ~/.cache/harness",
-            fix="set HARNESS_CACHE_DIR to a folder this user may write",
-        )
-    print(Path(base, *([args.name] if args.name else [])))
+    print(machine_cache(args.name or ""))
     return 0
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "environment",
     "find_project_root",
     "load_settings",
+    "machine_cache",
     "pip_child_env",
     "read_toml",
 ]
@@ -74,8 +75,8 @@ class Environment:
     key_dir: str | None = None  # HARNESS_KEY_DIR: where `harness keys` keeps the signing key pair
     config_home: str | None = None  # XDG_CONFIG_HOME, else ~/.config: the default key folder's parent
     # HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/harness, else ~/.cache/harness: what every checkout
-    # of this machine may share (wheels, keyed by the lockfiles' content)
-    cache_dir: str | None = None
+    # of this machine may share, content-addressed (`machine_cache`)
+    cache_dir: str = ""
     # HARNESS_KEY_PASSWORD or the file HARNESS_KEY_PASSWORD_FILE names; never in a repr.
     key_password: str | None = field(default=None, repr=False)
     key_password_file: str | None = field(default=None, repr=False)  # a path, kept out of reprs all the same
@@ -186,6 +187,12 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
 def environment() -> Environment:
     """The environment as it is now (tests change it with monkeypatch; nothing is cached)."""
     return Environment.read()
+
+
+def machine_cache(name: str = "") -> Path:
+    """A folder of the machine's cache, which every checkout shares: `wheels`, `layer-scans`, `mypy`."""
+    base = Path(environment().cache_dir)
+    return base / name if name else base
 
 
 def child_env(

@@ -20,7 +20,7 @@ from harness.build.checkout import git_output, working_files
 from harness.build.lockfiles import require_hashes
 from harness.build.oci import read_oci
 from harness.build.wheelhouse import fill_wheelhouse
-from harness.config import BuildConfig, Settings, environment
+from harness.config import BuildConfig, Settings, environment, machine_cache
 from harness.engine import local_image_id, tag_image
 from harness.errors import HarnessError
 
@@ -109,7 +109,7 @@ def build_materials(settings: Settings, source: BuildSource, log: Callable[[str]
         source.lockfiles,
         settings.build_dir / "wheelhouse",
         python_version=source.config.python_version,
-        cache=Path(environment().cache_dir or settings.state_dir) / "wheels",
+        cache=machine_cache("wheels"),
     )
     log(f"wheelhouse ready: {len(list(wheelhouse.glob('*.whl')))} wheels in {wheelhouse}")
     return base.ref, wheelhouse

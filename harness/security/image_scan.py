@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.build.oci import OciImage, image_path, read_oci
-from harness.config import environment
+from harness.config import machine_cache
 from harness.security.findings import CheckResult, Finding
 from harness.security.secrets import CONFIG_RULES, FILE_RULES, match_rules
 
@@ -96,10 +96,9 @@ def _scan_layer(image: OciImage, index: int) -> LayerScan:
     return scan
 
 
-def layer_cache() -> Path | None:
+def layer_cache() -> Path:
     """Where layer scans are kept: the machine's cache folder (HARNESS_CACHE_DIR)."""
-    cache_dir = environment().cache_dir
-    return Path(cache_dir) / "layer-scans" if cache_dir else None
+    return machine_cache("layer-scans")
 
 
 def _cache_key() -> str:
