@@ -55,6 +55,7 @@ __all__ = [
     "rehearsal",
     "require_image",
     "secret_templates",
+    "state_lock",
 ]
 
 _SECRET_PLACEHOLDERS = (
@@ -741,30 +742,50 @@ def run_rehearsal(
 
 
 @contextlib.contextmanager
-def _one_rehearsal_at_a_time(settings: Settings, log: Callable[[str], None]) -> Iterator[None]:
-    """Rehearsals of one checkout share build/deploy (the proxy's and Prometheus's files, the
-    timeline): a second one waits for the first instead of deleting its files under it."""
+def state_lock(
+    path: Path,
+    busy: HarnessError,
+    *,
+    wait: float = 0.0,
+    waiting: str = "",
+    log: Callable[[str], None] = print,
+) -> Iterator[None]:
+    """`path` (a file lock in the state folder) held for the block. Held by another process:
+    with `wait`, say `waiting` and wait up to that many seconds; then (or at once) raise `busy`.
+    A killed holder releases it with its process."""
     from filelock import FileLock, Timeout
 
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.state_dir / "deploy.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path))
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        log(f"another deploy rehearsal of this checkout is running; waiting for it ({path})")
+        if not wait:
+            raise busy from None
+        log(waiting)
         try:
-            lock.acquire(timeout=_REHEARSAL_WAIT)
+            lock.acquire(timeout=wait)
         except Timeout:
-            raise DeployError(
-                f"another deploy rehearsal held {path} for {_REHEARSAL_WAIT:g}s",
-                checked=f"the lock {path}",
-                fix="wait for it to finish (or stop it); a killed one releases the lock with its process",
-            ) from None
+            raise busy from None
     try:
         yield
     finally:
         lock.release()
+
+
+def _one_rehearsal_at_a_time(
+    settings: Settings, log: Callable[[str], None]
+) -> contextlib.AbstractContextManager[None]:
+    """Rehearsals of one checkout share build/deploy (the proxy's and Prometheus's files, the
+    timeline): a second one waits for the first instead of deleting its files under it."""
+    path = settings.state_dir / "deploy.lock"
+    busy = DeployError(
+        f"another deploy rehearsal held {path} for {_REHEARSAL_WAIT:g}s",
+        checked=f"the lock {path}",
+        fix="wait for it to finish (or stop it); a killed one releases the lock with its process",
+    )
+    waiting = f"another deploy rehearsal of this checkout is running; waiting for it ({path})"
+    return state_lock(path, busy, wait=_REHEARSAL_WAIT, waiting=waiting, log=log)
 
 
 _REHEARSAL_WAIT = 900.0  # seconds: longer than any rehearsal

@@ -15,15 +15,13 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from harness.config import Settings
-from harness.deploy.bluegreen import Rehearsal, _get, _wait, _write_private, rehearsal
+from harness.deploy.bluegreen import Rehearsal, _get, _wait, _write_private, rehearsal, state_lock
 from harness.deploy.timeline import Timeline, load_summary
 from harness.errors import HarnessError
 
@@ -34,23 +32,15 @@ class RotationError(HarnessError):
     """A rotation was refused, or did not take effect."""
 
 
-@contextmanager
-def rotation_lock(state_dir: Path) -> Iterator[None]:
+def rotation_lock(state_dir: Path) -> AbstractContextManager[None]:
     """One rotation at a time: a second one is refused, not queued behind the first."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(state_dir / "rotate-secrets.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise RotationError(
-            "a secret rotation is already in progress",
-            checked=f"the lock {state_dir / 'rotate-secrets.lock'}",
-            fix="wait for it to finish; two rotations at once could leave neither key set valid",
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
+    path = state_dir / "rotate-secrets.lock"
+    busy = RotationError(
+        "a secret rotation is already in progress",
+        checked=f"the lock {path}",
+        fix="wait for it to finish; two rotations at once could leave neither key set valid",
+    )
+    return state_lock(path, busy)
 
 
 def _status(reh: Rehearsal, key: str) -> int:
