@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from harness.config import LogicalImage, Settings, environment, read_toml
 from harness.engine import docker_cli, endpoint, engine_client, local_image_id
-from harness.errors import HarnessError
+from harness.errors import EngineNotAnsweringError, HarnessError
 from harness.process import run
 from harness.runtime.labels import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN
 from harness.runtime.reaper import pid_alive
@@ -601,7 +601,7 @@ def _engine_facts() -> tuple[EngineFacts, Any]:
         reason = (exc.checked or exc.what) if isinstance(exc, HarnessError) else str(exc)
         # The harness's own fix where it knows better (TLS files, the context); an engine that
         # is simply not there gets the doctor's (DOCKER_HOST, or how to provision one).
-        knows_better = isinstance(exc, HarnessError) and "unreachable" not in exc.what
+        knows_better = isinstance(exc, HarnessError) and not isinstance(exc, EngineNotAnsweringError)
         fix = exc.fix if isinstance(exc, HarnessError) and knows_better else None
         return EngineFacts(where, host, error=reason.splitlines()[0][:300], fix=fix), None
     facts = EngineFacts(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from harness.config import child_env, environment
-from harness.errors import EngineUnavailableError
+from harness.errors import EngineNotAnsweringError, EngineUnavailableError
 from harness.process import run
 
 if TYPE_CHECKING:
@@ -261,7 +261,7 @@ def _unreachable(exc: BaseException, where: Endpoint, timeout: float) -> EngineU
             f"reachable from this machine (`docker -H {where.host} version`); raise "
             "HARNESS_ENGINE_TIMEOUT if it is only slow"
         )
-    return EngineUnavailableError(
+    return EngineNotAnsweringError(
         f"the Docker engine is unreachable at {where.describe()}",
         checked=f"a ping to the daemon (timeout {timeout:g}s): {text.splitlines()[0][:300] if text else exc}",
         fix=fix,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "BuildError",
+    "EngineNotAnsweringError",
     "EngineUnavailableError",
     "HarnessError",
     "ImageError",
@@ -33,6 +34,10 @@ class HarnessError(Exception):
 
 class EngineUnavailableError(HarnessError):
     """The Docker engine cannot be reached or is too old."""
+
+
+class EngineNotAnsweringError(EngineUnavailableError):
+    """Nothing answered where the engine should be (no TLS or certificate problem to name)."""
 
 
 class LockfileError(HarnessError):
