@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.debs import check_lock, lock_path, read_lock, write_lock
+from harness.build.debs import check_lock, index_entries, lock_path, read_lock, write_lock
 from harness.config import LogicalImage, load_settings
 from harness.errors import LockfileError
 
@@ -24,6 +24,18 @@ def _copy(tmp_path: Path, name: str) -> LogicalImage:
 @pytest.mark.parametrize("name", ["base", "postgres", "redis", "registry"])
 def test_every_image_lock_matches_the_mirror(name: str) -> None:
     assert len(check_lock(load_settings().image(name))) > 0
+
+
+def test_apt_keeps_its_binary_cache_in_the_machines_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "machine"))
+    debs = read_lock(lock_path(load_settings().image("redis")))[:3]
+    first = index_entries(debs)
+    kept = tmp_path / "machine" / "apt" / "pkgcache.bin"
+    assert kept.stat().st_size > 0  # built once, then read by every later call
+    assert index_entries(debs) == first
+    assert sorted(first) == sorted(d.key for d in debs)
 
 
 def test_a_lock_entry_whose_hash_does_not_match_fails_naming_it(tmp_path: Path) -> None:
