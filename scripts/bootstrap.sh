@@ -10,10 +10,14 @@
 #    refuses `pip install` outside a venv (PEP 668): nox lives in the project's own venv,
 #    and every nox session makes its venvs from that venv's interpreter.
 #
-# Idempotent: rerunning it reuses what is there and repairs what is not. Settings:
+# Idempotent: rerunning it reuses what is there and repairs what is not. nox's wheels are
+# kept in the machine's cache, so the next bootstrap (a new clone, a CI run) installs them
+# without the network; pip checks each against the lockfile's hashes either way. Settings:
 #   HARNESS_PYTHON            interpreter for .venv (default python3; >= 3.11). A .venv
 #                             made by another interpreter is recreated.
 #   HARNESS_BOOTSTRAP_ENGINE  0 skips the Docker engine step (default 1).
+#   HARNESS_CACHE_DIR         the machine's cache (default $XDG_CACHE_HOME/harness, or
+#                             ~/.cache/harness), as for the harness itself (harness/config.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +25,10 @@ PYTHON=${HARNESS_PYTHON:-python3}
 ENGINE=${HARNESS_BOOTSTRAP_ENGINE:-1}
 VENV=.venv
 NOX_LOCK=requirements/nox.txt
+WHEELS=${HARNESS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/harness}/bootstrap-wheels
+# The lockfile carries PyPI's hashes: the machine's own pip configuration (local indexes,
+# find-links, constraints) is switched off for every pip run.
+PIP_ENV=(env -u PIP_CONSTRAINT -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null)
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() {
@@ -91,6 +99,19 @@ ensure_venv_module() {
 }
 
 # --- 3. .venv with nox -------------------------------------------------------
+# The pip wheel the interpreter's ensurepip installs from: CPython's own folder, or Debian's
+# and Ubuntu's /usr/share/python-wheels.
+bundled_pip() {
+    "$PYTHON" - <<'PY'
+import ensurepip, pathlib, sys
+for folder in (pathlib.Path(ensurepip.__file__).parent / "_bundled", pathlib.Path("/usr/share/python-wheels")):
+    for wheel in sorted(folder.glob("pip-*.whl"), reverse=True):
+        print(wheel)
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+
 make_venv() {
     if [[ -x $VENV/bin/python ]] && [[ $(identity "$VENV/bin/python" 2>/dev/null) == "$(identity "$PYTHON")" ]] &&
         "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
@@ -100,6 +121,17 @@ make_venv() {
     if [[ -e $VENV ]]; then
         say "recreating $VENV: it was not made by $PYTHON ($(identity "$PYTHON")) or is broken"
     fi
+    local wheel
+    # `venv` installs pip (and, before 3.12, setuptools) through ensurepip: 5 CPU-seconds.
+    # pip installing itself from the same wheel, alone, takes half that.
+    if wheel=$(bundled_pip 2>/dev/null); then
+        { "$PYTHON" -m venv --clear --without-pip "$VENV" &&
+            "${PIP_ENV[@]}" "$VENV/bin/python" "$wheel/pip" install --quiet --disable-pip-version-check --no-index "$wheel"; } ||
+            die "making $VENV with $PYTHON failed (see above)" \
+                "checked: $PYTHON -m venv --clear --without-pip $VENV, then pip installing itself from $wheel" \
+                "fix: install the venv module for $PYTHON (Debian/Ubuntu: python3-venv), or set HARNESS_PYTHON"
+        return
+    fi
     "$PYTHON" -m venv --clear "$VENV" || die "$PYTHON -m venv $VENV failed (see above)" \
         "checked: $PYTHON -m venv --clear $VENV" \
         "fix: install the venv module for $PYTHON (Debian/Ubuntu: python3-venv), or set HARNESS_PYTHON"
@@ -107,13 +139,20 @@ make_venv() {
 
 install_nox() {
     say "installing nox into $VENV from $NOX_LOCK (--require-hashes)"
-    # The lockfile carries PyPI's hashes: the machine's own pip configuration (local
-    # indexes, find-links, constraints) is switched off.
-    env -u PIP_CONSTRAINT -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$NOX_LOCK" ||
-        die "installing nox from $NOX_LOCK failed (see pip's lines above)" \
-            "checked: $VENV/bin/python -m pip install --require-hashes -r $NOX_LOCK" \
-            "fix: check that PyPI is reachable; a hash mismatch means $NOX_LOCK must be recompiled (nox -s lock)"
+    local pip=("${PIP_ENV[@]}" "$VENV/bin/python" -m pip)
+    local offline=(install --quiet --disable-pip-version-check --require-hashes --no-index --find-links "$WHEELS"
+        -r "$NOX_LOCK")
+    mkdir -p "$WHEELS"
+    # First from the kept wheels, without the network; when one is missing (a first run, a
+    # changed lockfile) or does not match its hash, pip fetches what it lacks, then again.
+    if ! "${pip[@]}" "${offline[@]}" >/dev/null 2>&1; then
+        say "fetching nox's wheels into $WHEELS"
+        { "${pip[@]}" download --quiet --disable-pip-version-check --require-hashes --dest "$WHEELS" \
+            -r "$NOX_LOCK" && "${pip[@]}" "${offline[@]}"; } ||
+            die "installing nox from $NOX_LOCK failed (see pip's lines above)" \
+                "checked: pip download --require-hashes -r $NOX_LOCK --dest $WHEELS, then pip install from there" \
+                "fix: check that PyPI is reachable; a hash mismatch means $NOX_LOCK must be recompiled (nox -s lock)"
+    fi
     "$VENV/bin/nox" --version >/dev/null 2>&1 || die "$VENV/bin/nox does not run" \
         "checked: $VENV/bin/nox --version" "fix: rm -rf $VENV and rerun bash scripts/bootstrap.sh"
 }

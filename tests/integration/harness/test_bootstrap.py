@@ -10,6 +10,7 @@ and provisioning it is scripts/provision-docker.sh's job, not this test's.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 
 from harness.build.checkout import snapshot
 from harness.build.lockfiles import parse_lockfile
-from harness.config import child_env, pip_child_env
+from harness.config import child_env, machine_cache, pip_child_env
 from harness.process import run
 
 DEBIAN_PYTHON = Path("/usr/bin/python3")
@@ -46,11 +47,12 @@ def _debian_python() -> Path:
     return DEBIAN_PYTHON
 
 
-def _bootstrap(tree: Path, python: Path) -> subprocess.CompletedProcess[str]:
+def _bootstrap(tree: Path, python: Path, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
+    settings = {"HARNESS_PYTHON": str(python), "HARNESS_BOOTSTRAP_ENGINE": "0"}
     return run(
         ["bash", "scripts/bootstrap.sh"],
         cwd=tree,
-        env=child_env({"HARNESS_PYTHON": str(python), "HARNESS_BOOTSTRAP_ENGINE": "0"}),
+        env=child_env({**settings, **({"HARNESS_CACHE_DIR": str(cache)} if cache else {})}),
         what="bash scripts/bootstrap.sh with Debian's python3",
         fix="see the script's own error lines above",
         timeout=BOOTSTRAP_TIMEOUT,
@@ -96,7 +98,11 @@ def test_bootstrap_gives_nox_in_a_venv_of_debians_python(
     tmp_path: Path, project_root: Path, debian_python: Path
 ) -> None:
     tree = snapshot(project_root, tmp_path / "repo")
-    proc = _bootstrap(tree, debian_python)
+    # A cache of its own, with the wheels this machine's bootstrap kept (if any: else fetched).
+    cache = tmp_path / "machine-cache"
+    if (kept_here := machine_cache("bootstrap-wheels")).is_dir():
+        shutil.copytree(kept_here, cache / "bootstrap-wheels")
+    proc = _bootstrap(tree, debian_python, cache)
     assert proc.stdout.strip().splitlines()[-1] == ".venv/bin/nox -s tests", proc.stdout + proc.stderr
     nox = run([str(tree / ".venv/bin/nox"), "--version"], what="nox --version", fix="rerun the bootstrap")
     assert (nox.stdout + nox.stderr).strip()[:1].isdigit(), nox.stdout + nox.stderr
@@ -115,10 +121,22 @@ def test_bootstrap_gives_nox_in_a_venv_of_debians_python(
     assert Path(stdlib) / "EXTERNALLY-MANAGED" == PEP_668_MARKER
     assert PEP_668_MARKER.is_file()
 
-    # Idempotent: a second run keeps the venv and ends the same way.
-    again = _bootstrap(tree, debian_python)
+    # Idempotent: a second run keeps the venv, installs from the kept wheels, and ends the same way.
+    again = _bootstrap(tree, debian_python, cache)
     assert "reusing .venv" in again.stderr, again.stderr
+    assert "fetching" not in again.stderr, again.stderr
     assert again.stdout.strip().splitlines()[-1] == ".venv/bin/nox -s tests"
+
+    # A kept wheel that does not match the lockfile's hash (nox's, overwritten) is refused, and
+    # fetched again.
+    (pin,) = [p for p in parse_lockfile(tree / "requirements/nox.txt") if p.name == "nox"]
+    (kept,) = (cache / "bootstrap-wheels").glob(f"nox-{pin.version}-*.whl")
+    kept.write_bytes(b"not the wheel the lockfile pins")
+    shutil.rmtree(tree / ".venv")
+    third = _bootstrap(tree, debian_python, cache)
+    assert "fetching nox's wheels" in third.stderr, third.stderr
+    assert third.stdout.strip().splitlines()[-1] == ".venv/bin/nox -s tests"
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() in pin.hashes
 
 
 def test_test_lockfile_installs_with_hashes_on_debians_python(
