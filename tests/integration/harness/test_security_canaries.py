@@ -72,10 +72,40 @@ def _canary_tree(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty machine cache: the canaries' files are scanned by the tools, not read back
+    from an earlier run's findings."""
+    cache = tmp_path / "machine-cache"
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(cache))
+    return cache
+
+
 @needs_tools
-def test_canary_token_in_a_source_file(tmp_path: Path) -> None:
+def test_canary_token_in_a_source_file(tmp_path: Path, own_cache: Path) -> None:
     root = _canary_tree(tmp_path)
     assert "src/settings.py:2" in [f.where for f in secrets.detect_secrets(root).findings]
+
+
+@needs_tools
+def test_kept_findings_never_hide_a_new_secret(
+    tmp_path: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _canary_tree(tmp_path)
+    (root / "src" / "app.py").write_text("import os\n")
+    first = secrets.detect_secrets(root)
+    assert "src/settings.py:2" in [f.where for f in first.findings]
+    assert f"{len(list(secrets.secrets_cache().glob('*.json')))} files" == first.note  # one entry a file
+    # A file that changes is scanned again: the secret added to it is found at its line.
+    with (root / "src" / "app.py").open("a") as f:
+        f.write(f'\nGITHUB_TOKEN = "{GH_TOKEN}"\n')
+    second = [f.where for f in secrets.detect_secrets(root).findings]
+    assert "src/app.py:3" in second, second
+    # Nothing changed: every finding comes back from the cache, without the tool.
+    monkeypatch.setattr(
+        secrets, "run_tool", lambda *a, **k: pytest.fail("scanned a file that did not change")
+    )
+    assert [f.where for f in secrets.detect_secrets(root).findings] == second
 
 
 @needs_tools
@@ -92,7 +122,7 @@ def test_canary_user_root_is_also_hadolints_dl3002(tmp_path: Path) -> None:
 
 
 @needs_tools
-def test_whole_gate_fails_on_the_canary_tree_naming_every_place(tmp_path: Path) -> None:
+def test_whole_gate_fails_on_the_canary_tree_naming_every_place(tmp_path: Path, own_cache: Path) -> None:
     root = _canary_tree(tmp_path)
     report = run_security(load_settings(root), log=lambda _m: None)
     assert report.verdict == "FAIL"
