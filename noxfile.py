@@ -92,7 +92,8 @@ def _shard(session: nox.Session, posargs: list[str]) -> tuple[list[str], list[st
 def tests(session: nox.Session) -> None:
     """Unit and integration tiers under pytest-xdist, one Postgres and Redis per worker."""
     install(session, "test", "security")  # the security canaries run the real tools
-    session.run("python", "-m", "harness", "images", "--quiet", "postgres", "redis")
+    # The workers' two, and the base that the integration tier's canaries build on.
+    session.run("python", "-m", "harness", "images", "--quiet", "base", "postgres", "redis")
     posargs, shard_args, shard, last = _shard(session, session.posargs)
     paths, whole_tier = _with_default_paths(posargs, ("tests/unit", "tests/integration"))
     args = [*paths, *shard_args]
@@ -117,7 +118,7 @@ def tests(session: nox.Session) -> None:
 def durations(session: nox.Session) -> None:
     """Refresh tests/durations.json, which balances the shards (pytest-split)."""
     install(session, "test", "security")  # as the tests session: the security canaries run too
-    session.run("python", "-m", "harness", "images", "--quiet", "postgres", "redis")
+    session.run("python", "-m", "harness", "images", "--quiet", "base", "postgres", "redis")
     # The whole tiers replace the file; named paths only update their own tests' entries.
     whole = () if session.posargs else ("--clean-durations", "tests/unit", "tests/integration")
     session.run(
