@@ -72,6 +72,14 @@ def _canary_tree(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def untraced_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tools run untraced by coverage, which measures this project's code, not theirs:
+    traced, check-jsonschema takes 7.1 s instead of 2.6, bandit 5.6 instead of 2.5. The
+    harness code these tests run is in this process, and measured here."""
+    monkeypatch.delenv("COVERAGE_PROCESS_CONFIG", raising=False)
+
+
 @pytest.fixture
 def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty machine cache: the canaries' files are scanned by the tools, not read back
