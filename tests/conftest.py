@@ -19,3 +19,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def untraced_children(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's child processes run untraced by coverage (which the tests session turns on
+    for every child): for other projects' tools, whose code is not ours to measure, and for
+    runs that only repeat what the workers measure. Traced, check-jsonschema takes 7.1 s
+    instead of 2.6 and a collection of the whole suite 30 % longer."""
+    monkeypatch.delenv("COVERAGE_PROCESS_CONFIG", raising=False)

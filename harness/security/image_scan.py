@@ -11,8 +11,6 @@ stale. A fresh clone reads only the layers that changed, usually the service's o
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import posixpath
 import re
 from collections.abc import Sequence
@@ -23,6 +21,7 @@ from typing import Any
 from harness.build.oci import OciImage, image_path, read_oci
 from harness.config import machine_cache
 from harness.security.findings import CheckResult, Finding
+from harness.security.kept import keep, read_kept
 from harness.security.secrets import CONFIG_RULES, FILE_RULES, match_rules
 
 __all__ = ["ImageView", "LayerScan", "layer_cache", "scan_image", "view_image"]
@@ -111,21 +110,17 @@ def _cache_key() -> str:
 def _layer_scan(image: OciImage, index: int, cache: Path | None) -> LayerScan:
     digest = image.layer_digests[index]
     cached = cache / f"{digest.replace(':', '-')}.{_cache_key()}.json" if cache else None
-    if cached is not None and cached.is_file():
+    raw = read_kept(cached) if cached is not None else None
+    if raw is not None:
         try:
-            raw = json.loads(cached.read_text(encoding="utf-8"))
             raw["entries"] = {k: tuple(v) for k, v in raw["entries"].items()}
             raw["secrets"] = [tuple(s) for s in raw["secrets"]]
             return LayerScan(**raw)
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (TypeError, KeyError, AttributeError):
             pass  # not a scan this version wrote: the layer is read again, and the file replaced
     scan = _scan_layer(image, index)
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside, then renamed: two checkouts scanning the same layer never read half a file.
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps(asdict(scan)), encoding="utf-8")
-        partial.replace(cached)
+        keep(cached, asdict(scan))
     return scan
 
 

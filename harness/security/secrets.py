@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
-import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -24,12 +22,14 @@ from typing import Any
 from harness.build.checkout import working_files
 from harness.config import machine_cache
 from harness.security.findings import CheckResult, Finding
+from harness.security.kept import keep, read_kept
 from harness.security.tools import run_tool, tool
 
 __all__ = ["CONFIG_RULES", "FILE_RULES", "detect_secrets", "match_rules", "secrets_cache"]
 
 # Part of every cache key: a change to what is kept, or how, makes new keys by itself.
 _CACHE_VERSION = "1"
+_HIT = {"type", "line_number"}  # what is kept of each finding
 
 FILE_RULES: tuple[tuple[str, re.Pattern[bytes]], ...] = (
     ("aws-access-key", re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")),
@@ -109,45 +109,23 @@ def _scan(root: Path, files: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """{path: [{type, line_number}, ...]} for `files`; only the ones not cached are scanned."""
     version = _version()
     cache = secrets_cache() if version else None
-    keys: dict[str, str] = {}
+    kept_at: dict[str, Path] = {}
     found: dict[str, list[dict[str, Any]]] = {}
-    for name in files:
-        if cache is None:
-            break
-        digest = hashlib.sha256(f"{_CACHE_VERSION}\0{version}\0{name}\0".encode())
-        digest.update((root / name).read_bytes())
-        keys[name] = digest.hexdigest()
-        kept = _load(cache / f"{keys[name]}.json")
-        if kept is not None:
-            found[name] = kept
+    if cache is not None:
+        for name in files:
+            digest = hashlib.sha256(f"{_CACHE_VERSION}\0{version}\0{name}\0".encode())
+            digest.update((root / name).read_bytes())
+            kept_at[name] = cache / f"{digest.hexdigest()}.json"
+            kept = read_kept(kept_at[name])
+            if isinstance(kept, list) and all(isinstance(h, dict) and h.keys() >= _HIT for h in kept):
+                found[name] = kept  # else absent, or not what this version writes: scanned again
     missing = [name for name in files if name not in found]
     if missing:
         data = run_tool("detect-secrets", ["scan", *missing], cwd=root, ok_codes=(0,))
         scanned = (data or {}).get("results", {})
         for name in missing:
             # Only what a finding shows: no hashed secrets in the cache.
-            hits = [{"type": h["type"], "line_number": h["line_number"]} for h in scanned.get(name, [])]
-            found[name] = hits
-            if cache is not None:
-                _store(cache / f"{keys[name]}.json", hits)
+            found[name] = [{key: h[key] for key in _HIT} for h in scanned.get(name, [])]
+            if name in kept_at:
+                keep(kept_at[name], found[name])
     return found
-
-
-def _load(path: Path) -> list[dict[str, Any]] | None:
-    try:
-        kept = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # absent, or not a file this version wrote: scanned again, and replaced
-    if not isinstance(kept, list) or not all(
-        isinstance(h, dict) and {"type", "line_number"} <= h.keys() for h in kept
-    ):
-        return None
-    return kept
-
-
-def _store(path: Path, hits: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside, then renamed: two checkouts scanning the same file never read half of one.
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(hits), encoding="utf-8")
-    partial.replace(path)

@@ -51,6 +51,7 @@ def pytest_collection_modifyitems(config, items):
 """
 
 
+@pytest.mark.usefixtures("untraced_children")  # a collection imports only what the workers do
 def test_the_union_of_the_shards_is_the_whole_suite(project_root: Path, tmp_path: Path) -> None:
     """One collection of the whole suite with a shard's own arguments (each collection imports
     everything: seconds of CPU), instead of one per shard."""
@@ -58,13 +59,8 @@ def test_the_union_of_the_shards_is_the_whole_suite(project_root: Path, tmp_path
         pytest.skip("the integration tier is not here (the image's test stage copies only the unit tier)")
     (tmp_path / "shard_probe.py").write_text(SHARD_PROBE)
     out = tmp_path / "shards.json"
-    # Not measured by coverage (when the tests session measures this process's children): a
-    # collection only imports what the workers import too, and traced it takes 30 % longer.
-    env = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"}
-    env |= {
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")]),
-        "SHARD_PROBE_OUT": str(out),
-    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+           "SHARD_PROBE_OUT": str(out)}  # fmt: skip
     collect = [
         sys.executable,
         "-m",
