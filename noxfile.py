@@ -24,6 +24,12 @@ REQ = "requirements"
 # (A developer's own PYTEST_ADDOPTS is kept, after these.)
 _UNUSED_PLUGINS = "-p no:schemathesis -p no:hypothesispytest -p no:locust -p no:anyio"
 LEAN_PYTEST = {"PYTEST_ADDOPTS": f"{_UNUSED_PLUGINS} {os.environ.get('PYTEST_ADDOPTS', '')}".strip()}
+# The sessions' environments are nox's own, so their modules are worth compiling once: with
+# PYTHONDONTWRITEBYTECODE set (many container images and CI machines set it, this one among
+# them), every process compiled every import from source again. Importing pytest took 0.65 s
+# instead of 0.25, and the tests tier used 289 CPU-seconds instead of 252 (175 s -> 152 s).
+# Bytecode goes to __pycache__ folders, which git and the image's build context ignore.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def install(session: nox.Session, *lockfiles: str) -> None:
