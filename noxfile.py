@@ -68,6 +68,13 @@ def lock(session: nox.Session) -> None:
 
 
 @nox.session
+def clean(session: nox.Session) -> None:
+    """`harness clean --prune`: killed runs' leftovers, stale build cache, pulls, old builds."""
+    install(session, "test")
+    session.run("python", "-m", "harness", "clean", "--prune", *session.posargs)
+
+
+@nox.session
 def images(session: nox.Session) -> None:
     """Make the logical images available: base, postgres, redis, haproxy, prometheus (`-- --rebuild`)."""
     harness(session, "images")

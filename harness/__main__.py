@@ -197,6 +197,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
+    from harness.build.retention import prune_build_cache, prune_loopback_pulls, prune_old_builds
+    from harness.config import environment, load_settings
     from harness.engine import engine_client
     from harness.runtime.reaper import sweep_dead_runs
     from harness.runtime.reuse import remove_kept
@@ -206,6 +208,19 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     dead = sweep_dead_runs(client)
     print(
         f"removed {kept} kept (--harness-reuse) container(s); cleaned {len(dead)} run(s) whose owner is gone"
+    )
+    if not args.prune:
+        return 0
+    pulls = prune_loopback_pulls(client=client)
+    cache = prune_build_cache(environment().build_cache_idle, client=client)
+    settings = load_settings(required=False)
+    keep, idle = settings.build.keep_images, environment().build_cache_idle
+    builds = prune_old_builds(settings.build.image, keep, client=client)
+    print(
+        f"removed {len(pulls.tags)} reference(s) pulled from runs' own registries; "
+        f"{len(builds.tags)} old build(s) of {settings.build.image} (keep-images = {keep}); "
+        f"{cache.cache_records} build cache record(s) ({cache.cache_bytes / 2**20:.0f} MiB) "
+        f"unused for {idle:.0f} s (HARNESS_BUILD_CACHE_IDLE)"
     )
     return 0
 
@@ -466,6 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     clean = sub.add_parser(
         "clean", help="remove kept (--harness-reuse) containers and leftovers of runs whose owner died"
+    )
+    clean.add_argument(
+        "--prune",
+        action="store_true",
+        help="also build cache unused for HARNESS_BUILD_CACHE_IDLE, images pulled from runs' own "
+        "registries, builds beyond keep-images: only while no build or stack runs on the engine",
     )
     clean.set_defaults(func=_cmd_clean)
 

@@ -70,6 +70,9 @@ class Environment:
     ci: bool  # a CI run: never keeps containers for reuse
     build_cache_from: str | None  # HARNESS_BUILD_CACHE_FROM: a BuildKit --cache-from (off by default)
     build_cache_to: str | None  # HARNESS_BUILD_CACHE_TO: a BuildKit --cache-to (off by default)
+    # HARNESS_BUILD_CACHE_IDLE: seconds a build cache record may go unused before
+    # `harness clean --prune` prunes it (harness.build.retention)
+    build_cache_idle: float
     xdist_worker: str | None  # PYTEST_XDIST_WORKER: set in a worker before its config exists
     controller: str | None  # HARNESS_CONTROLLER: "<run id>:<pid>", from the run's controller
     key_dir: str | None = None  # HARNESS_KEY_DIR: where `harness keys` keeps the signing key pair
@@ -113,6 +116,7 @@ class Environment:
             ci=env.get("CI", "").lower() not in ("", "0", "false", "no"),
             build_cache_from=env.get("HARNESS_BUILD_CACHE_FROM") or None,
             build_cache_to=env.get("HARNESS_BUILD_CACHE_TO") or None,
+            build_cache_idle=_number(env, "HARNESS_BUILD_CACHE_IDLE", 6 * 3600.0),
             xdist_worker=env.get("PYTEST_XDIST_WORKER") or None,
             controller=env.get("HARNESS_CONTROLLER") or None,
             key_dir=env.get("HARNESS_KEY_DIR") or None,
@@ -433,6 +437,7 @@ class BuildConfig:
     python_version: str = "3.13"
     setuid_allowlist: tuple[str, ...] = ()
     source_url: str = "unknown"  # used when the checkout has no remote
+    keep_images: int = 3  # per-commit tags of `image` kept in the engine (harness.build.retention)
 
     @classmethod
     def parse(cls, raw: Any, path: Path) -> BuildConfig:
@@ -440,6 +445,13 @@ class BuildConfig:
         table = _table(raw, where, [f.name.replace("_", "-") for f in fields(cls)], path)
         d = cls()
         test_target = table.get("test-target")
+        keep_images = _typed(table, "keep-images", int, d.keep_images, where)
+        if isinstance(keep_images, bool) or keep_images < 1:
+            raise HarnessError(
+                f"[{where}].keep-images must be 1 or more, not {keep_images!r}",
+                checked=f"[{where}].keep-images in {path}",
+                fix="the image just built is always kept: write keep-images = 1 or more",
+            )
         return cls(
             image=_typed(table, "image", str, d.image, where),
             dockerfile=_typed(table, "dockerfile", str, d.dockerfile, where),
@@ -450,6 +462,7 @@ class BuildConfig:
             python_version=_typed(table, "python-version", str, d.python_version, where),
             setuid_allowlist=_strings(table, "setuid-allowlist", d.setuid_allowlist, where),
             source_url=_typed(table, "source-url", str, d.source_url, where),
+            keep_images=keep_images,
         )
 
 

@@ -19,6 +19,7 @@ from harness.build.buildx import buildx_build, docker_load
 from harness.build.checkout import git_output, working_files
 from harness.build.lockfiles import require_hashes
 from harness.build.oci import read_oci
+from harness.build.retention import retain
 from harness.build.wheelhouse import fill_wheelhouse
 from harness.config import BuildConfig, Settings, environment, machine_cache
 from harness.engine import local_image_id, tag_image
@@ -180,6 +181,7 @@ def build_image(
     )
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(asdict(built), indent=2, sort_keys=True) + "\n")
+    retain(settings, protect=tag, log=log)
     return built
 
 

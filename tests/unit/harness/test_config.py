@@ -38,6 +38,13 @@ def test_a_value_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
         load_settings(tmp_path)
 
 
+@pytest.mark.parametrize("keep", ["0", "-2", "true"])
+def test_keep_images_below_one_is_refused(tmp_path: Path, keep: str) -> None:
+    (tmp_path / "pyproject.toml").write_text(f"[tool.harness.build]\nkeep-images = {keep}\n")
+    with pytest.raises(HarnessError, match=r"\[tool.harness.build\].keep-images must be 1 or more"):
+        load_settings(tmp_path)
+
+
 def test_tables_become_typed_settings(project_root: Path) -> None:
     settings = load_settings(project_root)
     assert settings.build.dockerfile == "Dockerfile.enterprise"
@@ -46,6 +53,8 @@ def test_tables_become_typed_settings(project_root: Path) -> None:
     assert settings.perf.p95_ms == 100.0  # an int in TOML, a float here
     assert settings.lock.files[0] == "nox"
     assert settings.image_record == settings.build_dir / "image.json"
+    assert settings.build.keep_images == 3
+    assert Environment.read({"HARNESS_BUILD_CACHE_IDLE": "60"}).build_cache_idle == 60.0
 
 
 def test_environment_is_read_when_asked_and_bad_numbers_name_the_variable(

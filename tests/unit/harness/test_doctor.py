@@ -11,11 +11,13 @@ from harness import doctor
 from harness.__main__ import main
 from harness.config import LogicalImage, Settings
 from harness.doctor import (
+    BUILD_CACHE_WARN_ABOVE,
     GIB,
     Check,
     EngineFacts,
     EnvRead,
     IniOptions,
+    build_cache_check,
     buildx_check,
     disk_check,
     engine_checks,
@@ -362,6 +364,19 @@ def test_images_present_with_digest_or_missing_with_the_fix() -> None:
 )
 def test_disk_space_thresholds(free: int | None, status: str) -> None:
     assert disk_check("/var/lib/docker", free, "not local").status == status
+
+
+def test_a_build_cache_above_the_limit_warns_with_the_clean_command() -> None:
+    calm = build_cache_check(BUILD_CACHE_WARN_ABOVE, 10, 3600)
+    assert (calm.status, calm.detail) == (
+        "PASS",
+        f"{BUILD_CACHE_WARN_ABOVE} record(s), 10 unused for over 3600 s (HARNESS_BUILD_CACHE_IDLE)",
+    )
+    heavy = build_cache_check(BUILD_CACHE_WARN_ABOVE + 1, 900, 3600)
+    assert heavy.status == "WARN"
+    assert "900 unused for over 3600 s" in heavy.detail
+    assert heavy.fix is not None
+    assert "python -m harness clean" in heavy.fix
 
 
 def test_leftovers_are_grouped_by_run_and_judged_by_their_owner() -> None:
