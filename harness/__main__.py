@@ -211,10 +211,10 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     )
     if not args.prune:
         return 0
-    pulls = prune_loopback_pulls(client=client)
-    cache = prune_build_cache(environment().build_cache_idle, client=client)
     settings = load_settings(required=False)
     keep, idle = settings.build.keep_images, environment().build_cache_idle
+    pulls = prune_loopback_pulls(client=client)
+    cache = prune_build_cache(idle, client=client)
     builds = prune_old_builds(settings.build.image, keep, client=client)
     print(
         f"removed {len(pulls.tags)} reference(s) pulled from runs' own registries; "

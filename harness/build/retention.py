@@ -48,13 +48,11 @@ class Pruned:
     tags: tuple[str, ...] = ()
 
 
-def prune_build_cache(idle_seconds: float, *, record_id: str | None = None, client: Any = None) -> Pruned:
+def prune_build_cache(idle_seconds: float, *, client: Any = None) -> Pruned:
     """Build cache that no build used for `idle_seconds` (BuildKit's own `until` filter;
-    records in use are never pruned). `record_id` narrows it to one record."""
+    records in use are never pruned)."""
     client = client or engine_client()
-    filters: dict[str, Any] = {"until": f"{max(int(idle_seconds), 1)}s"}
-    if record_id:
-        filters["id"] = record_id
+    filters = {"until": f"{max(int(idle_seconds), 1)}s"}
     # all: with the docker driver most records are "shared" (with the image store), and a
     # prune without it leaves those; images keep their own layers whatever is pruned here.
     answer = client.api.prune_builds(filters=filters, all=True) or {}

@@ -376,7 +376,7 @@ def test_a_build_cache_above_the_limit_warns_with_the_clean_command() -> None:
     assert heavy.status == "WARN"
     assert "900 unused for over 3600 s" in heavy.detail
     assert heavy.fix is not None
-    assert "python -m harness clean" in heavy.fix
+    assert "python -m harness clean --prune" in heavy.fix
 
 
 def test_leftovers_are_grouped_by_run_and_judged_by_their_owner() -> None:
