@@ -49,22 +49,28 @@ def test_a_streamed_body_over_the_cap_is_413(http: httpx.Client) -> None:
 
 
 def test_health_stays_fast_while_large_bodies_arrive(harness_stack: Any, anonymous: httpx.Client) -> None:
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = [
-            pool.submit(
-                httpx.post,
-                f"{harness_stack.base_url}/v1/articles",
-                content=BIG,
-                timeout=30,
-                headers={"Content-Type": "application/json"},
-            )
-            for _ in range(2)
-        ]
-        started = time.perf_counter()
-        assert anonymous.get("/health").status_code == 200
-        elapsed = time.perf_counter() - started
-        assert [f.result().status_code for f in pending] == [401, 401]
-    assert elapsed < 0.25, elapsed
+    # The best of three tries: a server that reads the bodies first is slow every time, while a
+    # machine busy with other tiers (CI runs them side by side) only slows one try now and then.
+    took = []
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            pending = [
+                pool.submit(
+                    httpx.post,
+                    f"{harness_stack.base_url}/v1/articles",
+                    content=BIG,
+                    timeout=30,
+                    headers={"Content-Type": "application/json"},
+                )
+                for _ in range(2)
+            ]
+            started = time.perf_counter()
+            assert anonymous.get("/health").status_code == 200
+            took.append(time.perf_counter() - started)
+            assert [f.result().status_code for f in pending] == [401, 401]
+        if took[-1] < 0.25:
+            break
+    assert min(took) < 0.25, took
 
 
 def test_the_method_label_of_the_metrics_is_bounded(http: httpx.Client, anonymous: httpx.Client) -> None:
