@@ -217,9 +217,9 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     cache = prune_build_cache(idle, client=client)
     builds = prune_old_builds(settings.build.image, keep, client=client)
     print(
-        f"removed {len(pulls.tags)} reference(s) pulled from runs' own registries; "
-        f"{len(builds.tags)} old build(s) of {settings.build.image} (keep-images = {keep}); "
-        f"{cache.cache_records} build cache record(s) ({cache.cache_bytes / 2**20:.0f} MiB) "
+        f"removed {len(pulls)} reference(s) pulled from runs' own registries; "
+        f"{len(builds)} old build(s) of {settings.build.image} (keep-images = {keep}); "
+        f"{cache.records} build cache record(s) ({cache.size / 2**20:.0f} MiB) "
         f"unused for {idle:.0f} s (HARNESS_BUILD_CACHE_IDLE)"
     )
     return 0

@@ -28,7 +28,7 @@ from harness.config import Settings
 from harness.engine import engine_client
 
 __all__ = [
-    "Pruned",
+    "CachePruned",
     "prune_build_cache",
     "prune_loopback_pulls",
     "prune_old_builds",
@@ -40,15 +40,14 @@ _LOOPBACK = re.compile(r"^(127\.0\.0\.1|localhost):\d+/")  # a run's own registr
 
 
 @dataclass(frozen=True)
-class Pruned:
-    """What one pass removed."""
+class CachePruned:
+    """What a build cache prune removed."""
 
-    cache_records: int = 0
-    cache_bytes: int = 0
-    tags: tuple[str, ...] = ()
+    records: int
+    size: int  # bytes
 
 
-def prune_build_cache(idle_seconds: float, *, client: Any = None) -> Pruned:
+def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned:
     """Build cache that no build used for `idle_seconds` (BuildKit's own `until` filter;
     records in use are never pruned)."""
     client = client or engine_client()
@@ -56,7 +55,7 @@ def prune_build_cache(idle_seconds: float, *, client: Any = None) -> Pruned:
     # all: with the docker driver most records are "shared" (with the image store), and a
     # prune without it leaves those; images keep their own layers whatever is pruned here.
     answer = client.api.prune_builds(filters=filters, all=True) or {}
-    return Pruned(len(answer.get("CachesDeleted") or []), int(answer.get("SpaceReclaimed") or 0))
+    return CachePruned(len(answer.get("CachesDeleted") or []), int(answer.get("SpaceReclaimed") or 0))
 
 
 def _remove(client: Any, reference: str) -> bool:
@@ -64,15 +63,16 @@ def _remove(client: Any, reference: str) -> bool:
     from docker.errors import APIError, ImageNotFound
 
     try:
-        client.images.remove(reference, noprune=False)
+        client.images.remove(reference)
     except (APIError, ImageNotFound):
         return False
     return True
 
 
-def prune_old_builds(repository: str, keep: int, *, protect: str = "", client: Any = None) -> Pruned:
+def prune_old_builds(repository: str, keep: int, *, protect: str = "", client: Any = None) -> tuple[str, ...]:
     """The per-commit tags (`REPOSITORY:<12 hex>`) of `repository` beyond the newest `keep`
-    (by the image's creation time, which is its commit's: SOURCE_DATE_EPOCH), never `protect`."""
+    (by the image's creation time, which is its commit's: SOURCE_DATE_EPOCH), never `protect`.
+    Returns the tags removed."""
     client = client or engine_client()
     tagged: list[tuple[str, str]] = []
     for image in client.images.list(name=repository):
@@ -83,12 +83,13 @@ def prune_old_builds(repository: str, keep: int, *, protect: str = "", client: A
                 tagged.append((created, tag))
     tagged.sort(reverse=True)
     stale = [tag for _, tag in tagged[keep:] if tag != protect]
-    return Pruned(tags=tuple(tag for tag in stale if _remove(client, tag)))
+    return tuple(tag for tag in stale if _remove(client, tag))
 
 
-def prune_loopback_pulls(*, matching: re.Pattern[str] = _LOOPBACK, client: Any = None) -> Pruned:
+def prune_loopback_pulls(*, matching: re.Pattern[str] = _LOOPBACK, client: Any = None) -> tuple[str, ...]:
     """References pulled from a loopback registry (`127.0.0.1:PORT/...`; `matching` may
-    narrow them): each run's registry is its own and gone with it. Only while no run goes on."""
+    narrow them): each run's registry is its own and gone with it. Only while no run goes on.
+    Returns the references removed."""
     client = client or engine_client()
     found = [
         ref
@@ -96,16 +97,15 @@ def prune_loopback_pulls(*, matching: re.Pattern[str] = _LOOPBACK, client: Any =
         for ref in _references(image)
         if _LOOPBACK.match(ref) and matching.match(ref)
     ]
-    return Pruned(tags=tuple(ref for ref in found if _remove(client, ref)))
+    return tuple(ref for ref in found if _remove(client, ref))
 
 
 def _references(image: Any) -> list[str]:
     return [*image.tags, *(image.attrs.get("RepoDigests") or [])]
 
 
-def retain(settings: Settings, *, protect: str = "", log: Callable[[str], None] = print) -> Pruned:
+def retain(settings: Settings, *, protect: str = "", log: Callable[[str], None] = print) -> None:
     """After a build: old per-commit tags go (see the module's doc)."""
-    pruned = prune_old_builds(settings.build.image, settings.build.keep_images, protect=protect)
-    if pruned.tags:
-        log(f"removed {len(pruned.tags)} old build(s): {', '.join(pruned.tags)} (keep-images)")
-    return pruned
+    removed = prune_old_builds(settings.build.image, settings.build.keep_images, protect=protect)
+    if removed:
+        log(f"removed {len(removed)} old build(s): {', '.join(removed)} (keep-images)")

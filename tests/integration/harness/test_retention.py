@@ -63,7 +63,7 @@ def test_old_builds_beyond_keep_go_newest_and_protected_and_other_tags_stay(repo
 
     pruned = prune_old_builds(repository, 2, protect=f"{repository}:{revisions[0]}")
 
-    assert sorted(pruned.tags) == [f"{repository}:{r}" for r in revisions[1:3]]
+    assert sorted(pruned) == [f"{repository}:{r}" for r in revisions[1:3]]
     for revision in (revisions[0], *revisions[3:]):  # protected; the newest two
         assert _exists(f"{repository}:{revision}")
     for revision in revisions[1:3]:
@@ -78,7 +78,7 @@ def test_loopback_pulls_are_removed_and_other_references_kept(repository: str) -
     local = _tiny_image(f"{repository}:keep", "a local image")
     try:
         pruned = prune_loopback_pulls(matching=re.compile(re.escape(mine)))
-        assert pruned.tags == (pulled,)
+        assert pruned == (pulled,)
         assert not _exists(pulled)
         assert _exists(local)
     finally:
@@ -112,7 +112,7 @@ def test_build_cache_unused_longer_than_the_idle_time_is_pruned_and_fresh_cache_
         fresh = _build_cache_record(engine, tmp_path / "fresh", f"fresh-{uuid.uuid4().hex}")
         fresh_built = time.monotonic()
 
-        assert prune_build_cache(3600, client=client).cache_records == 0  # used seconds ago: kept
+        assert prune_build_cache(3600, client=client).records == 0  # used seconds ago: kept
         # Older than the fresh record by a margin, younger than the stale one. A busy engine
         # may hold a record a moment after its build returned: asked again until it lets go.
         deadline = fresh_built + 20
