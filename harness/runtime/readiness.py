@@ -88,8 +88,14 @@ class HostProbe(WaitStrategy):
     def wait_until_ready(self, container: WaitStrategyTarget) -> None:
         started = time.monotonic()
         host = host_address(container)
-        mapped = int(container.get_exposed_port(self.port)) if self.port else 0
         last: list[Exception] = []
+        try:
+            mapped = int(container.get_exposed_port(self.port)) if self.port else 0
+        except (ConnectionError, TimeoutError) as exc:
+            # A container that exits at once (a bad setting, say) is not running when its port
+            # is looked up (TimeoutError), or has lost the mapping by the time it is read
+            # (ConnectionError): either is "never ready", and its log says why.
+            raise self._never_ready(container, started, f"{host}:<no port {self.port}>", exc) from None
         checks = 0
 
         def check() -> bool:
@@ -113,12 +119,17 @@ class HostProbe(WaitStrategy):
             self.seconds = time.monotonic() - started
             self.address = (host, mapped)
             return
+        raise self._never_ready(container, started, f"{host}:{mapped}", last[0] if last else None)
+
+    def _never_ready(
+        self, container: WaitStrategyTarget, started: float, where: str, last: Exception | None
+    ) -> ReadinessError:
         waited = time.monotonic() - started
         extra = self.details(container) if self.details else ""
         image = getattr(container, "image", "the container")
-        raise ReadinessError(
+        return ReadinessError(
             f"{image} {self.failure} (waited {waited:.1f}s)\n{extra}"
             f"--- last {LOG_TAIL} lines of its log ---\n{container_logs(container)}",
-            checked=f"{self.waited_for} at {host}:{mapped}; last error: {last[0] if last else 'none'}",
+            checked=f"{self.waited_for} at {where}; last error: {last if last else 'none'}",
             fix=self.fix,
         )

@@ -20,8 +20,9 @@ from harness.config import load_settings
 from harness.engine import engine_client
 from harness.errors import BuildError, HarnessError, ReadinessError
 from harness.pytest_plugin import HarnessServices
-from harness.runtime.containers import start_postgres
+from harness.runtime.containers import publish_on_loopback, start_postgres, stop
 from harness.runtime.labels import LABEL_RUN, RunIdentity
+from harness.runtime.readiness import HostProbe
 from harness.runtime.reaper import containers_of, pid_alive, remove_labelled, sweep_dead_runs
 from harness.runtime.reset import StateReset
 
@@ -93,6 +94,69 @@ def test_a_container_that_never_becomes_ready_fails_with_its_logs(monkeypatch: p
     assert "no_such_setting" in message  # the server's own complaint, from its log
     assert "a psycopg connection" in message  # what was waited for
     assert _labelled(identity.run_id) == []  # the half-started container is gone
+
+
+class _StatusCheckedWhileRunning:
+    """`container`, as seen when testcontainers' running-status check passed just before the
+    server exited: the port lookup then finds no mapping (ConnectionError)."""
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._container, name)
+
+    def get_exposed_port(self, port: int) -> int:
+        return int(self._container._get_exposed_port(port))
+
+
+class _LookingAfterItExited(HostProbe):
+    """Reads the port mapping only once the container has exited: the race that a server
+    failing on a bad setting sometimes wins on a busy machine, made certain."""
+
+    def __init__(self, *args: Any, status_passed: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.status_passed = status_passed
+
+    def wait_until_ready(self, container: Any) -> None:
+        wrapped = container.get_wrapped_container()
+        deadline = time.monotonic() + 20
+        while wrapped.status != "exited":
+            assert time.monotonic() < deadline, f"the container never exited: {wrapped.status}"
+            time.sleep(0.05)
+            wrapped.reload()
+        super().wait_until_ready(_StatusCheckedWhileRunning(container) if self.status_passed else container)
+
+
+@pytest.mark.parametrize("status_passed", [False, True], ids=["exited-at-status-check", "exited-after-it"])
+@pytest.mark.usefixtures("harness_reaper")
+def test_a_container_that_exits_before_its_port_is_read_fails_with_its_logs(status_passed: bool) -> None:
+    from testcontainers.core.container import DockerContainer
+
+    identity = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "early", os.getpid())
+    container = DockerContainer(load_settings().image("base").local)
+    container.with_command(["sh", "-c", "echo refused: bad_setting_at_start; exit 3"])
+    container.with_exposed_ports(5432)
+    container.with_kwargs(labels=identity.labels("early-exit"))
+    publish_on_loopback(container)
+
+    def never(host: str, port: int) -> None:
+        raise AssertionError("the probe must not run without a port")
+
+    container.waiting_for(
+        _LookingAfterItExited(5432, never, waited_for="a server on 5432", status_passed=status_passed)
+    )
+    try:
+        with pytest.raises(ReadinessError) as err:
+            container.start()
+    finally:
+        stop(container)
+    message = str(err.value)
+    assert "never became ready" in message
+    assert "bad_setting_at_start" in message  # its own log says why
+    assert "status: exited" in message
+    assert "no port 5432" in message  # what could not be read
+    assert _labelled(identity.run_id) == []
 
 
 @pytest.mark.usefixtures("harness_reaper")
