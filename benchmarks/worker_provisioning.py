@@ -8,7 +8,11 @@
 - reset: one reset per strategy after a small write (goal: median < 10 ms), "snapshot"
   restoring a seeded row.
 
-    python benchmarks/worker_provisioning.py [--workers 2] [--rounds 3] [--resets 200]
+The engine's store size is printed beside the cold figure, and `--fresh-engine` runs the cold
+rounds again on a second engine made for the purpose, holding only the two images: the state
+of a CI runner's engine, not of a developer's long-used one.
+
+    python benchmarks/worker_provisioning.py [--workers 2] [--rounds 3] [--resets 200] [--fresh-engine]
 """
 
 from __future__ import annotations
@@ -16,16 +20,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
-from harness.config import load_settings
-from harness.engine import engine_client
+from harness.config import child_env, load_settings
+from harness.engine import docker_cli, engine_client
+from harness.process import run
 from harness.runtime.labels import LABEL_RUN, RunIdentity
 from harness.runtime.reaper import remove_labelled
 from harness.runtime.reuse import remove_kept
@@ -93,29 +100,78 @@ def _resets(state_dir: Path, run_id: str, strategy: str, count: int) -> list[flo
     return samples
 
 
+def _store(client: Any) -> str:
+    df = client.df()
+    return f"{len(df.get('BuildCache') or [])} build-cache records, {len(df.get('Images') or [])} images"
+
+
+def _cold_rounds(workers: int, rounds: int, run_id: str, state_dir: Path, where: str) -> None:
+    cold: list[float] = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for r in range(rounds):
+            futures = [pool.submit(_cold, run_id, f"gw{n}-r{r}", str(state_dir)) for n in range(workers)]
+            got = [f.result() for f in futures]
+            print(f"round {r}: " + ", ".join(f"{s:.2f}s" for s in got))
+            cold += got
+    print(
+        f"cold worker ready (containers + migrations) at -n {workers}, {where}: "
+        f"median {statistics.median(cold):.2f}s, max {max(cold):.2f}s (goal <= 1.0 s)",
+        flush=True,
+    )
+
+
+def _on_a_fresh_engine(workers: int, rounds: int) -> None:
+    """The cold rounds again, in a child process whose engine is a second one of its own,
+    holding only the Postgres and Redis images; it is removed afterwards."""
+    from harness.supply.engines import second_engine
+
+    settings = load_settings()
+    images = [settings.image("postgres").local, settings.image("redis").local]
+    with (
+        tempfile.TemporaryDirectory(prefix="harness-bench-engine-") as tmp,
+        second_engine(Path(tmp) / "state") as engine,
+    ):
+        tar = Path(tmp) / "images.tar"
+        run(
+            [docker_cli(), "save", "--output", str(tar), *images],
+            what="exporting the Postgres and Redis images for the fresh engine",
+            fix="run `nox -s images` first",
+        )
+        engine.docker("load", "--quiet", "--input", str(tar), what="loading them into the fresh engine")
+        tar.unlink()
+        run(
+            [sys.executable, __file__, "--cold-only", "--workers", str(workers), "--rounds", str(rounds)],
+            what="the cold rounds on the fresh engine",
+            fix="read the output above",
+            env=child_env(engine.env(), drop=("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")),
+            capture=False,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="workers provisioning at once (-n)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of cold and reused provisioning")
     parser.add_argument("--resets", type=int, default=200, help="resets to time per strategy")
+    parser.add_argument(
+        "--fresh-engine",
+        action="store_true",
+        help="also run the cold rounds on a fresh second engine holding only the two images (needs root)",
+    )
+    # The fresh engine's child process: the cold rounds only.
+    parser.add_argument("--cold-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     run_id = f"bench-{uuid.uuid4().hex[:8]}"
     state_dir = Path(tempfile.mkdtemp(prefix="harness-bench-"))
     client = engine_client()
     try:
-        cold: list[float] = []
-        with ProcessPoolExecutor(max_workers=args.workers) as pool:
-            for r in range(args.rounds):
-                futures = [
-                    pool.submit(_cold, run_id, f"gw{n}-r{r}", str(state_dir)) for n in range(args.workers)
-                ]
-                got = [f.result() for f in futures]
-                print(f"round {r}: " + ", ".join(f"{s:.2f}s" for s in got))
-                cold += got
-        print(
-            f"cold worker ready (containers + migrations) at -n {args.workers}: "
-            f"median {statistics.median(cold):.2f}s, max {max(cold):.2f}s (goal <= 1.0 s)"
-        )
+        where = "fresh engine" if args.cold_only else "this engine"
+        print(f"{where}: {_store(client)}", flush=True)
+        _cold_rounds(args.workers, args.rounds, run_id, state_dir, where)
+        if args.cold_only:
+            return
+        if args.fresh_engine:
+            _on_a_fresh_engine(args.workers, args.rounds)
         reused = _reused(state_dir, args.rounds)
         print(
             f"reused worker ready (reset included): median {statistics.median(reused) * 1000:.0f} ms, "
