@@ -17,7 +17,7 @@ import pytest
 from harness.build.buildx import buildx_build
 from harness.build.images import resolve_images
 from harness.config import load_settings
-from harness.engine import engine_client
+from harness.engine import engine_client, prepare_clients
 from harness.errors import BuildError, HarnessError, ReadinessError
 from harness.pytest_plugin import HarnessServices
 from harness.runtime.containers import publish_on_loopback, start_postgres, stop
@@ -134,6 +134,7 @@ def test_a_container_that_exits_before_its_port_is_read_fails_with_its_logs(stat
     from testcontainers.core.container import DockerContainer
 
     identity = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "early", os.getpid())
+    prepare_clients()  # as the harness does before testcontainers makes its client
     container = DockerContainer(load_settings().image("base").local)
     container.with_command(["sh", "-c", "echo refused: bad_setting_at_start; exit 3"])
     container.with_exposed_ports(5432)
