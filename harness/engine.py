@@ -297,6 +297,11 @@ def engine_client() -> docker.DockerClient:
     return client
 
 
+# A forked child (a process pool's worker) makes its own: sharing the parent's keep-alive
+# connection, two processes read each other's responses off one socket.
+os.register_at_fork(after_in_child=engine_client.cache_clear)
+
+
 def local_image_id(ref: str) -> str | None:
     """The id (with the containerd store: the manifest digest) of a local image, or None."""
     from docker.errors import ImageNotFound

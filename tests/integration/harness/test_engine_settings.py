@@ -1,12 +1,15 @@
 """How the engine and the builder are chosen: a docker context stands for DOCKER_HOST and its
-TLS files, HARNESS_BUILDER names a buildx builder, and bad values say what to fix. Real
-docker CLI and buildx, on a private DOCKER_CONFIG; no engine is started."""
+TLS files, HARNESS_BUILDER names a buildx builder, and bad values say what to fix; a forked
+process gets a client of its own. Real docker CLI and buildx, on a private DOCKER_CONFIG; no
+engine is started."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -126,3 +129,18 @@ def test_the_current_contexts_builder_is_accepted_though_the_context_was_exporte
     assert engine.builder_args() == ["--builder", "elsewhere"]
     assert engine.cli_env()["DOCKER_CONTEXT"] == "elsewhere"
     assert "DOCKER_HOST" not in engine.cli_env()
+
+
+def _info_keys(_: int) -> int:
+    return len(engine.engine_client().info())
+
+
+def test_a_forked_child_talks_to_the_engine_on_a_connection_of_its_own() -> None:
+    """A process pool forked from a process whose client keeps a connection alive: each child
+    asks the engine several times and reads only its own answers (sharing the parent's
+    connection, two children read each other's responses off one socket)."""
+    engine.engine_client().info()  # a pooled keep-alive connection, which the fork copies
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        answers = list(pool.map(_info_keys, range(8)))
+    assert len(answers) == 8
+    assert min(answers) > 10  # a whole `docker info` each time
