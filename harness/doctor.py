@@ -25,6 +25,7 @@ from harness.engine import docker_cli, endpoint, engine_client, local_image_id
 from harness.errors import EngineNotAnsweringError, HarnessError
 from harness.process import run
 from harness.runtime.labels import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN
+from harness.runtime.networking import NETWORK_MODES, refusal_here
 from harness.runtime.reaper import pid_alive
 from harness.runtime.reuse import LABEL_REUSE
 from harness.runtime.worker import DEFAULT_ENV, REDIS_ENV
@@ -46,6 +47,7 @@ __all__ = [
     "is_database_variable",
     "leftover_checks",
     "migrate_check",
+    "network_check",
     "read_ini_options",
     "render",
     "scan_env_reads",
@@ -170,6 +172,25 @@ def engine_checks(facts: EngineFacts) -> list[Check]:
             )
         )
     return checks
+
+
+def network_check(mode: str, refusal: str | None) -> Check:
+    """How the tests will reach a worker's services (harness_network), and why."""
+    name = "services network"
+    if mode not in NETWORK_MODES:
+        return Check(name, "FAIL", f"harness_network = {mode!r} is unknown", "use auto, host or bridge")
+    if mode == "bridge":
+        return Check(name, "PASS", "ports published on 127.0.0.1 (harness_network = bridge)")
+    if refusal is None:
+        return Check(name, "PASS", "the engine's host network: servers listen on 127.0.0.1 only")
+    if mode == "host":
+        return Check(
+            name,
+            "FAIL",
+            f"harness_network = host, but {refusal}",
+            "use harness_network = auto (ports published on loopback where the host network cannot work)",
+        )
+    return Check(name, "PASS", f"ports published on 127.0.0.1, not the host network: {refusal}")
 
 
 def buildx_check(output: str | None, error: str | None = None) -> Check:
@@ -702,6 +723,8 @@ def diagnose(settings: Settings) -> list[Check]:
             checks.append(_disk(facts.root_dir))
             checks.append(_build_cache(client))
             checks.extend(leftover_checks(_labelled(client), host=socket.gethostname()))
+            mode = read_ini_options(settings.root).get("harness_network") or "auto"
+            checks.append(network_check(mode.strip(), refusal_here(client)))
         except DockerException as exc:
             first = str(exc).splitlines()[0][:300]
             checks.append(Check("engine", "FAIL", f"stopped answering: {first}", "check the engine's log"))

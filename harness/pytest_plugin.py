@@ -66,6 +66,12 @@ _SETTINGS: list[tuple[str, str, str | None]] = [
     ("reset-scope", "how often harness_clean resets: function, module or session", "function"),
     ("autoclean", "give every test harness_clean (1/0)", "0"),
     ("reuse", "keep each worker's containers for the next local run (1/0; never in CI)", "0"),
+    (
+        "network",
+        "how tests reach the worker's services: auto (the engine's host network when the engine runs "
+        "on this machine, else ports published on loopback), host or bridge",
+        "auto",
+    ),
     ("state-dir", "where run manifests are written", ".harness"),
     ("image", "image the stack fixture runs (default: the one recorded in build/image.json)", None),
     ("reaper", "start the reaper that removes this run's containers if the run is killed (1/0)", "1"),
@@ -263,6 +269,7 @@ def _plan(config: pytest.Config) -> WorkerPlan:
         keep_tables=tuple(t.strip() for t in (_setting(config, "keep-tables") or "").split(",") if t.strip()),
         reset=_setting(config, "reset") or "deletion",
         reuse=_flag(config, "reuse"),
+        network=_setting(config, "network") or "auto",
     )
 
 

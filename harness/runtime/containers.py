@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,7 +19,9 @@ from testcontainers.core.network import Network
 
 from harness.config import environment
 from harness.engine import prepare_clients
+from harness.errors import ReadinessError
 from harness.runtime.labels import RunIdentity
+from harness.runtime.networking import LABEL_PORT, free_loopback_port
 from harness.runtime.readiness import HostProbe
 
 __all__ = [
@@ -34,6 +36,10 @@ __all__ = [
 
 # Ryuk cannot be pulled here; the harness's own reaper (harness.runtime.reaper) does its job.
 testcontainers_config.ryuk_disabled = True
+
+# A host-network server that finds its port taken exits saying so (Postgres and Redis both).
+_PORT_TAKEN = "Address already in use"
+_PORT_ATTEMPTS = 3
 
 # Durability costs time and buys nothing in a throw-away test database.
 FAST_POSTGRES = (
@@ -131,13 +137,24 @@ def _launch(
     network: Network | None,
     alias: str | None,
     extra_labels: Mapping[str, str] | None,
+    host_port: int | None = None,
 ) -> tuple[str, int, float]:
-    """Label, name and start `container`, waiting with `wait`. Returns (host, mapped port,
-    seconds to ready); a half-started container is removed before the error propagates."""
-    container.with_kwargs(labels={**identity.labels(role), **(extra_labels or {})})
+    """Label, name and start `container`, waiting with `wait`. Returns (host, port, seconds
+    to ready); a half-started container is removed before the error propagates. With
+    `host_port`, it runs on the engine's host network, its server listening there."""
+    labels = {**identity.labels(role), **(extra_labels or {})}
+    if host_port is not None:
+        container.ports.clear()  # nothing to publish: the server is on the host's loopback
+        # In the host's network namespace, NET_RAW would let the server read the host's
+        # traffic; neither Postgres nor Redis needs it.
+        container.with_kwargs(
+            labels={**labels, LABEL_PORT: str(host_port)}, network_mode="host", cap_drop=["NET_RAW"]
+        )
+    else:
+        container.with_kwargs(labels=labels)
+        publish_on_loopback(container)
     container.with_name(identity.name(role))
     container.waiting_for(wait)
-    publish_on_loopback(container)
     if network is not None:
         container.with_network(network)
         if alias:
@@ -147,8 +164,45 @@ def _launch(
     except BaseException:
         stop(container)  # a half-started server must not outlive its failure
         raise
-    host, mapped = wait.address
-    return host, mapped, wait.seconds
+    host, port = wait.address
+    return host, port, wait.seconds
+
+
+def _on_a_port(
+    build: Callable[[int | None], tuple[DockerContainer, HostProbe]],
+    identity: RunIdentity,
+    role: str,
+    *,
+    on_host: bool,
+    network: Network | None,
+    alias: str | None,
+    extra_labels: Mapping[str, str] | None,
+) -> tuple[DockerContainer, str, int, float]:
+    """`build(port)` started and ready: on the host network at a free loopback port (started
+    again on another when a process took that port first), or with `port=None` published."""
+    if on_host and network is not None:
+        raise ValueError("a container on the host network cannot join another network")
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        port = free_loopback_port() if on_host else None
+        container, wait = build(port)
+        try:
+            host, mapped, ready = _launch(
+                container,
+                identity,
+                role,
+                wait,
+                network=network,
+                alias=alias,
+                extra_labels=extra_labels,
+                host_port=port,
+            )
+        except ReadinessError as exc:
+            # Picked, then taken by someone else before the server bound it: a new port.
+            if port is None or attempt == _PORT_ATTEMPTS or _PORT_TAKEN not in str(exc):
+                raise
+            continue
+        return container, host, mapped, ready
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def start_postgres(
@@ -159,13 +213,26 @@ def start_postgres(
     network: Network | None = None,
     alias: str | None = None,
     extra_labels: Mapping[str, str] | None = None,
+    on_host: bool = False,
 ) -> tuple[DockerContainer, PostgresInfo]:
+    """A labelled Postgres with a random role, password and database, ready for a psycopg
+    connection from the host. `on_host`: on the engine's host network, on loopback only."""
     import psycopg
 
     user, password, dbname = f"u{_token()[:8]}", _token(), f"db_{identity.worker}".replace("-", "_")
     prepare_clients()  # testcontainers makes its client in the constructor: the engine is settled first
-    container = _HostCheckedPostgres(image, username=user, password=password, dbname=dbname, driver=None)
-    container.with_command(command)
+
+    def build(port: int | None) -> tuple[DockerContainer, HostProbe]:
+        container = _HostCheckedPostgres(image, username=user, password=password, dbname=dbname, driver=None)
+        listen = f" -c port={port} -c listen_addresses=127.0.0.1" if port is not None else ""
+        container.with_command(command + listen)
+        wait = HostProbe(
+            port or 5432,
+            probe,
+            waited_for=f"a psycopg connection as {user} to {dbname}",
+            published=port is None,
+        )
+        return container, wait
 
     def probe(host: str, port: int) -> None:
         conninfo = (
@@ -174,9 +241,14 @@ def start_postgres(
         with psycopg.connect(conninfo) as conn:
             conn.execute("SELECT 1")
 
-    wait = HostProbe(5432, probe, waited_for=f"a psycopg connection as {user} to {dbname}")
-    host, port, ready = _launch(
-        container, identity, "postgres", wait, network=network, alias=alias, extra_labels=extra_labels
+    container, host, port, ready = _on_a_port(
+        build,
+        identity,
+        "postgres",
+        on_host=on_host,
+        network=network,
+        alias=alias,
+        extra_labels=extra_labels,
     )
     info = PostgresInfo(container.get_wrapped_container().id, host, port, user, password, dbname, ready)
     return container, info
@@ -189,12 +261,21 @@ def start_redis(
     network: Network | None = None,
     alias: str | None = None,
     extra_labels: Mapping[str, str] | None = None,
+    on_host: bool = False,
 ) -> tuple[DockerContainer, RedisInfo]:
+    """A labelled Redis with a random password, answering PING from the host. `on_host`: on
+    the engine's host network, on loopback only."""
     import redis
 
     password = _token()
     prepare_clients()
-    container = RedisContainer(image, password=password)
+
+    def build(port: int | None) -> tuple[DockerContainer, HostProbe]:
+        container = RedisContainer(image, password=password)
+        if port is not None:
+            container.with_command(f"redis-server --requirepass {password} --port {port} --bind 127.0.0.1")
+        wait = HostProbe(port or 6379, probe, waited_for="a Redis PING", published=port is None)
+        return container, wait
 
     def probe(host: str, port: int) -> None:
         client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=1)
@@ -203,9 +284,8 @@ def start_redis(
         finally:
             client.close()
 
-    wait = HostProbe(6379, probe, waited_for="a Redis PING")
-    host, port, ready = _launch(
-        container, identity, "redis", wait, network=network, alias=alias, extra_labels=extra_labels
+    container, host, port, ready = _on_a_port(
+        build, identity, "redis", on_host=on_host, network=network, alias=alias, extra_labels=extra_labels
     )
     return container, RedisInfo(container.get_wrapped_container().id, host, port, password, ready)
 
@@ -216,15 +296,18 @@ def start_services(
     identity: RunIdentity,
     *,
     extra_labels: Mapping[str, str] | None = None,
+    on_host: bool = False,
 ) -> tuple[tuple[DockerContainer, PostgresInfo], tuple[DockerContainer, RedisInfo] | None]:
     """Postgres and (unless `redis_image` is None) Redis at once; if either fails, the other
-    is removed before the error propagates."""
+    is removed before the error propagates. `on_host`: both on the engine's host network."""
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harness-start") as pool:
         futures: list[Future[Any]] = [
-            pool.submit(start_postgres, postgres_image, identity, extra_labels=extra_labels)
+            pool.submit(start_postgres, postgres_image, identity, extra_labels=extra_labels, on_host=on_host)
         ]
         if redis_image is not None:
-            futures.append(pool.submit(start_redis, redis_image, identity, extra_labels=extra_labels))
+            futures.append(
+                pool.submit(start_redis, redis_image, identity, extra_labels=extra_labels, on_host=on_host)
+            )
         errors: list[BaseException] = []
         results: list[Any] = []
         for future in futures:

@@ -25,7 +25,9 @@ __all__ = ["LOG_TAIL", "POLL_SECONDS", "HostProbe", "container_logs", "host_addr
 
 POLL_SECONDS = 0.02
 LOG_TAIL = 60
-_STATUS_EVERY = 25  # probes between two looks at the container's status
+# Between two looks at the container's status: by time, not by probes, since a probe may
+# hang up to its own timeout on whatever else listens at the port.
+_STATUS_SECONDS = 0.5
 
 Probe = Callable[[str, int], None]  # (host, mapped port) -> None, or raises while not ready
 
@@ -56,7 +58,8 @@ def container_logs(container: WaitStrategyTarget | DockerContainer, tail: int = 
 class HostProbe(WaitStrategy):
     """Ready when `probe(host, port)` stops raising, polled from the host every 20 ms.
 
-    `port` is the container's port (its mapping is looked up); `waited_for` says in words
+    `port` is the container's port (its mapping is looked up), or with `published=False`
+    the port its server listens on in the engine's host network; `waited_for` says in words
     what the probe checks; `failure`, `fix` and `details` shape the error. A container
     that exits is given up on at once. `seconds` holds how long the wait took.
     """
@@ -71,12 +74,14 @@ class HostProbe(WaitStrategy):
         fix: str = "read the log above; raise HARNESS_READY_TIMEOUT if the machine is just slow",
         details: Callable[[Any], str] | None = None,
         timeout: float | None = None,
+        published: bool = True,
     ) -> None:
         super().__init__()
         self.with_poll_interval(POLL_SECONDS)
         seconds = timeout if timeout is not None else environment().ready_timeout
         self.with_startup_timeout(timedelta(seconds=seconds))
         self.port = port
+        self.published = published
         self.probe = probe
         self.waited_for = waited_for
         self.failure = failure
@@ -90,17 +95,16 @@ class HostProbe(WaitStrategy):
         host = host_address(container)
         last: list[Exception] = []
         try:
-            mapped = int(container.get_exposed_port(self.port)) if self.port else 0
+            mapped = int(container.get_exposed_port(self.port)) if self.port and self.published else self.port
         except (ConnectionError, TimeoutError) as exc:
             # A container that exits at once (a bad setting, say) is not running when its port
             # is looked up (TimeoutError), or has lost the mapping by the time it is read
             # (ConnectionError): either is "never ready", and its log says why.
             raise self._never_ready(container, started, f"{host}:<no port {self.port}>", exc) from None
-        checks = 0
+        next_status = started + _STATUS_SECONDS
 
         def check() -> bool:
-            nonlocal checks
-            checks += 1
+            nonlocal next_status
             try:
                 self.probe(host, mapped)
                 return True
@@ -108,7 +112,8 @@ class HostProbe(WaitStrategy):
                 raise  # the probe's own "never": give up now
             except Exception as exc:  # any failure to connect just means "not yet"
                 last[:] = [exc]
-            if checks % _STATUS_EVERY == 0:
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + _STATUS_SECONDS
                 wrapped = container.get_wrapped_container()
                 wrapped.reload()
                 if wrapped.status in ("exited", "dead"):

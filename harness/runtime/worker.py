@@ -26,6 +26,7 @@ from harness.runtime import containers
 from harness.runtime.containers import PostgresInfo, RedisInfo
 from harness.runtime.labels import RunIdentity
 from harness.runtime.migrations import run_migrations, run_project_command
+from harness.runtime.networking import LABEL_PORT, use_host_network
 from harness.runtime.reaper import sweep_dead_runs
 from harness.runtime.reset import StateReset
 from harness.runtime.reuse import (
@@ -79,6 +80,7 @@ class WorkerPlan:
     keep_tables: tuple[str, ...] = ()
     reset: str = "deletion"
     reuse: bool = False
+    network: str = "auto"  # auto, host or bridge: see harness.runtime.networking
 
     def templates(self) -> dict[str, str]:
         """The whole mapping: the defaults, then the project's own (which may override)."""
@@ -147,6 +149,10 @@ def _adopt(
 
 
 def _host_port(container: Any, port: int) -> int:
+    """Where the host reaches a kept container's `port`: its label on the host network,
+    else its published mapping."""
+    if LABEL_PORT in container.labels:
+        return int(container.labels[LABEL_PORT])
     return int(container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]["HostPort"])
 
 
@@ -226,7 +232,11 @@ def _start(
     else:
         extra = {}
     (pg_container, postgres), redis_started = containers.start_services(
-        plan.postgres_image, plan.redis_image, identity, extra_labels=extra
+        plan.postgres_image,
+        plan.redis_image,
+        identity,
+        extra_labels=extra,
+        on_host=use_host_network(plan.network, client),
     )
     started = [pg_container.get_wrapped_container()]
     redis_info = None
@@ -281,6 +291,7 @@ def _prepare(
         "redis": {**redis_info.as_dict(), "image": plan.redis_image} if redis_info else None,
         "migrate_seconds": round(migrate_seconds, 3),
         "reused": reused,
+        "host_network": LABEL_PORT in started[0].labels,
     }
     return Worker(identity, postgres, redis_info, reset, mapping, record, reused, started, slot)
 

@@ -28,6 +28,7 @@ from harness.doctor import (
     is_database_variable,
     leftover_checks,
     migrate_check,
+    network_check,
     read_ini_options,
     render,
     scan_env_reads,
@@ -377,6 +378,26 @@ def test_a_build_cache_above_the_limit_warns_with_the_clean_command() -> None:
     assert "900 unused for over 3600 s" in heavy.detail
     assert heavy.fix is not None
     assert "python -m harness clean --prune" in heavy.fix
+
+
+@pytest.mark.parametrize(
+    ("mode", "refusal", "status", "said"),
+    [
+        ("auto", None, "PASS", "host network"),
+        ("auto", "the engine is rootless", "PASS", "on 127.0.0.1, not the host network: the engine is"),
+        ("bridge", None, "PASS", "published on 127.0.0.1"),
+        ("host", None, "PASS", "host network"),
+        ("host", "the engine is rootless", "FAIL", "harness_network = host, but the engine is rootless"),
+        ("overlay", None, "FAIL", "'overlay' is unknown"),
+    ],
+)
+def test_the_services_network_says_how_tests_reach_the_servers(
+    mode: str, refusal: str | None, status: str, said: str
+) -> None:
+    check = network_check(mode, refusal)
+    assert check.status == status
+    assert said in check.detail
+    assert (check.fix is not None) == (status == "FAIL")
 
 
 def test_leftovers_are_grouped_by_run_and_judged_by_their_owner() -> None:

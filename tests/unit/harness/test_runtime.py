@@ -10,6 +10,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.runtime.containers import PostgresInfo, RedisInfo
 from harness.runtime.manifest import summary_line
+from harness.runtime.networking import host_network_refusal, use_host_network
 from harness.runtime.reuse import ReuseSlot, migrations_digest, reuse_key
 from harness.runtime.templates import render
 from harness.runtime.worker import WorkerPlan, render_mapping
@@ -81,3 +82,35 @@ def test_the_summary_line_without_resets_says_so() -> None:
     assert "nan" not in line
     assert "reused" in line
     assert "redis" not in line
+
+
+_HERE = {"OSType": "linux", "OperatingSystem": "Debian GNU/Linux 12", "SecurityOptions": [], "Name": "box"}
+
+
+@pytest.mark.parametrize(
+    ("info", "refused_for"),
+    [
+        (_HERE, None),
+        ({**_HERE, "SecurityOptions": ["name=seccomp,profile=builtin", "name=rootless"]}, "rootless"),
+        ({**_HERE, "OperatingSystem": "Docker Desktop"}, "Docker Desktop"),
+        ({**_HERE, "OSType": "windows"}, "windows"),
+        ({**_HERE, "Name": "f00dcafe1234"}, "another container or machine"),
+    ],
+    ids=["this-machine", "rootless", "desktop", "windows", "other-host"],
+)
+def test_the_host_network_is_used_only_where_it_is_this_processs_loopback(
+    info: dict[str, object], refused_for: str | None
+) -> None:
+    reason = host_network_refusal(info, hostname="box")
+    if refused_for is None:
+        assert reason is None
+    else:
+        assert reason is not None
+        assert refused_for in reason
+
+
+def test_an_unknown_network_mode_is_refused_before_the_engine_is_asked() -> None:
+    with pytest.raises(HarnessError, match="'overlay' is not a network mode") as err:
+        use_host_network("overlay", client=None)
+    assert "auto" in err.value.fix
+    assert use_host_network("bridge", client=None) is False
