@@ -2,7 +2,8 @@
 (`harness.runtime.worker.provision`):
 
 - cold: N workers (processes, like `-n N`) provisioning at once: containers started, ready,
-  migrated (goal: <= 1.0 s at -n 2 on 2 cores);
+  migrated (goal: <= 1.0 s at -n 2 on 2 cores); `--network bridge` measures them with
+  published ports instead of the engine's host network;
 - reused: a worker taking back its kept containers (`--harness-reuse`), reset included
   (goal: <= 150 ms);
 - reset: one reset per strategy after a small write (goal: median < 10 ms), "snapshot"
@@ -13,6 +14,7 @@ rounds again on a second engine made for the purpose, holding only the two image
 of a CI runner's engine, not of a developer's long-used one.
 
     python benchmarks/worker_provisioning.py [--workers 2] [--rounds 3] [--resets 200] [--fresh-engine]
+                                             [--network auto|host|bridge]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from harness.config import child_env, load_settings
 from harness.engine import docker_cli, engine_client
 from harness.process import run
 from harness.runtime.labels import LABEL_RUN, RunIdentity
+from harness.runtime.networking import NETWORK_MODES, use_host_network
 from harness.runtime.reaper import remove_labelled
 from harness.runtime.reuse import remove_kept
 from harness.runtime.worker import WorkerPlan, provision
@@ -41,7 +44,9 @@ from harness.runtime.worker import WorkerPlan, provision
 MIGRATE = "python -m services.api_gateway migrate"
 
 
-def _plan(state_dir: Path, *, reset: str = "deletion", reuse: bool = False) -> WorkerPlan:
+def _plan(
+    state_dir: Path, *, reset: str = "deletion", reuse: bool = False, network: str = "auto"
+) -> WorkerPlan:
     settings = load_settings()
     return WorkerPlan(
         rootdir=settings.root,
@@ -52,14 +57,15 @@ def _plan(state_dir: Path, *, reset: str = "deletion", reuse: bool = False) -> W
         keep_tables=("schema_migrations",),
         reset=reset,
         reuse=reuse,
+        network=network,
     )
 
 
-def _cold(run_id: str, worker: str, state_dir: str) -> float:
+def _cold(run_id: str, worker: str, state_dir: str, network: str) -> float:
     """One worker in its own process, as under xdist; the seconds until it was ready."""
     os.environ.pop("CI", None)
     started = time.monotonic()
-    w = provision(_plan(Path(state_dir)), RunIdentity(run_id, worker, os.getpid()))
+    w = provision(_plan(Path(state_dir), network=network), RunIdentity(run_id, worker, os.getpid()))
     seconds = time.monotonic() - started
     w.close()
     return seconds
@@ -105,11 +111,15 @@ def _store(client: Any) -> str:
     return f"{len(df.get('BuildCache') or [])} build-cache records, {len(df.get('Images') or [])} images"
 
 
-def _cold_rounds(workers: int, rounds: int, run_id: str, state_dir: Path, where: str) -> None:
+def _cold_rounds(
+    workers: int, rounds: int, run_id: str, state_dir: Path, *, where: str, network: str
+) -> None:
     cold: list[float] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for r in range(rounds):
-            futures = [pool.submit(_cold, run_id, f"gw{n}-r{r}", str(state_dir)) for n in range(workers)]
+            futures = [
+                pool.submit(_cold, run_id, f"gw{n}-r{r}", str(state_dir), network) for n in range(workers)
+            ]
             got = [f.result() for f in futures]
             print(f"round {r}: " + ", ".join(f"{s:.2f}s" for s in got))
             cold += got
@@ -120,7 +130,7 @@ def _cold_rounds(workers: int, rounds: int, run_id: str, state_dir: Path, where:
     )
 
 
-def _on_a_fresh_engine(workers: int, rounds: int) -> None:
+def _on_a_fresh_engine(workers: int, rounds: int, network: str) -> None:
     """The cold rounds again, in a child process whose engine is a second one of its own,
     holding only the Postgres and Redis images; it is removed afterwards."""
     from harness.supply.engines import second_engine
@@ -140,7 +150,10 @@ def _on_a_fresh_engine(workers: int, rounds: int) -> None:
         engine.docker("load", "--quiet", "--input", str(tar), what="loading them into the fresh engine")
         tar.unlink()
         run(
-            [sys.executable, __file__, "--cold-only", "--workers", str(workers), "--rounds", str(rounds)],
+            [
+                *(sys.executable, __file__, "--cold-only", "--workers", str(workers)),
+                *("--rounds", str(rounds), "--network", network),
+            ],
             what="the cold rounds on the fresh engine",
             fix="read the output above",
             env=child_env(engine.env(), drop=("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")),
@@ -158,6 +171,12 @@ def main() -> None:
         action="store_true",
         help="also run the cold rounds on a fresh second engine holding only the two images (needs root)",
     )
+    parser.add_argument(
+        "--network",
+        choices=NETWORK_MODES,
+        default="auto",
+        help="how the workers' services are reached (harness_network): bridge measures published ports",
+    )
     # The fresh engine's child process: the cold rounds only.
     parser.add_argument("--cold-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -166,12 +185,13 @@ def main() -> None:
     client = engine_client()
     try:
         where = "fresh engine" if args.cold_only else "this engine"
-        print(f"{where}: {_store(client)}", flush=True)
-        _cold_rounds(args.workers, args.rounds, run_id, state_dir, where)
+        network = "host network" if use_host_network(args.network, client) else "ports published"
+        print(f"{where}: {_store(client)}; {network} (--network {args.network})", flush=True)
+        _cold_rounds(args.workers, args.rounds, run_id, state_dir, where=where, network=args.network)
         if args.cold_only:
             return
         if args.fresh_engine:
-            _on_a_fresh_engine(args.workers, args.rounds)
+            _on_a_fresh_engine(args.workers, args.rounds, args.network)
         reused = _reused(state_dir, args.rounds)
         print(
             f"reused worker ready (reset included): median {statistics.median(reused) * 1000:.0f} ms, "
