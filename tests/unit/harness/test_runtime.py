@@ -94,7 +94,7 @@ _HERE = {"OSType": "linux", "OperatingSystem": "Debian GNU/Linux 12", "SecurityO
         ({**_HERE, "SecurityOptions": ["name=seccomp,profile=builtin", "name=rootless"]}, "rootless"),
         ({**_HERE, "OperatingSystem": "Docker Desktop"}, "Docker Desktop"),
         ({**_HERE, "OSType": "windows"}, "windows"),
-        ({**_HERE, "Name": "f00dcafe1234"}, "another container or machine"),
+        ({**_HERE, "Name": "ci-job-container"}, "another container or machine"),
     ],
     ids=["this-machine", "rootless", "desktop", "windows", "other-host"],
 )
