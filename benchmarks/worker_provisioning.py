@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 
 from harness.config import child_env, load_settings
-from harness.engine import docker_cli, engine_client
+from harness.engine import build_cache_records, docker_cli, engine_client
 from harness.process import run
 from harness.runtime.labels import LABEL_RUN, RunIdentity
 from harness.runtime.networking import NETWORK_MODES, use_host_network
@@ -107,8 +107,7 @@ def _resets(state_dir: Path, run_id: str, strategy: str, count: int) -> list[flo
 
 
 def _store(client: Any) -> str:
-    df = client.df()
-    return f"{len(df.get('BuildCache') or [])} build-cache records, {len(df.get('Images') or [])} images"
+    return f"{len(build_cache_records(client))} build-cache records, {len(client.images.list())} images"
 
 
 def _cold_rounds(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.config import LogicalImage, Settings, environment, read_toml
-from harness.engine import docker_cli, endpoint, engine_client, local_image_id
+from harness.engine import build_cache_records, docker_cli, endpoint, engine_client, local_image_id
 from harness.errors import EngineNotAnsweringError, HarnessError
 from harness.process import run
 from harness.runtime.labels import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN
@@ -685,7 +685,7 @@ def _build_cache(client: Any) -> Check:
     from datetime import UTC, datetime
 
     idle = environment().build_cache_idle
-    records = client.df().get("BuildCache") or []
+    records = build_cache_records(client)
     now = datetime.now(UTC)
 
     def unused_for(record: Mapping[str, Any]) -> float:
