@@ -3,7 +3,7 @@ published on loopback.
 
 A published port costs each container its own network namespace, a veth pair, iptables
 rules, a userland proxy and the engine re-executing itself as a start hook: about 0.1 CPU-s
-a container, which is a tenth of a cold worker on two cores. On the engine's host network
+a container, a fifth of what a cold worker with its two containers costs. On the engine's host network
 the server just listens on 127.0.0.1, at a port the harness picked. That is the tests'
 loopback only when the engine runs on this machine, as root, outside a VM, and this process
 is not in a container of its own; `auto` checks exactly that, and otherwise publishes.

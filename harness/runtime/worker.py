@@ -121,13 +121,16 @@ def _engine_host() -> str:
 
 
 def _adopt(
-    client: Any, key: str, plan: WorkerPlan
+    client: Any, key: str, plan: WorkerPlan, on_host: bool
 ) -> tuple[PostgresInfo, RedisInfo | None, list[Any]] | None:
-    """The kept containers of `key`, running and complete, as connection records; else None."""
+    """The kept containers of `key`, running, complete and on the network asked for, as
+    connection records; else None."""
     found = {c.labels.get("harness.role"): c for c in kept_containers(client, key)}
     pg, rd = found.get("postgres"), found.get("redis")
     wanted_redis = plan.redis_image is not None
     if pg is None or pg.status != "running" or (wanted_redis and (rd is None or rd.status != "running")):
+        return None
+    if (LABEL_PORT in pg.labels) != on_host:  # harness_network changed since they were kept
         return None
     host = _engine_host()
     env = dict(item.split("=", 1) for item in pg.attrs["Config"]["Env"] if "=" in item)
@@ -192,6 +195,7 @@ def provision(
 
 def _provision(plan: WorkerPlan, identity: RunIdentity, client: Any, log: Callable[[str], None]) -> Worker:
     env = environment()
+    on_host = use_host_network(plan.network, client)  # a bad setting fails before anything starts
     slot: ReuseSlot | None = None
     if plan.reuse and env.ci:
         log("harness: --harness-reuse is ignored in CI (CI is set): fresh containers")
@@ -207,23 +211,24 @@ def _provision(plan: WorkerPlan, identity: RunIdentity, client: Any, log: Callab
         slot = candidate if candidate.acquire() else None
 
     started = time.monotonic()
-    adopted = _adopt(client, slot.key, plan) if slot is not None else None
+    adopted = _adopt(client, slot.key, plan, on_host) if slot is not None else None
     try:
         if adopted is not None:
             postgres, redis_info, kept = adopted
         else:
-            postgres, redis_info, kept = _start(client, plan, identity, slot)
+            postgres, redis_info, kept = _start(plan, identity, client, slot, on_host=on_host)
         worker = _prepare(plan, identity, postgres, redis_info, kept, slot=slot, reused=adopted is not None)
     except BaseException:
         if slot is not None:
             slot.release(used=False)
         raise
     worker.record["provision_seconds"] = round(time.monotonic() - started, 3)
+    worker.record["host_network"] = on_host
     return worker
 
 
 def _start(
-    client: Any, plan: WorkerPlan, identity: RunIdentity, slot: ReuseSlot | None
+    plan: WorkerPlan, identity: RunIdentity, client: Any, slot: ReuseSlot | None, *, on_host: bool
 ) -> tuple[PostgresInfo, RedisInfo | None, list[Any]]:
     if slot is not None:
         remove_kept(client, slot.key)  # an incomplete or stopped set: start over
@@ -236,7 +241,7 @@ def _start(
         plan.redis_image,
         identity,
         extra_labels=extra,
-        on_host=use_host_network(plan.network, client),
+        on_host=on_host,
     )
     started = [pg_container.get_wrapped_container()]
     redis_info = None
@@ -291,7 +296,6 @@ def _prepare(
         "redis": {**redis_info.as_dict(), "image": plan.redis_image} if redis_info else None,
         "migrate_seconds": round(migrate_seconds, 3),
         "reused": reused,
-        "host_network": LABEL_PORT in started[0].labels,
     }
     return Worker(identity, postgres, redis_info, reset, mapping, record, reused, started, slot)
 

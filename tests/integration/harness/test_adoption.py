@@ -20,6 +20,7 @@ from harness.config import load_settings
 from harness.engine import engine_client
 from harness.pytest_plugin import HarnessServices
 from harness.runtime.labels import LABEL_RUN, RunIdentity
+from harness.runtime.networking import LABEL_PORT
 from harness.runtime.reaper import containers_of, remove_labelled
 from harness.runtime.reuse import kept_containers, remove_kept
 
@@ -275,6 +276,24 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
         in_ci = _run(root, "-n", "0", "--harness-reuse", run_id=f"{run_id}-3", env={"CI": "true"})
         assert in_ci.returncode == 0, in_ci.stdout
         assert "reused" not in in_ci.stdout
+        if all(LABEL_PORT in c.labels for c in kept_containers(engine_client()) if c.id in mine):
+            # Kept on the host network, asked for on a bridge: fresh containers, published ports.
+            bridged = _run(
+                root,
+                "-n",
+                "0",
+                "--harness-reuse",
+                "--harness-network",
+                "bridge",
+                run_id=f"{run_id}-4",
+                env=idle,
+            )
+            assert bridged.returncode == 0, bridged.stdout
+            assert "reused" not in bridged.stdout
+            now = [c for c in kept_containers(engine_client()) if c.name.endswith("-master-postgres")]
+            kept |= {c.id for c in now}
+            assert now
+            assert all(LABEL_PORT not in c.labels and c.ports for c in now)
         cleaned = subprocess.run(
             [sys.executable, "-m", "harness", "clean"], cwd=root, capture_output=True, text=True, check=False
         )
