@@ -714,6 +714,7 @@ def diagnose(settings: Settings) -> list[Check]:
     """Every check, against this machine and `settings.root`'s project."""
     from docker.errors import DockerException
 
+    ini = read_ini_options(settings.root)
     facts, client = _engine_facts()
     checks = engine_checks(facts)
     checks.append(_buildx())
@@ -723,12 +724,11 @@ def diagnose(settings: Settings) -> list[Check]:
             checks.append(_disk(facts.root_dir))
             checks.append(_build_cache(client))
             checks.extend(leftover_checks(_labelled(client), host=socket.gethostname()))
-            mode = read_ini_options(settings.root).get("harness_network") or "auto"
-            checks.append(network_check(mode.strip(), refusal_here(client)))
+            mode = (ini.get("harness_network") or "auto").strip()
+            checks.append(network_check(mode, refusal_here(client)))
         except DockerException as exc:
             first = str(exc).splitlines()[0][:300]
             checks.append(Check("engine", "FAIL", f"stopped answering: {first}", "check the engine's log"))
-    ini = read_ini_options(settings.root)
     checks.append(
         migrate_check(
             ini.get("harness_migrate"),

@@ -42,9 +42,8 @@ def test_a_remote_engine_keeps_todays_publishing(monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_started_container_publishes_on_127_0_0_1_only() -> None:
-    (redis_image,) = resolve_images(load_settings(), ["redis"], log=lambda _m: None)
     identity = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "ports", os.getpid())
-    container, info = start_redis(redis_image.ref, identity)
+    container, info = start_redis(_image("redis"), identity)
     try:
         wrapped = container.get_wrapped_container()
         wrapped.reload()
