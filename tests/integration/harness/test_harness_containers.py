@@ -193,7 +193,10 @@ def test_reaper_removes_a_killed_runs_containers_and_spares_live_runs(tmp_path: 
         owner.wait()
         took = _wait_gone(dead_run.run_id, 30)
         assert reaper.wait(timeout=30) == 0
-        assert _labelled(orphan_run.run_id) == [], "the reaper left a run whose owner died with its own"
+        # Gone, or going: another worker's sweep may have been removing it when the reaper got
+        # there (the engine then answers the reaper "removal already in progress").
+        left = [c for c in _labelled(orphan_run.run_id) if c.status != "removing"]
+        assert left == [], "the reaper left a run whose owner died with its own"
         assert len(_labelled(live_run.run_id)) == 1
         print(f"reaper removed the dead run's container {took:.1f}s after its owner died")
     finally:
