@@ -1,4 +1,4 @@
-"""Every tier, locally and in CI, the same way. Thin: the work lives in `harness/`."""
+"""Every tier, locally and in CI, the same way. Thin: the work lives in `tierharness/`."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ def install(session: nox.Session, *lockfiles: str) -> None:
 
 
 def harness(session: nox.Session, command: str, *lockfiles: str) -> None:
-    """One `python -m harness COMMAND` with the session's posargs, after the lockfiles."""
+    """One `python -m tierharness COMMAND` with the session's posargs, after the lockfiles."""
     install(session, *(lockfiles or ("test",)))
-    session.run("python", "-m", "harness", command, *session.posargs)
+    session.run("python", "-m", "tierharness", command, *session.posargs)
 
 
 @nox.session(tags=["ci"])
@@ -57,7 +57,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
     # mypy's cache in the machine's cache folder: a fresh clone checks in 0.4 s, not 8 s (mypy
     # checks each cached module against its source's hash, so no clone can be misled by another's).
-    cache = session.run("python", "-m", "harness", "cache-dir", "mypy", silent=True)
+    cache = session.run("python", "-m", "tierharness", "cache-dir", "mypy", silent=True)
     session.run("mypy", env={"MYPY_CACHE_DIR": str(cache).strip()})
 
 
@@ -71,7 +71,7 @@ def lock(session: nox.Session) -> None:
 def clean(session: nox.Session) -> None:
     """`harness clean --prune`: killed runs' leftovers, stale build cache, pulls, old builds."""
     install(session, "test")
-    session.run("python", "-m", "harness", "clean", "--prune", *session.posargs)
+    session.run("python", "-m", "tierharness", "clean", "--prune", *session.posargs)
 
 
 @nox.session
@@ -95,7 +95,7 @@ def _shard(session: nox.Session, posargs: list[str]) -> tuple[list[str], list[st
     at = posargs.index("--shard")
     if at + 1 >= len(posargs):
         session.error("Usage: nox -s tests -- --shard K/N")
-    out = session.run("python", "-m", "harness", "shard", posargs[at + 1], silent=True)
+    out = session.run("python", "-m", "tierharness", "shard", posargs[at + 1], silent=True)
     shard = json.loads(str(out))
     rest = [*posargs[:at], *posargs[at + 2 :]]
     return rest, list(shard["pytest_args"]), str(shard["name"]), bool(shard["last"])
@@ -106,7 +106,7 @@ def tests(session: nox.Session) -> None:
     """Unit and integration tiers under pytest-xdist, one Postgres and Redis per worker."""
     install(session, "test", "security")  # the security canaries run the real tools
     # The workers' two, and the base that the integration tier's canaries build on.
-    session.run("python", "-m", "harness", "images", "--quiet", "base", "postgres", "redis")
+    session.run("python", "-m", "tierharness", "images", "--quiet", "base", "postgres", "redis")
     posargs, shard_args, shard, last = _shard(session, session.posargs)
     paths, whole_tier = _with_default_paths(posargs, ("tests/unit", "tests/integration"))
     args = [*paths, *shard_args]
@@ -131,7 +131,7 @@ def tests(session: nox.Session) -> None:
 def durations(session: nox.Session) -> None:
     """Refresh tests/durations.json, which balances the shards (pytest-split)."""
     install(session, "test", "security")  # as the tests session: the security canaries run too
-    session.run("python", "-m", "harness", "images", "--quiet", "base", "postgres", "redis")
+    session.run("python", "-m", "tierharness", "images", "--quiet", "base", "postgres", "redis")
     # The whole tiers replace the file; named paths only update their own tests' entries.
     whole = () if session.posargs else ("--clean-durations", "tests/unit", "tests/integration")
     session.run(
@@ -173,9 +173,9 @@ def build(session: nox.Session) -> None:
 def e2e(session: nox.Session) -> None:
     """The built image beside its own Postgres and Redis, tested over HTTP."""
     install(session, "test")
-    session.run("python", "-m", "harness", "build")
+    session.run("python", "-m", "tierharness", "build")
     # With verify-before-run on, the stack runs the published image from the registry.
-    session.run("python", "-m", "harness", "publish", "--if-verifying")
+    session.run("python", "-m", "tierharness", "publish", "--if-verifying")
     # Two workers, a file each at a time: each worker runs its own stack, which the tests of a
     # file share (and stop its Postgres); the rehearsals of one file share their folder.
     # `-- -n 0` runs them in one process (what .ci/run does beside the tests lane).
@@ -188,7 +188,7 @@ def remote_engine(session: nox.Session) -> None:
     """A second dockerd on 127.0.0.1:RANDOM with TLS: an integration slice and `nox -s e2e` against it."""
     install(session, "test")
     # Pushed to the loopback registry, whence the remote engine resolves them.
-    session.run("python", "-m", "harness", "images", "--quiet", "base", "postgres", "redis", "registry")
+    session.run("python", "-m", "tierharness", "images", "--quiet", "base", "postgres", "redis", "registry")
     session.run(
         "pytest", "-p", "no:cacheprovider", "-s", "--junitxml=build/junit/remote-engine.xml",
         *(session.posargs or ("tests/remote",)),
@@ -199,8 +199,8 @@ def remote_engine(session: nox.Session) -> None:
 def publish(session: nox.Session) -> None:
     """Push the built image to a loopback registry by digest; sign it, attach its SBOM and provenance."""
     install(session, "test")
-    session.run("python", "-m", "harness", "keys", "--if-missing")
-    session.run("python", "-m", "harness", "publish", *session.posargs)
+    session.run("python", "-m", "tierharness", "keys", "--if-missing")
+    session.run("python", "-m", "tierharness", "publish", *session.posargs)
 
 
 @nox.session(name="repro-check", tags=["ci"])
@@ -219,15 +219,15 @@ def perf(session: nox.Session) -> None:
 def security(session: nox.Session) -> None:
     """Security gates: source, lockfiles, Dockerfiles, shell, workflows, the built image, SBOM."""
     install(session, "test", "security")
-    session.run("python", "-m", "harness", "build")  # reused when nothing that goes into it changed
-    session.run("python", "-m", "harness", "security", *session.posargs)
+    session.run("python", "-m", "tierharness", "build")  # reused when nothing that goes into it changed
+    session.run("python", "-m", "tierharness", "security", *session.posargs)
 
 
 @nox.session
 def gates(session: nox.Session) -> None:
     """Every quality gate on one page (build/gates.md): PASS / FAIL / UNCHECKED / NOT RUN."""
     # It only reads reports, with the standard library: run from the checkout, nothing to install.
-    session.run("python", "-m", "harness", "gates", *session.posargs)
+    session.run("python", "-m", "tierharness", "gates", *session.posargs)
 
 
 @nox.session(tags=["ci"])

@@ -12,9 +12,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from harness.build.checkout import snapshot
-from harness.build.image import build_image
-from harness.config import find_project_root, load_settings
+from tierharness.build.checkout import snapshot
+from tierharness.build.image import build_image
+from tierharness.config import find_project_root, load_settings
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ import statistics
 import time
 import uuid
 
-from harness.config import load_settings
-from harness.runtime.containers import RunIdentity, start_postgres, stop
+from tierharness.config import load_settings
+from tierharness.runtime.containers import RunIdentity, start_postgres, stop
 
 
 def main() -> None:

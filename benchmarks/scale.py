@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.scale.shards import Shard
+from tierharness.scale.shards import Shard
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.config import load_settings
-from harness.security.run import run_security
+from tierharness.config import load_settings
+from tierharness.security.run import run_security
 
 
 def main() -> None:

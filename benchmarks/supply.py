@@ -1,8 +1,8 @@
 """Supply-chain timings: publish + sign + attest + verify (cold registry storage, then warm),
 and an independent rebuild on a second engine.
 
-Runs the real commands (`python -m harness publish`, `python -m harness repro-check
---independent`) and prints what each reports. Needs a key pair: `python -m harness keys`
+Runs the real commands (`python -m tierharness publish`, `python -m tierharness repro-check
+--independent`) and prints what each reports. Needs a key pair: `python -m tierharness keys`
 (HARNESS_KEY_PASSWORD or HARNESS_KEY_PASSWORD_FILE set).
 
     python benchmarks/supply.py            # publish twice
@@ -19,11 +19,11 @@ import time
 def _run(*args: str) -> tuple[float, str]:
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "tierharness", *args], capture_output=True, text=True, check=False
     )
     seconds = time.monotonic() - started
     if proc.returncode not in (0, 1):
-        sys.exit(f"python -m harness {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+        sys.exit(f"python -m tierharness {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
     return seconds, proc.stdout
 
 

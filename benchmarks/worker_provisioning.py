@@ -1,5 +1,5 @@
 """Worker provisioning and per-test reset, as medians, through the plugin's own code path
-(`harness.runtime.worker.provision`):
+(`tierharness.runtime.worker.provision`):
 
 - cold: N workers (processes, like `-n N`) provisioning at once: containers started, ready,
   migrated (goal: <= 1.0 s at -n 2 on 2 cores); `--network bridge` measures them with
@@ -32,14 +32,14 @@ from typing import Any
 
 import psycopg
 
-from harness.config import child_env, load_settings
-from harness.engine import build_cache_records, docker_cli, engine_client
-from harness.process import run
-from harness.runtime.labels import LABEL_RUN, RunIdentity
-from harness.runtime.networking import NETWORK_MODES, use_host_network
-from harness.runtime.reaper import remove_labelled
-from harness.runtime.reuse import remove_kept
-from harness.runtime.worker import WorkerPlan, provision
+from tierharness.config import child_env, load_settings
+from tierharness.engine import build_cache_records, docker_cli, engine_client
+from tierharness.process import run
+from tierharness.runtime.labels import LABEL_RUN, RunIdentity
+from tierharness.runtime.networking import NETWORK_MODES, use_host_network
+from tierharness.runtime.reaper import remove_labelled
+from tierharness.runtime.reuse import remove_kept
+from tierharness.runtime.worker import WorkerPlan, provision
 
 MIGRATE = "python -m services.api_gateway migrate"
 
@@ -132,7 +132,7 @@ def _cold_rounds(
 def _on_a_fresh_engine(workers: int, rounds: int, network: str) -> None:
     """The cold rounds again, in a child process whose engine is a second one of its own,
     holding only the Postgres and Redis images; it is removed afterwards."""
-    from harness.supply.engines import second_engine
+    from tierharness.supply.engines import second_engine
 
     settings = load_settings()
     images = [settings.image("postgres").local, settings.image("redis").local]

@@ -17,7 +17,7 @@
 #                             made by another interpreter is recreated.
 #   HARNESS_BOOTSTRAP_ENGINE  0 skips the Docker engine step (default 1).
 #   HARNESS_CACHE_DIR         the machine's cache (default $XDG_CACHE_HOME/harness, or
-#                             ~/.cache/harness), as for the harness itself (harness/config.py).
+#                             ~/.cache/harness), as for the harness itself (tierharness/config.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

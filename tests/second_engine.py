@@ -7,7 +7,7 @@ import ipaddress
 import subprocess
 from pathlib import Path
 
-from harness.supply.engines import EngineRecord, EngineTls
+from tierharness.supply.engines import EngineRecord, EngineTls
 
 __all__ = ["certificates", "leftovers"]
 

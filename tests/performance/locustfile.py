@@ -1,9 +1,9 @@
 """A realistic mix against the knowledge-hub API: cached and uncached reads, searches,
 tag listings and writes; each simulated user has its own API key.
 
-Run through `nox -s perf` (harness/perf/run.py), which starts the stack, passes one key
+Run through `nox -s perf` (tierharness/perf/run.py), which starts the stack, passes one key
 per user in HARNESS_PERF_API_KEYS and the thresholds as options; the gate itself is
-`harness.perf.gate`, installed below.
+`tierharness.perf.gate`, installed below.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from locust import FastHttpUser, between, events, task
 
-from harness.perf.gate import install
+from tierharness.perf.gate import install
 
 install(events)
 

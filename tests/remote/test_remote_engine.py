@@ -37,15 +37,15 @@ from typing import Any
 
 import pytest
 
-from harness import engine as harness_engine
-from harness.build.checkout import snapshot
-from harness.config import load_settings
-from harness.engine import engine_client, prepare_clients
-from harness.errors import EngineUnavailableError
-from harness.runtime.labels import LABEL_ROLE, LABEL_RUN, RunIdentity, new_run_id
-from harness.supply.engines import EngineTls, SecondEngine, second_engine
-from harness.supply.registry import Registry, running_registry
 from tests.second_engine import certificates, leftovers
+from tierharness import engine as harness_engine
+from tierharness.build.checkout import snapshot
+from tierharness.config import load_settings
+from tierharness.engine import engine_client, prepare_clients
+from tierharness.errors import EngineUnavailableError
+from tierharness.runtime.labels import LABEL_ROLE, LABEL_RUN, RunIdentity, new_run_id
+from tierharness.supply.engines import EngineTls, SecondEngine, second_engine
+from tierharness.supply.registry import Registry, running_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -328,7 +328,7 @@ def _reapers_of(run_ids: set[str]) -> list[int]:
             continue
         with contextlib.suppress(OSError):
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            if "harness.runtime.reaper" in argv and any(run in argv for run in run_ids):
+            if "tierharness.runtime.reaper" in argv and any(run in argv for run in run_ids):
                 found.append(int(entry.name))
     return found
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from harness.build.checkout import snapshot
-from harness.build.image import build_image
-from harness.config import StackConfig, load_settings
-from harness.engine import engine_client
-from harness.errors import BuildError, ReadinessError
-from harness.runtime.labels import RunIdentity
-from harness.runtime.stack import start_stack
+from tierharness.build.checkout import snapshot
+from tierharness.build.image import build_image
+from tierharness.config import StackConfig, load_settings
+from tierharness.engine import engine_client
+from tierharness.errors import BuildError, ReadinessError
+from tierharness.runtime.labels import RunIdentity
+from tierharness.runtime.stack import start_stack
 
 
 def test_a_tampered_wheel_is_named_before_the_build_and_no_image_is_made(

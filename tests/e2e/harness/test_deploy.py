@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_settings
-from harness.deploy.bluegreen import run_rehearsal
-from harness.engine import engine_client
-from harness.runtime.labels import LABEL_RUN, new_run_id
+from tierharness.config import load_settings
+from tierharness.deploy.bluegreen import run_rehearsal
+from tierharness.engine import engine_client
+from tierharness.runtime.labels import LABEL_RUN, new_run_id
 
 
 def _leftovers(run_id: str) -> list[str]:
@@ -58,7 +58,7 @@ def test_each_broken_candidate_rolls_back_with_its_reason_and_time(
 def _start(run_id: str) -> subprocess.Popen[str]:
     env = {**os.environ, "HARNESS_RUN_ID": run_id}
     return subprocess.Popen(
-        [sys.executable, "-m", "harness", "deploy"],
+        [sys.executable, "-m", "tierharness", "deploy"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.build.checkout import commit_all, snapshot
-from harness.config import load_settings
+from tierharness.build.checkout import commit_all, snapshot
+from tierharness.config import load_settings
 
 
 def test_a_build_stamp_in_the_production_stage_fails_repro_check_naming_it(
@@ -27,7 +27,7 @@ def test_a_build_stamp_in_the_production_stage_fails_repro_check_naming_it(
     shutil.copytree(wheelhouse, tree / "build" / "wheelhouse", copy_function=os.link)
 
     env = {k: v for k, v in os.environ.items() if k != "HARNESS_PROJECT_ROOT"}
-    cmd = [sys.executable, "-m", "harness", "repro-check"]
+    cmd = [sys.executable, "-m", "tierharness", "repro-check"]
     proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, check=False, env=env)
 
     assert proc.returncode == 1, proc.stdout + proc.stderr

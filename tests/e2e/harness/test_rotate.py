@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from harness.config import load_settings
-from harness.deploy.rotate import run_rotation
+from tierharness.config import load_settings
+from tierharness.deploy.rotate import run_rotation
 
 
 def test_rotation_under_load_fails_no_request(capsys: pytest.CaptureFixture[str]) -> None:

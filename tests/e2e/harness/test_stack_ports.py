@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from harness.config import environment
+from tierharness.config import environment
 
 
 def test_the_service_port_is_published_on_127_0_0_1_only(harness_stack: Any) -> None:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from harness.config import load_settings
+from tierharness.config import load_settings
 
 
 def test_the_stack_runs_the_verified_image_by_digest(request: pytest.FixtureRequest) -> None:

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.config import load_settings
-from harness.process import run
+from tierharness.config import load_settings
+from tierharness.process import run
 
 # Enough to reach every operation in every phase on 2 cores within a couple of minutes.
 MAX_EXAMPLES = "25"

@@ -16,13 +16,13 @@ import psycopg
 import pytest
 from filelock import FileLock
 
-from harness.config import load_settings
-from harness.engine import engine_client
-from harness.pytest_plugin import HarnessServices
-from harness.runtime.labels import LABEL_RUN, RunIdentity
-from harness.runtime.networking import LABEL_PORT
-from harness.runtime.reaper import containers_of, remove_labelled
-from harness.runtime.reuse import kept_containers, remove_kept
+from tierharness.config import load_settings
+from tierharness.engine import engine_client
+from tierharness.pytest_plugin import HarnessServices
+from tierharness.runtime.labels import LABEL_RUN, RunIdentity
+from tierharness.runtime.networking import LABEL_PORT
+from tierharness.runtime.reaper import containers_of, remove_labelled
+from tierharness.runtime.reuse import kept_containers, remove_kept
 
 # Settings read at import time, as real projects do: this is what early provisioning is for.
 SETTINGS = """
@@ -295,7 +295,11 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
             assert now
             assert all(LABEL_PORT not in c.labels and c.ports for c in now)
         cleaned = subprocess.run(
-            [sys.executable, "-m", "harness", "clean"], cwd=root, capture_output=True, text=True, check=False
+            [sys.executable, "-m", "tierharness", "clean"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert cleaned.returncode == 0, cleaned.stderr
         assert not kept & {c.id for c in kept_containers(engine_client())}

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.checkout import snapshot
-from harness.build.lockfiles import parse_lockfile
-from harness.config import child_env, machine_cache, pip_child_env
-from harness.process import run
+from tierharness.build.checkout import snapshot
+from tierharness.build.lockfiles import parse_lockfile
+from tierharness.config import child_env, machine_cache, pip_child_env
+from tierharness.process import run
 
 DEBIAN_PYTHON = Path("/usr/bin/python3")
 PEP_668_MARKER = Path("/usr/lib/python3.11/EXTERNALLY-MANAGED")

@@ -7,20 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_settings
-from harness.deploy import proxy
-from harness.deploy.bluegreen import rehearsal
-from harness.deploy.proxy import ProxyError, check_config, haproxy_config
-from harness.deploy.timeline import Timeline
-from harness.engine import engine_client
-from harness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id
+from tierharness.config import load_settings
+from tierharness.deploy import proxy
+from tierharness.deploy.bluegreen import rehearsal
+from tierharness.deploy.proxy import ProxyError, check_config, haproxy_config
+from tierharness.deploy.timeline import Timeline
+from tierharness.engine import engine_client
+from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id
 
 pytestmark = pytest.mark.usefixtures("harness_reaper")
 
 
 @pytest.fixture(scope="module")
 def haproxy_image() -> str:
-    from harness.build.images import resolve_images
+    from tierharness.build.images import resolve_images
 
     return resolve_images(load_settings(), ["haproxy"], log=lambda _m: None)[0].ref
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.repro.check import check_reproducible
 from tests.integration.harness.test_repro_canaries import _context, _spec
+from tierharness.repro.check import check_reproducible
 
 
 def test_a_changed_file_gets_diffoscopes_deep_diff_in_the_report(tmp_path: Path) -> None:

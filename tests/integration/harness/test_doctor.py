@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import engine
-from harness.__main__ import main
+from tierharness import engine
+from tierharness.__main__ import main
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import engine
-from harness.errors import EngineUnavailableError
 from tests.second_engine import certificates
+from tierharness import engine
+from tierharness.errors import EngineUnavailableError
 
 _ENGINE_VARIABLES = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH", "DOCKER_CONTEXT")
 

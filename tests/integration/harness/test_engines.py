@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine import engine_client
-from harness.supply.engines import EngineRecord, second_engine
 from tests.second_engine import certificates, leftovers
+from tierharness.engine import engine_client
+from tierharness.supply.engines import EngineRecord, second_engine
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_a_second_engine_is_separate_and_leaves_nothing(state_dir: Path) -> None
 
 def test_a_killed_owner_leaves_no_engine_behind(state_dir: Path) -> None:
     script = (
-        "import sys, time; from pathlib import Path; from harness.supply.engines import second_engine\n"
+        "import sys, time; from pathlib import Path; from tierharness.supply.engines import second_engine\n"
         "with second_engine(Path(sys.argv[1])) as e:\n"
         "    print(e.record.root, flush=True); time.sleep(120)\n"
     )

@@ -13,14 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.build.checkout import commit_all
-from harness.build.image import build_image
-from harness.build.oci import read_oci
-from harness.config import Settings, load_settings
-from harness.engine import engine_client
-from harness.runtime.labels import LABEL_RUN, RunIdentity
-from harness.runtime.reaper import containers_of, remove_labelled
-from harness.runtime.stack import running_stack
+from tierharness.build.checkout import commit_all
+from tierharness.build.image import build_image
+from tierharness.build.oci import read_oci
+from tierharness.config import Settings, load_settings
+from tierharness.engine import engine_client
+from tierharness.runtime.labels import LABEL_RUN, RunIdentity
+from tierharness.runtime.reaper import containers_of, remove_labelled
+from tierharness.runtime.stack import running_stack
 
 # Its stack containers belong to made-up runs owned by this worker: the run's reaper sweeps
 # them if the run is killed.

@@ -14,17 +14,17 @@ from typing import Any
 
 import pytest
 
-from harness.build.buildx import buildx_build
-from harness.build.images import resolve_images
-from harness.config import load_settings
-from harness.engine import engine_client, prepare_clients
-from harness.errors import BuildError, HarnessError, ReadinessError
-from harness.pytest_plugin import HarnessServices
-from harness.runtime.containers import publish_on_loopback, start_postgres, stop
-from harness.runtime.labels import LABEL_RUN, RunIdentity
-from harness.runtime.readiness import HostProbe
-from harness.runtime.reaper import containers_of, pid_alive, remove_labelled, sweep_dead_runs
-from harness.runtime.reset import StateReset
+from tierharness.build.buildx import buildx_build
+from tierharness.build.images import resolve_images
+from tierharness.config import load_settings
+from tierharness.engine import engine_client, prepare_clients
+from tierharness.errors import BuildError, HarnessError, ReadinessError
+from tierharness.pytest_plugin import HarnessServices
+from tierharness.runtime.containers import publish_on_loopback, start_postgres, stop
+from tierharness.runtime.labels import LABEL_RUN, RunIdentity
+from tierharness.runtime.readiness import HostProbe
+from tierharness.runtime.reaper import containers_of, pid_alive, remove_labelled, sweep_dead_runs
+from tierharness.runtime.reset import StateReset
 
 
 def _labelled(run_id: str) -> list[Any]:
@@ -176,7 +176,7 @@ def test_reaper_removes_a_killed_runs_containers_and_spares_live_runs(tmp_path: 
             [
                 sys.executable,
                 "-m",
-                "harness.runtime.reaper",
+                "tierharness.runtime.reaper",
                 "--run-id",
                 dead_run.run_id,
                 "--pid",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.debs import check_lock, index_entries, lock_path, read_lock, write_lock
-from harness.config import LogicalImage, load_settings
-from harness.errors import LockfileError
+from tierharness.build.debs import check_lock, index_entries, lock_path, read_lock, write_lock
+from tierharness.config import LogicalImage, load_settings
+from tierharness.errors import LockfileError
 
 
 def _copy(tmp_path: Path, name: str) -> LogicalImage:

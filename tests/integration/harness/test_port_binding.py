@@ -11,15 +11,26 @@ import uuid
 import psycopg
 import pytest
 
-from harness.build.images import resolve_images
-from harness.config import load_settings
-from harness.engine import engine_client
-from harness.errors import HarnessError
-from harness.pytest_plugin import HarnessServices
-from harness.runtime import containers
-from harness.runtime.containers import publish_on_loopback, start_postgres, start_redis, start_services, stop
-from harness.runtime.labels import LABEL_RUN, RunIdentity
-from harness.runtime.networking import LABEL_PORT, free_loopback_port, host_network_refusal, use_host_network
+from tierharness.build.images import resolve_images
+from tierharness.config import load_settings
+from tierharness.engine import engine_client
+from tierharness.errors import HarnessError
+from tierharness.pytest_plugin import HarnessServices
+from tierharness.runtime import containers
+from tierharness.runtime.containers import (
+    publish_on_loopback,
+    start_postgres,
+    start_redis,
+    start_services,
+    stop,
+)
+from tierharness.runtime.labels import LABEL_RUN, RunIdentity
+from tierharness.runtime.networking import (
+    LABEL_PORT,
+    free_loopback_port,
+    host_network_refusal,
+    use_host_network,
+)
 
 
 class _Ports:

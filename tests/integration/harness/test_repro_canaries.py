@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.config import load_settings
-from harness.repro.check import DockerfileBuild, check_reproducible
+from tierharness.config import load_settings
+from tierharness.repro.check import DockerfileBuild, check_reproducible
 
 CANARIES = {
     "date": ("RUN date +%s%N > /build-stamp", "/build-stamp", "content differs"),

@@ -1,4 +1,4 @@
-"""What a build leaves in the engine stays in bounds (harness.build.retention), on real
+"""What a build leaves in the engine stays in bounds (tierharness.build.retention), on real
 engines. Each test touches only what it made, or works on an engine of its own: a developer's
 own cache and images are safe."""
 
@@ -18,9 +18,9 @@ import docker
 import pytest
 from docker.errors import ImageNotFound
 
-from harness.build.retention import prune_build_cache, prune_loopback_pulls, prune_old_builds
-from harness.engine import engine_client
-from harness.supply.engines import SecondEngine, second_engine
+from tierharness.build.retention import prune_build_cache, prune_loopback_pulls, prune_old_builds
+from tierharness.engine import engine_client
+from tierharness.supply.engines import SecondEngine, second_engine
 
 
 def _tiny_image(reference: str, content: str) -> str:

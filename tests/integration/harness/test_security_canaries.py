@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.buildx import buildx_build
-from harness.config import load_settings
-from harness.errors import HarnessError
-from harness.security import dockerfiles, secrets, workflows
-from harness.security.image_scan import layer_cache, scan_image, view_image
-from harness.security.run import run_security
-from harness.security.tools import tool
+from tierharness.build.buildx import buildx_build
+from tierharness.config import load_settings
+from tierharness.errors import HarnessError
+from tierharness.security import dockerfiles, secrets, workflows
+from tierharness.security.image_scan import layer_cache, scan_image, view_image
+from tierharness.security.run import run_security
+from tierharness.security.tools import tool
 
 ROOT = Path(__file__).resolve().parents[3]
 AWS_KEY = "AKIA" + "Q7RZ4K2M9XWT3B5N"

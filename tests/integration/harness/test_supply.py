@@ -22,14 +22,14 @@ from typing import Any
 
 import pytest
 
-from harness.config import Settings, SupplyConfig, load_settings
-from harness.engine import engine_client
-from harness.runtime.labels import RunIdentity, new_run_id
-from harness.supply.publish import manifest_bytes, push_oci
-from harness.supply.registry import Registry, RegistryError, running_registry, start_registry
-from harness.supply.sbom import image_components, write_sbom
-from harness.supply.signing import KeyPair, SigningKeyError, attest, create_keys, key_pair, sign
-from harness.supply.verify import MANIFEST_TYPES, VerificationError, Verified, verify_image
+from tierharness.config import Settings, SupplyConfig, load_settings
+from tierharness.engine import engine_client
+from tierharness.runtime.labels import RunIdentity, new_run_id
+from tierharness.supply.publish import manifest_bytes, push_oci
+from tierharness.supply.registry import Registry, RegistryError, running_registry, start_registry
+from tierharness.supply.sbom import image_components, write_sbom
+from tierharness.supply.signing import KeyPair, SigningKeyError, attest, create_keys, key_pair, sign
+from tierharness.supply.verify import MANIFEST_TYPES, VerificationError, Verified, verify_image
 
 PASSWORD = "correct horse battery staple"  # pragma: allowlist secret (a test key's password)
 HEAD = "1" * 40
@@ -434,7 +434,7 @@ def test_a_stack_runs_only_a_verified_image_and_starts_nothing_otherwise(
 ) -> None:
     """What the stack fixture (and perf) call before starting anything, on a registry of
     their own: the published image verified against build/image.json and HEAD."""
-    from harness.supply.run import head_revision, verified_image
+    from tierharness.supply.run import head_revision, verified_image
 
     pair = key_pair(settings)
     identity = RunIdentity(new_run_id("supply-"), "verify", os.getpid())
@@ -459,7 +459,7 @@ def test_a_stack_runs_only_a_verified_image_and_starts_nothing_otherwise(
 
 
 def test_a_killed_command_leaves_no_registry_behind(tmp_path: Path, project_root: Path) -> None:
-    """`python -m harness registry` SIGKILLed: the reaper it started removes the container."""
+    """`python -m tierharness registry` SIGKILLed: the reaper it started removes the container."""
     import signal
     import subprocess
     import sys
@@ -471,7 +471,7 @@ def test_a_killed_command_leaves_no_registry_behind(tmp_path: Path, project_root
         "HARNESS_PROJECT_ROOT": str(project_root),
     }
     command = subprocess.Popen(
-        [sys.executable, "-m", "harness", "registry"], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "tierharness", "registry"], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         assert command.stdout is not None

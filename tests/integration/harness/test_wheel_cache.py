@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from harness.build import wheelhouse
-from harness.build.lockfiles import parse_lockfile
-from harness.build.wheelhouse import fill_wheelhouse
-from harness.errors import BuildError
+from tierharness.build import wheelhouse
+from tierharness.build.lockfiles import parse_lockfile
+from tierharness.build.wheelhouse import fill_wheelhouse
+from tierharness.errors import BuildError
 
 
 def _small_lockfile(project_root: Path, folder: Path) -> Path:

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from harness.pytest_plugin import HarnessServices
 from services.api_gateway.app import create_app
 from services.api_gateway.settings import Settings
+from tierharness.pytest_plugin import HarnessServices
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ import time
 
 from fastapi.testclient import TestClient
 
-from harness.pytest_plugin import HarnessServices
 from services.api_gateway.app import create_app
+from tierharness.pytest_plugin import HarnessServices
 
 from .conftest import make_settings
 from .test_articles import create

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from harness.pytest_plugin import HarnessServices
 from services.api_gateway.migrations import LOCK_ID, available
+from tierharness.pytest_plugin import HarnessServices
 
 
 @pytest.fixture

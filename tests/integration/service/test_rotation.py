@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from harness.pytest_plugin import HarnessServices
 from services.api_gateway.app import create_app
+from tierharness.pytest_plugin import HarnessServices
 
 from .conftest import make_settings
 

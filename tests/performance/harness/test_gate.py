@@ -83,7 +83,7 @@ def fake_service() -> Iterator[tuple[str, Faults]]:
 
 def perf(project_root: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HARNESS_PERF_SEED": "20", "HARNESS_BUILD_DIR": str(tmp_path / "build")}
-    cmd = [sys.executable, "-m", "harness", "perf", "--users", "5", "--spawn-rate", "5", *args]
+    cmd = [sys.executable, "-m", "tierharness", "perf", "--users", "5", "--spawn-rate", "5", *args]
     return subprocess.run(
         cmd, cwd=project_root, env=env, capture_output=True, text=True, check=False, timeout=300
     )

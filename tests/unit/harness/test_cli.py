@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.__main__ import main
+from tierharness.__main__ import main
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import PERF_OPTIONS, Environment, PerfConfig, load_settings
-from harness.errors import HarnessError
+from tierharness.config import PERF_OPTIONS, Environment, PerfConfig, load_settings
+from tierharness.errors import HarnessError
 
 IMAGE = '[tool.harness.images.x]\nref = "x"\nlocal = "x"\nrecipe = "x"\nkind = "dockerfile"\n'
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.apt import debian_mirror
-from harness.build.buildx import failed_step
-from harness.config import load_settings
-from harness.errors import HarnessError, ImageError
+from tierharness.build.apt import debian_mirror
+from tierharness.build.buildx import failed_step
+from tierharness.config import load_settings
+from tierharness.errors import HarnessError, ImageError
 
 
 def test_project_settings_declare_the_harness_own_logical_images(project_root: Path) -> None:

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.debs import Deb, check_installed, dpkg_installed, read_lock, simulated_installs, write_lock
-from harness.errors import LockfileError
+from tierharness.build.debs import (
+    Deb,
+    check_installed,
+    dpkg_installed,
+    read_lock,
+    simulated_installs,
+    write_lock,
+)
+from tierharness.errors import LockfileError
 
 HASH = "a" * 64
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from harness.config import load_settings
-from harness.deploy import bluegreen
-from harness.deploy.bluegreen import (
+from tierharness.config import load_settings
+from tierharness.deploy import bluegreen
+from tierharness.deploy.bluegreen import (
     DeployError,
     _Bad,
     _settle,
@@ -21,10 +21,15 @@ from harness.deploy.bluegreen import (
     run_rehearsal,
     secret_templates,
 )
-from harness.deploy.monitor import Prometheus, PrometheusUnavailableError, prometheus_config, rehearsal_rules
-from harness.deploy.proxy import haproxy_config
-from harness.deploy.rotate import RotationError, rotation_lock
-from harness.deploy.timeline import Timeline, requests_between
+from tierharness.deploy.monitor import (
+    Prometheus,
+    PrometheusUnavailableError,
+    prometheus_config,
+    rehearsal_rules,
+)
+from tierharness.deploy.proxy import haproxy_config
+from tierharness.deploy.rotate import RotationError, rotation_lock
+from tierharness.deploy.timeline import Timeline, requests_between
 
 
 def _no_build(*_a: Any, **_k: Any) -> Any:
@@ -35,15 +40,15 @@ def test_a_candidate_image_that_does_not_exist_is_refused_before_anything(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(bluegreen, "local_image_id", lambda _ref: None)
-    monkeypatch.setattr("harness.build.image.build_image", _no_build)
-    monkeypatch.setattr("harness.runtime.reaper.spawn_reaper", _no_build)
+    monkeypatch.setattr("tierharness.build.image.build_image", _no_build)
+    monkeypatch.setattr("tierharness.runtime.reaper.spawn_reaper", _no_build)
     with pytest.raises(DeployError, match=r"candidate image 'nope/missing:1' does not exist") as info:
         run_rehearsal(load_settings(), ["nope/missing:1"])
     assert "nothing was started or changed" in str(info.value)
 
 
 def test_a_proxy_port_in_use_is_refused_before_anything(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("harness.build.image.build_image", _no_build)
+    monkeypatch.setattr("tierharness.build.image.build_image", _no_build)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -188,7 +193,7 @@ def test_timeline_is_written_as_text_and_json(tmp_path: Path) -> None:
 def test_the_service_environment_holds_file_paths_never_secret_values(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from harness.deploy.bluegreen import _app_environment
+    from tierharness.deploy.bluegreen import _app_environment
 
     pg = SimpleNamespace(user="u1", password="pgsecret0123456789", dbname="db")
     rd = SimpleNamespace(password="redissecret0123456")
@@ -203,7 +208,7 @@ def test_the_service_environment_holds_file_paths_never_secret_values(tmp_path: 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another uid needs root")
 def test_secrets_belong_to_the_image_user_alone_also_after_a_rotation(tmp_path: Path) -> None:
-    from harness.deploy.bluegreen import _hand_over, _write_private
+    from tierharness.deploy.bluegreen import _hand_over, _write_private
 
     folder = tmp_path / "secrets"
     folder.mkdir()

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from harness.config import load_settings
-from harness.errors import HarnessError
+from tierharness.config import load_settings
+from tierharness.errors import HarnessError
 
 
 def test_a_failed_verification_refuses_the_deploy_before_anything_starts(
     project_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.build import image as build_module
-    from harness.deploy import bluegreen
-    from harness.supply import run as supply_run
+    from tierharness.build import image as build_module
+    from tierharness.deploy import bluegreen
+    from tierharness.supply import run as supply_run
 
     monkeypatch.setenv("HARNESS_VERIFY", "1")
     started: list[str] = []
@@ -38,7 +38,7 @@ def test_a_failed_verification_refuses_the_deploy_before_anything_starts(
     monkeypatch.setattr(supply_run, "verified_image", refuse)
     monkeypatch.setattr(bluegreen, "rehearsal", rehearsal)
     monkeypatch.setattr(bluegreen, "check_port_free", lambda _port: None)
-    from harness.runtime import reaper
+    from tierharness.runtime import reaper
 
     monkeypatch.setattr(reaper, "spawn_reaper", lambda *_a, **_k: None)
     settings = load_settings(project_root)

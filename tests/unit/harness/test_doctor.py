@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import doctor
-from harness.__main__ import main
-from harness.config import LogicalImage, Settings
-from harness.doctor import (
+from tierharness import doctor
+from tierharness.__main__ import main
+from tierharness.config import LogicalImage, Settings
+from tierharness.doctor import (
     BUILD_CACHE_WARN_ABOVE,
     GIB,
     Check,
@@ -352,7 +352,7 @@ def test_buildx_version(output: str | None, status: str) -> None:
 
 def test_images_present_with_digest_or_missing_with_the_fix() -> None:
     def spec(name: str) -> LogicalImage:
-        return LogicalImage(name, f"{name}:1", f"harness/{name}:1", Path("r"), "dockerfile")
+        return LogicalImage(name, f"{name}:1", f"tierharness/{name}:1", Path("r"), "dockerfile")
 
     digests = {"harness/base:1": "sha256:abc"}
     checks = image_checks([spec("base"), spec("redis")], digests.get)
@@ -377,7 +377,7 @@ def test_a_build_cache_above_the_limit_warns_with_the_clean_command() -> None:
     assert heavy.status == "WARN"
     assert "900 unused for over 3600 s" in heavy.detail
     assert heavy.fix is not None
-    assert "python -m harness clean --prune" in heavy.fix
+    assert "python -m tierharness clean --prune" in heavy.fix
 
 
 @pytest.mark.parametrize(
@@ -426,7 +426,7 @@ def test_leftovers_are_grouped_by_run_and_judged_by_their_owner() -> None:
     assert checks["run live"].detail == "2 containers; in use by live pid 100"
     assert checks["run dead"].status == "WARN"
     assert checks["run dead"].detail == "1 container, 2 networks; owner pid 200 is gone: left over"
-    assert checks["run dead"].fix == "python -m harness clean"
+    assert checks["run dead"].fix == "python -m tierharness clean"
     assert checks["run elsewhere"].status == "PASS"
     assert checks["run orphan"].status == "WARN"
     assert "docker ps -a --filter label=harness.run-id=orphan" in str(checks["run orphan"].fix)

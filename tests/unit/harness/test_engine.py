@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from harness import engine
-from harness.errors import EngineUnavailableError
+from tierharness import engine
+from tierharness.errors import EngineUnavailableError
 
 
 def test_an_unreachable_daemon_fails_fast_and_says_how_to_start_it(

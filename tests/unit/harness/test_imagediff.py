@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.oci import read_oci
-from harness.errors import HarnessError
-from harness.repro.diff import diff_images, explain, step_label, write_reports
+from tierharness.build.oci import read_oci
+from tierharness.errors import HarnessError
+from tierharness.repro.diff import diff_images, explain, step_label, write_reports
 
 Files = dict[str, tuple[bytes, int, int]]  # path -> (content, mode, mtime)
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.images import ImageResolver, ResolvedImage
-from harness.config import LogicalImage, Settings, load_settings
-from harness.errors import HarnessError, ImageError
+from tierharness.build.images import ImageResolver, ResolvedImage
+from tierharness.config import LogicalImage, Settings, load_settings
+from tierharness.errors import HarnessError, ImageError
 
 
 @dataclass

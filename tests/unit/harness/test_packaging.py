@@ -1,5 +1,5 @@
 """Installing the harness brings what it imports: [project].dependencies and its extras
-cover every third-party module harness/ imports."""
+cover every third-party module tierharness/ imports."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _third_party_imports(package: Path) -> set[str]:
                 found.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 found.add(node.module.split(".")[0])
-    return {name for name in found if name not in sys.stdlib_module_names and name != "harness"}
+    return {name for name in found if name not in sys.stdlib_module_names and name != "tierharness"}
 
 
 def test_every_import_of_the_harness_is_a_declared_dependency(project_root: Path) -> None:
@@ -31,7 +31,7 @@ def test_every_import_of_the_harness_is_a_declared_dependency(project_root: Path
     declared = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
     for extra in project.get("optional-dependencies", {}).values():
         declared |= {canonicalize_name(Requirement(r).name) for r in extra}
-    imported = _third_party_imports(project_root / "harness")
+    imported = _third_party_imports(project_root / "tierharness")
     missing = {name for name in imported if canonicalize_name(DISTRIBUTIONS.get(name, name)) not in declared}
     assert imported, "no third-party import found: the scan itself is broken"
-    assert not missing, f"imported by harness/ but not declared in [project]: {sorted(missing)}"
+    assert not missing, f"imported by tierharness/ but not declared in [project]: {sorted(missing)}"

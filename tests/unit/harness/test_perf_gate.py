@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from harness.config import PerfConfig
-from harness.perf.gate import Thresholds, evaluate
-from harness.perf.run import render_summary
+from tierharness.config import PerfConfig
+from tierharness.perf.gate import Thresholds, evaluate
+from tierharness.perf.run import render_summary
 
 LIMITS = Thresholds(p95_ms=100, max_fail_ratio=0.01, min_rps=50, min_requests=200)
 
@@ -70,8 +70,8 @@ def test_summary_shows_endpoints_thresholds_and_the_change() -> None:
 
 
 def test_perf_config_refuses_unknown_keys(tmp_path: Any) -> None:
-    from harness.config import load_settings
-    from harness.errors import HarnessError
+    from tierharness.config import load_settings
+    from tierharness.errors import HarnessError
 
     (tmp_path / "pyproject.toml").write_text("[tool.harness.perf]\np95 = 3\n")
     with pytest.raises(HarnessError, match=r"unknown key\(s\) in \[tool.harness.perf\]: p95"):
@@ -87,9 +87,9 @@ def test_overrides_replace_only_what_was_given() -> None:
 def test_cli_and_locust_flags_are_generated_from_the_one_declaration() -> None:
     import argparse
 
-    from harness.__main__ import build_parser
-    from harness.config import PERF_OPTIONS
-    from harness.perf.gate import install
+    from tierharness.__main__ import build_parser
+    from tierharness.config import PERF_OPTIONS
+    from tierharness.perf.gate import install
 
     args = build_parser().parse_args(["perf", "--p95-ms", "5", "--users", "3"])
     assert (args.p95_ms, args.users, args.min_rps) == (5.0, 3, None)

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from harness.errors import BuildError, HarnessError
-from harness.process import run
+from tierharness.errors import BuildError, HarnessError
+from tierharness.process import run
 
 
 def test_a_failing_command_raises_with_exit_code_tail_and_fix() -> None:

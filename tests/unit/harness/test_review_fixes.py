@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from harness.build import buildx
-from harness.build.image import production_args, public_url
-from harness.config import load_settings
-from harness.errors import BuildError
 from tests.unit.harness.repo_files import repo_file
+from tierharness.build import buildx
+from tierharness.build.image import production_args, public_url
+from tierharness.config import load_settings
+from tierharness.errors import BuildError
 
 TOKEN = "tok" + "en-9f8e7d6c5b4a"  # assembled: the tree's own secret scan must stay clean
 
@@ -119,7 +119,7 @@ def test_no_dataclass_of_the_harness_shows_a_secret_in_its_repr() -> None:
     import importlib
     import pkgutil
 
-    import harness
+    import tierharness
 
     secretish = re.compile(r"password|secret|token|api_keys?$|^env$")
     not_secrets = {
@@ -128,7 +128,7 @@ def test_no_dataclass_of_the_harness_shows_a_secret_in_its_repr() -> None:
         "LayerScan.secrets",  # where secrets were found, already redacted
     }
     leaking = []
-    for module_info in pkgutil.walk_packages(harness.__path__, "harness."):
+    for module_info in pkgutil.walk_packages(tierharness.__path__, "tierharness."):
         if module_info.name.endswith("__main__"):
             continue
         try:
@@ -156,8 +156,8 @@ def test_no_dataclass_of_the_harness_shows_a_secret_in_its_repr() -> None:
     ],
 )
 def test_lockfile_refuses_any_option_but_hash_continuations(tmp_path: Path, option: str) -> None:
-    from harness.build.lockfiles import require_hashes
-    from harness.errors import LockfileError
+    from tierharness.build.lockfiles import require_hashes
+    from tierharness.errors import LockfileError
 
     digest = "a" * 64
     for text in (
@@ -171,7 +171,7 @@ def test_lockfile_refuses_any_option_but_hash_continuations(tmp_path: Path, opti
 
 
 def test_images_lock_lives_in_the_state_directory(tmp_path: Path) -> None:
-    from harness.build.images import images_lock_path
+    from tierharness.build.images import images_lock_path
 
     (tmp_path / "pyproject.toml").write_text('[tool.harness]\nstate-dir = ".state"\n')
     path = images_lock_path(load_settings(tmp_path))
@@ -185,7 +185,7 @@ def test_images_lock_lives_in_the_state_directory(tmp_path: Path) -> None:
 def test_a_tampered_wheel_is_named_before_the_build(tmp_path: Path) -> None:
     import hashlib
 
-    from harness.build import wheelhouse
+    from tierharness.build import wheelhouse
 
     good, bad = b"the real wheel", b"the tampered wheel"
     lock = tmp_path / "app.txt"
@@ -218,9 +218,9 @@ def _pinned_settings(tmp_path: Path, ref: str) -> Any:
 
 
 def test_a_pinned_digest_refuses_a_local_copy_that_differs(tmp_path: Path) -> None:
-    from harness.build.images import ImageResolver
-    from harness.errors import ImageError
     from tests.unit.harness.test_images import RecordingBackend
+    from tierharness.build.images import ImageResolver
+    from tierharness.errors import ImageError
 
     settings = _pinned_settings(tmp_path, f"python:3.13-slim-trixie@{PIN}")
     other = "sha256:" + "cd" * 32
@@ -235,7 +235,7 @@ def test_a_pinned_digest_refuses_a_local_copy_that_differs(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("ref", ["python:3.13@sha256:abc", "python@md5:" + "a" * 32])
 def test_a_malformed_pin_is_refused(tmp_path: Path, ref: str) -> None:
-    from harness.errors import HarnessError
+    from tierharness.errors import HarnessError
 
     with pytest.raises(HarnessError, match="not pinned by a sha256 digest"):
         _pinned_settings(tmp_path, ref)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.runtime.containers import PostgresInfo, RedisInfo
-from harness.runtime.manifest import summary_line
-from harness.runtime.networking import host_network_refusal, use_host_network
-from harness.runtime.reuse import ReuseSlot, migrations_digest, reuse_key
-from harness.runtime.templates import render
-from harness.runtime.worker import WorkerPlan, render_mapping
+from tierharness.errors import HarnessError
+from tierharness.runtime.containers import PostgresInfo, RedisInfo
+from tierharness.runtime.manifest import summary_line
+from tierharness.runtime.networking import host_network_refusal, use_host_network
+from tierharness.runtime.reuse import ReuseSlot, migrations_digest, reuse_key
+from tierharness.runtime.templates import render
+from tierharness.runtime.worker import WorkerPlan, render_mapping
 
 PG = PostgresInfo("c1", "127.0.0.1", 5555, "u1", "s3cret-pw", "db_gw0", 0.4)
 RD = RedisInfo("c2", "127.0.0.1", 6666, "r3dis-pw", 0.1)

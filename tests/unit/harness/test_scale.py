@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.scale.reports import merge_coverage, merge_junit
-from harness.scale.shards import Shard, stale_durations
+from tierharness.errors import HarnessError
+from tierharness.scale.reports import merge_coverage, merge_junit
+from tierharness.scale.shards import Shard, stale_durations
 
 
 @pytest.mark.parametrize(("spec", "message"), [("3/2", "does not exist"), ("0/4", "does not exist"),

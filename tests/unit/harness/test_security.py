@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import LicencePolicy, load_settings
-from harness.errors import HarnessError
-from harness.security import image_scan
-from harness.security.baseline import apply_baseline, load_baseline
-from harness.security.dockerfiles import dockerfile_policy
-from harness.security.findings import CheckResult, Finding
-from harness.security.gates import collect_gates, render_gates
-from harness.security.image_scan import layer_cache, scan_image, view_image
-from harness.security.licences import check_licences, expression_allowed
-from harness.security.report import SecurityReport
-from harness.security.sbom import Component, components, sbom_document
-from harness.security.vulns import lockfile_hashes
 from tests.unit.harness.oci_images import write_oci
 from tests.unit.harness.repo_files import ROOT, repo_file
+from tierharness.config import LicencePolicy, load_settings
+from tierharness.errors import HarnessError
+from tierharness.security import image_scan
+from tierharness.security.baseline import apply_baseline, load_baseline
+from tierharness.security.dockerfiles import dockerfile_policy
+from tierharness.security.findings import CheckResult, Finding
+from tierharness.security.gates import collect_gates, render_gates
+from tierharness.security.image_scan import layer_cache, scan_image, view_image
+from tierharness.security.licences import check_licences, expression_allowed
+from tierharness.security.report import SecurityReport
+from tierharness.security.sbom import Component, components, sbom_document
+from tierharness.security.vulns import lockfile_hashes
 
 # Secret-shaped values are assembled at run time: the tree itself must stay clean for
 # the gate's own secret scan.
@@ -370,7 +370,7 @@ SKIPPED = {"name": "fastapi", "skip_reason": "Dependency not found on PyPI and c
 def test_pip_audit_that_reached_nothing_is_unchecked_never_passed(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, strict: bool
 ) -> None:
-    from harness.security import vulns
+    from tierharness.security import vulns
 
     # What pip-audit prints (exit 0, "No known vulnerabilities found") when the service is away.
     monkeypatch.setattr(vulns, "run_tool", lambda *a, **k: {"dependencies": [SKIPPED], "fixes": []})
@@ -380,7 +380,7 @@ def test_pip_audit_that_reached_nothing_is_unchecked_never_passed(
 
 
 def test_pip_audit_vulnerability_fails_the_gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from harness.security import vulns
+    from tierharness.security import vulns
 
     vuln = {"id": "PYSEC-0000-1", "fix_versions": ["2.0"], "description": "bad"}
     dep = {"name": "demo", "version": "1.0", "vulns": [vuln]}
@@ -392,7 +392,7 @@ def test_pip_audit_vulnerability_fails_the_gate(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_a_tool_that_cannot_run_fails_its_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.security.run import _timed
+    from tierharness.security.run import _timed
 
     def broken() -> CheckResult:
         raise HarnessError("the security tool 'zizmor' is not installed", fix="install it")

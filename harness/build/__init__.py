@@ -1,3 +1,0 @@
-"""What goes into an image and how it is made: lockfiles, the wheelhouse, logical images
-and their offline recipes, BuildKit builds, OCI tarballs, and copies of the checkout.
-Imports `harness.config`, `harness.engine`, `harness.errors`, `harness.process`."""

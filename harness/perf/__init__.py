@@ -1,3 +1,0 @@
-"""The performance tier: the gate Locust runs when it quits (`gate`) and the run that
-starts the stack, drives Locust and reports (`run`). Imports `harness.runtime` and
-`harness.build`."""

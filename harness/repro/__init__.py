@@ -1,2 +1,0 @@
-"""Proving an image reproducible: two clean, varied builds (`check`) and the explanation
-of any difference down to the file (`diff`). Imports `harness.build`."""

@@ -1,4 +1,0 @@
-"""What runs while tests run: labelled containers, how tests reach them and their readiness,
-the e2e stack, per-test resets, migrations, the run manifest, and the reaper that cleans up
-after a killed run. Imports `harness.config`, `harness.engine`, `harness.errors`,
-`harness.process`; nothing above it."""

@@ -1,0 +1,192 @@
+"""`docker buildx build` and `docker load`, with errors that name the failing stage and step.
+
+BuildKit's plain progress output is the only stable interface to *which* step
+failed; this module is the one place that reads it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tierharness.engine import builder_args, cli_env, docker_cli, require_buildx
+from tierharness.errors import BuildError
+from tierharness.process import run
+
+__all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step", "redact_values"]
+
+# "#12 [deps 3/5] RUN pip install ..."  -- the step header BuildKit prints.
+# A single-stage build prints "[2/3]" without the stage name; internal steps have no position.
+_STEP = re.compile(r"^#(?P<id>\d+) \[(?:(?P<stage>[^\]]*?) ?)(?P<pos>\d+/\d+)?\] (?P<instr>.*)$")
+_STEP_ERROR = re.compile(r"^#(?P<id>\d+) ERROR: (?P<msg>.*)$")
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    log: str
+    oci_tar: Path | None = None
+
+    def steps(self) -> list[tuple[str, str, bool]]:
+        """(stage, instruction, cached) of every Dockerfile step, in log order."""
+        return _steps(self.log)
+
+    @property
+    def cached_steps(self) -> int:
+        return sum(1 for _, _, cached in self.steps() if cached)
+
+    @property
+    def total_steps(self) -> int:
+        return len(self.steps())
+
+
+def _failed(log: str) -> tuple[str, tuple[str, str, str]] | None:
+    """(BuildKit's step id, (stage, step, instruction)) of the step reported as failed."""
+    headers: dict[str, tuple[str, str, str]] = {}
+    for line in log.splitlines():
+        header = _STEP.match(line)
+        if header:
+            headers[header["id"]] = (header["stage"] or "(unnamed)", header["pos"] or "", header["instr"])
+            continue
+        error = _STEP_ERROR.match(line)
+        if error and error["id"] in headers:
+            return error["id"], headers[error["id"]]
+    return None
+
+
+def failed_step(log: str) -> tuple[str, str, str] | None:
+    """(stage, step, instruction) of the step BuildKit reported as failed, if any."""
+    found = _failed(log)
+    return found[1] if found else None
+
+
+def _steps(log: str) -> list[tuple[str, str, bool]]:
+    order: list[str] = []
+    info: dict[str, tuple[str, str]] = {}
+    cached: set[str] = set()
+    for line in log.splitlines():
+        header = _STEP.match(line)
+        if header and header["pos"]:
+            if header["id"] not in info:
+                order.append(header["id"])
+            info[header["id"]] = (header["stage"] or "(unnamed)", header["instr"])
+        elif line.startswith("#") and line.endswith(" CACHED"):
+            cached.add(line.split()[0][1:])
+    return [(*info[i], i in cached) for i in order]
+
+
+def _output_tail(log: str, step_id: str | None) -> str:
+    lines = log.splitlines()
+    if step_id:
+        own = [ln for ln in lines if ln.startswith(f"#{step_id} ")]
+        if own:
+            lines = own
+    return "\n".join(lines[-TAIL_LINES:])
+
+
+def buildx_build(
+    context: Path,
+    *,
+    dockerfile: Path | None = None,
+    target: str | None = None,
+    tags: Sequence[str] = (),
+    build_args: Mapping[str, str] | None = None,
+    oci_dest: Path | None = None,
+    oci_name: str | None = None,
+    load: bool = False,
+    no_cache: bool = False,
+    source_date_epoch: int | None = None,
+    labels: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    cache_from: str | None = None,
+    cache_to: str | None = None,
+) -> BuildResult:
+    """Build with BuildKit. With `oci_dest`, export a reproducible OCI tarball
+    (timestamps rewritten to SOURCE_DATE_EPOCH, no provenance attestation). `cache_from` /
+    `cache_to` are BuildKit cache locations (`type=gha`, `type=registry,ref=...`), for CI
+    runners that do not keep a local cache. HARNESS_BUILDER names the buildx builder; by
+    default, the builder of the engine DOCKER_HOST (or the docker context) names."""
+    require_buildx()
+    cmd = [docker_cli(), "buildx", "build", *builder_args(), "--progress=plain", "--provenance=false"]
+    if dockerfile:
+        cmd += ["--file", str(dockerfile)]
+    if target:
+        cmd += ["--target", target]
+    for tag in tags:
+        cmd += ["--tag", tag]
+    for key, value in (build_args or {}).items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    for key, value in (labels or {}).items():
+        cmd += ["--label", f"{key}={value}"]
+    if no_cache:
+        cmd.append("--no-cache")
+    if cache_from:
+        cmd += ["--cache-from", cache_from]
+    if cache_to:
+        cmd += ["--cache-to", cache_to]
+    run_env = dict(env or {})
+    if source_date_epoch is not None:
+        # Both: the env var drives BuildKit's own timestamp handling, the build arg
+        # makes it visible to RUN steps (for .pyc and the like).
+        run_env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
+        cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={source_date_epoch}"]
+    if oci_dest is not None:
+        oci_dest.parent.mkdir(parents=True, exist_ok=True)
+        output = f"type=oci,dest={oci_dest},rewrite-timestamp=true"
+        if oci_name:
+            output += f",name={oci_name}"
+        cmd += ["--output", output]
+    elif load:
+        cmd.append("--load")
+    else:
+        # Build (and run its steps) for their effect only: no image to store.
+        cmd += ["--output", "type=cacheonly"]
+    cmd.append(str(context))
+    # Build arguments may carry values that must not reach a log or a report: the
+    # command shown in an error names them, never their values.
+    shown = [_redact(arg) for arg in cmd]
+    proc = run(
+        cmd,
+        what="image build",
+        fix=f"fix the failing step; full log: {log_path}" if log_path else "fix the failing step",
+        env=cli_env(run_env),
+        error=BuildError,
+        shown=shown,
+        log_path=log_path,
+        explain=lambda log: redact_values(_explain_failure(log), (build_args or {}).values()),
+    )
+    return BuildResult(log=proc.stdout + proc.stderr, oci_tar=oci_dest)
+
+
+def redact_values(text: str, values: Iterable[str]) -> str:
+    """`text` with every build-arg value replaced: BuildKit prints a RUN step's build args in
+    its header (`RUN |2 NAME=value ...`), and a failed step's lines end up in the error."""
+    for value in sorted({v for v in values if len(v) >= 4}, key=len, reverse=True):
+        text = text.replace(value, "...")
+    return text
+
+
+def _redact(arg: str) -> str:
+    name, sep, _ = arg.partition("=")
+    return f"{name}=..." if sep and name.isupper() else arg
+
+
+def _explain_failure(log: str) -> str:
+    found = _failed(log)
+    step_id, step = found if found else (None, None)
+    where = f"stage {step[0]!r}, step {step[1] or '?'}: {step[2]}" if step else "before any step ran"
+    return f"at {where}\n--- last lines of its output ---\n{_output_tail(log, step_id)}"
+
+
+def docker_load(oci_tar: Path, env: Mapping[str, str] | None = None) -> None:
+    """Load `oci_tar` into the engine (`env` may name another one through DOCKER_HOST)."""
+    run(
+        [docker_cli(), "load", "--input", str(oci_tar)],
+        env=cli_env(env),
+        what=f"docker load of {oci_tar}",
+        fix="the engine needs the containerd image store: rerun scripts/provision-docker.sh",
+        error=BuildError,
+    )

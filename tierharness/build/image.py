@@ -1,0 +1,211 @@
+"""Build the project's image: lockfiles checked, wheelhouse filled, unit tier run inside
+the `test` stage, the production stage exported as a reproducible OCI image and loaded.
+
+Writes `build/image.json` (image reference, manifest digest, what it was built
+from) and reuses a previous build when nothing that goes into it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tierharness.build.buildx import buildx_build, docker_load
+from tierharness.build.checkout import git_output, working_files
+from tierharness.build.lockfiles import require_hashes
+from tierharness.build.oci import read_oci
+from tierharness.build.retention import retain
+from tierharness.build.wheelhouse import fill_wheelhouse
+from tierharness.config import BuildConfig, Settings, environment, machine_cache
+from tierharness.engine import local_image_id, tag_image
+from tierharness.errors import HarnessError
+
+__all__ = [
+    "BuildSource",
+    "BuiltImage",
+    "build_image",
+    "build_materials",
+    "build_source",
+    "context_digest",
+    "production_args",
+    "public_url",
+    "source_date_epoch",
+]
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    image: str
+    digest: str
+    revision: str
+    source_date_epoch: int
+    context_digest: str
+    build_seconds: float
+    cached_steps: int
+    total_steps: int
+    reused: bool = False
+    deps_cached: int = 0
+    deps_total: int = 0
+
+
+def source_date_epoch(root: Path) -> int:
+    """The last commit's time: the same source always gets the same timestamps."""
+    value = git_output(root, "log", "-1", "--format=%ct")
+    if not value:
+        raise HarnessError(
+            "cannot tell the last commit's time",
+            checked=f"`git log -1 --format=%ct` in {root}",
+            fix="build from a git checkout with at least one commit (or set SOURCE_DATE_EPOCH)",
+        )
+    return int(value)
+
+
+def context_digest(root: Path, paths: list[str]) -> str:
+    """A digest of every file git sees (tracked or not ignored) under `paths`: what a build reads."""
+    digest = hashlib.sha256()
+    for name in working_files(root, paths):
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _inputs(config: BuildConfig) -> list[str]:
+    # What the Dockerfile's stages read (see .dockerignore): a change elsewhere (the e2e
+    # tests, the README) does not call for a new image.
+    return [
+        config.dockerfile, ".dockerignore", "pyproject.toml", "requirements", "services", "tierharness",
+        "tests/__init__.py", "tests/conftest.py", "tests/unit",
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BuildSource:
+    """What a build is of: checked before anything expensive happens."""
+
+    config: BuildConfig
+    lockfiles: list[Path]
+    sde: int
+    revision: str
+
+
+def build_source(settings: Settings) -> BuildSource:
+    config = settings.build
+    lockfiles = [settings.lock.dir / f"{name}.txt" for name in config.lockfiles]
+    for path in lockfiles:
+        require_hashes(path)  # refuse before building, naming the package
+    sde = environment().source_date_epoch or source_date_epoch(settings.root)
+    return BuildSource(config, lockfiles, sde, git_output(settings.root, "rev-parse", "HEAD") or "unknown")
+
+
+def build_materials(settings: Settings, source: BuildSource, log: Callable[[str], None]) -> tuple[str, Path]:
+    """The base image (made available) and the filled wheelhouse."""
+    from tierharness.build.images import resolve_images
+
+    (base,) = resolve_images(settings, [source.config.base_image], log=log)
+    wheelhouse = fill_wheelhouse(
+        source.lockfiles,
+        settings.build_dir / "wheelhouse",
+        python_version=source.config.python_version,
+        cache=machine_cache("wheels"),
+    )
+    log(f"wheelhouse ready: {len(list(wheelhouse.glob('*.whl')))} wheels in {wheelhouse}")
+    return base.ref, wheelhouse
+
+
+def build_image(
+    settings: Settings,
+    *,
+    force: bool = False,
+    no_cache: bool = False,
+    log: Callable[[str], None] = print,
+) -> BuiltImage:
+    source = build_source(settings)
+    config, sde, revision, root = source.config, source.sde, source.revision, settings.root
+    digest_of_context = context_digest(root, _inputs(config))
+    record = settings.image_record
+
+    if not force and record.exists():
+        previous = json.loads(record.read_text())
+        if previous.get("context_digest") == digest_of_context and local_image_id(previous["image"]):
+            log(f"reusing {previous['image']}: nothing that goes into it changed")
+            return BuiltImage(**{**previous, "reused": True})
+
+    base, _ = build_materials(settings, source, log)  # the Dockerfile bind-mounts build/wheelhouse
+    build_args = {"BASE_IMAGE": base}
+    dockerfile = root / config.dockerfile
+    logs = settings.build_dir / "logs"
+    started = time.monotonic()
+    env = environment()
+    if config.test_target:
+        log(f"building and running the `{config.test_target}` stage (the unit tier inside the image)")
+        buildx_build(
+            root, dockerfile=dockerfile, target=config.test_target, build_args=build_args,
+            source_date_epoch=sde, no_cache=no_cache, log_path=logs / f"{config.test_target}.log",
+            cache_from=env.build_cache_from, cache_to=env.build_cache_to,
+        )  # fmt: skip
+    tag = f"{config.image}:{revision[:12]}"
+    oci = settings.build_dir / "image.oci.tar"
+    log(f"building the `{config.target}` stage")
+    result = buildx_build(
+        root,
+        dockerfile=dockerfile,
+        target=config.target,
+        build_args=production_args(settings, config, base, revision, sde),
+        source_date_epoch=sde,
+        no_cache=no_cache,
+        oci_dest=oci,
+        oci_name=tag,
+        log_path=logs / f"{config.target}.log",
+        cache_from=env.build_cache_from,
+        cache_to=env.build_cache_to,
+    )
+    seconds = time.monotonic() - started
+    digest = read_oci(oci).digest
+    docker_load(oci)
+    tag_image(tag, f"{config.image}:latest")
+    built = BuiltImage(
+        image=tag,
+        digest=digest,
+        revision=revision,
+        source_date_epoch=sde,
+        context_digest=digest_of_context,
+        build_seconds=round(seconds, 2),
+        cached_steps=result.cached_steps,
+        total_steps=result.total_steps,
+        deps_cached=sum(1 for stage, _, cached in result.steps() if stage == "deps" and cached),
+        deps_total=sum(1 for stage, _, _ in result.steps() if stage == "deps"),
+    )
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(asdict(built), indent=2, sort_keys=True) + "\n")
+    retain(settings, protect=tag, log=log)
+    return built
+
+
+def public_url(url: str) -> str:
+    """`url` without credentials: a remote whose URL carries a user and a token before the
+    host must not put that token into a label of the image. scp-like `git@host:path` has none."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    return f"{scheme}://{host}{slash}{path}"
+
+
+def production_args(
+    settings: Settings, config: BuildConfig, base: str, revision: str, sde: int
+) -> dict[str, str]:
+    source_url = public_url(
+        git_output(settings.root, "config", "--get", "remote.origin.url") or config.source_url
+    )
+    return {
+        "BASE_IMAGE": base,
+        "VCS_REF": revision,
+        "CREATED": datetime.fromtimestamp(sde, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "SOURCE_URL": source_url,
+        "SETUID_ALLOWLIST": " ".join(config.setuid_allowlist),
+    }

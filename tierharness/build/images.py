@@ -1,0 +1,384 @@
+"""Logical images (`base`, `postgres`, `redis`, ...) made available without a registry.
+
+Resolution order for each image: a local copy of its `local` tag, else a pull of
+its registry `ref` (re-tagged as `local`), else its offline recipe. Everything
+downstream (fixtures, Dockerfile build args) uses the `local` tag only, so where
+an image came from never matters to its users.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from filelock import FileLock
+
+from tierharness.build.apt import debian_mirror
+from tierharness.build.buildx import buildx_build, docker_load
+from tierharness.build.debs import (
+    Deb,
+    check_installed,
+    check_lock,
+    lock_path,
+    rootfs_installed,
+    simulated_installs,
+    with_hashes,
+)
+from tierharness.build.oci import read_oci
+from tierharness.config import LogicalImage, Settings, environment
+from tierharness.engine import docker_cli, engine_client, local_image_id, tag_image
+from tierharness.errors import ImageError
+from tierharness.process import run
+
+__all__ = [
+    "DockerImageBackend",
+    "ImageBackend",
+    "ImageResolver",
+    "ResolvedImage",
+    "build_rootfs_image",
+    "ensure_image",
+    "lock_packages",
+    "make_rootfs",
+    "recipe_digest",
+    "resolve_images",
+]
+
+Source = Literal["local", "pulled", "built"]
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    name: str
+    ref: str  # the tag everything runs
+    digest: str
+    source: Source
+
+    def line(self) -> str:
+        return f"{self.name} {self.ref} {self.digest}"
+
+
+class ImageBackend(Protocol):
+    """What the resolver needs from an engine; the Docker one is below."""
+
+    def local_digest(self, tag: str) -> str | None: ...
+    def local_recipe(self, tag: str, ref: str) -> str | None:
+        """The recipe digest local image `tag` was built from; "" for one pulled from `ref`
+        (never judged stale), None for one built without the label."""
+        ...
+
+    def pull(self, ref: str) -> str | None:  # None on success, else why it failed
+        ...
+    def tag(self, source: str, target: str) -> None: ...
+    def build(self, spec: LogicalImage, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
+        """Build `spec` offline; returns its digest."""
+        ...
+
+
+class ImageResolver:
+    """Makes logical images available, each at most once per resolver."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: ImageBackend,
+        *,
+        pull: bool = True,
+        rebuild: bool = False,
+        log: Callable[[str], None] = lambda _msg: None,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.pull = pull
+        self.rebuild = rebuild
+        self.log = log
+        self._done: dict[str, ResolvedImage] = {}
+
+    def ensure_all(self) -> list[ResolvedImage]:
+        return [self.ensure(name) for name in self.settings.images]
+
+    def ensure(self, name: str, _chain: tuple[str, ...] = ()) -> ResolvedImage:
+        if name in self._done:
+            return self._done[name]
+        if name in _chain:
+            raise ImageError(
+                f"images depend on each other in a cycle: {' -> '.join((*_chain, name))}",
+                checked="[tool.harness.images.*].depends-on",
+                fix="remove one of the depends-on links",
+            )
+        spec = self.settings.image(name)
+        deps: dict[str, ResolvedImage] = {}
+        if spec.depends_on:
+            deps[spec.depends_on] = self.ensure(spec.depends_on, (*_chain, name))
+        resolved = self._resolve(spec, deps)
+        pinned = spec.pinned_digest
+        if pinned and resolved.digest != pinned:
+            # A tag can be moved, a local copy replaced: a pinned digest is the only promise.
+            raise ImageError(
+                f"image {name!r}: the {resolved.source} copy {spec.local} is {resolved.digest}, "
+                f"but {spec.ref} pins {pinned}",
+                checked=f"the digest of {spec.local} against the pin in [tool.harness.images.{name}].ref",
+                fix=f"remove the local copy (docker rmi {spec.local}) so the pinned image is fetched, "
+                "or update the pin if the new image is the one you want",
+            )
+        self._done[name] = resolved
+        return resolved
+
+    def _resolve(self, spec: LogicalImage, deps: dict[str, ResolvedImage]) -> ResolvedImage:
+        # A dependency that was just rebuilt makes a local copy of this image stale.
+        dep_rebuilt = any(d.source == "built" for d in deps.values())
+        if not self.rebuild and not dep_rebuilt:
+            digest = self.backend.local_digest(spec.local)
+            # Dockerfile recipes are labelled with what they were built from; a rootfs image
+            # is its own proof (a pure function of suite, packages and time).
+            built_from = (
+                self.backend.local_recipe(spec.local, spec.ref)
+                if digest and spec.kind == "dockerfile"
+                else ""
+            )
+            if digest and built_from in ("", recipe_digest(spec, deps)):
+                return ResolvedImage(spec.name, spec.local, digest, "local")
+            if digest:
+                # Built here from an older recipe (or base): the recipe is what it should be.
+                self.log(f"{spec.name}: {spec.local} was built from another recipe; rebuilding it")
+                return self._build(spec, deps)
+            if self.pull:
+                why = self.backend.pull(spec.ref)
+                if why is None:
+                    self.backend.tag(spec.ref, spec.local)
+                    digest = self.backend.local_digest(spec.local)
+                    if digest:
+                        return ResolvedImage(spec.name, spec.local, digest, "pulled")
+                self.log(f"{spec.name}: pull of {spec.ref} failed ({why}); building it offline")
+        return self._build(spec, deps)
+
+    def _build(self, spec: LogicalImage, deps: dict[str, ResolvedImage]) -> ResolvedImage:
+        self.log(f"{spec.name}: building {spec.local} from {spec.recipe}")
+        digest = self.backend.build(spec, self.settings, deps)
+        return ResolvedImage(spec.name, spec.local, digest, "built")
+
+
+RECIPE_LABEL = "harness.recipe"
+
+
+def _repository(ref: str) -> str:
+    """`postgres:17@sha256:..` and `docker.io/library/postgres` -> `postgres`."""
+    name = ref.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/"):
+        name = name.removeprefix(prefix)
+    return name
+
+
+def recipe_digest(spec: LogicalImage, deps: dict[str, ResolvedImage]) -> str:
+    """What an offline build of `spec` is made of: its recipe's files, what it installs, and
+    the digests of the images it builds on. A local image labelled otherwise is stale."""
+    digest = hashlib.sha256(f"{spec.kind}|{spec.suite}|{','.join(spec.packages)}".encode())
+    for path in sorted(p for p in spec.recipe.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(spec.recipe)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, dep in sorted(deps.items()):
+        digest.update(f"{name}={dep.digest}".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- Docker
+
+
+class DockerImageBackend:
+    """The real engine: images in the containerd store, builds through buildx."""
+
+    def __init__(self, log: Callable[[str], None] = print) -> None:
+        self.client = engine_client()
+        self.log = log
+
+    def local_digest(self, tag: str) -> str | None:
+        return local_image_id(tag)
+
+    def local_recipe(self, tag: str, ref: str) -> str | None:
+        from docker.errors import ImageNotFound
+
+        try:
+            attrs = self.client.images.get(tag).attrs
+        except ImageNotFound:
+            return None
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        if RECIPE_LABEL in labels:
+            return str(labels[RECIPE_LABEL])
+        # Pulled from `ref` (and tagged as `tag`): what it is made of is not ours to judge.
+        wanted = _repository(ref)
+        pulled = any(_repository(d.split("@", 1)[0]) == wanted for d in attrs.get("RepoDigests") or [])
+        return "" if pulled else None
+
+    def pull(self, ref: str) -> str | None:
+        from docker.errors import DockerException
+
+        try:
+            self.client.images.pull(ref)
+        except DockerException as exc:
+            return str(exc).splitlines()[0][:200]
+        return None
+
+    def tag(self, source: str, target: str) -> None:
+        tag_image(source, target)
+
+    def build(self, spec: LogicalImage, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
+        out = settings.build_dir / "images"
+        out.mkdir(parents=True, exist_ok=True)
+        if spec.kind == "rootfs":
+            return self._build_rootfs(spec, out)
+        build_args = {f"{d.upper()}": r.ref for d, r in resolved_deps.items()}
+        check_lock(spec)  # a version gone from the mirror or a changed hash stops here, named
+        buildx_build(
+            spec.recipe,
+            tags=[spec.local],
+            build_args=build_args,
+            labels={RECIPE_LABEL: recipe_digest(spec, resolved_deps)},
+            load=True,
+            no_cache=True,
+            log_path=out / f"{spec.name}.build.log",
+        )
+        digest = self.local_digest(spec.local)
+        if digest is None:
+            builder = environment().builder
+            raise ImageError(
+                f"{spec.local} was built but is not in the image store",
+                checked=f"docker image inspect {spec.local}",
+                fix=f"HARNESS_BUILDER={builder} loads its images into another engine than the one "
+                "DOCKER_HOST names: use a builder of that engine (or unset HARNESS_BUILDER)"
+                if builder
+                else "check the engine's log; rerun scripts/provision-docker.sh",
+            )
+        return digest
+
+    def _build_rootfs(self, spec: LogicalImage, out: Path) -> str:
+        return build_rootfs_image(spec, out)
+
+
+def make_rootfs(spec: LogicalImage, rootfs: Path, include: list[str]) -> Path:
+    """mmdebstrap: a minbase rootfs tarball of `spec.suite` with `include`, stamped with the
+    image's SOURCE_DATE_EPOCH (byte-identical for the same packages)."""
+    mmdebstrap = shutil.which("mmdebstrap")
+    if mmdebstrap is None:
+        raise ImageError(
+            f"building the {spec.name!r} image offline needs mmdebstrap, which is not installed",
+            checked="`mmdebstrap` on PATH",
+            fix="apt-get install mmdebstrap (scripts/provision-docker.sh installs it)",
+        )
+    cmd = [
+        mmdebstrap, "--quiet", "--variant=minbase", "--mode=root",
+        f"--include={','.join(include)}",
+        '--aptopt=Acquire::Languages "none"',
+        # Docs and man pages are dead weight in a runtime image.
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        spec.suite, str(rootfs), debian_mirror(),
+    ]  # fmt: skip
+    build_env = {"SOURCE_DATE_EPOCH": str(spec.source_date_epoch), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    run(
+        cmd,
+        env=build_env,
+        what=f"mmdebstrap for {spec.name!r}",
+        fix="check that the Debian mirror is reachable and the package names exist",
+        error=ImageError,
+    )
+    return rootfs
+
+
+def build_rootfs_image(spec: LogicalImage, out: Path, *, env: Mapping[str, str] | None = None) -> str:
+    """Build a `rootfs` logical image from its recipe (mmdebstrap, then FROM scratch) and load
+    it; `env` may name another engine through DOCKER_HOST. Returns its digest."""
+    # With a packages.lock, exactly its versions (checked against the mirror's signed index
+    # first); the rootfs is then checked to hold nothing else.
+    locked = check_lock(spec)
+    include = [f"{d.name}={d.version}" for d in locked] or list(spec.packages)
+    with tempfile.TemporaryDirectory(prefix=f"harness-{spec.name}-") as tmp:
+        context = Path(tmp)
+        shutil.copy2(spec.recipe / "Dockerfile", context / "Dockerfile")
+        rootfs = make_rootfs(spec, context / "rootfs.tar", include)
+        if locked:
+            check_installed(locked, rootfs_installed(rootfs), lock_path(spec), exact=True)
+        oci = out / f"{spec.name}.oci.tar"
+        buildx_build(
+            context,
+            oci_dest=oci,
+            oci_name=spec.local,
+            no_cache=True,
+            source_date_epoch=spec.source_date_epoch,
+            env=env,
+            log_path=out / f"{spec.name}.build.log",
+        )
+    docker_load(oci, env)
+    return read_oci(oci).digest
+
+
+def lock_packages(settings: Settings, spec: LogicalImage, log: Callable[[str], None] = print) -> list[Deb]:
+    """What `spec` installs today, resolved afresh, with each .deb's SHA-256: a rootfs's whole
+    package set (mmdebstrap, unpinned), or what a Dockerfile image adds to its base (apt's
+    simulation inside the base image). Written to the recipe's packages.lock by the caller."""
+    if spec.kind == "rootfs":
+        with tempfile.TemporaryDirectory(prefix=f"harness-lock-{spec.name}-") as tmp:
+            installed = rootfs_installed(make_rootfs(spec, Path(tmp) / "rootfs.tar", list(spec.packages)))
+    else:
+        if not spec.depends_on or not spec.packages:
+            raise ImageError(
+                f"cannot lock the packages of {spec.name!r}: it names no base or no packages",
+                checked=f"[tool.harness.images.{spec.name}] depends-on and packages",
+                fix="give it depends-on (a Debian-based image) and the packages its recipe installs",
+            )
+        base = settings.image(spec.depends_on).local
+        log(f"{spec.name}: resolving {' '.join(spec.packages)} on {base}")
+        proc = run(
+            [docker_cli(), "run", "--rm", "--entrypoint", "sh", "--user", "0", base, "-c",
+             "apt-get update -qq >/dev/null && apt-get install --simulate --no-install-recommends "
+             + " ".join(spec.packages)],
+            what=f"resolving the packages of {spec.name!r} on {base}",
+            fix="make the base image available (`nox -s images`) and the mirror reachable",
+            error=ImageError,
+        )  # fmt: skip
+        installed = simulated_installs(proc.stdout)
+    return with_hashes(installed, spec.name)
+
+
+def ensure_image(ref: str, *, option: str) -> str:
+    """`ref` made available in the engine (a local copy, else a pull); its digest. A failure
+    names the setting that asked for it, so a typo is fixed where it was made."""
+    digest = local_image_id(ref)
+    if digest:
+        return digest
+    why = DockerImageBackend(log=lambda _m: None).pull(ref)
+    digest = local_image_id(ref) if why is None else None
+    if digest is None:
+        raise ImageError(
+            f"the image {ref!r} is not in the engine and could not be pulled: {why}",
+            checked=f"docker image inspect {ref}, then docker pull {ref}",
+            fix=f"correct {option}, or unset it to use the harness's own image "
+            "(built offline when no registry is reachable)",
+        )
+    return digest
+
+
+def images_lock_path(settings: Settings) -> Path:
+    """The lock around image builds, in the project's state directory: a fixed path in the
+    shared /tmp could be planted (as a symlink, or held) by any other user of the machine."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return settings.state_dir / "images.lock"
+
+
+def resolve_images(
+    settings: Settings,
+    names: list[str] | None = None,
+    *,
+    pull: bool = True,
+    rebuild: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[ResolvedImage]:
+    backend = DockerImageBackend(log=log)
+    resolver = ImageResolver(settings, backend, pull=pull, rebuild=rebuild, log=log)
+    with FileLock(str(images_lock_path(settings))):
+        return [resolver.ensure(n) for n in (names or list(settings.images))]

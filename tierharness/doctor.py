@@ -1,0 +1,743 @@
+"""`python -m tierharness doctor`: can this machine run the harness, and if not, what to do.
+
+Each check is a pure function from facts to `Check` records (PASS, WARN or FAIL, with the
+fix for anything not PASS), so tests feed them made-up facts; `diagnose` gathers the real
+facts (the engine, the disk, the project's files) and `render` prints the table.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import os
+import re
+import shlex
+import shutil
+import socket
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tierharness.config import LogicalImage, Settings, environment, read_toml
+from tierharness.engine import build_cache_records, docker_cli, endpoint, engine_client, local_image_id
+from tierharness.errors import EngineNotAnsweringError, HarnessError
+from tierharness.process import run
+from tierharness.runtime.labels import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN
+from tierharness.runtime.networking import NETWORK_MODES, refusal_here
+from tierharness.runtime.reaper import pid_alive
+from tierharness.runtime.reuse import LABEL_REUSE
+from tierharness.runtime.worker import DEFAULT_ENV, REDIS_ENV
+
+__all__ = [
+    "Check",
+    "EngineFacts",
+    "EnvRead",
+    "IniOptions",
+    "build_cache_check",
+    "buildx_check",
+    "diagnose",
+    "disk_check",
+    "engine_checks",
+    "env_coverage_checks",
+    "env_mapping",
+    "exit_code",
+    "image_checks",
+    "is_database_variable",
+    "leftover_checks",
+    "migrate_check",
+    "network_check",
+    "read_ini_options",
+    "render",
+    "scan_env_reads",
+]
+
+Status = Literal["PASS", "WARN", "FAIL"]
+
+MIN_ENGINE = (26,)
+MIN_BUILDX = (0, 13)  # rewrite-timestamp on the OCI exporter, which reproducible builds need
+GIB = 1024**3
+DISK_WARN_BELOW = 10 * GIB
+DISK_FAIL_BELOW = 2 * GIB
+
+_PROVISION = "`bash scripts/provision-docker.sh`"
+_CLEAN = "python -m tierharness clean"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the report: what was checked, its verdict, and the fix when not PASS."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str | None = None
+
+
+def exit_code(checks: Iterable[Check]) -> int:
+    return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
+def render(checks: Sequence[Check]) -> str:
+    """The report: one row per check, the fix on the line below anything not PASS."""
+    width = max([len("CHECK"), *(len(c.name) for c in checks)])
+    lines = [f"{'STATUS':<6}  {'CHECK':<{width}}  DETAIL"]
+    for check in checks:
+        lines.append(f"{check.status:<6}  {check.name:<{width}}  {check.detail}")
+        if check.fix and check.status != "PASS":
+            lines.append(f"{'':<6}  {'':<{width}}  fix: {check.fix}")
+    counts = {s: sum(c.status == s for c in checks) for s in ("PASS", "WARN", "FAIL")}
+    lines.append(f"doctor: {counts['PASS']} PASS, {counts['WARN']} WARN, {counts['FAIL']} FAIL")
+    return "\n".join(lines)
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    """The leading numbers of a version ("26.1.5+dfsg1" -> (26, 1, 5), "v0.13.1" -> (0, 13, 1))."""
+    found = re.match(r"v?(\d+(?:\.\d+)*)", text.strip())
+    return tuple(int(p) for p in found.group(1).split(".")) if found else None
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What the engine said, or why it said nothing (`error`)."""
+
+    where: str
+    docker_host: str | None  # set explicitly: then it is the first suspect
+    error: str | None = None
+    version: str | None = None
+    driver_status: Sequence[Sequence[str]] = ()
+    root_dir: str | None = None
+    fix: str | None = None  # the harness's own fix for `error` (a TLS file, a context), if it has one
+
+
+def engine_checks(facts: EngineFacts) -> list[Check]:
+    """The engine answers, is recent enough, and stores images in containerd."""
+    if facts.error is not None:
+        if facts.fix:
+            fix = facts.fix
+        elif facts.docker_host:
+            fix = (
+                f"DOCKER_HOST={facts.docker_host} is where the harness looks: point it at a running "
+                f"engine or unset it (default unix:///var/run/docker.sock); no engine yet: {_PROVISION}"
+            )
+        else:
+            fix = f"start the engine with {_PROVISION} (installs and starts dockerd on Debian)"
+        not_checked = "version, images, disk space and leftovers not checked"
+        return [Check("engine", "FAIL", f"no answer at {facts.where}: {facts.error}; {not_checked}", fix)]
+    checks = [Check("engine", "PASS", f"answers at {facts.where}")]
+    version = _version(facts.version or "")
+    if version is None:
+        checks.append(
+            Check(
+                "engine version",
+                "WARN",
+                f"cannot read the version {facts.version!r}",
+                f"check `docker version`; the harness needs >= {_dotted(MIN_ENGINE)}",
+            )
+        )
+    elif version < MIN_ENGINE:
+        checks.append(
+            Check(
+                "engine version",
+                "FAIL",
+                f"{facts.version} is older than {_dotted(MIN_ENGINE)}",
+                f"upgrade the engine: {_PROVISION} installs a recent one",
+            )
+        )
+    else:
+        checks.append(Check("engine version", "PASS", f"{facts.version} (>= {_dotted(MIN_ENGINE)})"))
+    snapshotter = next(
+        (str(v) for pair in facts.driver_status for v in pair if "io.containerd.snapshotter" in str(v)),
+        None,
+    )
+    if snapshotter:
+        checks.append(Check("image store", "PASS", f"containerd ({snapshotter})"))
+    else:
+        checks.append(
+            Check(
+                "image store",
+                "FAIL",
+                "the engine does not use the containerd image store (no io.containerd.snapshotter "
+                "in `docker info` DriverStatus): OCI exports cannot be loaded",
+                f'{_PROVISION} sets "features": {{"containerd-snapshotter": true}} in '
+                "/etc/docker/daemon.json and restarts dockerd",
+            )
+        )
+    return checks
+
+
+def network_check(mode: str, refusal: str | None) -> Check:
+    """How the tests will reach a worker's services (harness_network), and why."""
+    name = "services network"
+    if mode not in NETWORK_MODES:
+        return Check(name, "FAIL", f"harness_network = {mode!r} is unknown", "use auto, host or bridge")
+    if mode == "bridge":
+        return Check(name, "PASS", "ports published on 127.0.0.1 (harness_network = bridge)")
+    if refusal is None:
+        return Check(name, "PASS", "the engine's host network: servers listen on 127.0.0.1 only")
+    if mode == "host":
+        return Check(
+            name,
+            "FAIL",
+            f"harness_network = host, but {refusal}",
+            "use harness_network = auto (ports published on loopback where the host network cannot work)",
+        )
+    return Check(name, "PASS", f"ports published on 127.0.0.1, not the host network: {refusal}")
+
+
+def buildx_check(output: str | None, error: str | None = None) -> Check:
+    """`docker buildx version` printed `output` ("github.com/docker/buildx v0.13.1 <commit>";
+    Debian prints "0.13.1+ds1"), or failed with `error`."""
+    fix = f"install buildx >= {_dotted(MIN_BUILDX)}: {_PROVISION}"
+    if output is None:
+        return Check("buildx", "FAIL", f"`docker buildx version` failed: {error}", fix)
+    words = output.split()
+    version = _version(words[1]) if len(words) > 1 else None
+    if version is None:
+        return Check("buildx", "WARN", f"cannot read a version in {output.strip()!r}", fix)
+    if version < MIN_BUILDX:
+        return Check("buildx", "FAIL", f"{words[1]} is older than {_dotted(MIN_BUILDX)}", fix)
+    return Check("buildx", "PASS", f"{words[1]} (>= {_dotted(MIN_BUILDX)})")
+
+
+def image_checks(images: Iterable[LogicalImage], digest_of: Callable[[str], str | None]) -> list[Check]:
+    """Each logical image's local tag, present (with its digest) or not."""
+    checks = []
+    for spec in images:
+        digest = digest_of(spec.local)
+        if digest:
+            checks.append(Check(f"image {spec.name}", "PASS", f"{spec.local} {digest}"))
+        else:
+            checks.append(
+                Check(
+                    f"image {spec.name}",
+                    "WARN",
+                    f"{spec.local} is not in the engine (the first run would make it, slowly)",
+                    "nox -s images",
+                )
+            )
+    return checks
+
+
+def disk_check(root_dir: str, free: int | None, why: str | None = None) -> Check:
+    """Free space where the engine keeps images and containers."""
+    if free is None:
+        return Check(
+            "disk space",
+            "WARN",
+            f"free space in {root_dir} not measured: {why}",
+            "check it on the engine's host: `df -h` of its data root, `docker system df`",
+        )
+    gib = f"{free / GIB:.1f} GiB free in {root_dir}"
+    prune = "free space: `docker system prune` (unused images, build cache) or a larger disk"
+    if free < DISK_FAIL_BELOW:
+        return Check("disk space", "FAIL", f"{gib} (< {DISK_FAIL_BELOW // GIB} GiB)", prune)
+    if free < DISK_WARN_BELOW:
+        return Check("disk space", "WARN", f"{gib} (< {DISK_WARN_BELOW // GIB} GiB)", prune)
+    return Check("disk space", "PASS", gib)
+
+
+# Above this many build cache records, every container the engine starts and removes costs
+# containerd noticeably more (tierharness.build.retention: 0.44 CPU-s with 4,488 snapshots, 0.10 with 21).
+BUILD_CACHE_WARN_ABOVE = 1500
+
+
+def build_cache_check(records: int, stale: int, idle_seconds: float) -> Check:
+    """How much build cache the engine holds; `stale` of it unused for `idle_seconds`."""
+    detail = f"{records} record(s), {stale} unused for over {idle_seconds:.0f} s (HARNESS_BUILD_CACHE_IDLE)"
+    if records > BUILD_CACHE_WARN_ABOVE:
+        return Check(
+            "build cache",
+            "WARN",
+            f"{detail}: above {BUILD_CACHE_WARN_ABOVE}, each container start and removal costs the "
+            "engine more",
+            f"`{_CLEAN} --prune` (while no build runs) prunes what is unused for HARNESS_BUILD_CACHE_IDLE; "
+            "lower it to prune more",
+        )
+    return Check("build cache", "PASS", detail)
+
+
+@dataclass
+class _Run:
+    counts: dict[str, int] = field(default_factory=dict)
+    pid: str = ""
+    pid_start: str | None = None
+    host: str | None = None
+    kept: bool = False
+
+
+def leftover_checks(
+    resources: Iterable[tuple[str, Mapping[str, str]]],
+    *,
+    host: str,
+    alive: Callable[[int, str | None], bool] = pid_alive,
+) -> list[Check]:
+    """Resources (kind, labels) labelled with a run id, one row per run: a live owner's run
+    is in use, a dead owner's is left over, kept ones (--harness-reuse) are kept on purpose."""
+    runs: dict[str, _Run] = {}
+    for kind, labels in resources:
+        run_id = labels.get(LABEL_RUN)
+        if not run_id:
+            continue
+        entry = runs.setdefault(run_id, _Run())
+        entry.counts[kind] = entry.counts.get(kind, 0) + 1
+        entry.kept = entry.kept or LABEL_REUSE in labels
+        entry.host = entry.host or labels.get(LABEL_HOST)
+        # Networks may be labelled with the run id only; the owner comes from whichever has it.
+        if not entry.pid and labels.get(LABEL_PID):
+            entry.pid = labels[LABEL_PID]
+            entry.pid_start = labels.get(LABEL_PID_START)
+    if not runs:
+        return [Check("leftovers", "PASS", f"no container, network or volume labelled {LABEL_RUN}")]
+    checks = []
+    for run_id, entry in sorted(runs.items()):
+        what = ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in sorted(entry.counts.items()))
+        name = f"run {run_id}"
+        if entry.kept:
+            # Kept for the next run of the same checkout; they expire when idle.
+            checks.append(Check(name, "PASS", f"{what}; kept for --harness-reuse (`{_CLEAN}` removes them)"))
+        elif entry.host is not None and entry.host != host:
+            checks.append(
+                Check(name, "PASS", f"{what}; owner pid {entry.pid} on host {entry.host}: not judged here")
+            )
+        elif not entry.pid.isdigit():
+            # The sweep (and so `clean`) only removes what a dead pid owned: these need a hand.
+            by_hand = f"remove them by hand: docker ps -a --filter label={LABEL_RUN}={run_id}"
+            checks.append(Check(name, "WARN", f"{what}; no owner pid label", by_hand))
+        elif alive(int(entry.pid), entry.pid_start):
+            checks.append(Check(name, "PASS", f"{what}; in use by live pid {entry.pid}"))
+        else:
+            checks.append(Check(name, "WARN", f"{what}; owner pid {entry.pid} is gone: left over", _CLEAN))
+    return checks
+
+
+# --------------------------------------------------------------------------- the project's settings
+
+
+@dataclass(frozen=True)
+class IniOptions:
+    """The pytest ini options of the project, and the file they came from (None: none found)."""
+
+    source: Path | None
+    values: Mapping[str, str | list[str]]
+
+    def get(self, key: str) -> str | None:
+        value = self.values.get(key)
+        if value is None:
+            return None
+        return " ".join(value) if isinstance(value, list) else str(value)
+
+    def lines(self, key: str) -> list[str]:
+        """A multi-line option (an ini continuation, or a TOML list) as its non-blank lines."""
+        value = self.values.get(key)
+        if value is None:
+            return []
+        raw = value if isinstance(value, list) else str(value).splitlines()
+        return [line.strip() for line in raw if line.strip() and not line.strip().startswith("#")]
+
+    @property
+    def where(self) -> str:
+        return str(self.source) if self.source else "the pytest configuration"
+
+    @property
+    def provision_early(self) -> bool:
+        return (self.get("harness_provision") or "").strip().lower() == "early"
+
+
+def _ini_section(path: Path, section: str) -> dict[str, str | list[str]] | None:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        raise HarnessError(f"cannot read {path}: {exc}", checked=str(path), fix="fix the ini syntax") from exc
+    if not parser.has_section(section):
+        return None
+    return dict(parser.items(section))
+
+
+def read_ini_options(root: Path) -> IniOptions:
+    """The options pytest would read in `root`, from the first file it would pick: pytest.ini,
+    .pytest.ini, pyproject.toml ([tool.pytest.ini_options] or [tool.pytest]), tox.ini
+    ([pytest]), setup.cfg ([tool:pytest])."""
+    for name in ("pytest.ini", ".pytest.ini"):
+        if (root / name).is_file():  # pytest takes these even without a [pytest] section
+            return IniOptions(root / name, _ini_section(root / name, "pytest") or {})
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        table = read_toml(pyproject).get("tool", {}).get("pytest", {})
+        ini = table.get("ini_options")
+        native = {k: v for k, v in table.items() if k != "ini_options"}
+        chosen = ini if isinstance(ini, dict) else native
+        if chosen:
+            values = {k: v if isinstance(v, list) else str(v) for k, v in chosen.items()}
+            return IniOptions(pyproject, values)
+    for name, section in (("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
+        if (root / name).is_file():
+            found = _ini_section(root / name, section)
+            if found is not None:
+                return IniOptions(root / name, found)
+    return IniOptions(None, {})
+
+
+def migrate_check(
+    command: str | None,
+    *,
+    root: Path,
+    executable: str,
+    search_path: str,
+    source: str = "the pytest configuration",
+) -> Check:
+    """The program of `harness_migrate` exists where the plugin will run it: `python` is the
+    test interpreter; anything else is looked up in its venv's bin, then on PATH."""
+    name = "migrate command"
+    if not command:
+        return Check(name, "PASS", "harness_migrate is not set: no migrations run")
+    fix = (
+        f"install the program into the test environment, or fix harness_migrate in {source} "
+        "(a module of the project runs as `python -m package.module`)"
+    )
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        return Check(name, "FAIL", f"cannot split {command!r}: {exc}", f"fix harness_migrate in {source}")
+    if not argv:
+        return Check(name, "FAIL", "harness_migrate is empty", f"fix harness_migrate in {source}")
+    program = argv[0]
+    if program in ("python", "python3"):
+        # The plugin runs these with the test interpreter (runtime.migrations), not PATH's.
+        return Check(name, "PASS", f"{command!r}: {program} is {executable}")
+    if os.sep in program:
+        candidate = Path(program) if Path(program).is_absolute() else root / program
+        found = str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+        looked = str(candidate)
+    else:
+        venv_bin = os.path.dirname(executable)
+        path = os.pathsep.join(p for p in (venv_bin, search_path) if p)
+        found = shutil.which(program, path=path)
+        looked = f"{venv_bin} and PATH"
+    if found is None:
+        return Check(name, "FAIL", f"{command!r}: {program!r} not found (looked in {looked})", fix)
+    return Check(name, "PASS", f"{command!r}: {program} is {found}")
+
+
+# --------------------------------------------------------------------------- the test environment
+
+
+@dataclass(frozen=True)
+class EnvRead:
+    """A place where the project reads an environment variable."""
+
+    name: str
+    path: str  # relative to the project root
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+# Whole words, so UPGRADE_MODE is not mistaken for a Postgres variable ("PG").
+_DATABASE_NAME = re.compile(r"POSTGRES|DATABASE|REDIS|SQL|DB_|(?:^|_)DB$|(?:^|_)PG")
+
+
+def is_database_variable(name: str) -> bool:
+    return bool(_DATABASE_NAME.search(name.upper()))
+
+
+def env_mapping(ini: IniOptions, test_env_keys: Iterable[str]) -> set[str]:
+    """The variables an early-provisioned test run gets: the defaults (REDIS_URL only when the
+    run starts Redis), `[tool.harness.test-env]`, and `harness_env` VAR=template lines."""
+    mapping = set(DEFAULT_ENV)
+    services = re.split(r"[\s,]+", (ini.get("harness_services") or "postgres,redis").strip().lower())
+    if "redis" in services:
+        mapping.update(REDIS_ENV)
+    mapping.update(test_env_keys)
+    mapping.update(line.partition("=")[0].strip() for line in ini.lines("harness_env") if "=" in line)
+    return mapping
+
+
+def env_coverage_checks(
+    ini: IniOptions, test_env_keys: Iterable[str], reads: Sequence[EnvRead]
+) -> list[Check]:
+    """With `harness_provision = early`, every database-ish variable the project reads must
+    be in the mapping, or the code under test falls back to its own default database."""
+    name = "test env"
+    if not ini.provision_early:
+        return [Check(name, "PASS", "not checked: harness_provision is not `early`")]
+    mapping = env_mapping(ini, test_env_keys)
+    read_names = {r.name for r in reads}
+    by_name: dict[str, list[EnvRead]] = {}
+    for read in reads:
+        if is_database_variable(read.name):
+            by_name.setdefault(read.name, []).append(read)
+
+    def covered(var: str) -> bool:
+        # X_FILE is the secrets-file spelling of X: read only when X is unset, so it is
+        # covered when X is both provided and read.
+        base = var.removesuffix("_FILE")
+        return var in mapping or (base != var and base in mapping and base in read_names)
+
+    missing = sorted(v for v in by_name if not covered(v))
+    if not missing:
+        detail = f"{', '.join(sorted(by_name))}: all set by the harness" if by_name else "none read by name"
+        return [Check(name, "PASS", detail)]
+    checks = []
+    for var in missing:
+        places = sorted(by_name[var], key=lambda r: (r.path, r.line))
+        more = f" (and {len(places) - 1} more)" if len(places) > 1 else ""
+        checks.append(
+            Check(
+                f"test env {var}",
+                "WARN",
+                f"read at {places[0].where}{more} but not set by the harness",
+                f'add it to [tool.harness.test-env] in pyproject.toml: {var} = "<template>"',
+            )
+        )
+    return checks
+
+
+_SKIP_DIRS = {".venv", ".nox", ".tox", "build", "dist", "node_modules", "__pycache__", "tmp", "site-packages"}
+
+
+def _python_files(root: Path) -> Iterator[Path]:
+    for folder, dirs, files in os.walk(root):
+        # Hidden folders are caches and tools' state; folders with pyvenv.cfg are virtualenvs
+        # whatever their name; pytest-of-*/pytest-N are tests' own temporary trees; a folder
+        # with its own pyproject.toml is another project, with its own rootdir and settings.
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in _SKIP_DIRS
+            and not d.startswith((".", "pytest-"))
+            and not d.endswith(".egg-info")
+            and not (Path(folder, d) / "pyvenv.cfg").exists()
+            and not (Path(folder, d) / "pyproject.toml").exists()
+        )
+        yield from (Path(folder, f) for f in sorted(files) if f.endswith(".py"))
+
+
+def _is_environ(node: ast.expr) -> bool:
+    """`os.environ` or a bare `environ`."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "environ" and isinstance(node.value, ast.Name) and node.value.id == "os"
+    return isinstance(node, ast.Name) and node.id == "environ"
+
+
+def _string(node: ast.expr | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _keyword(call: ast.expr, names: Sequence[str]) -> str | None:
+    """The string value of the first keyword argument of `call` named in `names`."""
+    if not isinstance(call, ast.Call):
+        return None
+    for keyword in call.keywords:
+        value = _string(keyword.value)
+        if keyword.arg is not None and keyword.arg in names and value:
+            return value
+    return None
+
+
+def _env_prefix(cls: ast.ClassDef) -> str | None:
+    """`model_config = SettingsConfigDict(env_prefix=...)` (or a dict), or v1's `class Config`;
+    None when the class does not say (it inherits its base's)."""
+    for stmt in cls.body:
+        if isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            if any(isinstance(t, ast.Name) and t.id == "model_config" for t in targets):
+                if isinstance(stmt.value, ast.Dict):
+                    for key, value in zip(stmt.value.keys, stmt.value.values, strict=True):
+                        if key is not None and _string(key) == "env_prefix":
+                            return _string(value) or ""
+                return _keyword(stmt.value, ("env_prefix",))
+        if isinstance(stmt, ast.ClassDef) and stmt.name == "Config":
+            for inner in stmt.body:
+                if isinstance(inner, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "env_prefix" for t in inner.targets
+                ):
+                    return _string(inner.value) or ""
+    return None
+
+
+def _settings_fields(cls: ast.ClassDef, prefix: str) -> Iterator[tuple[str, int]]:
+    for stmt in cls.body:
+        if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
+            continue
+        attr = stmt.target.id
+        if attr.startswith("_") or attr == "model_config" or "ClassVar" in ast.unparse(stmt.annotation):
+            continue
+        # An alias names the variable itself; pydantic-settings does not prefix it.
+        alias = _keyword(stmt.value, ("alias", "validation_alias")) if stmt.value else None
+        yield (alias or f"{prefix}{attr}").upper(), stmt.lineno
+
+
+def _reads_in(tree: ast.AST) -> Iterator[tuple[str, int]]:
+    prefixes = {"BaseSettings": ""}  # settings classes seen so far, and their env_prefix
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _is_environ(node.value):
+            name = _string(node.slice)
+            if name:
+                yield name, node.lineno
+        elif isinstance(node, ast.Call) and node.args:
+            func, name = node.func, _string(node.args[0])
+            if not name:
+                continue
+            if (
+                (isinstance(func, ast.Attribute) and func.attr == "get" and _is_environ(func.value))
+                or (
+                    isinstance(func, ast.Attribute)
+                    and func.attr == "getenv"
+                    and isinstance(func.value, ast.Name)
+                    and func.value.id == "os"
+                )
+                or (isinstance(func, ast.Name) and func.id == "getenv")
+            ):
+                yield name, node.lineno
+        elif isinstance(node, ast.ClassDef):
+            bases = [b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases]
+            # ast.walk goes breadth-first, so a subclass defined later in the file sees its base.
+            known = [b for b in bases if b in prefixes]
+            if known:
+                own = _env_prefix(node)
+                prefixes[node.name] = own if own is not None else prefixes[known[0]]
+                yield from _settings_fields(node, prefixes[node.name])
+
+
+def scan_env_reads(root: Path) -> list[EnvRead]:
+    """Every environment variable the project's Python files read by name: os.environ[...],
+    os.environ.get(...), os.getenv(...), environ[...], and pydantic-settings fields."""
+    reads: list[EnvRead] = []
+    for path in _python_files(root):
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (SyntaxError, ValueError, OSError):
+            continue  # a file Python cannot parse cannot read the environment either
+        rel = path.relative_to(root).as_posix()
+        reads.extend(EnvRead(name, rel, line) for name, line in _reads_in(tree))
+    return sorted(reads, key=lambda r: (r.path, r.line, r.name))
+
+
+# --------------------------------------------------------------------------- gathering the facts
+
+
+def _engine_facts() -> tuple[EngineFacts, Any]:
+    from docker.errors import DockerException
+
+    host = environment().docker_host
+    where = host or "unix:///var/run/docker.sock"
+    try:
+        found = endpoint()  # DOCKER_HOST, or the docker context it comes from
+        where = f"{found.host} (docker context {found.context})" if found.context else found.host
+        client = engine_client()
+        info = client.info()
+        version = client.version().get("Version")
+    except (HarnessError, DockerException) as exc:
+        reason = (exc.checked or exc.what) if isinstance(exc, HarnessError) else str(exc)
+        # The harness's own fix where it knows better (TLS files, the context); an engine that
+        # is simply not there gets the doctor's (DOCKER_HOST, or how to provision one).
+        knows_better = isinstance(exc, HarnessError) and not isinstance(exc, EngineNotAnsweringError)
+        fix = exc.fix if isinstance(exc, HarnessError) and knows_better else None
+        return EngineFacts(where, host, error=reason.splitlines()[0][:300], fix=fix), None
+    facts = EngineFacts(
+        where,
+        host,
+        version=str(version) if version else None,
+        driver_status=info.get("DriverStatus") or (),
+        root_dir=info.get("DockerRootDir"),
+    )
+    return facts, client
+
+
+def _buildx() -> Check:
+    try:
+        proc = run(
+            [docker_cli(), "buildx", "version"],
+            what="docker buildx version",
+            fix="install buildx",
+            timeout=30,
+        )
+    except HarnessError as exc:
+        return buildx_check(None, exc.what.splitlines()[0])
+    return buildx_check(proc.stdout)
+
+
+def _disk(root_dir: str | None) -> Check:
+    env = environment()
+    if not root_dir:
+        return disk_check("the engine's data root", None, "the engine did not say where it is")
+    if not env.engine_is_local:
+        return disk_check(root_dir, None, f"the engine is remote (DOCKER_HOST={env.docker_host})")
+    try:
+        return disk_check(root_dir, shutil.disk_usage(root_dir).free)
+    except OSError as exc:
+        return disk_check(root_dir, None, str(exc))
+
+
+def _build_cache(client: Any) -> Check:
+    from datetime import UTC, datetime
+
+    idle = environment().build_cache_idle
+    records = build_cache_records(client)
+    now = datetime.now(UTC)
+
+    def unused_for(record: Mapping[str, Any]) -> float:
+        used = str(record.get("LastUsedAt") or record.get("CreatedAt") or "")
+        try:  # RFC 3339 with nanoseconds: microseconds are plenty
+            when = datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", used.replace("Z", "+00:00")))
+        except ValueError:
+            return 0.0
+        return (now - when).total_seconds()
+
+    return build_cache_check(len(records), sum(unused_for(r) > idle for r in records), idle)
+
+
+def _labelled(client: Any) -> list[tuple[str, Mapping[str, str]]]:
+    flt = {"label": [LABEL_RUN]}
+    found: list[tuple[str, Mapping[str, str]]] = []
+    found.extend(
+        ("container", c.labels) for c in client.containers.list(all=True, ignore_removed=True, filters=flt)
+    )
+    found.extend(("network", n.attrs.get("Labels") or {}) for n in client.networks.list(filters=flt))
+    found.extend(("volume", v.attrs.get("Labels") or {}) for v in client.volumes.list(filters=flt))
+    return found
+
+
+def diagnose(settings: Settings) -> list[Check]:
+    """Every check, against this machine and `settings.root`'s project."""
+    from docker.errors import DockerException
+
+    ini = read_ini_options(settings.root)
+    facts, client = _engine_facts()
+    checks = engine_checks(facts)
+    checks.append(_buildx())
+    if client is not None:
+        try:
+            checks.extend(image_checks(settings.images.values(), local_image_id))
+            checks.append(_disk(facts.root_dir))
+            checks.append(_build_cache(client))
+            checks.extend(leftover_checks(_labelled(client), host=socket.gethostname()))
+            mode = (ini.get("harness_network") or "auto").strip()
+            checks.append(network_check(mode, refusal_here(client)))
+        except DockerException as exc:
+            first = str(exc).splitlines()[0][:300]
+            checks.append(Check("engine", "FAIL", f"stopped answering: {first}", "check the engine's log"))
+    checks.append(
+        migrate_check(
+            ini.get("harness_migrate"),
+            root=settings.root,
+            executable=sys.executable,
+            search_path=environment().exec_path,
+            source=ini.where,
+        )
+    )
+    reads = scan_env_reads(settings.root) if ini.provision_early else []
+    checks.extend(env_coverage_checks(ini, settings.test_env, reads))
+    return checks

@@ -1,0 +1,181 @@
+"""`perf`: Locust, headless, against the built image running beside its own Postgres and
+Redis (or against a URL), gated by thresholds; a summary table, the HTML report and CSV
+stats under build/perf/, and a history with the change against the previous run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tierharness.config import PERF_OPTIONS, PerfConfig, Settings, child_env
+from tierharness.errors import HarnessError
+from tierharness.perf.gate import Verdict
+from tierharness.process import run
+from tierharness.runtime.labels import RunIdentity, new_run_id
+
+__all__ = ["render_summary", "run_perf"]
+
+
+@contextmanager
+def _stack_for_perf(
+    settings: Settings, users: int, log: Callable[[str], None]
+) -> Iterator[tuple[str, list[str]]]:
+    """The e2e stack, with one API key per simulated user, under this process's reaper."""
+    from tierharness.build.image import build_image
+    from tierharness.runtime.reaper import spawn_reaper
+    from tierharness.runtime.stack import running_stack
+
+    built = build_image(settings, log=log)
+    run_id = new_run_id("perf-")
+    spawn_reaper(run_id, os.getpid(), settings.state_dir / "reaper.log")
+    base = settings.stack
+    names = tuple(f"perf-user-{n}" for n in range(1, users + 1))
+    config = replace(base, api_key_names=(*base.api_key_names, *names))
+    identity = RunIdentity(run_id, "perf", os.getpid())
+    pg, rd = settings.image("postgres").local, settings.image("redis").local
+    image = built.image
+    if settings.verify_before_run:
+        from tierharness.supply.run import verified_image
+
+        image = verified_image(settings, identity, log)  # a failure starts nothing
+    with running_stack(image, pg, rd, identity, config) as stack:
+        log(f"stack up: {built.image} healthy after {stack.health_seconds:.1f}s at {stack.base_url}")
+        yield stack.base_url, [stack.api_keys[n] for n in names]
+
+
+def _locust(
+    settings: Settings, cfg: PerfConfig, url: str, keys: list[str], out: Path
+) -> tuple[int, dict[str, Any]]:
+    results = out / "results.json"
+    results.unlink(missing_ok=True)
+    gate = [arg for o in PERF_OPTIONS if o.gate for arg in (f"--{o.name}", str(getattr(cfg, o.attr)))]
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(settings.root / cfg.locustfile), "--headless",
+        "--host", url, "--users", str(cfg.users), "--spawn-rate", str(cfg.spawn_rate),
+        "--run-time", cfg.duration,
+        "--stop-timeout", "5", "--only-summary", "--loglevel", "WARNING",
+        "--csv", str(out / "stats"), "--html", str(out / "report.html"),
+        # Request failures are judged by the fail-ratio threshold, not by Locust's default exit code.
+        "--exit-code-on-error", "0",
+        *gate, "--harness-results", str(results),
+    ]  # fmt: skip
+    # Locust's own output goes to the terminal; the verdict is read from the gate's results.
+    proc = run(
+        cmd,
+        env=child_env({"HARNESS_PERF_API_KEYS": ",".join(keys)}),
+        what="Locust",
+        fix="read Locust's output above (a broken locustfile, or the target unreachable)",
+        check=False,
+        capture=False,
+        shown=[*cmd[:6], "..."],
+    )
+    if not results.exists():
+        raise HarnessError(
+            f"Locust exited {proc.returncode} without results",
+            checked=" ".join(cmd[:6]) + " ...",
+            fix="read Locust's output above (a broken locustfile, or the target unreachable)",
+        )
+    return proc.returncode, json.loads(results.read_text())
+
+
+def _previous(history: Path) -> dict[str, Any] | None:
+    if not history.exists():
+        return None
+    lines = [line for line in history.read_text().splitlines() if line.strip()]
+    return json.loads(lines[-1]) if lines else None
+
+
+def _delta(now: float, before: float | None, unit: str) -> str:
+    if before is None:
+        return ""
+    change = now - before
+    pct = f", {change / before:+.0%}" if before else ""
+    return f" ({change:+.1f}{unit}{pct})"
+
+
+def render_summary(result: dict[str, Any], previous: dict[str, Any] | None) -> str:
+    stats = result["stats"]
+    header = f"{'endpoint':<34} {'reqs':>7} {'rps':>7} {'p50':>6} {'p95':>6} {'p99':>6} {'fail':>7}"
+    lines = [header, "-" * len(header)]
+    for e in [*stats["endpoints"], stats["total"]]:
+        label = f"{e['method']} {e['name']}".strip()[:34]
+        lines.append(
+            f"{label:<34} {e['requests']:>7} {e['rps']:>7.1f} {e['p50_ms']:>6.0f} {e['p95_ms']:>6.0f} "
+            f"{e['p99_ms']:>6.0f} {e['fail_ratio']:>7.2%}"
+        )
+    lines.append("(times in ms)")
+    total, before = stats["total"], (previous or {}).get("stats", {}).get("total")
+    if before:
+        lines.append(
+            "change against the previous run: "
+            f"rps {total['rps']:.1f}{_delta(total['rps'], before['rps'], '')}, "
+            f"p95 {total['p95_ms']:.0f} ms{_delta(total['p95_ms'], before['p95_ms'], ' ms')}, "
+            f"fail {total['fail_ratio']:.2%} (was {before['fail_ratio']:.2%})"
+        )
+    else:
+        lines.append("no previous run to compare with")
+    lines.append("thresholds:")
+    for check in result["checks"]:
+        mark = "PASS" if check["passed"] else "FAIL"
+        lines.append(f"  {mark}  {check['name']:<16} {check['actual']:>12}  limit {check['limit']}")
+    for reason in result["invalid"]:
+        lines.append(f"  INVALID RUN: {reason}")
+    if stats.get("exception_messages"):
+        lines.append("task exceptions: " + "; ".join(stats["exception_messages"]))
+    return "\n".join(lines)
+
+
+def run_perf(
+    settings: Settings,
+    cfg: PerfConfig,
+    *,
+    target_url: str | None = None,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Run the tier; returns the exit code (non-zero when a threshold is breached or the run is invalid)."""
+    out = settings.build_dir / "perf"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    if target_url:
+        keys = [secrets.token_hex(16) for _ in range(cfg.users)]
+        code, result = _locust(settings, cfg, target_url, keys, out)
+    else:
+        with _stack_for_perf(settings, cfg.users, log) as (url, keys):
+            code, result = _locust(settings, cfg, url, keys, out)
+    history = out / "history.jsonl"
+    previous = _previous(history)
+    print(render_summary(result, previous))
+    record = {
+        "id": uuid.uuid4().hex[:12],
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "target": target_url or "stack",
+        "config": asdict(cfg),
+        "passed": result["passed"],
+        "stats": {"total": result["stats"]["total"], "endpoints": result["stats"]["endpoints"]},
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    with history.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+    verdict = Verdict.from_results(result)
+    for line in verdict.failures():
+        print(f"perf: {line}")
+    passed = verdict.passed and code == 0
+    print(
+        f"perf {'PASSED' if passed else 'FAILED'}; report {out / 'report.html'}, "
+        f"stats {out / 'stats_stats.csv'}, history {history}"
+    )
+    if verdict.passed and code != 0:
+        print(f"(Locust itself exited {code})")
+        return code
+    return verdict.exit_code

@@ -1,0 +1,324 @@
+"""Postgres and Redis containers through testcontainers: labelled, random ports and
+credentials, host-side readiness checks that report the container's logs on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from testcontainers.community.postgres import PostgresContainer
+from testcontainers.community.redis import RedisContainer
+from testcontainers.core.config import testcontainers_config
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+from tierharness.config import environment
+from tierharness.engine import prepare_clients
+from tierharness.errors import ReadinessError
+from tierharness.runtime.labels import RunIdentity
+from tierharness.runtime.networking import LABEL_PORT, free_loopback_port
+from tierharness.runtime.readiness import HostProbe
+
+__all__ = [
+    "PostgresInfo",
+    "RedisInfo",
+    "publish_on_loopback",
+    "start_postgres",
+    "start_redis",
+    "start_services",
+    "stop",
+]
+
+# Ryuk cannot be pulled here; the harness's own reaper (tierharness.runtime.reaper) does its job.
+testcontainers_config.ryuk_disabled = True
+
+# A host-network server that finds its port taken exits saying so (Postgres and Redis both).
+_PORT_TAKEN = "Address already in use"
+_PORT_ATTEMPTS = 3
+
+# Durability costs time and buys nothing in a throw-away test database.
+FAST_POSTGRES = (
+    "postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+)
+
+
+def _masked(info: object) -> dict[str, Any]:
+    """A connection record for manifests: everything but the password."""
+    data: dict[str, Any] = asdict(info)  # type: ignore[call-overload]
+    data["password"] = "***"  # noqa: S105 - masks the secret in manifests
+    return data
+
+
+@dataclass(frozen=True)
+class PostgresInfo:
+    """Where a worker's Postgres listens, as the host reaches it. The password never shows
+    in a repr (reprs end up in test reports)."""
+
+    container_id: str
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    dbname: str = ""
+    ready_seconds: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.dbname}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return _masked(self)
+
+
+@dataclass(frozen=True)
+class RedisInfo:
+    """Where a worker's Redis listens, as the host reaches it; the password is not in the repr."""
+
+    container_id: str
+    host: str
+    port: int
+    password: str = field(repr=False)
+    ready_seconds: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+
+    def as_dict(self) -> dict[str, Any]:
+        return _masked(self)
+
+
+def _token() -> str:
+    # Hex: safe in URLs, in SQL literals and on a command line without quoting.
+    return secrets.token_hex(12)
+
+
+class _HostCheckedPostgres(PostgresContainer):
+    """PostgresContainer whose readiness is its HostProbe (a real connection from the host);
+    the stock check runs psql inside the container once a second."""
+
+    def _connect(self) -> None:
+        pass
+
+
+def stop(container: DockerContainer | None) -> None:
+    """Remove a container and its anonymous volumes; already gone is fine."""
+    if container is None:
+        return
+    # Not started (nothing to remove), or the reaper or a racing cleanup got there first.
+    with contextlib.suppress(Exception):
+        container.get_wrapped_container().remove(force=True, v=True)
+
+
+def publish_on_loopback(container: DockerContainer) -> None:
+    """Publish `container`'s exposed ports on 127.0.0.1 only (a random host port each), not
+    on every interface: a test Postgres with a superuser role must not be reachable from the
+    network. A remote engine's ports are reached over the network, so they keep the default."""
+    if not environment().engine_is_local:
+        return
+    # testcontainers types the values as host ports; the Docker SDK also takes (address, port).
+    ports: dict[str, Any] = container.ports
+    for port, host in list(ports.items()):
+        if host is None:  # exposed, no host port asked for
+            ports[port] = ("127.0.0.1", None)
+
+
+def _launch(
+    container: DockerContainer,
+    identity: RunIdentity,
+    role: str,
+    wait: HostProbe,
+    *,
+    network: Network | None,
+    alias: str | None,
+    extra_labels: Mapping[str, str] | None,
+    host_port: int | None = None,
+) -> tuple[str, int, float]:
+    """Label, name and start `container`, waiting with `wait`. Returns (host, port, seconds
+    to ready); a half-started container is removed before the error propagates. With
+    `host_port`, it runs on the engine's host network, its server listening there."""
+    labels = {**identity.labels(role), **(extra_labels or {})}
+    if host_port is not None:
+        container.ports.clear()  # nothing to publish: the server is on the host's loopback
+        # In the host's network namespace, NET_RAW would let the server read the host's
+        # traffic; neither Postgres nor Redis needs it.
+        container.with_kwargs(
+            labels={**labels, LABEL_PORT: str(host_port)}, network_mode="host", cap_drop=["NET_RAW"]
+        )
+    else:
+        container.with_kwargs(labels=labels)
+        publish_on_loopback(container)
+    container.with_name(identity.name(role))
+    container.waiting_for(wait)
+    if network is not None:
+        container.with_network(network)
+        if alias:
+            container.with_network_aliases(alias)
+    try:
+        container.start()
+    except BaseException:
+        stop(container)  # a half-started server must not outlive its failure
+        raise
+    host, port = wait.address
+    return host, port, wait.seconds
+
+
+def _on_a_port(
+    build: Callable[[int | None], tuple[DockerContainer, HostProbe]],
+    identity: RunIdentity,
+    role: str,
+    *,
+    on_host: bool,
+    network: Network | None,
+    alias: str | None,
+    extra_labels: Mapping[str, str] | None,
+) -> tuple[DockerContainer, str, int, float]:
+    """`build(port)` started and ready: on the host network at a free loopback port (started
+    again on another when a process took that port first), or with `port=None` published."""
+    if on_host and network is not None:
+        raise ValueError("a container on the host network cannot join another network")
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        port = free_loopback_port() if on_host else None
+        container, wait = build(port)
+        try:
+            host, mapped, ready = _launch(
+                container,
+                identity,
+                role,
+                wait,
+                network=network,
+                alias=alias,
+                extra_labels=extra_labels,
+                host_port=port,
+            )
+        except ReadinessError as exc:
+            # Picked, then taken by someone else before the server bound it: a new port.
+            if port is None or attempt == _PORT_ATTEMPTS or _PORT_TAKEN not in str(exc):
+                raise
+            continue
+        return container, host, mapped, ready
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def start_postgres(
+    image: str,
+    identity: RunIdentity,
+    *,
+    command: str = FAST_POSTGRES,
+    network: Network | None = None,
+    alias: str | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+    on_host: bool = False,
+) -> tuple[DockerContainer, PostgresInfo]:
+    """A labelled Postgres with a random role, password and database, ready for a psycopg
+    connection from the host. `on_host`: on the engine's host network, on loopback only."""
+    import psycopg
+
+    user, password, dbname = f"u{_token()[:8]}", _token(), f"db_{identity.worker}".replace("-", "_")
+    prepare_clients()  # testcontainers makes its client in the constructor: the engine is settled first
+
+    def build(port: int | None) -> tuple[DockerContainer, HostProbe]:
+        container = _HostCheckedPostgres(image, username=user, password=password, dbname=dbname, driver=None)
+        listen = f" -c port={port} -c listen_addresses=127.0.0.1" if port is not None else ""
+        container.with_command(command + listen)
+        wait = HostProbe(
+            port or 5432,
+            probe,
+            waited_for=f"a psycopg connection as {user} to {dbname}",
+            published=port is None,
+        )
+        return container, wait
+
+    def probe(host: str, port: int) -> None:
+        conninfo = (
+            f"host={host} port={port} user={user} password={password} dbname={dbname} connect_timeout=2"
+        )
+        with psycopg.connect(conninfo) as conn:
+            conn.execute("SELECT 1")
+
+    container, host, port, ready = _on_a_port(
+        build,
+        identity,
+        "postgres",
+        on_host=on_host,
+        network=network,
+        alias=alias,
+        extra_labels=extra_labels,
+    )
+    info = PostgresInfo(container.get_wrapped_container().id, host, port, user, password, dbname, ready)
+    return container, info
+
+
+def start_redis(
+    image: str,
+    identity: RunIdentity,
+    *,
+    network: Network | None = None,
+    alias: str | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+    on_host: bool = False,
+) -> tuple[DockerContainer, RedisInfo]:
+    """A labelled Redis with a random password, answering PING from the host. `on_host`: on
+    the engine's host network, on loopback only."""
+    import redis
+
+    password = _token()
+    prepare_clients()
+
+    def build(port: int | None) -> tuple[DockerContainer, HostProbe]:
+        container = RedisContainer(image, password=password)
+        if port is not None:
+            container.with_command(f"redis-server --requirepass {password} --port {port} --bind 127.0.0.1")
+        wait = HostProbe(port or 6379, probe, waited_for="a Redis PING", published=port is None)
+        return container, wait
+
+    def probe(host: str, port: int) -> None:
+        client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    container, host, port, ready = _on_a_port(
+        build, identity, "redis", on_host=on_host, network=network, alias=alias, extra_labels=extra_labels
+    )
+    return container, RedisInfo(container.get_wrapped_container().id, host, port, password, ready)
+
+
+def start_services(
+    postgres_image: str,
+    redis_image: str | None,
+    identity: RunIdentity,
+    *,
+    extra_labels: Mapping[str, str] | None = None,
+    on_host: bool = False,
+) -> tuple[tuple[DockerContainer, PostgresInfo], tuple[DockerContainer, RedisInfo] | None]:
+    """Postgres and (unless `redis_image` is None) Redis at once; if either fails, the other
+    is removed before the error propagates. `on_host`: both on the engine's host network."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harness-start") as pool:
+        futures: list[Future[Any]] = [
+            pool.submit(start_postgres, postgres_image, identity, extra_labels=extra_labels, on_host=on_host)
+        ]
+        if redis_image is not None:
+            futures.append(
+                pool.submit(start_redis, redis_image, identity, extra_labels=extra_labels, on_host=on_host)
+            )
+        errors: list[BaseException] = []
+        results: list[Any] = []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:
+                errors.append(exc)
+                results.append(None)
+    if errors:
+        for result in results:
+            if result is not None:
+                stop(result[0])
+        raise errors[0]
+    return results[0], (results[1] if redis_image is not None else None)

@@ -1,0 +1,312 @@
+"""One worker's services, from nothing to ready: Postgres (and Redis), the environment
+mapping exported, migrations and seed run, the reset prepared, the manifest record made.
+
+The pytest plugin calls `provision()` either early (before conftests and test modules are
+imported, so settings read at import time see the worker's database) or from the first
+fixture that asks; both paths are this one. With `reuse`, the worker's containers are kept
+after the run and taken back by the next one (see `runtime.reuse`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tierharness.config import environment
+from tierharness.engine import engine_client, local_image_id
+from tierharness.errors import HarnessError
+from tierharness.runtime import containers
+from tierharness.runtime.containers import PostgresInfo, RedisInfo
+from tierharness.runtime.labels import RunIdentity
+from tierharness.runtime.migrations import run_migrations, run_project_command
+from tierharness.runtime.networking import LABEL_PORT, use_host_network
+from tierharness.runtime.reaper import sweep_dead_runs
+from tierharness.runtime.reset import StateReset
+from tierharness.runtime.reuse import (
+    ReuseSlot,
+    expire_idle,
+    kept_containers,
+    migrations_digest,
+    remove_kept,
+    reuse_key,
+)
+from tierharness.runtime.templates import render
+
+__all__ = [
+    "DEFAULT_ENV",
+    "REDIS_ENV",
+    "Worker",
+    "WorkerPlan",
+    "export_mapping",
+    "provision",
+    "render_mapping",
+    "worker_error",
+]
+
+# Always exported, so a command or library that relies on libpq's defaults (psql, a bare
+# psycopg.connect(""), alembic with an empty URL) reaches the worker's database, never
+# whatever listens on the default host and port.
+DEFAULT_ENV: Mapping[str, str] = {
+    "PGHOST": "{postgres.host}",
+    "PGPORT": "{postgres.port}",
+    "PGUSER": "{postgres.user}",
+    "PGPASSWORD": "{postgres.password}",
+    "PGDATABASE": "{postgres.dbname}",
+    "DATABASE_URL": "{postgres.url}",
+}
+REDIS_ENV: Mapping[str, str] = {"REDIS_URL": "{redis.url}"}
+# libpq variables that would send a connection elsewhere despite PGHOST/PGPORT.
+_LIBPQ_REDIRECTS = ("PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE")
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What a worker needs: images, the project's commands, the env mapping, the reset."""
+
+    rootdir: Path
+    state_dir: Path
+    postgres_image: str
+    redis_image: str | None  # None: no Redis
+    migrate: str | None = None
+    seed: str | None = None
+    env_templates: Mapping[str, str] = field(default_factory=dict)
+    keep_tables: tuple[str, ...] = ()
+    reset: str = "deletion"
+    reuse: bool = False
+    network: str = "auto"  # auto, host or bridge: see tierharness.runtime.networking
+
+    def templates(self) -> dict[str, str]:
+        """The whole mapping: the defaults, then the project's own (which may override)."""
+        return {**DEFAULT_ENV, **(REDIS_ENV if self.redis_image else {}), **self.env_templates}
+
+
+@dataclass
+class Worker:
+    """A provisioned worker. `env` is what was exported (it holds passwords: no repr)."""
+
+    identity: RunIdentity
+    postgres: PostgresInfo
+    redis: RedisInfo | None
+    reset: StateReset = field(repr=False)
+    env: dict[str, str] = field(repr=False)
+    record: dict[str, Any] = field(repr=False)
+    reused: bool = False
+    _containers: list[Any] = field(default_factory=list, repr=False)
+    _slot: ReuseSlot | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Stop the containers, or keep them for the next run when they are reused ones."""
+        self.record["isolation"] = self.reset.stats()
+        self.reset.close()
+        if self._slot is not None:
+            self._slot.release()
+            return
+        for container in self._containers:
+            with contextlib.suppress(Exception):  # the reaper may have got there first
+                container.remove(force=True, v=True)
+
+
+def _engine_host() -> str:
+    env = environment()
+    if env.engine_is_local:
+        return "127.0.0.1"
+    return urlsplit(env.docker_host or "").hostname or "127.0.0.1"
+
+
+def _adopt(
+    client: Any, key: str, plan: WorkerPlan, on_host: bool
+) -> tuple[PostgresInfo, RedisInfo | None, list[Any]] | None:
+    """The kept containers of `key`, running, complete and on the network asked for, as
+    connection records; else None."""
+    found = {c.labels.get("harness.role"): c for c in kept_containers(client, key)}
+    pg, rd = found.get("postgres"), found.get("redis")
+    wanted_redis = plan.redis_image is not None
+    if pg is None or pg.status != "running" or (wanted_redis and (rd is None or rd.status != "running")):
+        return None
+    if (LABEL_PORT in pg.labels) != on_host:  # harness_network changed since they were kept
+        return None
+    host = _engine_host()
+    env = dict(item.split("=", 1) for item in pg.attrs["Config"]["Env"] if "=" in item)
+    postgres = PostgresInfo(
+        pg.id,
+        host,
+        _host_port(pg, 5432),
+        env["POSTGRES_USER"],
+        env["POSTGRES_PASSWORD"],
+        env["POSTGRES_DB"],
+        0.0,
+    )
+    redis_info = None
+    if wanted_redis and rd is not None:
+        args = list(rd.attrs["Config"]["Cmd"] or [])
+        password = args[args.index("--requirepass") + 1] if "--requirepass" in args else ""
+        redis_info = RedisInfo(rd.id, host, _host_port(rd, 6379), password, 0.0)
+    return postgres, redis_info, [c for c in (pg, rd if wanted_redis else None) if c is not None]
+
+
+def _host_port(container: Any, port: int) -> int:
+    """Where the host reaches a kept container's `port`: its label on the host network,
+    else its published mapping."""
+    if LABEL_PORT in container.labels:
+        return int(container.labels[LABEL_PORT])
+    return int(container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]["HostPort"])
+
+
+def render_mapping(plan: WorkerPlan, postgres: PostgresInfo, redis_info: RedisInfo | None) -> dict[str, str]:
+    """The plan's mapping filled with these services (a bad placeholder is an error here)."""
+    values: dict[str, Any] = {"postgres": postgres}
+    if redis_info is not None:
+        values["redis"] = redis_info
+    return render(plan.templates(), values, where="[tool.harness.test-env]")
+
+
+def export_mapping(mapping: Mapping[str, str]) -> None:
+    """Into this process's own environment: the tests' process and every child it starts.
+    libpq variables that would send a connection elsewhere go."""
+    for name in _LIBPQ_REDIRECTS:
+        os.environ.pop(name, None)
+    os.environ.update(mapping)
+
+
+def provision(
+    plan: WorkerPlan, identity: RunIdentity, *, log: Callable[[str], None] = lambda _m: None
+) -> Worker:
+    """Start (or take back) the worker's services and make them ready for its tests."""
+    client = engine_client()
+    # Leftovers of runs that died with their reaper: swept beside this worker's start, not
+    # before it (it lists every labelled resource on the engine).
+    sweeper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-sweep")
+    # Kept containers are expired by the reuse path itself, under its lock, not by this thread.
+    sweep = sweeper.submit(sweep_dead_runs, client, expire=False)
+    try:
+        return _provision(plan, identity, client, log)
+    finally:
+        with contextlib.suppress(Exception):  # a sweep is a courtesy; it never fails a worker
+            sweep.result()
+        sweeper.shutdown()
+
+
+def _provision(plan: WorkerPlan, identity: RunIdentity, client: Any, log: Callable[[str], None]) -> Worker:
+    env = environment()
+    on_host = use_host_network(plan.network, client)  # a bad setting fails before anything starts
+    slot: ReuseSlot | None = None
+    if plan.reuse and env.ci:
+        log("harness: --harness-reuse is ignored in CI (CI is set): fresh containers")
+    elif plan.reuse:
+        expire_idle(client)
+        digests = {"postgres": local_image_id(plan.postgres_image) or plan.postgres_image}
+        if plan.redis_image:
+            digests["redis"] = local_image_id(plan.redis_image) or plan.redis_image
+        key = reuse_key(
+            plan.rootdir, identity.worker, digests, migrations_digest(plan.rootdir, plan.migrate, plan.seed)
+        )
+        candidate = ReuseSlot(plan.state_dir, key, env.reuse_idle)
+        slot = candidate if candidate.acquire() else None
+
+    started = time.monotonic()
+    adopted = _adopt(client, slot.key, plan, on_host) if slot is not None else None
+    try:
+        if adopted is not None:
+            postgres, redis_info, kept = adopted
+        else:
+            postgres, redis_info, kept = _start(plan, identity, client, slot, on_host=on_host)
+        worker = _prepare(plan, identity, postgres, redis_info, kept, slot=slot, reused=adopted is not None)
+    except BaseException:
+        if slot is not None:
+            slot.release(used=False)
+        raise
+    worker.record["provision_seconds"] = round(time.monotonic() - started, 3)
+    worker.record["host_network"] = on_host
+    return worker
+
+
+def _start(
+    plan: WorkerPlan, identity: RunIdentity, client: Any, slot: ReuseSlot | None, *, on_host: bool
+) -> tuple[PostgresInfo, RedisInfo | None, list[Any]]:
+    if slot is not None:
+        remove_kept(client, slot.key)  # an incomplete or stopped set: start over
+        identity = RunIdentity(f"reuse-{slot.key}", identity.worker, identity.owner_pid, owned=False)
+        extra = slot.labels()
+    else:
+        extra = {}
+    (pg_container, postgres), redis_started = containers.start_services(
+        plan.postgres_image,
+        plan.redis_image,
+        identity,
+        extra_labels=extra,
+        on_host=on_host,
+    )
+    started = [pg_container.get_wrapped_container()]
+    redis_info = None
+    if redis_started is not None:
+        started.append(redis_started[0].get_wrapped_container())
+        redis_info = redis_started[1]
+    return postgres, redis_info, started
+
+
+def _prepare(
+    plan: WorkerPlan,
+    identity: RunIdentity,
+    postgres: PostgresInfo,
+    redis_info: RedisInfo | None,
+    started: list[Any],
+    *,
+    slot: ReuseSlot | None,
+    reused: bool,
+) -> Worker:
+    """Export the mapping, migrate, seed, and open the reset; a failure removes what started."""
+    try:
+        # Rendered now (a bad placeholder fails before anything runs), exported at the end.
+        mapping = render_mapping(plan, postgres, redis_info)
+        migrate_seconds = 0.0
+        if plan.migrate and not reused:
+            migrate_seconds = run_migrations(plan.migrate, postgres, rootdir=plan.rootdir, env=mapping)
+        reset = StateReset(postgres, redis_info, plan.keep_tables, plan.reset)
+        try:
+            if reused:
+                reset.empty()  # the last run's rows: back to "clean and migrated"
+            if plan.seed:
+                run_project_command(
+                    plan.seed,
+                    rootdir=plan.rootdir,
+                    env=mapping,
+                    what="the seed command",
+                    fix="fix the seed, or the harness_seed setting",
+                )
+        except BaseException:
+            reset.close()
+            raise
+    except BaseException:
+        # Kept containers too: a half-migrated set must not be taken back by the next run.
+        for container in started:
+            with contextlib.suppress(Exception):
+                container.remove(force=True, v=True)
+        raise
+    export_mapping(mapping)  # only once it all worked: a failed worker points nowhere
+    record: dict[str, Any] = {
+        "worker": identity.worker,
+        "postgres": {**postgres.as_dict(), "image": plan.postgres_image},
+        "redis": {**redis_info.as_dict(), "image": plan.redis_image} if redis_info else None,
+        "migrate_seconds": round(migrate_seconds, 3),
+        "reused": reused,
+    }
+    return Worker(identity, postgres, redis_info, reset, mapping, record, reused, started, slot)
+
+
+def worker_error(exc: BaseException) -> HarnessError:
+    """Any provisioning failure as a HarnessError (docker's own errors included)."""
+    if isinstance(exc, HarnessError):
+        return exc
+    return HarnessError(
+        f"the worker's services could not be started: {type(exc).__name__}: {exc}",
+        checked="starting the per-worker containers through the Docker engine",
+        fix="run `python -m tierharness doctor`; the image settings are --harness-postgres-image "
+        "(ini harness_postgres_image) and --harness-redis-image (ini harness_redis_image)",
+    )

@@ -1,0 +1,2 @@
+"""Spreading a suite over many runners: shards and the merge of their reports. Imports
+`tierharness.config`, `tierharness.errors`, `tierharness.process`."""

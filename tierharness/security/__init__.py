@@ -1,0 +1,11 @@
+"""Security gates: source, dependencies, Dockerfiles, shell, workflows and the built image.
+
+Each module does one job and returns `Finding` records; `run` runs them all, applies the
+baseline and writes the report; `gates` puts every tier's verdict on one page.
+"""
+
+from __future__ import annotations
+
+from tierharness.security.findings import CheckResult, Finding, Severity
+
+__all__ = ["CheckResult", "Finding", "Severity"]

@@ -1,0 +1,174 @@
+"""`nox -s gates`: every quality gate on one page, from what the other sessions wrote.
+
+One row per gate: its value, its threshold and PASS / FAIL / UNCHECKED / NOT RUN. Nothing
+is re-run here; a missing report is NOT RUN, never PASS, and a check that could not look
+(vulnerabilities without the advisory service) is UNCHECKED, never PASS.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tierharness.config import Settings
+
+__all__ = ["Gate", "collect_gates", "render_gates", "write_gates"]
+
+PASS, FAIL, UNCHECKED, NOT_RUN = "PASS", "FAIL", "UNCHECKED", "NOT RUN"
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    value: str
+    threshold: str
+    status: str
+    source: str  # the file it was read from, and how old it is
+
+
+def _age(path: Path) -> str:
+    minutes = int((time.time() - path.stat().st_mtime) // 60)
+    return f"{path.name}, {minutes} min ago" if minutes < 120 else f"{path.name}, {minutes // 60} h ago"
+
+
+def _xml_root(path: Path) -> ET.Element:
+    return ET.parse(path).getroot()  # noqa: S314  # nosec B314
+
+
+def _junit(path: Path, name: str) -> Gate:
+    if not path.is_file():
+        return Gate(name, "-", "0 failed", NOT_RUN, f"{path.name} missing")
+    root = _xml_root(path)
+    suites = [root] if root.tag == "testsuite" else list(root)
+    counts = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+    bad = counts["failures"] + counts["errors"]
+    value = f"{counts['tests']} tests, {bad} failed, {counts['skipped']} skipped"
+    return Gate(name, value, "0 failed", PASS if bad == 0 and counts["tests"] else FAIL, _age(path))
+
+
+def _coverage(settings: Settings) -> Gate:
+    path = settings.build_dir / "coverage" / "coverage.xml"
+    pyproject = tomllib.loads((settings.root / "pyproject.toml").read_text(encoding="utf-8"))
+    floor = float(pyproject.get("tool", {}).get("coverage", {}).get("report", {}).get("fail_under", 0))
+    if not path.is_file():
+        return Gate("coverage", "-", f">= {floor:g} %", NOT_RUN, "coverage.xml missing")
+    rate = float(_xml_root(path).get("line-rate", 0)) * 100
+    return Gate("coverage", f"{rate:.1f} %", f">= {floor:g} %", PASS if rate >= floor else FAIL, _age(path))
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _security(settings: Settings) -> list[Gate]:
+    path = settings.build_dir / "security" / "report.json"
+    if not path.is_file():
+        return [
+            Gate(n, "-", t, NOT_RUN, "report.json missing")
+            for n, t in (("security findings", "0 gating"), ("vulnerabilities", "0 high/critical"))
+        ]
+    report = _json(path)
+    checks = {c["name"]: c for c in report.get("checks", [])}
+    gating = int(report.get("gating_findings", 0))
+    gates = [
+        Gate(
+            "security findings",
+            f"{gating} gating, {len(report.get('findings', []))} reported",
+            f"0 at or above {report.get('fail_on')} outside the baseline",
+            PASS if gating == 0 else FAIL,
+            _age(path),
+        )
+    ]
+    audit = checks.get("pip-audit")
+    if audit is None:
+        gates.append(Gate("vulnerabilities", "-", "0 high/critical", NOT_RUN, _age(path)))
+    else:
+        status = {"passed": PASS, "failed": FAIL}.get(audit["status"], UNCHECKED)
+        value = audit["note"] + (f"; {audit['unchecked']}" if audit.get("unchecked") else "")
+        gates.append(Gate("vulnerabilities", value, "0 high/critical", status, _age(path)))
+    counts = report.get("components") or {}
+    if counts:
+        status = PASS if checks.get("licences", {}).get("status") == "passed" else FAIL
+        value = f"{counts.get('python', 0)} Python, {counts.get('debian', 0)} Debian components"
+        gates.append(Gate("SBOM and licences", value, "policy in pyproject", status, _age(path)))
+    return gates
+
+
+def _perf(settings: Settings) -> Gate:
+    path = settings.build_dir / "perf" / "history.jsonl"
+    threshold = f"p95 <= {settings.perf.p95_ms:g} ms, >= {settings.perf.min_rps:g} RPS"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    if not lines:
+        return Gate("performance", "-", threshold, NOT_RUN, "history.jsonl missing")
+    last = json.loads(lines[-1])
+    total = last.get("stats", {}).get("total", {})
+    value = ", ".join(
+        f"{k} {v}" for k, v in total.items() if k in ("p95_ms", "rps", "fail_ratio", "requests")
+    )
+    return Gate(
+        "performance", value or "see report", threshold, PASS if last.get("passed") else FAIL, _age(path)
+    )
+
+
+def _repro(settings: Settings) -> Gate:
+    path = settings.build_dir / "repro" / "report.json"
+    if not path.is_file():
+        return Gate("reproducible image", "-", "same digest twice", NOT_RUN, "report.json missing")
+    ok = bool(_json(path).get("reproducible"))
+    value = "identical digests" if ok else "digests differ"
+    return Gate("reproducible image", value, "same digest twice", PASS if ok else FAIL, _age(path))
+
+
+def collect_gates(settings: Settings) -> list[Gate]:
+    junit = settings.build_dir / "junit"
+    readers: list[Callable[[], list[Gate]]] = [
+        lambda: [_junit(junit / "tests.xml", "unit + integration tests")],
+        lambda: [_coverage(settings)],
+        lambda: _security(settings),
+        lambda: [_junit(junit / "e2e.xml", "e2e (image over HTTP, fuzzing)")],
+        lambda: [_repro(settings)],
+        lambda: [_perf(settings)],
+        lambda: [_junit(junit / "perf-gate.xml", "perf gate can fail")],
+    ]
+    gates: list[Gate] = []
+    for read in readers:
+        try:
+            gates.extend(read())
+        except (OSError, ValueError, KeyError, ET.ParseError) as exc:
+            gates.append(Gate(getattr(read, "__name__", "gate"), f"unreadable: {exc}", "-", FAIL, "-"))
+    return gates
+
+
+def render_gates(gates: list[Gate]) -> str:
+    worst = FAIL if any(g.status == FAIL for g in gates) else None
+    lines = [
+        "# Quality gates",
+        "",
+        "| gate | value | threshold | status | from |",
+        "|---|---|---|---|---|",
+        *(f"| {g.name} | {g.value} | {g.threshold} | **{g.status}** | {g.source} |" for g in gates),
+        "",
+    ]
+    unchecked = [g.name for g in gates if g.status == UNCHECKED]
+    not_run = [g.name for g in gates if g.status == NOT_RUN]
+    if unchecked:
+        lines.append(f"UNCHECKED (could not be checked here; not passed): {', '.join(unchecked)}")
+    if not_run:
+        lines.append(f"NOT RUN: {', '.join(not_run)}")
+    lines.append("Verdict: FAIL" if worst else "Verdict: no gate failed")
+    return "\n".join(lines) + "\n"
+
+
+def write_gates(settings: Settings) -> tuple[str, int]:
+    gates = collect_gates(settings)
+    text = render_gates(gates)
+    out = settings.build_dir / "gates.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return text, 1 if any(g.status == FAIL for g in gates) else 0

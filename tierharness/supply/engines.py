@@ -1,0 +1,407 @@
+"""A second Docker engine on this machine: a separate dockerd with its own data root, exec
+root, socket, bridge and containerd (namespace included), sharing nothing with the first,
+build cache included. What an independent rebuilder needs, and what a test of a remote
+engine can point DOCKER_HOST at.
+
+It is a host process, not a container, so the reaper's labels cannot reach it. Its own
+cleanup path: a record in the state dir (`engines/<id>/engine.json`) and a watcher started
+in its own session that stops the engine, unmounts and deletes its data and removes its
+bridge once the owner process dies; the next start sweeps records whose owner and watcher
+are both gone.
+
+Never started with `--bridge none`: that deletes the first engine's docker0.
+
+    python -m tierharness.supply.engines watch RECORD   (what `SecondEngine.start` spawns)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tierharness.config import child_env
+from tierharness.errors import EngineUnavailableError, HarnessError
+from tierharness.process import run, start_detached
+from tierharness.runtime.labels import process_start_time
+from tierharness.runtime.reaper import pid_alive
+
+__all__ = ["EngineRecord", "EngineTls", "SecondEngine", "second_engine", "sweep_dead_engines"]
+
+_FIX_ROOT = "a second engine needs root (ip link, dockerd), dockerd >= 26 and the iproute2 tools"
+
+
+@dataclass(frozen=True)
+class EngineTls:
+    """Certificates for a TCP listener with client verification, as DOCKER_CERT_PATH lays
+    them out (ca.pem, cert.pem, key.pem for the client; the server's own pair beside)."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_dir: Path  # DOCKER_CERT_PATH: ca.pem, cert.pem, key.pem
+
+
+@dataclass(frozen=True)
+class EngineRecord:
+    """What it takes to stop and remove an engine, even from another process."""
+
+    id: str
+    root: str  # data root and everything else of this engine, under the state dir
+    run_dir: str  # exec root, pid file and socket: short paths (unix sockets allow ~107 bytes)
+    bridge: str
+    subnet: str
+    owner_pid: int
+    owner_start: str | None
+    dockerd_pid: int = 0
+    watcher_pid: int = 0
+    tcp_port: int = 0  # with TLS: also listening on 127.0.0.1:tcp_port
+    cert_path: str = ""
+    pool: str = ""  # the /16 its own networks are cut from (the first engine's are elsewhere)
+    forward_chain: str = ""  # where its containers' traffic to each other is accepted (iptables)
+
+    @property
+    def host(self) -> str:
+        """The engine's DOCKER_HOST."""
+        return f"unix://{self.run_dir}/docker.sock"
+
+    def save(self) -> None:
+        Path(self.root, "engine.json").write_text(json.dumps(asdict(self), indent=2))
+
+
+def _addresses() -> list[tuple[str, ipaddress.IPv4Interface]]:
+    """(link, address) of every IPv4 address on this machine."""
+    proc = run(["ip", "-4", "-o", "addr", "show"], what="listing addresses", fix=_FIX_ROOT)
+    found = []
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        for i, field in enumerate(fields[:-1]):
+            if field == "inet":
+                found.append((fields[1], ipaddress.IPv4Interface(fields[i + 1])))
+    return found
+
+
+def _free_subnet(prefixlen: int = 24, avoid: tuple[ipaddress.IPv4Network, ...] = ()) -> ipaddress.IPv4Network:
+    """A 10.x network of `prefixlen` that no interface of this machine uses yet."""
+    used = [address.network for _, address in _addresses()] + list(avoid)
+    for _ in range(100):
+        third = secrets.randbelow(254) if prefixlen == 24 else 0
+        candidate = ipaddress.IPv4Network(f"10.{secrets.randbelow(200) + 40}.{third}.0/{prefixlen}")
+        if not any(candidate.overlaps(net) for net in used):
+            return candidate
+    raise HarnessError(
+        f"no free /{prefixlen} for the second engine's networks", checked="ip -4 addr", fix=_FIX_ROOT
+    )
+
+
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path`, deepest first."""
+    prefix = str(path.resolve())
+    found = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4].replace("\\040", " ")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def _kill(pid: int, seconds: float) -> None:
+    """SIGTERM, then SIGKILL after `seconds`."""
+    if pid <= 0 or not pid_alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _pids_using(folder: str) -> list[int]:
+    """Processes whose command line names `folder` (the managed containerd, its shims)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if folder.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+    return pids
+
+
+def _forward_rules(record: EngineRecord) -> list[list[str]]:
+    """Its containers may reach each other (a stack's service its Postgres): with the first
+    engine's iptables, bridged traffic passes FORWARD, whose policy is DROP for any bridge the
+    first engine did not make. Only traffic within its own networks is accepted."""
+    return [["-s", net, "-d", net, "-j", "ACCEPT"] for net in (record.subnet, record.pool) if net]
+
+
+def _forward_chain() -> str:
+    """DOCKER-USER, the chain Docker keeps for rules of others, when the first engine made it;
+    else FORWARD; "" without iptables."""
+    if shutil.which("iptables") is None:
+        return ""
+    proc = run(["iptables", "-S", "DOCKER-USER"], what="iptables", fix=_FIX_ROOT, check=False)
+    return "DOCKER-USER" if proc.returncode == 0 else "FORWARD"
+
+
+def remove_engine(record: EngineRecord) -> None:
+    """Stop the engine and remove everything it had: processes, mounts, data, bridge."""
+    _kill(record.dockerd_pid, 20)
+    for pid in _pids_using(record.run_dir) + _pids_using(record.root):
+        if pid != record.watcher_pid:
+            _kill(pid, 5)
+    for folder in (Path(record.root), Path(record.run_dir)):
+        for point in _mounts_under(folder):
+            proc = run(["umount", point], what=f"unmounting {point}", fix=_FIX_ROOT, check=False)
+            if proc.returncode != 0:
+                run(["umount", "-l", point], what=f"unmounting {point}", fix=_FIX_ROOT, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+    run(["ip", "link", "delete", record.bridge], what="deleting the bridge", fix=_FIX_ROOT, check=False)
+    if record.forward_chain:
+        for rule in _forward_rules(record):
+            for _ in range(10):  # inserted once; a crash and a retry may have inserted it twice
+                argv = ["iptables", "-D", record.forward_chain, *rule]
+                if run(argv, what="removing a FORWARD rule", fix=_FIX_ROOT, check=False).returncode:
+                    break
+    # The bridges of its own networks (a stack's), when a killed dockerd could not remove them:
+    # only links with an address in its own pool, which nothing else on this machine used.
+    if record.pool:
+        pool = ipaddress.IPv4Network(record.pool)
+        for link in sorted({link for link, address in _addresses() if address.ip in pool}):
+            run(["ip", "link", "delete", link], what=f"deleting {link}", fix=_FIX_ROOT, check=False)
+
+
+def _load(path: Path) -> EngineRecord | None:
+    try:
+        return EngineRecord(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def sweep_dead_engines(state_dir: Path) -> list[str]:
+    """Remove engines whose owner and watcher are both gone (a reboot, a kill of both)."""
+    removed = []
+    for path in sorted((state_dir / "engines").glob("*/engine.json")):
+        record = _load(path)
+        if record is None:
+            continue
+        if pid_alive(record.owner_pid, record.owner_start) or (
+            record.watcher_pid and pid_alive(record.watcher_pid)
+        ):
+            continue
+        remove_engine(record)
+        removed.append(record.id)
+    return removed
+
+
+@dataclass
+class SecondEngine:
+    record: EngineRecord
+
+    @property
+    def host(self) -> str:
+        return self.record.host
+
+    def env(self) -> dict[str, str]:
+        """The environment a docker client needs to talk to this engine (and only to it):
+        its unix socket, or with TLS its TCP listener and the client certificates."""
+        if self.record.tcp_port:
+            return {
+                "DOCKER_HOST": f"tcp://127.0.0.1:{self.record.tcp_port}",
+                "DOCKER_TLS_VERIFY": "1",
+                "DOCKER_CERT_PATH": self.record.cert_path,
+            }
+        return {"DOCKER_HOST": self.host}
+
+    def docker(self, *args: str, what: str) -> str:
+        proc = run(
+            [shutil.which("docker") or "docker", *args],
+            what=what,
+            fix=f"read the second engine's log: {self.record.root}/dockerd.log",
+            env=child_env(self.env(), drop=("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")),
+        )
+        return proc.stdout.strip()
+
+    def close(self) -> None:
+        remove_engine(self.record)
+        # Its watcher sees the record gone within half a second and exits: not left running.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and pid_alive(self.record.watcher_pid):
+            time.sleep(0.1)
+        _kill(self.record.watcher_pid, 5)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start(
+    state_dir: Path, timeout: float, log: Callable[[str], None], tls: EngineTls | None = None
+) -> SecondEngine:
+    dockerd = shutil.which("dockerd")
+    if dockerd is None:
+        raise EngineUnavailableError("dockerd is not installed", checked="`dockerd` on PATH", fix=_FIX_ROOT)
+    if os.geteuid() != 0:
+        raise EngineUnavailableError(
+            "a second engine needs root", checked=f"euid {os.geteuid()}", fix=_FIX_ROOT
+        )
+    sweep_dead_engines(state_dir)
+    engine_id = secrets.token_hex(3)
+    root = (state_dir / "engines" / engine_id).resolve()
+    run_dir = Path(f"/run/harness-engine-{engine_id}")
+    root.mkdir(parents=True)
+    run_dir.mkdir(mode=0o700)
+    subnet = _free_subnet()
+    pool = _free_subnet(16, avoid=(subnet,))
+    owner = os.getpid()
+    record = EngineRecord(
+        engine_id, str(root), str(run_dir), f"hx{engine_id}", str(subnet), owner, process_start_time(owner),
+        tcp_port=_free_port() if tls else 0, cert_path=str(tls.client_dir) if tls else "", pool=str(pool),
+    )  # fmt: skip
+    record.save()  # before anything exists: whatever is made next can be found and removed
+    try:
+        gateway = f"{next(subnet.hosts())}/{subnet.prefixlen}"
+        for argv in (
+            ["ip", "link", "add", "name", record.bridge, "type", "bridge"],
+            ["ip", "addr", "add", gateway, "dev", record.bridge],
+            ["ip", "link", "set", record.bridge, "up"],
+        ):
+            run(argv, what="making the second engine's bridge", fix=_FIX_ROOT)
+        chain = _forward_chain()
+        if chain:
+            record = EngineRecord(**{**asdict(record), "forward_chain": chain})
+            record.save()  # before the rules exist: removed with the engine whatever happens next
+            for rule in _forward_rules(record):
+                run(["iptables", "-I", chain, *rule], what="accepting its containers' traffic", fix=_FIX_ROOT)
+        # Its own configuration: the containerd image store (for the OCI exporter), nothing
+        # from the first engine's daemon.json (whose `hosts` would clash with -H). Its networks
+        # come from a pool of its own: both engines would otherwise cut theirs from 172.18.0.0/16
+        # and route each other's containers away. Published ports bind to 127.0.0.1 (a test's
+        # Postgres is not for the network), also for clients that treat it as remote.
+        config = root / "daemon.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "features": {"containerd-snapshotter": True},
+                    "default-address-pools": [{"base": str(pool), "size": 24}],
+                    "ip": "127.0.0.1",
+                }
+            )
+        )
+        # No iptables of its own: it would rewrite the first engine's DOCKER chains. Its
+        # containers reach each other through the FORWARD rules above, and published ports
+        # through docker-proxy.
+        argv = [
+            dockerd, "--data-root", str(root / "data"), "--exec-root", str(run_dir / "exec"),
+            "--pidfile", str(run_dir / "docker.pid"), "-H", record.host,
+            "--containerd-namespace", f"harness-{engine_id}",
+            "--containerd-plugins-namespace", f"harness-{engine_id}-plugins",
+            "--bridge", record.bridge, "--iptables=false", "--ip6tables=false",
+            "--config-file", str(config),
+        ]  # fmt: skip
+        if tls is not None:
+            argv += [
+                "-H", f"tcp://127.0.0.1:{record.tcp_port}", "--tlsverify", "--tlscacert", str(tls.ca),
+                "--tlscert", str(tls.server_cert), "--tlskey", str(tls.server_key),
+            ]  # fmt: skip
+        process = start_detached(argv, log_path=root / "dockerd.log")
+        watcher = start_detached(
+            [sys.executable, "-m", "tierharness.supply.engines", "watch", str(root / "engine.json")],
+            log_path=root / "watch.log",
+        )
+        record = EngineRecord(**{**asdict(record), "dockerd_pid": process.pid, "watcher_pid": watcher.pid})
+        record.save()
+        engine = SecondEngine(record)
+        _wait_ready(engine, process, timeout)
+        log(f"second engine ready at {record.host} (data root {root / 'data'}, bridge {record.bridge})")
+        return engine
+    except BaseException:
+        remove_engine(record)
+        raise
+
+
+def _wait_ready(engine: SecondEngine, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    socket_path = Path(engine.host.removeprefix("unix://"))
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        if socket_path.exists():
+            proc = run(
+                ["docker", "version", "--format", "{{.Server.Version}}"], what="docker version",
+                fix=_FIX_ROOT, env=child_env(engine.env(), drop=("DOCKER_CONTEXT",)), check=False,
+            )  # fmt: skip
+            if proc.returncode == 0:
+                return
+        time.sleep(0.2)
+    log_tail = Path(engine.record.root, "dockerd.log").read_text(errors="replace")[-3000:]
+    raise EngineUnavailableError(
+        f"the second engine did not answer at {engine.host} within {timeout:g}s",
+        checked=f"docker version against it; the end of its log:\n{log_tail}",
+        fix=_FIX_ROOT,
+    )
+
+
+@contextlib.contextmanager
+def second_engine(
+    state_dir: Path,
+    *,
+    timeout: float = 60,
+    tls: EngineTls | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> Iterator[SecondEngine]:
+    """A fresh second engine for the block; stopped and removed afterwards, also when this
+    process is killed (its watcher does it then). With `tls`, it also listens on
+    127.0.0.1:RANDOM with client verification, and `env()` points there."""
+    engine = _start(state_dir, timeout, log, tls)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _watch(record_path: Path) -> int:
+    record = _load(record_path)
+    if record is None:
+        return 0
+    while pid_alive(record.owner_pid, record.owner_start):
+        if not record_path.exists():  # removed by its owner: nothing left to do
+            return 0
+        time.sleep(0.5)
+    if record_path.exists():
+        fresh = _load(record_path) or record
+        remove_engine(fresh)
+        print(f"engine {record.id}: owner {record.owner_pid} gone, engine removed", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tierharness.supply.engines", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    watch = sub.add_parser("watch", help="remove the engine once its owner process is gone")
+    watch.add_argument("record", type=Path)
+    args = parser.parse_args(argv)
+    return _watch(args.record)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

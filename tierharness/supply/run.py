@@ -1,0 +1,90 @@
+"""The supply-chain commands' shared steps: a run identity with its reaper, the build
+record, and the registry for the length of a command."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tierharness.build.checkout import git_output
+from tierharness.config import Settings, environment
+from tierharness.errors import HarnessError
+from tierharness.runtime.labels import RunIdentity, new_run_id
+from tierharness.supply.registry import Registry, running_registry
+
+__all__ = ["build_record", "command_registry", "head_revision", "publish_record", "verified_image"]
+
+
+def head_revision(settings: Settings) -> str:
+    revision = git_output(settings.root, "rev-parse", "HEAD")
+    if not revision:
+        raise HarnessError(
+            "cannot tell the checkout's HEAD",
+            checked=f"`git rev-parse HEAD` in {settings.root}",
+            fix="run from a git checkout with at least one commit",
+        )
+    return revision
+
+
+def _json(path: Any, fix: str) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"cannot read {path}: {exc}", checked=str(path), fix=fix) from None
+    return data
+
+
+def build_record(settings: Settings) -> dict[str, Any]:
+    """build/image.json: what the last build made."""
+    return _json(settings.image_record, "build the image first: `nox -s build`")
+
+
+def publish_record(settings: Settings) -> dict[str, Any]:
+    """build/publish.json: what the last publish pushed (repository, tag, digest)."""
+    return _json(settings.build_dir / "publish.json", "publish the image first: `nox -s publish`")
+
+
+@contextlib.contextmanager
+def command_registry(
+    settings: Settings, worker: str, log: Callable[[str], None] = lambda _m: None
+) -> Iterator[Registry]:
+    """The registry for one command, with a reaper watching this process: if the command is
+    killed, the registry container goes with it."""
+    from tierharness.runtime.reaper import spawn_reaper
+
+    identity = RunIdentity.for_this_process(environment().run_id or new_run_id(), worker)
+    spawn_reaper(identity.run_id, os.getpid(), settings.state_dir / "runs" / identity.run_id / "reaper.log")
+    with running_registry(settings, identity, log=log) as registry:
+        yield registry
+
+
+def verified_image(
+    settings: Settings, identity: RunIdentity, log: Callable[[str], None] = lambda _m: None
+) -> str:
+    """The image a stack runs when verify-before-run is on: the published image, verified in
+    the registry (see tierharness.supply.verify), then pulled by digest. Returns the reference
+    by digest; on any failure nothing has been started but the registry, which is gone again."""
+    from tierharness.engine import docker_cli
+    from tierharness.process import run
+    from tierharness.supply.signing import key_pair
+    from tierharness.supply.verify import verify_image
+
+    published = publish_record(settings)
+    expected = str(build_record(settings)["digest"])
+    head = head_revision(settings)
+    public_key = key_pair(settings, private=False).public
+    with running_registry(settings, identity, log=log) as registry, registry.docker_config() as config:
+        verified = verify_image(
+            registry, str(published["repository"]), expected_digest=expected, public_key=public_key,
+            head=head, docker_config=config, tag=str(published["tag"]),
+        )  # fmt: skip
+        run(
+            [docker_cli(), "--config", str(config), "pull", "--quiet", verified.reference],
+            what=f"pulling the verified image {verified.reference}",
+            fix="read the registry's log; the engine must reach 127.0.0.1",
+        )
+    log(f"verified {verified.reference}: {', '.join(verified.checks)}")
+    return verified.reference
