@@ -21,6 +21,9 @@ from tierharness.config import Settings
 __all__ = ["Gate", "collect_gates", "render_gates", "write_gates"]
 
 PASS, FAIL, UNCHECKED, NOT_RUN = "PASS", "FAIL", "UNCHECKED", "NOT RUN"
+# How a test that truly needs root says so when skipped ("needs root: WHAT; fix: FIX"): each
+# distinct WHAT becomes a NOT RUN row of its own, with the fix, not a number among the skips.
+NEEDS_ROOT = "needs root:"
 
 
 @dataclass(frozen=True)
@@ -41,15 +44,33 @@ def _xml_root(path: Path) -> ET.Element:
     return ET.parse(path).getroot()  # noqa: S314  # nosec B314
 
 
-def _junit(path: Path, name: str) -> Gate:
+def _junit(path: Path, name: str) -> list[Gate]:
     if not path.is_file():
-        return Gate(name, "-", "0 failed", NOT_RUN, f"{path.name} missing")
+        return [Gate(name, "-", "0 failed", NOT_RUN, f"{path.name} missing")]
     root = _xml_root(path)
     suites = [root] if root.tag == "testsuite" else list(root)
     counts = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
     bad = counts["failures"] + counts["errors"]
     value = f"{counts['tests']} tests, {bad} failed, {counts['skipped']} skipped"
-    return Gate(name, value, "0 failed", PASS if bad == 0 and counts["tests"] else FAIL, _age(path))
+    gate = Gate(name, value, "0 failed", PASS if bad == 0 and counts["tests"] else FAIL, _age(path))
+    return [gate, *_needs_root(root, path)]
+
+
+def _needs_root(root: ET.Element, path: Path) -> list[Gate]:
+    """One NOT RUN row per distinct reason among the tests skipped for want of root."""
+    skipped: dict[str, int] = {}
+    for element in root.iter("skipped"):
+        message = element.get("message", "")
+        # pytest writes "path:line: reason" for a skip raised in the test body.
+        at = message.find(NEEDS_ROOT)
+        if at >= 0:
+            reason = message[at:]
+            skipped[reason] = skipped.get(reason, 0) + 1
+    return [
+        Gate(reason.split(";", 1)[0], f"{count} test(s) skipped; {reason.partition(';')[2].strip()}",
+             "run", NOT_RUN, _age(path))
+        for reason, count in sorted(skipped.items())
+    ]  # fmt: skip
 
 
 def _coverage(settings: Settings) -> Gate:
@@ -128,13 +149,13 @@ def _repro(settings: Settings) -> Gate:
 def collect_gates(settings: Settings) -> list[Gate]:
     junit = settings.build_dir / "junit"
     readers: list[Callable[[], list[Gate]]] = [
-        lambda: [_junit(junit / "tests.xml", "unit + integration tests")],
+        lambda: _junit(junit / "tests.xml", "unit + integration tests"),
         lambda: [_coverage(settings)],
         lambda: _security(settings),
-        lambda: [_junit(junit / "e2e.xml", "e2e (image over HTTP, fuzzing)")],
+        lambda: _junit(junit / "e2e.xml", "e2e (image over HTTP, fuzzing)"),
         lambda: [_repro(settings)],
         lambda: [_perf(settings)],
-        lambda: [_junit(junit / "perf-gate.xml", "perf gate can fail")],
+        lambda: _junit(junit / "perf-gate.xml", "perf gate can fail"),
     ]
     gates: list[Gate] = []
     for read in readers:

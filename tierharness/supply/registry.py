@@ -13,6 +13,7 @@ import base64
 import contextlib
 import http.client
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -183,6 +184,9 @@ def start_registry(
                 str(folder): {"bind": "/run/harness-registry", "mode": "ro"},
             },
             command=["docker-registry", "serve", "/run/harness-registry/config.yml"],
+            # As the invoking user: the storage is a folder of theirs, which a registry running
+            # as root filled with files that user could neither change nor remove.
+            user=f"{os.getuid()}:{os.getgid()}",
             detach=True,
         )
         try:

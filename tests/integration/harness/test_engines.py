@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.root import require_root
 from tests.second_engine import certificates, leftovers
 from tierharness.engine import engine_client
 from tierharness.supply.engines import EngineRecord, second_engine
@@ -20,8 +21,7 @@ from tierharness.supply.engines import EngineRecord, second_engine
 
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("a second engine needs root")
+    require_root()
     return tmp_path / "state"
 
 

@@ -5,7 +5,6 @@ own cache and images are safe."""
 from __future__ import annotations
 
 import io
-import os
 import re
 import tarfile
 import time
@@ -18,6 +17,7 @@ import docker
 import pytest
 from docker.errors import ImageNotFound
 
+from tests.root import require_root
 from tierharness.build.retention import prune_build_cache, prune_loopback_pulls, prune_old_builds
 from tierharness.engine import engine_client
 from tierharness.supply.engines import SecondEngine, second_engine
@@ -103,8 +103,7 @@ def _records(engine: SecondEngine) -> list[dict[str, Any]]:
 
 def test_build_cache_unused_longer_than_the_idle_time_is_pruned_and_fresh_cache_kept(tmp_path: Path) -> None:
     """On an engine of its own: a prune while another build exports can fail that build."""
-    if os.geteuid() != 0:
-        pytest.skip("a second engine needs root")
+    require_root()
     with second_engine(tmp_path / "state") as engine:
         client = docker.DockerClient(base_url=engine.host)
         stale = _build_cache_record(engine, tmp_path / "stale", f"stale-{uuid.uuid4().hex}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.root import root_only
 from tierharness.config import load_settings
 from tierharness.deploy import bluegreen
 from tierharness.deploy.bluegreen import (
@@ -206,7 +206,7 @@ def test_the_service_environment_holds_file_paths_never_secret_values(tmp_path: 
     assert (tmp_path / "secrets" / "api_keys").read_text().strip() == "a:apikey0123456789abcdef"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another uid needs root")
+@root_only("handing files to another uid (chown)", "run this test as root (.ci/run does)")
 def test_secrets_belong_to_the_image_user_alone_also_after_a_rotation(tmp_path: Path) -> None:
     from tierharness.deploy.bluegreen import _hand_over, _write_private
 

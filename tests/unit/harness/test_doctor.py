@@ -352,7 +352,7 @@ def test_buildx_version(output: str | None, status: str) -> None:
 
 def test_images_present_with_digest_or_missing_with_the_fix() -> None:
     def spec(name: str) -> LogicalImage:
-        return LogicalImage(name, f"{name}:1", f"tierharness/{name}:1", Path("r"), "dockerfile")
+        return LogicalImage(name, f"{name}:1", f"harness/{name}:1", Path("r"), "dockerfile")
 
     digests = {"harness/base:1": "sha256:abc"}
     checks = image_checks([spec("base"), spec("redis")], digests.get)

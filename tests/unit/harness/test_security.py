@@ -361,6 +361,28 @@ def test_gates_page_reads_reports_and_says_not_run_and_unchecked(tmp_path: Path)
     assert "Verdict: FAIL" in render_gates(collect_gates(settings))
 
 
+def test_gates_page_names_each_root_only_test_group_not_run_with_its_fix(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.harness]\n")
+    settings = load_settings(tmp_path)
+    (tmp_path / "build" / "junit").mkdir(parents=True)
+    engine = "needs root: a second Docker engine; fix: run as root"
+    (tmp_path / "build" / "junit" / "tests.xml").write_text(
+        '<testsuites><testsuite tests="4" failures="0" errors="0" skipped="3">'
+        f'<testcase name="a"><skipped message="tests/x.py:9: {engine}"/></testcase>'
+        f'<testcase name="b"><skipped message="{engine}"/></testcase>'
+        '<testcase name="c"><skipped message="needs root: chown; fix: sudo"/></testcase>'
+        '<testcase name="d"/></testsuite></testsuites>'
+    )
+    gates = {g.name: g for g in collect_gates(settings)}
+    assert gates["unit + integration tests"].status == "PASS"
+    second = gates["needs root: a second Docker engine"]
+    assert (second.status, second.value) == ("NOT RUN", "2 test(s) skipped; fix: run as root")
+    assert gates["needs root: chown"].status == "NOT RUN"
+    page = render_gates(collect_gates(settings))
+    assert "NOT RUN: " in page
+    assert "needs root: a second Docker engine" in page.rsplit("NOT RUN: ", 1)[1]
+
+
 # --------------------------------------------------------------------------- vulnerabilities
 
 SKIPPED = {"name": "fastapi", "skip_reason": "Dependency not found on PyPI and could not be audited"}
