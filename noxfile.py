@@ -140,6 +140,18 @@ def durations(session: nox.Session) -> None:
     )  # fmt: skip
 
 
+@nox.session(name="root-tests")
+def root_tests(session: nox.Session) -> None:
+    """The tests that need root (a second engine, chown), which a user's run skips: as root."""
+    install(session, "test")
+    session.run("python", "-m", "tierharness", "images", "--quiet", "base", "postgres", "redis")
+    session.run(
+        "pytest", "-p", "no:cacheprovider", "-n", "0", "-m", "needs_root",
+        "--junitxml=build/junit/root-tests.xml", *(session.posargs or ("tests/unit", "tests/integration")),
+        env=LEAN_PYTEST,
+    )  # fmt: skip
+
+
 @nox.session(name="merge-reports", tags=["ci"])
 def merge_reports(session: nox.Session) -> None:
     """Merge the shards' JUnit and coverage (build/junit, build/coverage/shards); gate the merged coverage."""

@@ -4,7 +4,9 @@
 #   bash scripts/bootstrap.sh
 #   .venv/bin/nox -s tests
 #
-# 1. the Docker engine, through scripts/provision-docker.sh (as root; otherwise only checked);
+# 1. the Docker engine and the tools the sessions run (cosign, mmdebstrap, diffoscope), through
+#    scripts/provision-docker.sh: as root, or through `sudo -n` for a user who has it (a hosted
+#    runner); otherwise only checked;
 # 2. .venv, made by HARNESS_PYTHON (default python3), with nox installed from
 #    requirements/nox.txt with --require-hashes. A stock Debian 12 or Ubuntu 24.04 Python
 #    refuses `pip install` outside a venv (PEP 668): nox lives in the project's own venv,
@@ -38,6 +40,9 @@ die() {
     exit 1
 }
 is_root() { [[ $(id -u) -eq 0 ]]; }
+# A hosted runner's user is not root but may use sudo without a password: provisioning (and
+# only provisioning) goes through it there.
+can_sudo() { command -v sudo >/dev/null && sudo -n true 2>/dev/null; }
 
 # --- 1. the Docker engine ----------------------------------------------------
 provision_engine() {
@@ -50,6 +55,14 @@ provision_engine() {
     esac
     # As root it installs and starts what is missing; otherwise it only checks, exits 0
     # when the engine qualifies and fails (saying why) when it does not.
+    if ! is_root && can_sudo; then
+        say "provisioning through sudo (uid $(id -u) has passwordless sudo)"
+        sudo -n bash scripts/provision-docker.sh ||
+            die "provisioning the Docker engine through sudo failed (see its lines above)" \
+                "checked: sudo -n bash scripts/provision-docker.sh" \
+                "fix: act on the error above, then rerun bash scripts/bootstrap.sh"
+        return
+    fi
     if bash scripts/provision-docker.sh; then return; fi
     if is_root; then
         die "provisioning the Docker engine failed (see its lines above)" \
@@ -157,7 +170,43 @@ install_nox() {
         "checked: $VENV/bin/nox --version" "fix: rm -rf $VENV and rerun bash scripts/bootstrap.sh"
 }
 
+# --- 4. the non-root user the tiers run as (HARNESS_BOOTSTRAP_USER, root only) -
+ensure_user() {
+    local name=${HARNESS_BOOTSTRAP_USER:-}
+    [[ -n $name ]] || return 0
+    is_root || die "HARNESS_BOOTSTRAP_USER=$name needs root (it makes a user)" \
+        "checked: id -u = $(id -u)" "fix: unset it, or run the bootstrap as root"
+    [[ $name =~ ^[a-z_][a-z0-9_-]*$ && $name != root ]] ||
+        die "HARNESS_BOOTSTRAP_USER=$name is not a valid non-root user name" \
+            "checked: the name against ^[a-z_][a-z0-9_-]*$, and not root" \
+            "fix: set a plain user name such as harness-ci"
+    getent group docker >/dev/null || die "there is no docker group to add $name to" \
+        "checked: getent group docker" "fix: provision the engine first (HARNESS_BOOTSTRAP_ENGINE=1)"
+    if ! id "$name" >/dev/null 2>&1; then
+        say "making the user $name (in the docker group, not root)"
+        useradd --create-home --groups docker --shell /bin/bash "$name"
+    elif ! id -nG "$name" | tr ' ' '\n' | grep -qx docker; then
+        say "adding $name to the docker group"
+        usermod --append --groups docker "$name"
+    fi
+    # That user's python3 is the system's (/usr/bin/python3), not root's.
+    local python
+    python=$(runuser -u "$name" -- bash -lc 'command -v python3' 2>/dev/null || true)
+    [[ -n $python ]] || die "the user $name has no python3 on its PATH" \
+        "checked: runuser -u $name -- bash -lc 'command -v python3'" \
+        "fix: apt-get install python3 python3-venv"
+    if ! runuser -u "$name" -- "$python" -c 'import ensurepip, venv' >/dev/null 2>&1 && command -v apt-get >/dev/null; then
+        local pkg
+        pkg="python$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv"
+        say "$python cannot make a venv: installing $pkg"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null 2>&1 ||
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null; }
+    fi
+    say "user $name ready (uid $(id -u "$name"), groups $(id -nG "$name"))"
+}
+
 provision_engine
+ensure_user
 check_interpreter
 ensure_venv_module
 make_venv

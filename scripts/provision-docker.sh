@@ -91,14 +91,20 @@ PIN
 }
 
 # --- supply-chain tools: cosign 2.5 (signing, offline) comes from trixie only --------
+# Needed by publish, verify-before-run and the deploy rehearsal, not by the test tiers: on a
+# machine without a Debian mirror (Ubuntu, say) its absence is said, not fatal.
 if ! command -v cosign >/dev/null; then
     if [[ $(id -u) -eq 0 ]]; then
         say "installing cosign from trixie (image signing and attestations, offline)"
-        add_trixie
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cosign/trixie >/dev/null
+        if (add_trixie); then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cosign/trixie >/dev/null
+        else
+            say "warning: cosign could not be installed (no Debian mirror); publish and verification will fail"
+            say "  fix: install cosign >= 2.5 from its release packages, then rerun this script"
+        fi
     else
-        say "warning: cosign is missing and this is not root; \`harness publish\` and verification will fail"
+        say "warning: cosign is missing and this is not root; publish and verification will fail"
     fi
 fi
 # diffoscope gives repro-check's report a deep diff of each changed file (bookworm's is fine).
@@ -138,16 +144,30 @@ p.write_text(json.dumps(cfg, indent=2) + "\n")
 PY
 }
 
+# The engine this script started itself records its pid here (dockerd's default pid file).
+PIDFILE=/var/run/docker.pid
+
+stop_own_daemon() {  # only the dockerd of $PIDFILE: other users' rootless engines are not ours
+    local pid
+    pid=$(cat "$PIDFILE" 2>/dev/null || true)
+    [[ $pid =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]] || return 0
+    say "dockerd ($pid) is running but does not qualify; restarting it with the new configuration"
+    kill "$pid"
+    for _ in $(seq 1 30); do [[ -d /proc/$pid ]] || break; sleep 1; done
+}
+
 start_daemon() {
-    if pgrep -x dockerd >/dev/null; then
-        say "dockerd is running but does not qualify; restarting it with the new configuration"
-        pkill -x dockerd || true
-        for _ in $(seq 1 30); do pgrep -x dockerd >/dev/null || break; sleep 1; done
+    # Where the service manager runs the engine (a hosted runner, a workstation), it restarts it.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet docker 2>/dev/null; then
+        say "restarting docker.service with the new configuration"
+        systemctl restart docker
+    else
+        stop_own_daemon
+        rm -f "$PIDFILE"
+        say "starting dockerd (log: $LOG)"
+        # setsid: the daemon must outlive this script and the shell that ran it.
+        setsid nohup dockerd --pidfile "$PIDFILE" >"$LOG" 2>&1 </dev/null &
     fi
-    rm -f /var/run/docker.pid
-    say "starting dockerd (log: $LOG)"
-    # setsid: the daemon must outlive this script and the shell that ran it.
-    setsid nohup dockerd >"$LOG" 2>&1 </dev/null &
     local i
     for ((i = 0; i < WAIT_SECONDS; i++)); do
         if [[ -S $SOCK ]] && docker info >/dev/null 2>&1; then return 0; fi

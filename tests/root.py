@@ -4,13 +4,17 @@ with the fix (tierharness/security/gates.py), instead of a skip nobody reads."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 
 from tierharness.security.gates import NEEDS_ROOT
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 SECOND_ENGINE = "a second Docker engine (dockerd, a bridge, iptables)"
-SECOND_ENGINE_FIX = "run these tests as root: sudo .venv/bin/nox -s tests -- PATH (.ci/run does, as root)"
+SECOND_ENGINE_FIX = "run them as root: sudo .venv/bin/nox -s root-tests (.ci/run does)"
 
 
 def reason(what: str, fix: str) -> str:
@@ -22,5 +26,12 @@ def require_root(what: str = SECOND_ENGINE, fix: str = SECOND_ENGINE_FIX) -> Non
         pytest.skip(reason(what, fix))
 
 
-def root_only(what: str, fix: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(os.geteuid() != 0, reason=reason(what, fix))
+# What `nox -s root-tests` selects (-m needs_root), as root, where the user's run skips them.
+needs_root = pytest.mark.needs_root
+
+
+def root_only(what: str, fix: str) -> Callable[[F], F]:
+    def mark(test: F) -> F:
+        return needs_root(pytest.mark.skipif(os.geteuid() != 0, reason=reason(what, fix))(test))
+
+    return mark

@@ -146,10 +146,23 @@ def _repro(settings: Settings) -> Gate:
     return Gate("reproducible image", value, "same digest twice", PASS if ok else FAIL, _age(path))
 
 
+def _tiers(junit: Path) -> list[Gate]:
+    """The tiers' run, and beside it the root-only tests that a non-root run skips: once those
+    passed as root (`nox -s root-tests`), the skips are no longer NOT RUN."""
+    tiers = _junit(junit / "tests.xml", "unit + integration tests")
+    root = junit / "root-tests.xml"
+    if not root.is_file():
+        return tiers
+    as_root = _junit(root, "root-only tests (as root)")
+    if as_root[0].status == PASS:
+        tiers = [g for g in tiers if not g.name.startswith(NEEDS_ROOT)]
+    return [*tiers, *as_root]
+
+
 def collect_gates(settings: Settings) -> list[Gate]:
     junit = settings.build_dir / "junit"
     readers: list[Callable[[], list[Gate]]] = [
-        lambda: _junit(junit / "tests.xml", "unit + integration tests"),
+        lambda: _tiers(junit),
         lambda: [_coverage(settings)],
         lambda: _security(settings),
         lambda: _junit(junit / "e2e.xml", "e2e (image over HTTP, fuzzing)"),

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.root import require_root
+from tests.root import needs_root, require_root
 from tests.second_engine import certificates, leftovers
 from tierharness.engine import engine_client
 from tierharness.supply.engines import EngineRecord, second_engine
+
+pytestmark = needs_root
 
 
 @pytest.fixture

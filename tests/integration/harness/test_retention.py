@@ -17,7 +17,7 @@ import docker
 import pytest
 from docker.errors import ImageNotFound
 
-from tests.root import require_root
+from tests.root import needs_root, require_root
 from tierharness.build.retention import prune_build_cache, prune_loopback_pulls, prune_old_builds
 from tierharness.engine import engine_client
 from tierharness.supply.engines import SecondEngine, second_engine
@@ -101,6 +101,7 @@ def _records(engine: SecondEngine) -> list[dict[str, Any]]:
     return list(docker.DockerClient(base_url=engine.host).df()["BuildCache"] or [])
 
 
+@needs_root
 def test_build_cache_unused_longer_than_the_idle_time_is_pruned_and_fresh_cache_kept(tmp_path: Path) -> None:
     """On an engine of its own: a prune while another build exports can fail that build."""
     require_root()

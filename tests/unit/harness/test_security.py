@@ -382,6 +382,14 @@ def test_gates_page_names_each_root_only_test_group_not_run_with_its_fix(tmp_pat
     assert "NOT RUN: " in page
     assert "needs root: a second Docker engine" in page.rsplit("NOT RUN: ", 1)[1]
 
+    # Run as root beside it (.ci/run's root lane): the skips are covered, the root run is a gate.
+    (tmp_path / "build" / "junit" / "root-tests.xml").write_text(
+        '<testsuites><testsuite tests="3" failures="0" errors="0" skipped="0"/></testsuites>'
+    )
+    gates = {g.name: g for g in collect_gates(settings)}
+    assert gates["root-only tests (as root)"].status == "PASS"
+    assert not [name for name in gates if name.startswith("needs root:")]
+
 
 # --------------------------------------------------------------------------- vulnerabilities
 
