@@ -254,3 +254,10 @@ def perf_gate(session: nox.Session) -> None:
     install(session, "test")
     # One at a time: two Locust runs of 4 s side by side can miss their request floor.
     session.run("pytest", "-p", "no:xdist", "--junitxml=build/junit/perf-gate.xml", "tests/performance")
+
+
+@nox.session(name="rehearse-workflow")
+def rehearse_workflow(session: nox.Session) -> None:
+    """As root: each job of .github/workflows/ci.yml as a hosted runner's non-root user runs it."""
+    install(session, "test")  # PyYAML, to read the workflow
+    session.run("python", "scripts/rehearse_workflow.py", *session.posargs)

@@ -95,8 +95,11 @@ PIN
 # machine without a Debian mirror (Ubuntu, say) its absence is said, not fatal.
 if ! command -v cosign >/dev/null; then
     if [[ $(id -u) -eq 0 ]]; then
-        say "installing cosign from trixie (image signing and attestations, offline)"
-        if (add_trixie); then
+        if [[ $(apt-cache policy cosign 2>/dev/null | awk '/Candidate:/ {print $2}') =~ ^2\.([5-9]|[1-9][0-9]) ]]; then
+            say "installing cosign from the machine's own apt sources"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cosign >/dev/null
+        elif (add_trixie); then
+            say "installing cosign from trixie (image signing and attestations, offline)"
             apt-get update -qq
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cosign/trixie >/dev/null
         else

@@ -206,7 +206,7 @@ def test_the_service_environment_holds_file_paths_never_secret_values(tmp_path: 
     assert (tmp_path / "secrets" / "api_keys").read_text().strip() == "a:apikey0123456789abcdef"
 
 
-@root_only("handing files to another uid (chown)", "run this test as root (.ci/run does)")
+@root_only("handing files to another uid (chown)", "run it as root: sudo .venv/bin/nox -s root-tests")
 def test_secrets_belong_to_the_image_user_alone_also_after_a_rotation(tmp_path: Path) -> None:
     from tierharness.deploy.bluegreen import _hand_over, _write_private
 
