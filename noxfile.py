@@ -169,6 +169,13 @@ def build(session: nox.Session) -> None:
     harness(session, "build")
 
 
+@nox.session
+def dist(session: nox.Session) -> None:
+    """Wheel and sdist of HEAD into build/dist/, reproducibly (sha256 in dist.json); `-- --check`: twice."""
+    # Frontend and backend from requirements/dist.txt; the build itself runs --no-isolation.
+    harness(session, "dist", "dist")
+
+
 @nox.session(tags=["ci"])
 def e2e(session: nox.Session) -> None:
     """The built image beside its own Postgres and Redis, tested over HTTP."""
