@@ -104,7 +104,8 @@ def _shard(session: nox.Session, posargs: list[str]) -> tuple[list[str], list[st
 @nox.session(tags=["ci"])
 def tests(session: nox.Session) -> None:
     """Unit and integration tiers under pytest-xdist, one Postgres and Redis per worker."""
-    install(session, "test", "security")  # the security canaries run the real tools
+    # The security canaries run the real tools; the distribution's tests build with pypa's build.
+    install(session, "test", "security", "dist")
     # The workers' two, and the base that the integration tier's canaries build on.
     session.run("python", "-m", "tierharness", "images", "--quiet", "base", "postgres", "redis")
     posargs, shard_args, shard, last = _shard(session, session.posargs)
@@ -130,7 +131,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def durations(session: nox.Session) -> None:
     """Refresh tests/durations.json, which balances the shards (pytest-split)."""
-    install(session, "test", "security")  # as the tests session: the security canaries run too
+    install(session, "test", "security", "dist")  # as the tests session: its canaries run too
     session.run("python", "-m", "tierharness", "images", "--quiet", "base", "postgres", "redis")
     # The whole tiers replace the file; named paths only update their own tests' entries.
     whole = () if session.posargs else ("--clean-durations", "tests/unit", "tests/integration")
@@ -179,6 +180,13 @@ def example(session: nox.Session) -> None:
 def build(session: nox.Session) -> None:
     """Build the production image (unit tier inside it); writes build/image.json."""
     harness(session, "build")
+
+
+@nox.session
+def dist(session: nox.Session) -> None:
+    """Wheel and sdist of HEAD into build/dist/, reproducibly (sha256 in dist.json); `-- --check`: twice."""
+    # Frontend and backend from requirements/dist.txt; the build itself runs --no-isolation.
+    harness(session, "dist", "dist")
 
 
 @nox.session(tags=["ci"])

@@ -171,6 +171,30 @@ def _cmd_repro_check(args: argparse.Namespace) -> int:
     return _print_diff(diff, (folder / "report.json", folder / "report.md"))
 
 
+def _cmd_dist(args: argparse.Namespace) -> int:
+    from tierharness.build.dist import make_dist
+
+    settings = load_settings()
+    dist = make_dist(settings, check=args.check, log=_log)
+    root = settings.root
+    for artifact in (dist.wheel, dist.sdist):
+        path = artifact.path.relative_to(root) if artifact.path.is_relative_to(root) else artifact.path
+        print(f"{artifact.sha256}  {path}")  # as sha256sum prints it
+    print(f"revision {dist.revision}, SOURCE_DATE_EPOCH {dist.source_date_epoch}; record {dist.record}")
+    if dist.check is None:
+        return 0
+    for artifact in dist.check.second:
+        print(f"{artifact.sha256}  second build: {artifact.path.name}")
+    if dist.check.reproducible:
+        print("reproducible: the second build (umask 077, another time zone, folder and mtimes) agrees")
+        return 0
+    print("NOT reproducible")
+    for line in dist.check.differences:
+        print(f"  {line}")
+    print(f"the second build's artifacts: {dist.record.parent / 'second'}")
+    return 1
+
+
 def _cmd_diff(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -472,6 +496,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="build the second time on a second Docker engine (own data root, socket, bridge, base)",
     )
     repro.set_defaults(func=_cmd_repro_check)
+
+    dist = sub.add_parser(
+        "dist", help="build the wheel and the sdist reproducibly into build/dist/ (sha256 in dist.json)"
+    )
+    dist.add_argument(
+        "--check",
+        action="store_true",
+        help="build a second time (another umask, time zone, folder, mtimes) and fail when the hashes differ",
+    )
+    dist.set_defaults(func=_cmd_dist)
 
     diff = sub.add_parser("diff", help="explain the differences between two OCI tarballs or local images")
     diff.add_argument("first")

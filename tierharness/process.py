@@ -38,13 +38,15 @@ def run(
     timeout: float | None = None,
     log_path: Path | None = None,
     explain: Callable[[str], str] | None = None,
+    umask: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv`; on a non-zero exit (when `check`) or a missing program, raise `error`.
 
     `what` names the job ("pip-compile for app.in"), `fix` what the user should do. The
     message carries the exit code and the tail of stdout+stderr, or what `explain` makes of
     the whole output when the caller knows better (a failed build step's own lines, say).
-    With `log_path`, the whole output is also written there, failed or not.
+    With `log_path`, the whole output is also written there, failed or not. With `umask`, the
+    child runs under it, whatever this process's (the modes of the files it writes depend on it).
     """
     display = " ".join(shown if shown is not None else argv)
     try:
@@ -56,6 +58,7 @@ def run(
             text=True,
             check=False,
             timeout=timeout,
+            umask=-1 if umask is None else umask,
         )
     except FileNotFoundError as exc:
         raise error(

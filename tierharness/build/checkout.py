@@ -1,15 +1,27 @@
-"""Copies of the working tree: for builds from another path, and for tests that change it."""
+"""Copies of the working tree (for builds from another path, and for tests that change it),
+exports of a commit, and what git says about them."""
 
 from __future__ import annotations
 
 import shutil
+import tarfile
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from tierharness.config import child_env
+from tierharness.errors import HarnessError
 from tierharness.process import run
 
-__all__ = ["commit_all", "git_output", "snapshot", "working_files"]
+__all__ = [
+    "commit_all",
+    "export_commit",
+    "extract_tar",
+    "git_output",
+    "snapshot",
+    "source_date_epoch",
+    "working_files",
+]
 
 _GIT = ["git", "-c", "user.name=harness", "-c", "user.email=harness@example.invalid"]
 _GIT_FIX = "check that git is installed and that the folder is a readable checkout"
@@ -19,6 +31,51 @@ def git_output(root: Path, *args: str) -> str:
     """What `git ARGS` prints in `root`, stripped; empty when git fails (no remote, no commit)."""
     proc = run(["git", *args], cwd=root, what=f"git {args[0]}", fix=_GIT_FIX, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def source_date_epoch(root: Path) -> int:
+    """The last commit's time: the same source always gets the same timestamps."""
+    value = git_output(root, "log", "-1", "--format=%ct")
+    if not value:
+        raise HarnessError(
+            "cannot tell the last commit's time",
+            checked=f"`git log -1 --format=%ct` in {root}",
+            fix="build from a git checkout with at least one commit (or set SOURCE_DATE_EPOCH)",
+        )
+    return int(value)
+
+
+def export_commit(root: Path, dest: Path, revision: str = "HEAD") -> Path:
+    """The tree of `revision` (committed files only: nothing untracked, ignored or changed
+    since) extracted into `dest`, through `git archive`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="harness-export-") as tmp:
+        archive = Path(tmp) / "tree.tar"
+        run(
+            ["git", "archive", "--format=tar", f"--output={archive}", revision],
+            cwd=root, what=f"exporting {revision} of {root}", fix=_GIT_FIX,
+        )  # fmt: skip
+        extract_tar(archive, dest)
+    return dest
+
+
+def extract_tar(archive: Path, dest: Path) -> None:
+    """Unpack a tarball (a .tar.gz too) into `dest`, refusing members that would land outside
+    it, links and device files: through tarfile's "data" filter, which also drops owners and
+    setuid bits, where Python has it (3.11.4 on; Debian 12's 3.11.2 has not), else by hand."""
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+            return
+        for member in tar.getmembers():
+            parts = Path(member.name).parts
+            if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+                raise HarnessError(
+                    f"{archive.name}: refusing member {member.name!r}",
+                    checked=f"every member of {archive} is a file or folder inside it",
+                    fix="rebuild the archive without links, devices or escaping paths",
+                )
+        tar.extractall(dest)  # noqa: S202  # nosec B202 - every member checked above
 
 
 def working_files(root: Path, paths: Sequence[str] = ()) -> list[str]:

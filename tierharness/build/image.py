@@ -16,14 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tierharness.build.buildx import buildx_build, docker_load
-from tierharness.build.checkout import git_output, working_files
+from tierharness.build.checkout import git_output, source_date_epoch, working_files
 from tierharness.build.lockfiles import require_hashes
 from tierharness.build.oci import read_oci
 from tierharness.build.retention import retain
 from tierharness.build.wheelhouse import fill_wheelhouse
 from tierharness.config import BuildConfig, Settings, environment, machine_cache
 from tierharness.engine import local_image_id, tag_image
-from tierharness.errors import HarnessError
 
 __all__ = [
     "BuildSource",
@@ -51,18 +50,6 @@ class BuiltImage:
     reused: bool = False
     deps_cached: int = 0
     deps_total: int = 0
-
-
-def source_date_epoch(root: Path) -> int:
-    """The last commit's time: the same source always gets the same timestamps."""
-    value = git_output(root, "log", "-1", "--format=%ct")
-    if not value:
-        raise HarnessError(
-            "cannot tell the last commit's time",
-            checked=f"`git log -1 --format=%ct` in {root}",
-            fix="build from a git checkout with at least one commit (or set SOURCE_DATE_EPOCH)",
-        )
-    return int(value)
 
 
 def context_digest(root: Path, paths: list[str]) -> str:
