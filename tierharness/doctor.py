@@ -48,6 +48,7 @@ __all__ = [
     "leftover_checks",
     "migrate_check",
     "network_check",
+    "project_root",
     "read_ini_options",
     "render",
     "scan_env_reads",
@@ -385,6 +386,30 @@ def read_ini_options(root: Path) -> IniOptions:
             if found is not None:
                 return IniOptions(root / name, found)
     return IniOptions(None, {})
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project doctor checks: HARNESS_PROJECT_ROOT, else the nearest folder, from `start`
+    (the cwd) upwards, whose pyproject.toml has [tool.harness] or that holds the pytest
+    configuration pytest would pick. The plugin needs no [tool.harness] (its defaults do), so
+    a project configured in [tool.pytest.ini_options] alone is a project here too."""
+    explicit = environment().project_root
+    if explicit:
+        return Path(explicit).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and "[tool.harness" in pyproject.read_text(encoding="utf-8"):
+            return folder
+        if read_ini_options(folder).source is not None:
+            return folder
+    raise HarnessError(
+        "no project configuration found",
+        checked=f"{here} and its parents for a pyproject.toml with [tool.harness] or a pytest configuration "
+        "(pytest.ini, .pytest.ini, [tool.pytest.ini_options] in pyproject.toml, [pytest] in tox.ini, "
+        "[tool:pytest] in setup.cfg)",
+        fix="run from inside the project, or set HARNESS_PROJECT_ROOT",
+    )
 
 
 def migrate_check(

@@ -33,6 +33,7 @@ from tierharness.doctor import (
     render,
     scan_env_reads,
 )
+from tierharness.errors import HarnessError
 
 # --------------------------------------------------------------------------- scanning
 
@@ -480,6 +481,61 @@ def test_the_command_prints_the_table_and_exits_1_on_a_failure(
     out = capsys.readouterr().out
     assert "FAIL    engine  no answer" in out
     assert "fix: start it" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("pyproject.toml", '[tool.pytest.ini_options]\nharness_migrate = "alembic upgrade head"\n'),
+        ("pytest.ini", "[pytest]\nharness_migrate = alembic upgrade head\n"),
+        ("setup.cfg", "[tool:pytest]\nharness_migrate = alembic upgrade head\n"),
+    ],
+)
+def test_a_project_configured_for_pytest_alone_is_checked_from_any_of_its_folders(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    text: str,
+) -> None:
+    """The plugin runs such a project on its defaults; doctor used to stop with "no project
+    configuration found" until an empty [tool.harness] table was added."""
+    monkeypatch.delenv("HARNESS_PROJECT_ROOT", raising=False)
+    (tmp_path / name).write_text(text)
+    (tmp_path / "app" / "core").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "app" / "core")
+    seen: list[Settings] = []
+
+    def fake(settings: Settings) -> list[Check]:
+        seen.append(settings)
+        return [Check("engine", "PASS", "answers")]
+
+    monkeypatch.setattr(doctor, "diagnose", fake)
+    assert main(["doctor"]) == 0, capsys.readouterr().err
+    assert [s.root for s in seen] == [tmp_path]
+    assert seen[0].test_env == {}  # the defaults: no [tool.harness] table to read
+
+
+def test_the_nearest_project_wins_and_none_is_an_error_naming_what_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HARNESS_PROJECT_ROOT", raising=False)
+    (tmp_path / "pyproject.toml").write_text("[tool.harness]\n")
+    inner = tmp_path / "services" / "api"
+    inner.mkdir(parents=True)
+    (inner / "pytest.ini").write_text("[pytest]\n")
+    assert doctor.project_root(inner) == inner
+    assert doctor.project_root(tmp_path / "services") == tmp_path
+    root = Path("/")
+    if any(
+        (root / n).exists() for n in ("pyproject.toml", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg")
+    ):
+        pytest.skip("this machine's / holds a configuration file")
+    with pytest.raises(HarnessError) as caught:
+        doctor.project_root(root)
+    assert caught.value.what == "no project configuration found"
+    assert caught.value.checked is not None
+    assert "[tool.pytest.ini_options] in pyproject.toml" in caught.value.checked
 
 
 def test_a_broken_configuration_exits_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
