@@ -23,7 +23,17 @@ from tierharness.config import LogicalImage, Settings, environment, read_toml
 from tierharness.engine import build_cache_records, docker_cli, endpoint, engine_client, local_image_id
 from tierharness.errors import EngineNotAnsweringError, HarnessError
 from tierharness.process import run
-from tierharness.runtime.envguard import EnvRead, is_database_variable, scan_env_reads
+from tierharness.runtime.envguard import (
+    IGNORE_OPTION,
+    EnvRead,
+    database_reads,
+    is_database_variable,
+    parse_ignore,
+    read_dotenv,
+    scan_env_reads,
+    unset_fix,
+    unset_variables,
+)
 from tierharness.runtime.labels import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN
 from tierharness.runtime.networking import NETWORK_MODES, refusal_here
 from tierharness.runtime.reaper import pid_alive
@@ -468,44 +478,39 @@ def env_mapping(ini: IniOptions, test_env_keys: Iterable[str]) -> set[str]:
     return mapping
 
 
+_COMMANDS = ("harness_migrate", "harness_seed")
+
+
 def env_coverage_checks(
-    ini: IniOptions, test_env_keys: Iterable[str], reads: Sequence[EnvRead]
+    ini: IniOptions,
+    test_env_keys: Iterable[str],
+    reads: Sequence[EnvRead],
+    dotenv: Mapping[str, str] | None = None,
 ) -> list[Check]:
-    """With `harness_provision = early`, every database-ish variable the project reads must
-    be in the mapping, or the code under test falls back to its own default database."""
+    """Every database variable the project reads must be in the mapping, or the code falls
+    back to its own default database. The plugin's guard (runtime.envguard) refuses to start
+    harness_migrate or harness_seed over the same finding: then it is a FAIL here. With only
+    `harness_provision = early` (settings read at import time see the mapping), a WARN."""
     name = "test env"
-    if not ini.provision_early:
-        return [Check(name, "PASS", "not checked: harness_provision is not `early`")]
-    mapping = env_mapping(ini, test_env_keys)
-    read_names = {r.name for r in reads}
-    by_name: dict[str, list[EnvRead]] = {}
-    for read in reads:
-        if is_database_variable(read.name):
-            by_name.setdefault(read.name, []).append(read)
-
-    def covered(var: str) -> bool:
-        # X_FILE is the secrets-file spelling of X: read only when X is unset, so it is
-        # covered when X is both provided and read.
-        base = var.removesuffix("_FILE")
-        return var in mapping or (base != var and base in mapping and base in read_names)
-
-    missing = sorted(v for v in by_name if not covered(v))
-    if not missing:
-        detail = f"{', '.join(sorted(by_name))}: all set by the harness" if by_name else "none read by name"
+    commands = [key for key in _COMMANDS if ini.get(key)]
+    if not ini.provision_early and not commands:
+        why = "not checked: no harness_migrate or harness_seed, and harness_provision is not `early`"
+        return [Check(name, "PASS", why)]
+    try:
+        ignore = parse_ignore(ini.values.get(IGNORE_OPTION), source=ini.where)
+    except HarnessError as exc:
+        return [Check(name, "FAIL", exc.what, exc.fix)]
+    unset = unset_variables(reads, env_mapping(ini, test_env_keys), ignore=ignore, dotenv=dotenv)
+    if not unset:
+        read = [n for n in database_reads(reads, dotenv) if n not in ignore]
+        detail = f"{', '.join(read)}: all set by the harness" if read else "none read by name"
+        if ignore:
+            detail += f"; {IGNORE_OPTION}: {', '.join(sorted(ignore))}"
         return [Check(name, "PASS", detail)]
-    checks = []
-    for var in missing:
-        places = sorted(by_name[var], key=lambda r: (r.path, r.line))
-        more = f" (and {len(places) - 1} more)" if len(places) > 1 else ""
-        checks.append(
-            Check(
-                f"test env {var}",
-                "WARN",
-                f"read at {places[0].where}{more} but not set by the harness",
-                f'add it to [tool.harness.test-env] in pyproject.toml: {var} = "<template>"',
-            )
-        )
-    return checks
+    status: Status = "FAIL" if commands else "WARN"
+    stopped = f": the run stops before {' and '.join(commands)}" if commands else ""
+    detail = "read at {} but not set by the harness" + stopped
+    return [Check(f"test env {u.name}", status, detail.format(u.where), unset_fix([u])) for u in unset]
 
 
 # --------------------------------------------------------------------------- gathering the facts
@@ -621,6 +626,7 @@ def diagnose(settings: Settings) -> list[Check]:
             source=ini.where,
         )
     )
-    reads = scan_env_reads(settings.root) if ini.provision_early else []
-    checks.extend(env_coverage_checks(ini, settings.test_env, reads))
+    checked = ini.provision_early or any(ini.get(key) for key in _COMMANDS)
+    reads = scan_env_reads(settings.root) if checked else []
+    checks.extend(env_coverage_checks(ini, settings.test_env, reads, read_dotenv(settings.root)))
     return checks

@@ -84,7 +84,7 @@ class WorkerPlan:
 
     def templates(self) -> dict[str, str]:
         """The whole mapping: the defaults, then the project's own (which may override). A plan
-        made before images are resolved (the xdist controller's placeholders) has an empty
+        made before images are resolved (the guard, the xdist controller's placeholders) has an empty
         image name but Redis all the same: only None means no Redis."""
         return {**DEFAULT_ENV, **(REDIS_ENV if self.redis_image is not None else {}), **self.env_templates}
 
