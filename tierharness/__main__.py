@@ -323,9 +323,11 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from tierharness.doctor import diagnose, exit_code, render
+    from tierharness.doctor import diagnose, exit_code, project_root, render
 
-    checks = diagnose(load_settings())
+    # Not load_settings(): a project configured in [tool.pytest.ini_options] alone has no
+    # [tool.harness] table, and the plugin runs it on the defaults; doctor checks it the same way.
+    checks = diagnose(load_settings(project_root(), required=False))
     print(render(checks))
     return exit_code(checks)
 

@@ -7,7 +7,6 @@ facts (the engine, the disk, the project's files) and `render` prints the table.
 
 from __future__ import annotations
 
-import ast
 import configparser
 import os
 import re
@@ -15,7 +14,7 @@ import shlex
 import shutil
 import socket
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +23,17 @@ from tierharness.config import LogicalImage, Settings, environment, read_toml
 from tierharness.engine import build_cache_records, docker_cli, endpoint, engine_client, local_image_id
 from tierharness.errors import EngineNotAnsweringError, HarnessError
 from tierharness.process import run
+from tierharness.runtime.envguard import (
+    IGNORE_OPTION,
+    EnvRead,
+    database_reads,
+    is_database_variable,
+    parse_ignore,
+    read_dotenv,
+    scan_env_reads,
+    unset_fix,
+    unset_variables,
+)
 from tierharness.runtime.labels import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN
 from tierharness.runtime.networking import NETWORK_MODES, refusal_here
 from tierharness.runtime.reaper import pid_alive
@@ -48,6 +58,7 @@ __all__ = [
     "leftover_checks",
     "migrate_check",
     "network_check",
+    "project_root",
     "read_ini_options",
     "render",
     "scan_env_reads",
@@ -387,6 +398,30 @@ def read_ini_options(root: Path) -> IniOptions:
     return IniOptions(None, {})
 
 
+def project_root(start: Path | None = None) -> Path:
+    """The project doctor checks: HARNESS_PROJECT_ROOT, else the nearest folder, from `start`
+    (the cwd) upwards, whose pyproject.toml has [tool.harness] or that holds the pytest
+    configuration pytest would pick. The plugin needs no [tool.harness] (its defaults do), so
+    a project configured in [tool.pytest.ini_options] alone is a project here too."""
+    explicit = environment().project_root
+    if explicit:
+        return Path(explicit).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and "[tool.harness" in pyproject.read_text(encoding="utf-8"):
+            return folder
+        if read_ini_options(folder).source is not None:
+            return folder
+    raise HarnessError(
+        "no project configuration found",
+        checked=f"{here} and its parents for a pyproject.toml with [tool.harness] or a pytest configuration "
+        "(pytest.ini, .pytest.ini, [tool.pytest.ini_options] in pyproject.toml, [pytest] in tox.ini, "
+        "[tool:pytest] in setup.cfg)",
+        fix="run from inside the project, or set HARNESS_PROJECT_ROOT",
+    )
+
+
 def migrate_check(
     command: str | None,
     *,
@@ -431,27 +466,6 @@ def migrate_check(
 # --------------------------------------------------------------------------- the test environment
 
 
-@dataclass(frozen=True)
-class EnvRead:
-    """A place where the project reads an environment variable."""
-
-    name: str
-    path: str  # relative to the project root
-    line: int
-
-    @property
-    def where(self) -> str:
-        return f"{self.path}:{self.line}"
-
-
-# Whole words, so UPGRADE_MODE is not mistaken for a Postgres variable ("PG").
-_DATABASE_NAME = re.compile(r"POSTGRES|DATABASE|REDIS|SQL|DB_|(?:^|_)DB$|(?:^|_)PG")
-
-
-def is_database_variable(name: str) -> bool:
-    return bool(_DATABASE_NAME.search(name.upper()))
-
-
 def env_mapping(ini: IniOptions, test_env_keys: Iterable[str]) -> set[str]:
     """The variables an early-provisioned test run gets: the defaults (REDIS_URL only when the
     run starts Redis), `[tool.harness.test-env]`, and `harness_env` VAR=template lines."""
@@ -464,165 +478,39 @@ def env_mapping(ini: IniOptions, test_env_keys: Iterable[str]) -> set[str]:
     return mapping
 
 
+_COMMANDS = ("harness_migrate", "harness_seed")
+
+
 def env_coverage_checks(
-    ini: IniOptions, test_env_keys: Iterable[str], reads: Sequence[EnvRead]
+    ini: IniOptions,
+    test_env_keys: Iterable[str],
+    reads: Sequence[EnvRead],
+    dotenv: Mapping[str, str] | None = None,
 ) -> list[Check]:
-    """With `harness_provision = early`, every database-ish variable the project reads must
-    be in the mapping, or the code under test falls back to its own default database."""
+    """Every database variable the project reads must be in the mapping, or the code falls
+    back to its own default database. The plugin's guard (runtime.envguard) refuses to start
+    harness_migrate or harness_seed over the same finding: then it is a FAIL here. With only
+    `harness_provision = early` (settings read at import time see the mapping), a WARN."""
     name = "test env"
-    if not ini.provision_early:
-        return [Check(name, "PASS", "not checked: harness_provision is not `early`")]
-    mapping = env_mapping(ini, test_env_keys)
-    read_names = {r.name for r in reads}
-    by_name: dict[str, list[EnvRead]] = {}
-    for read in reads:
-        if is_database_variable(read.name):
-            by_name.setdefault(read.name, []).append(read)
-
-    def covered(var: str) -> bool:
-        # X_FILE is the secrets-file spelling of X: read only when X is unset, so it is
-        # covered when X is both provided and read.
-        base = var.removesuffix("_FILE")
-        return var in mapping or (base != var and base in mapping and base in read_names)
-
-    missing = sorted(v for v in by_name if not covered(v))
-    if not missing:
-        detail = f"{', '.join(sorted(by_name))}: all set by the harness" if by_name else "none read by name"
+    commands = [key for key in _COMMANDS if ini.get(key)]
+    if not ini.provision_early and not commands:
+        why = "not checked: no harness_migrate or harness_seed, and harness_provision is not `early`"
+        return [Check(name, "PASS", why)]
+    try:
+        ignore = parse_ignore(ini.values.get(IGNORE_OPTION), source=ini.where)
+    except HarnessError as exc:
+        return [Check(name, "FAIL", exc.what, exc.fix)]
+    unset = unset_variables(reads, env_mapping(ini, test_env_keys), ignore=ignore, dotenv=dotenv)
+    if not unset:
+        read = [n for n in database_reads(reads, dotenv) if n not in ignore]
+        detail = f"{', '.join(read)}: all set by the harness" if read else "none read by name"
+        if ignore:
+            detail += f"; {IGNORE_OPTION}: {', '.join(sorted(ignore))}"
         return [Check(name, "PASS", detail)]
-    checks = []
-    for var in missing:
-        places = sorted(by_name[var], key=lambda r: (r.path, r.line))
-        more = f" (and {len(places) - 1} more)" if len(places) > 1 else ""
-        checks.append(
-            Check(
-                f"test env {var}",
-                "WARN",
-                f"read at {places[0].where}{more} but not set by the harness",
-                f'add it to [tool.harness.test-env] in pyproject.toml: {var} = "<template>"',
-            )
-        )
-    return checks
-
-
-_SKIP_DIRS = {".venv", ".nox", ".tox", "build", "dist", "node_modules", "__pycache__", "tmp", "site-packages"}
-
-
-def _python_files(root: Path) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(root):
-        # Hidden folders are caches and tools' state; folders with pyvenv.cfg are virtualenvs
-        # whatever their name; pytest-of-*/pytest-N are tests' own temporary trees; a folder
-        # with its own pyproject.toml is another project, with its own rootdir and settings.
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if d not in _SKIP_DIRS
-            and not d.startswith((".", "pytest-"))
-            and not d.endswith(".egg-info")
-            and not (Path(folder, d) / "pyvenv.cfg").exists()
-            and not (Path(folder, d) / "pyproject.toml").exists()
-        )
-        yield from (Path(folder, f) for f in sorted(files) if f.endswith(".py"))
-
-
-def _is_environ(node: ast.expr) -> bool:
-    """`os.environ` or a bare `environ`."""
-    if isinstance(node, ast.Attribute):
-        return node.attr == "environ" and isinstance(node.value, ast.Name) and node.value.id == "os"
-    return isinstance(node, ast.Name) and node.id == "environ"
-
-
-def _string(node: ast.expr | None) -> str | None:
-    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
-
-
-def _keyword(call: ast.expr, names: Sequence[str]) -> str | None:
-    """The string value of the first keyword argument of `call` named in `names`."""
-    if not isinstance(call, ast.Call):
-        return None
-    for keyword in call.keywords:
-        value = _string(keyword.value)
-        if keyword.arg is not None and keyword.arg in names and value:
-            return value
-    return None
-
-
-def _env_prefix(cls: ast.ClassDef) -> str | None:
-    """`model_config = SettingsConfigDict(env_prefix=...)` (or a dict), or v1's `class Config`;
-    None when the class does not say (it inherits its base's)."""
-    for stmt in cls.body:
-        if isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            if any(isinstance(t, ast.Name) and t.id == "model_config" for t in targets):
-                if isinstance(stmt.value, ast.Dict):
-                    for key, value in zip(stmt.value.keys, stmt.value.values, strict=True):
-                        if key is not None and _string(key) == "env_prefix":
-                            return _string(value) or ""
-                return _keyword(stmt.value, ("env_prefix",))
-        if isinstance(stmt, ast.ClassDef) and stmt.name == "Config":
-            for inner in stmt.body:
-                if isinstance(inner, ast.Assign) and any(
-                    isinstance(t, ast.Name) and t.id == "env_prefix" for t in inner.targets
-                ):
-                    return _string(inner.value) or ""
-    return None
-
-
-def _settings_fields(cls: ast.ClassDef, prefix: str) -> Iterator[tuple[str, int]]:
-    for stmt in cls.body:
-        if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
-            continue
-        attr = stmt.target.id
-        if attr.startswith("_") or attr == "model_config" or "ClassVar" in ast.unparse(stmt.annotation):
-            continue
-        # An alias names the variable itself; pydantic-settings does not prefix it.
-        alias = _keyword(stmt.value, ("alias", "validation_alias")) if stmt.value else None
-        yield (alias or f"{prefix}{attr}").upper(), stmt.lineno
-
-
-def _reads_in(tree: ast.AST) -> Iterator[tuple[str, int]]:
-    prefixes = {"BaseSettings": ""}  # settings classes seen so far, and their env_prefix
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _is_environ(node.value):
-            name = _string(node.slice)
-            if name:
-                yield name, node.lineno
-        elif isinstance(node, ast.Call) and node.args:
-            func, name = node.func, _string(node.args[0])
-            if not name:
-                continue
-            if (
-                (isinstance(func, ast.Attribute) and func.attr == "get" and _is_environ(func.value))
-                or (
-                    isinstance(func, ast.Attribute)
-                    and func.attr == "getenv"
-                    and isinstance(func.value, ast.Name)
-                    and func.value.id == "os"
-                )
-                or (isinstance(func, ast.Name) and func.id == "getenv")
-            ):
-                yield name, node.lineno
-        elif isinstance(node, ast.ClassDef):
-            bases = [b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases]
-            # ast.walk goes breadth-first, so a subclass defined later in the file sees its base.
-            known = [b for b in bases if b in prefixes]
-            if known:
-                own = _env_prefix(node)
-                prefixes[node.name] = own if own is not None else prefixes[known[0]]
-                yield from _settings_fields(node, prefixes[node.name])
-
-
-def scan_env_reads(root: Path) -> list[EnvRead]:
-    """Every environment variable the project's Python files read by name: os.environ[...],
-    os.environ.get(...), os.getenv(...), environ[...], and pydantic-settings fields."""
-    reads: list[EnvRead] = []
-    for path in _python_files(root):
-        try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (SyntaxError, ValueError, OSError):
-            continue  # a file Python cannot parse cannot read the environment either
-        rel = path.relative_to(root).as_posix()
-        reads.extend(EnvRead(name, rel, line) for name, line in _reads_in(tree))
-    return sorted(reads, key=lambda r: (r.path, r.line, r.name))
+    status: Status = "FAIL" if commands else "WARN"
+    stopped = f": the run stops before {' and '.join(commands)}" if commands else ""
+    detail = "read at {} but not set by the harness" + stopped
+    return [Check(f"test env {u.name}", status, detail.format(u.where), unset_fix([u])) for u in unset]
 
 
 # --------------------------------------------------------------------------- gathering the facts
@@ -738,6 +626,7 @@ def diagnose(settings: Settings) -> list[Check]:
             source=ini.where,
         )
     )
-    reads = scan_env_reads(settings.root) if ini.provision_early else []
-    checks.extend(env_coverage_checks(ini, settings.test_env, reads))
+    checked = ini.provision_early or any(ini.get(key) for key in _COMMANDS)
+    reads = scan_env_reads(settings.root) if checked else []
+    checks.extend(env_coverage_checks(ini, settings.test_env, reads, read_dotenv(settings.root)))
     return checks

@@ -14,6 +14,7 @@ __all__ = [
     "ImageError",
     "LockfileError",
     "ReadinessError",
+    "UnsetVariableError",
 ]
 
 
@@ -54,3 +55,8 @@ class BuildError(HarnessError):
 
 class ReadinessError(HarnessError):
     """A container never became ready; the message carries its logs."""
+
+
+class UnsetVariableError(HarnessError):
+    """The project reads a database variable the harness does not set for a worker: its
+    commands would reach whatever that variable defaults to, so they are not started."""

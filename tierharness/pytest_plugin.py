@@ -58,6 +58,13 @@ _SETTINGS: list[tuple[str, str, str | None]] = [
     ("services", "which services each worker gets: postgres,redis or postgres", "postgres,redis"),
     ("provision", "when: lazy (the first fixture) or early (before conftests are imported)", "lazy"),
     ("env", "extra VAR=template lines exported for the worker (see [tool.harness.test-env])", None),
+    (
+        "env-ignore",
+        "variables the project reads that look like database settings but do not choose a database "
+        "(DB_POOL_SIZE): names separated by spaces, commas or lines; the guard before harness_migrate "
+        "and harness_seed leaves them alone",
+        None,
+    ),
     ("migrate", "command applying the project's migrations, run with the worker's environment", None),
     ("seed", "command run after the migrations, before the snapshot", None),
     ("seed-fixture", "session fixture evaluated before the snapshot is taken", None),
@@ -77,6 +84,9 @@ _SETTINGS: list[tuple[str, str, str | None]] = [
     ("reaper", "start the reaper that removes this run's containers if the run is killed (1/0)", "1"),
 ]
 _FLAGS = {"reuse"}  # also plain flags on the command line: --harness-reuse
+# Lists: an ini string's lines or a TOML list, as pytest's "linelist" (a TOML list given to a
+# string option is deprecated by pytest).
+_LISTS = {"env-ignore"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -89,7 +99,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             )
         else:
             group.addoption(f"--harness-{name}", dest=f"harness_{key}", default=None, help=help_text)
-        parser.addini(f"harness_{key}", help_text, default=default)
+        if name in _LISTS:
+            parser.addini(f"harness_{key}", help_text, type="linelist", default=[])
+        else:
+            parser.addini(f"harness_{key}", help_text, default=default)
 
 
 def _setting(config: pytest.Config, name: str) -> str | None:
@@ -146,6 +159,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
         config.stash[_OWNER_PID] = os.getpid()
         os.environ[_CONTROLLER_VAR] = f"{config.stash[_RUN_ID]}:{os.getpid()}"
     config.stash[_STARTED] = datetime.now(UTC).isoformat(timespec="seconds")
+    if inherited is None:
+        _guard(config)
     if (_setting(config, "provision") or "lazy") == "early":
         if _runs_tests_here(config):
             config.stash[_EARLY] = _provision_or_error(config)
@@ -154,22 +169,62 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
     return (yield)
 
 
+def _guard(config: pytest.Config) -> None:
+    """Once per run, in the controller (or the one process of a run without xdist), before
+    any worker starts and so before any harness_migrate or harness_seed: a database variable
+    the project reads but the worker's mapping does not set would send those commands to its
+    default database, a developer's own. The run stops here, naming it (runtime.envguard)."""
+    from tierharness.runtime.envguard import IGNORE_OPTION, guard_commands, parse_ignore
+
+    namespace = config.known_args_namespace
+    if any(getattr(namespace, flag, False) for flag in ("collectonly", "help", "version")):
+        return  # runs no command
+    commands = {f"harness_{name}": value for name in ("migrate", "seed") if (value := _setting(config, name))}
+    if not commands:
+        return
+    try:
+        mapping = set(_mapping_plan(config).templates())
+    except HarnessError:
+        # A broken [tool.harness] table or harness_env line: each worker reports it while making
+        # its plan, which comes before any command, as it always has.
+        return
+    source = str(config.inipath) if config.inipath else "the pytest configuration"
+    try:
+        raw = _setting_option(config, "env-ignore")
+        ignore = parse_ignore(raw if raw is not None else config.getini(IGNORE_OPTION), source=source)
+        guard_commands(Path(config.rootpath), mapping, commands=commands, ignore=ignore)
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _mapping_plan(config: pytest.Config) -> WorkerPlan:
+    """A plan with the worker's mapping (its `templates()`) and no images: what the guard and
+    the placeholders need, without resolving or building an image."""
+    from tierharness.runtime.worker import WorkerPlan
+
+    return WorkerPlan(
+        rootdir=Path(config.rootpath),
+        state_dir=_state_dir(config),
+        postgres_image="",
+        redis_image="" if "redis" in _service_names(config) else None,
+        env_templates={**_settings(config).test_env, **_env_lines(config)},
+    )
+
+
+def _service_names(config: pytest.Config) -> set[str]:
+    return {s.strip() for s in (_setting(config, "services") or "").split(",") if s.strip()}
+
+
 def _export_placeholders(config: pytest.Config) -> None:
     """An xdist controller (or --collect-only) imports the conftests too but runs no test:
     settings read at import get values that point nowhere (an .invalid host), never a real
     database, and never a KeyError."""
     from tierharness.runtime.containers import PostgresInfo, RedisInfo
-    from tierharness.runtime.worker import WorkerPlan, export_mapping, render_mapping
+    from tierharness.runtime.worker import export_mapping, render_mapping
 
     host = "harness-not-provisioned.invalid"
     try:
-        plan = WorkerPlan(
-            rootdir=Path(config.rootpath),
-            state_dir=_state_dir(config),
-            postgres_image="",
-            redis_image="" if "redis" in (_setting(config, "services") or "") else None,
-            env_templates={**_settings(config).test_env, **_env_lines(config)},
-        )
+        plan = _mapping_plan(config)
         postgres = PostgresInfo("", host, 5432, "harness", "", "harness", 0.0)
         redis_info = RedisInfo("", host, 6379, "", 0.0) if plan.redis_image is not None else None
         export_mapping(render_mapping(plan, postgres, redis_info))
@@ -248,7 +303,7 @@ def _plan(config: pytest.Config) -> WorkerPlan:
     """What this worker should start, from the settings; images made available first."""
     from tierharness.runtime.worker import WorkerPlan
 
-    services = {s.strip() for s in (_setting(config, "services") or "").split(",") if s.strip()}
+    services = _service_names(config)
     unknown = services - {"postgres", "redis"}
     if unknown or "postgres" not in services:
         raise HarnessError(

@@ -83,8 +83,10 @@ class WorkerPlan:
     network: str = "auto"  # auto, host or bridge: see tierharness.runtime.networking
 
     def templates(self) -> dict[str, str]:
-        """The whole mapping: the defaults, then the project's own (which may override)."""
-        return {**DEFAULT_ENV, **(REDIS_ENV if self.redis_image else {}), **self.env_templates}
+        """The whole mapping: the defaults, then the project's own (which may override). A plan
+        made before images are resolved (the guard, the xdist controller's placeholders) has an empty
+        image name but Redis all the same: only None means no Redis."""
+        return {**DEFAULT_ENV, **(REDIS_ENV if self.redis_image is not None else {}), **self.env_templates}
 
 
 @dataclass

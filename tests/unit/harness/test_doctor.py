@@ -33,6 +33,7 @@ from tierharness.doctor import (
     render,
     scan_env_reads,
 )
+from tierharness.errors import HarnessError
 
 # --------------------------------------------------------------------------- scanning
 
@@ -176,10 +177,42 @@ def _read(name: str, where: str = "app/settings.py:3") -> EnvRead:
     return EnvRead(name, path, int(line))
 
 
-def test_coverage_is_only_checked_when_provisioning_early() -> None:
+def test_coverage_is_checked_when_provisioning_early_or_before_a_project_command() -> None:
     (check,) = env_coverage_checks(_ini(), [], [_read("POSTGRES_SERVER")])
     assert check.status == "PASS"
-    assert "harness_provision is not `early`" in check.detail
+    assert "no harness_migrate or harness_seed, and harness_provision is not `early`" in check.detail
+    # The plugin's guard stops the run before these commands over the same finding: a FAIL.
+    for command in ("harness_migrate", "harness_seed"):
+        (check,) = env_coverage_checks(
+            _ini(**{command: "alembic upgrade head"}), [], [_read("POSTGRES_SERVER")]
+        )
+        assert (check.name, check.status) == ("test env POSTGRES_SERVER", "FAIL")
+        assert check.detail.endswith(f"not set by the harness: the run stops before {command}")
+    (early,) = env_coverage_checks(_ini(harness_provision="early"), [], [_read("POSTGRES_SERVER")])
+    assert early.status == "WARN"
+
+
+def test_the_ignore_list_covers_a_variable_and_a_bad_one_fails() -> None:
+    reads = [_read("DB_POOL_SIZE"), _read("DATABASE_URL")]
+    ini = _ini(harness_migrate="alembic upgrade head", harness_env_ignore="DB_POOL_SIZE")
+    (check,) = env_coverage_checks(ini, [], reads)
+    assert (check.status, check.detail) == (
+        "PASS",
+        "DATABASE_URL: all set by the harness; harness_env_ignore: DB_POOL_SIZE",
+    )
+    (bad,) = env_coverage_checks(_ini(harness_migrate="m", harness_env_ignore="DB-POOL"), [], reads)
+    assert (bad.status, bad.detail) == (
+        "FAIL",
+        "harness_env_ignore lists 'DB-POOL', which is not a variable name",
+    )
+
+
+def test_a_dotenv_url_makes_any_name_a_database_variable() -> None:
+    ini = _ini(harness_migrate="alembic upgrade head")
+    (check,) = env_coverage_checks(ini, [], [_read("CACHE")], {"CACHE": "redis://localhost:6379/0"})
+    assert (check.name, check.status) == ("test env CACHE", "FAIL")
+    assert check.fix is not None
+    assert 'CACHE = "{redis.url}"' in check.fix
 
 
 def test_an_unmapped_database_variable_is_a_warning_naming_where_it_is_read_and_the_fix() -> None:
@@ -195,7 +228,9 @@ def test_an_unmapped_database_variable_is_a_warning_naming_where_it_is_read_and_
     assert [(c.name, c.status) for c in checks] == [("test env POSTGRES_SERVER", "WARN")]
     assert checks[0].detail == "read at app/db.py:4 (and 1 more) but not set by the harness"
     assert checks[0].fix is not None
-    assert "[tool.harness.test-env]" in checks[0].fix
+    assert 'map it in [tool.harness.test-env] in pyproject.toml: POSTGRES_SERVER = "{postgres.host}"' in (
+        checks[0].fix
+    )
 
 
 def test_redis_variables_need_redis_or_a_mapping() -> None:
@@ -480,6 +515,61 @@ def test_the_command_prints_the_table_and_exits_1_on_a_failure(
     out = capsys.readouterr().out
     assert "FAIL    engine  no answer" in out
     assert "fix: start it" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("pyproject.toml", '[tool.pytest.ini_options]\nharness_migrate = "alembic upgrade head"\n'),
+        ("pytest.ini", "[pytest]\nharness_migrate = alembic upgrade head\n"),
+        ("setup.cfg", "[tool:pytest]\nharness_migrate = alembic upgrade head\n"),
+    ],
+)
+def test_a_project_configured_for_pytest_alone_is_checked_from_any_of_its_folders(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    text: str,
+) -> None:
+    """The plugin runs such a project on its defaults; doctor used to stop with "no project
+    configuration found" until an empty [tool.harness] table was added."""
+    monkeypatch.delenv("HARNESS_PROJECT_ROOT", raising=False)
+    (tmp_path / name).write_text(text)
+    (tmp_path / "app" / "core").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "app" / "core")
+    seen: list[Settings] = []
+
+    def fake(settings: Settings) -> list[Check]:
+        seen.append(settings)
+        return [Check("engine", "PASS", "answers")]
+
+    monkeypatch.setattr(doctor, "diagnose", fake)
+    assert main(["doctor"]) == 0, capsys.readouterr().err
+    assert [s.root for s in seen] == [tmp_path]
+    assert seen[0].test_env == {}  # the defaults: no [tool.harness] table to read
+
+
+def test_the_nearest_project_wins_and_none_is_an_error_naming_what_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HARNESS_PROJECT_ROOT", raising=False)
+    (tmp_path / "pyproject.toml").write_text("[tool.harness]\n")
+    inner = tmp_path / "services" / "api"
+    inner.mkdir(parents=True)
+    (inner / "pytest.ini").write_text("[pytest]\n")
+    assert doctor.project_root(inner) == inner
+    assert doctor.project_root(tmp_path / "services") == tmp_path
+    root = Path("/")
+    if any(
+        (root / n).exists() for n in ("pyproject.toml", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg")
+    ):
+        pytest.skip("this machine's / holds a configuration file")
+    with pytest.raises(HarnessError) as caught:
+        doctor.project_root(root)
+    assert caught.value.what == "no project configuration found"
+    assert caught.value.checked is not None
+    assert "[tool.pytest.ini_options] in pyproject.toml" in caught.value.checked
 
 
 def test_a_broken_configuration_exits_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

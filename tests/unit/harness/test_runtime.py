@@ -3,6 +3,7 @@ the worker's environment mapping."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,14 @@ def test_the_mapping_always_carries_libpq_variables_and_the_projects_own() -> No
     assert mapping["POSTGRES_SERVER"] == "127.0.0.1"
     assert mapping["DATABASE_URL"] == "sqlite://override"  # the project's own wins
     assert "REDIS_URL" not in mapping  # no Redis, no REDIS_URL
+
+
+def test_a_plan_made_before_its_images_are_resolved_keeps_redis_url() -> None:
+    """The controller's placeholders are rendered from a plan whose image names are still
+    empty: an empty name is Redis not resolved yet, not Redis switched off (None)."""
+    plan = WorkerPlan(rootdir=Path("."), state_dir=Path("."), postgres_image="", redis_image="")
+    assert plan.templates()["REDIS_URL"] == "{redis.url}"
+    assert "REDIS_URL" not in replace(plan, redis_image=None).templates()
 
 
 def test_a_redis_placeholder_without_redis_says_redis_is_off() -> None:
