@@ -164,6 +164,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
     if (_setting(config, "provision") or "lazy") == "early":
         if _runs_tests_here(config):
             config.stash[_EARLY] = _provision_or_error(config)
+            config.pluginmanager.register(_EarlyCloser(), "harness-early-closer")
         else:
             _export_placeholders(config)
     return (yield)
@@ -247,11 +248,19 @@ def _provision_or_error(config: pytest.Config) -> Worker | HarnessError:
     return worker
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    early = config.stash.get(_EARLY, None)
-    if early is not None and not isinstance(early, HarnessError):
-        early.close()
-        _write_manifest(config, early)
+class _EarlyCloser:
+    """Stops the early-provisioned services last in the session's end, after the session's
+    fixtures are torn down (they may still use them), and not at unconfigure: an xdist worker
+    reports "finished" when this hook returns, and the run may end (and its caller go on) once
+    every worker has. Removed at unconfigure, the containers were still listed, mid-removal,
+    after the run had ended."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        early = session.config.stash.get(_EARLY, None)
+        if early is not None and not isinstance(early, HarnessError):
+            early.close()
+            _write_manifest(session.config, early)
 
 
 def _state_dir(config: pytest.Config) -> Path:
