@@ -4,6 +4,7 @@ the guard stops a run before anything starts, and the runs that pass it use no s
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -255,10 +256,18 @@ harness_migrate = "python -c 'raise SystemExit(3)'"
 """
 
 
+def _plugin_args() -> list[str]:
+    """The plugin comes through its entry point where the harness is installed; the image's
+    test stage has only the source on PYTHONPATH, so there it is named."""
+    installed = {ep.value for ep in importlib.metadata.entry_points(group="pytest11")}
+    return [] if "tierharness.pytest_plugin" in installed else ["-p", "tierharness.pytest_plugin"]
+
+
 def _pytest(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_XDIST_WORKER", "HARNESS_CONTROLLER")}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={root}", *args],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *_plugin_args(), f"--rootdir={root}",
+         *args],
         cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
