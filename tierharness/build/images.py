@@ -7,8 +7,8 @@ For each image, the first of:
 1. a local copy of its `local` tag that can be trusted: with a `ref` pinned by digest, a copy
    of exactly that digest; otherwise one built here from the current recipe (its
    `harness.recipe` label; a `rootfs` image carries none and counts as built here unless it
-   came from a registry), or, only under `allow-floating = true`, one pulled from `ref`'s
-   repository;
+   came from `ref`'s repository), or, only under `allow-floating = true`, one pulled from
+   `ref`'s repository;
 2. a pull of `ref`, re-tagged as `local`, but only of a reference pinned by digest
    (`name@sha256:...`, `name:tag@sha256:...`), or of a tag-only one whose image table says
    `allow-floating = true`; such a pull logs the digest the tag resolved to;
@@ -16,9 +16,10 @@ For each image, the first of:
 
 A tag (`postgres:17`) is whatever the registry says that day: pulled and re-tagged as the
 harness's own image, it would be trusted from then on, unchecked by any lockfile. So by default
-a tag-only `ref` is never pulled, and a local copy that came from a registry without a matching
-pin is rebuilt from its recipe. The harness's own images have tag-only refs: on any machine,
-online or not, they are built from their recipes unless a project pins or opts in.
+a tag-only `ref` is never pulled, and a local copy that came from `ref`'s repository without a
+matching pin (what the resolver before allow-floating left behind) is rebuilt from its recipe.
+The harness's own images have tag-only refs: on any machine, online or not, they are built from
+their recipes unless a project pins them or opts in. See docs/images.md.
 """
 
 from __future__ import annotations
@@ -86,8 +87,9 @@ class LocalOrigin:
 
     # The `harness.recipe` label: built here, from the recipe with that digest.
     recipe: str | None = None
-    # Repository digests (`repo@sha256:...`) of repositories other than the local tag's own: the
-    # image came from a registry (or was tagged from an image that did).
+    # Repository digests (`repo@sha256:...`) in repositories other than the local tag's own. A
+    # pull leaves its source's here; so does any other local name of the same content (a
+    # reproducible base built under two tags has two), so only `ref`'s repository is evidence.
     pulled_from: tuple[str, ...] = ()
 
     def digest_from(self, ref: str) -> str | None:
@@ -110,19 +112,16 @@ class ImageBackend(Protocol):
 
 
 def distrust(spec: LogicalImage, origin: LocalOrigin) -> str | None:
-    """Why a local copy of `spec` that came from a registry cannot be trusted, or None when it
-    did not come from one or may be kept. A pin is judged by the caller (it needs the digest)."""
-    if spec.pinned_digest or not origin.pulled_from or origin.recipe is not None:
+    """Why a local copy of `spec` that was pulled from its `ref` (a tag) cannot be trusted, or
+    None when it was not pulled from there, or may be kept. A pin is judged by the caller (it
+    needs the digest)."""
+    got = origin.digest_from(spec.ref)
+    if spec.pinned_digest or origin.recipe is not None or got is None or spec.allow_floating:
         return None
-    source = ", ".join(origin.pulled_from)
-    if not spec.allow_floating:
-        return (
-            f"{spec.local} was pulled from a registry ({source}), not built from its recipe, and "
-            f"[tool.harness.images.{spec.name}] neither pins it by digest nor sets allow-floating"
-        )
-    if origin.digest_from(spec.ref) is None:
-        return f"{spec.local} was pulled from {source}, not from {spec.ref}"
-    return None
+    return (
+        f"{spec.local} was pulled from {spec.ref} (as {got}), not built from its recipe, and "
+        f"[tool.harness.images.{spec.name}] neither pins it by digest nor sets allow-floating"
+    )
 
 
 class ImageResolver:
@@ -199,8 +198,8 @@ class ImageResolver:
             # The pin is the only promise: whatever made the copy, its digest must be the pin's.
             return None if digest == pinned else f"{spec.local} is {digest}, not {pinned} as {spec.ref} pins"
         origin = self.backend.local_origin(spec.local)
-        if origin.recipe is None and origin.pulled_from:
-            return distrust(spec, origin)
+        if origin.recipe is None and origin.digest_from(spec.ref):
+            return distrust(spec, origin)  # None under allow-floating: the opt-in keeps it
         # Dockerfile recipes are labelled with what they were built from; a rootfs image is its
         # own proof (a pure function of suite, packages and time), so it carries no label.
         if spec.kind == "dockerfile" and origin.recipe != recipe_digest(spec, deps):
@@ -232,7 +231,8 @@ class ImageResolver:
     def _build(self, spec: LogicalImage, deps: dict[str, ResolvedImage]) -> ResolvedImage:
         unpulled = (
             f" ({spec.ref} is a floating tag: not pulled without allow-floating)"
-            if self.pull and spec.floating and not spec.allow_floating
+            # (A ref that is the local tag itself, as `registry`'s, names nothing upstream.)
+            if self.pull and spec.floating and not spec.allow_floating and spec.ref != spec.local
             else ""
         )
         self.log(f"{spec.name}: building {spec.local} from {spec.recipe}{unpulled}")
@@ -274,9 +274,7 @@ def local_origin(tag: str) -> LocalOrigin:
         return LocalOrigin()
     labels = (attrs.get("Config") or {}).get("Labels") or {}
     # With the containerd image store, every name of an image has a repository digest: a copy
-    # built or loaded here has only its own tag's; a pulled one also has its source's. (A copy
-    # built here and then tagged into another repository counts as pulled: rebuilt, never
-    # wrongly trusted.)
+    # built or loaded here has its own tag's, a pulled one its source's too.
     own = _repository(tag)
     pulled = tuple(d for d in attrs.get("RepoDigests") or [] if _repository(d) != own)
     return LocalOrigin(labels.get(RECIPE_LABEL), pulled)

@@ -196,7 +196,7 @@ def test_a_floating_tag_is_neither_pulled_nor_trusted_before_or_after_it_moves(
     tag_image(project.tag, project.local)
     assert local_image_id(project.local) == a.digest
     _recipe_copy(project, project.resolve(settings), "built", images)
-    assert f"was pulled from a registry ({project.pinned(a.digest)})" in project.log[0]
+    assert f"was pulled from {project.tag} (as {project.pinned(a.digest)})" in project.log[0]
 
     # The tag moves to B: still neither pulled nor trusted, with or without a local copy.
     project.push(b)

@@ -375,7 +375,7 @@ def test_an_image_pulled_from_a_floating_tag_is_reported_with_what_happens_next(
 
     (untrusted,) = image_checks([_image("db")], digests.get, origin)
     assert untrusted.status == "WARN"
-    assert f"was pulled from a registry (db@{digest})" in untrusted.detail
+    assert f"was pulled from db:1 (as db@{digest})" in untrusted.detail
     assert "the next run replaces it with its recipe" in untrusted.detail
 
     (opted_in,) = image_checks([_image("db", allow_floating=True)], digests.get, origin)

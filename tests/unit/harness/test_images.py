@@ -155,8 +155,16 @@ def test_a_base_pulled_from_a_floating_tag_earlier_is_no_longer_trusted(settings
     image = ImageResolver(settings, backend, log=messages.append).ensure("base")
     assert (image.source, image.digest) == ("built", "sha256:built-base")
     assert not any(c.startswith("pull") for c in backend.calls)
-    assert "was pulled from a registry (python@sha256:" in messages[0]
+    assert "was pulled from python:3.13-slim-trixie (as python@sha256:" in messages[0]
     assert "neither pins it by digest nor sets allow-floating" in messages[0]
+
+
+def test_a_base_that_is_also_known_under_another_local_name_is_still_trusted(settings: Settings) -> None:
+    # The containerd store lists every name of the same content: a reproducible base built by
+    # two checkouts under two tags has two repository digests, and neither came from a pull.
+    backend = _pulled_copy("harness/base:3.13-trixie", "other-checkout/base:3.13-trixie")
+    image = ImageResolver(settings, backend).ensure("base")
+    assert (image.source, backend.calls) == ("local", ["inspect harness/base:3.13-trixie"])
 
 
 def test_allow_floating_keeps_a_copy_pulled_from_its_ref_not_from_another_repository(tmp_path: Path) -> None:
@@ -168,7 +176,7 @@ def test_allow_floating_keeps_a_copy_pulled_from_its_ref_not_from_another_reposi
     image = ImageResolver(settings, elsewhere, log=messages.append).ensure("redis")
     assert image.source == "built"  # the pull of redis:7 fails here, so the recipe is built
     assert "pull redis:7" in elsewhere.calls
-    assert "was pulled from someone/redis@sha256:" in messages[0]
+    assert "harness/redis:7 has no harness.recipe label" in messages[0]
 
 
 def test_a_pin_replaces_a_local_copy_of_another_digest_and_keeps_one_of_its_own(tmp_path: Path) -> None:
