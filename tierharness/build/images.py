@@ -25,6 +25,7 @@ their recipes unless a project pins them or opts in. See docs/images.md.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -350,6 +351,17 @@ def make_rootfs(spec: LogicalImage, rootfs: Path, include: list[str]) -> Path:
             f"building the {spec.name!r} image offline needs mmdebstrap, which is not installed",
             checked="`mmdebstrap` on PATH",
             fix="apt-get install mmdebstrap (scripts/provision-docker.sh installs it)",
+        )
+    if os.geteuid() != 0:
+        # mmdebstrap's root mode (chroot, device nodes, file owners) is the one that gives a
+        # byte-identical rootfs; as anyone else it stops with a bare "need to be root". Pulling
+        # an upstream image instead is no longer done silently (a tag-only ref is not pulled).
+        raise ImageError(
+            f"building the {spec.name!r} image offline needs root: mmdebstrap runs in its root mode",
+            checked=f"the user id of this process ({os.geteuid()}), for mmdebstrap --mode=root",
+            fix="run `nox -s images` once as root (the image then stays in the engine, for every user "
+            f"of it); or, to pull it instead, pin [tool.harness.images.{spec.name}] ref by digest "
+            '(ref = "name:tag@sha256:...") or set allow-floating = true there',
         )
     cmd = [
         mmdebstrap, "--quiet", "--variant=minbase", "--mode=root",

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tierharness.build import images
 from tierharness.build.images import ImageResolver, LocalOrigin, ResolvedImage, _repository, recipe_digest
 from tierharness.config import LogicalImage, Settings, load_settings
 from tierharness.errors import HarnessError, ImageError
@@ -277,3 +278,20 @@ def test_a_local_image_built_from_the_current_recipe_is_kept(settings: Settings)
 def test_allow_floating_must_be_a_boolean(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match=r"allow-floating must be a bool"):
         _project(tmp_path, {"redis": 'allow-floating = "yes"'})
+
+
+def test_a_rootfs_build_as_another_user_than_root_says_how_to_get_the_image(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Building is the default now that tags are not pulled: a non-root runner must learn why
+    # it cannot, and its ways out, before mmdebstrap's bare "need to be root".
+    monkeypatch.setattr(images.shutil, "which", lambda _name: "/usr/bin/mmdebstrap")
+    monkeypatch.setattr(images.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(images, "run", lambda *_a, **_k: pytest.fail("mmdebstrap was started"))
+    with pytest.raises(ImageError) as caught:
+        images.make_rootfs(settings.image("base"), tmp_path / "rootfs.tar", ["python3"])
+    message = str(caught.value)
+    assert "building the 'base' image offline needs root" in message
+    assert "user id of this process (1000)" in message
+    assert "pin [tool.harness.images.base] ref by digest" in message
+    assert "allow-floating = true" in message
