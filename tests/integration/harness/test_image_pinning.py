@@ -5,7 +5,7 @@ Dockerfile and whose `ref` points into the registry. The test pushes its own ima
 (A, then B under the same tag) and lets the harness resolve `db` as a run would:
 
 - a tag-only ref is neither pulled nor trusted, before or after the tag moves, and a local copy
-  that the old resolver pulled from it is replaced by the recipe;
+  that the old resolver pulled from it is a WARN in `doctor` and is replaced by the recipe;
 - with `allow-floating = true`, the tag is pulled and the digest it resolved to is logged;
 - a ref pinned by digest is pulled, replaces a local copy of another digest, and runs.
 
@@ -26,9 +26,10 @@ from pathlib import Path
 import pytest
 
 from tierharness.build.buildx import buildx_build
-from tierharness.build.images import RECIPE_LABEL, resolve_images
+from tierharness.build.images import RECIPE_LABEL, local_origin, resolve_images
 from tierharness.build.oci import read_oci
 from tierharness.config import Settings, load_settings
+from tierharness.doctor import image_checks
 from tierharness.engine import engine_client, local_image_id, tag_image
 from tierharness.runtime.labels import RunIdentity, new_run_id
 from tierharness.supply.publish import push_oci
@@ -195,6 +196,9 @@ def test_a_floating_tag_is_neither_pulled_nor_trusted_before_or_after_it_moves(
     engine_client().images.pull(project.tag)
     tag_image(project.tag, project.local)
     assert local_image_id(project.local) == a.digest
+    (check,) = image_checks([settings.image("db")], local_image_id, local_origin)
+    assert check.status == "WARN", check
+    assert f"was pulled from {project.tag} (as {project.pinned(a.digest)})" in check.detail
     _recipe_copy(project, project.resolve(settings), "built", images)
     assert f"was pulled from {project.tag} (as {project.pinned(a.digest)})" in project.log[0]
 
