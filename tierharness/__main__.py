@@ -461,11 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     images = sub.add_parser(
-        "images", help="make the logical images available (local, pull, or offline build)"
+        "images",
+        help="make the logical images available (a trusted local copy, a pull of a digest-pinned or "
+        "allow-floating ref, else the offline recipe)",
     )
     images.add_argument("names", nargs="*", help="logical image names (default: all)")
     images.add_argument("--rebuild", action="store_true", help="rebuild from the offline recipes")
-    images.add_argument("--offline", action="store_true", help="never try the registry")
+    images.add_argument("--offline", action="store_true", help="never pull, not even a pinned ref")
     images.add_argument("--quiet", action="store_true")
     images.set_defaults(func=_cmd_images)
 

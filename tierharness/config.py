@@ -275,7 +275,9 @@ def _strings(table: Mapping[str, Any], key: str, default: tuple[str, ...], where
 
 @dataclass(frozen=True)
 class LogicalImage:
-    """A logical image: a registry reference and an offline recipe that both yield `local`."""
+    """A logical image: a registry reference and an offline recipe that both yield `local`.
+    Only a reference pinned by digest is pulled, or a tag-only one whose image table says
+    `allow-floating = true` (tierharness.build.images)."""
 
     name: str
     ref: str
@@ -286,11 +288,19 @@ class LogicalImage:
     suite: str = "trixie"
     packages: tuple[str, ...] = ()
     source_date_epoch: int = 0
+    # `allow-floating`: a tag-only `ref` may be pulled, and a copy pulled from it trusted. Off by
+    # default: a tag is whatever the registry says today, which no lockfile or recipe pins.
+    allow_floating: bool = False
 
     @property
     def pinned_digest(self) -> str | None:
         """The digest of `ref` when it is pinned (`name:tag@sha256:...`), else None."""
         return self.ref.partition("@")[2] or None
+
+    @property
+    def floating(self) -> bool:
+        """`ref` names a tag only (`postgres:17`): what it points at can change under us."""
+        return bool(self.ref) and self.pinned_digest is None
 
 
 def _images_table(value: Any, path: Path) -> Mapping[str, Any]:
@@ -306,7 +316,10 @@ def _images_table(value: Any, path: Path) -> Mapping[str, Any]:
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 # The harness's own logical images, used unless a project's [tool.harness.images.<name>]
-# says otherwise (key by key). Their offline recipes ship inside the package.
+# says otherwise (key by key). Their offline recipes ship inside the package. Each `ref` is the
+# upstream image its recipe stands in for, as a tag: never pulled unless the project pins it by
+# digest or sets `allow-floating = true` for that image, so by default, online or not, every
+# image is built from its recipe and its packages.lock.
 DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
     "base": {
         "ref": "python:3.13-slim-trixie",
@@ -359,7 +372,10 @@ DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
 }
 
 _PINNED = re.compile(r"sha256:[0-9a-f]{64}")
-_IMAGE_KEYS = ("ref", "local", "recipe", "kind", "depends-on", "suite", "packages", "source-date-epoch")
+_IMAGE_KEYS = (
+    "ref", "local", "recipe", "kind", "depends-on", "suite", "packages", "source-date-epoch",
+    "allow-floating",
+)  # fmt: skip
 
 
 def _image_specs(
@@ -405,6 +421,9 @@ def _image_specs(
             suite=_typed(body, "suite", str, "trixie", where),
             packages=_strings(body, "packages", (), where),
             source_date_epoch=_typed(body, "source-date-epoch", int, 0, where),
+            # With a pinned ref (say from HARNESS_IMAGE_<NAME>_REF in CI) the pin decides and this
+            # is moot, so the two are not refused together.
+            allow_floating=_typed(body, "allow-floating", bool, False, where),
         )
     for spec in specs.values():
         if spec.depends_on and spec.depends_on not in specs:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tierharness.build.images import LocalOrigin, distrust, local_origin
 from tierharness.config import LogicalImage, Settings, environment, read_toml
 from tierharness.engine import build_cache_records, docker_cli, endpoint, engine_client, local_image_id
 from tierharness.errors import EngineNotAnsweringError, HarnessError
@@ -219,22 +220,55 @@ def buildx_check(output: str | None, error: str | None = None) -> Check:
     return Check("buildx", "PASS", f"{words[1]} (>= {_dotted(MIN_BUILDX)})")
 
 
-def image_checks(images: Iterable[LogicalImage], digest_of: Callable[[str], str | None]) -> list[Check]:
-    """Each logical image's local tag, present (with its digest) or not."""
+def image_checks(
+    images: Iterable[LogicalImage],
+    digest_of: Callable[[str], str | None],
+    origin_of: Callable[[str], LocalOrigin] = lambda _tag: LocalOrigin(),
+) -> list[Check]:
+    """Each logical image's local tag, present (with its digest) or not; and whether what it
+    holds, or would hold, floats with a registry tag instead of a pin or the recipe."""
     checks = []
     for spec in images:
+        name = f"image {spec.name}"
+        table = f"[tool.harness.images.{spec.name}]"
         digest = digest_of(spec.local)
-        if digest:
-            checks.append(Check(f"image {spec.name}", "PASS", f"{spec.local} {digest}"))
-        else:
+        if not digest:
+            if spec.pinned_digest:
+                then = f"pull {spec.ref}"
+            elif spec.floating and spec.allow_floating:
+                then = f"pull {spec.ref}, a floating tag (allow-floating = true)"
+            else:
+                then = "build it from its recipe, slowly"
+            missing = f"{spec.local} is not in the engine (the first run would {then})"
+            checks.append(Check(name, "WARN", missing, "nox -s images"))
+            continue
+        pinned = spec.pinned_digest
+        origin = origin_of(spec.local)
+        doubt = (
+            (f"{spec.local} is {digest}, not {pinned} as {spec.ref} pins" if digest != pinned else None)
+            if pinned
+            else distrust(spec, origin)
+        )
+        if doubt:
+            # What the resolver will do about it on the next run, so nobody has to guess.
+            then = "the pinned image" if pinned else "its recipe"
+            replaced = f"{doubt}: the next run replaces it with {then}"
+            checks.append(Check(name, "WARN", replaced, "nox -s images"))
+        elif spec.floating and spec.allow_floating:
+            got = origin.digest_from(spec.ref)
+            held = f"this copy came from it as {got}" if got else "a machine without a copy pulls it"
+            pin = got.rpartition("@")[2] if got else "sha256:<the digest `nox -s images` logs on the pull>"
             checks.append(
                 Check(
-                    f"image {spec.name}",
+                    name,
                     "WARN",
-                    f"{spec.local} is not in the engine (the first run would make it, slowly)",
-                    "nox -s images",
+                    f"{spec.local} {digest}; {spec.ref} is a floating tag pulled under allow-floating = "
+                    f"true ({held}): it names whatever the registry moves it to",
+                    f'pin it in {table}: ref = "{spec.ref}@{pin}"; or drop allow-floating for the recipe',
                 )
             )
+        else:
+            checks.append(Check(name, "PASS", f"{spec.local} {digest}"))
     return checks
 
 
@@ -608,7 +642,7 @@ def diagnose(settings: Settings) -> list[Check]:
     checks.append(_buildx())
     if client is not None:
         try:
-            checks.extend(image_checks(settings.images.values(), local_image_id))
+            checks.extend(image_checks(settings.images.values(), local_image_id, local_origin))
             checks.append(_disk(facts.root_dir))
             checks.append(_build_cache(client))
             checks.extend(leftover_checks(_labelled(client), host=socket.gethostname()))

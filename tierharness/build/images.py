@@ -1,14 +1,31 @@
 """Logical images (`base`, `postgres`, `redis`, ...) made available without a registry.
 
-Resolution order for each image: a local copy of its `local` tag, else a pull of
-its registry `ref` (re-tagged as `local`), else its offline recipe. Everything
-downstream (fixtures, Dockerfile build args) uses the `local` tag only, so where
-an image came from never matters to its users.
+Everything downstream (fixtures, Dockerfile build args) runs the image's `local` tag only, so
+where an image came from never matters to its users; what the tag may hold is decided here.
+For each image, the first of:
+
+1. a local copy of its `local` tag that can be trusted: with a `ref` pinned by digest, a copy
+   of exactly that digest; otherwise one built here from the current recipe (its
+   `harness.recipe` label; a `rootfs` image carries none and counts as built here unless it
+   came from `ref`'s repository), or, only under `allow-floating = true`, one pulled from
+   `ref`'s repository;
+2. a pull of `ref`, re-tagged as `local`, but only of a reference pinned by digest
+   (`name@sha256:...`, `name:tag@sha256:...`), or of a tag-only one whose image table says
+   `allow-floating = true`; such a pull logs the digest the tag resolved to;
+3. its offline recipe, built here (Debian packages at the versions of its packages.lock).
+
+A tag (`postgres:17`) is whatever the registry says that day: pulled and re-tagged as the
+harness's own image, it would be trusted from then on, unchecked by any lockfile. So by default
+a tag-only `ref` is never pulled, and a local copy that came from `ref`'s repository without a
+matching pin (what the resolver before allow-floating left behind) is rebuilt from its recipe.
+The harness's own images have tag-only refs: on any machine, online or not, they are built from
+their recipes unless a project pins them or opts in. See docs/images.md.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -39,9 +56,12 @@ __all__ = [
     "DockerImageBackend",
     "ImageBackend",
     "ImageResolver",
+    "LocalOrigin",
     "ResolvedImage",
     "build_rootfs_image",
+    "distrust",
     "ensure_image",
+    "local_origin",
     "lock_packages",
     "make_rootfs",
     "recipe_digest",
@@ -62,21 +82,47 @@ class ResolvedImage:
         return f"{self.name} {self.ref} {self.digest}"
 
 
+@dataclass(frozen=True)
+class LocalOrigin:
+    """Where a local image came from, as far as the engine can tell."""
+
+    # The `harness.recipe` label: built here, from the recipe with that digest.
+    recipe: str | None = None
+    # Repository digests (`repo@sha256:...`) in repositories other than the local tag's own. A
+    # pull leaves its source's here; so does any other local name of the same content (a
+    # reproducible base built under two tags has two), so only `ref`'s repository is evidence.
+    pulled_from: tuple[str, ...] = ()
+
+    def digest_from(self, ref: str) -> str | None:
+        """The repository digest this image has in `ref`'s repository, if it came from there."""
+        wanted = _repository(ref)
+        return next((d for d in self.pulled_from if _repository(d) == wanted), None)
+
+
 class ImageBackend(Protocol):
     """What the resolver needs from an engine; the Docker one is below."""
 
     def local_digest(self, tag: str) -> str | None: ...
-    def local_recipe(self, tag: str, ref: str) -> str | None:
-        """The recipe digest local image `tag` was built from; "" for one pulled from `ref`
-        (never judged stale), None for one built without the label."""
-        ...
-
+    def local_origin(self, tag: str) -> LocalOrigin: ...
     def pull(self, ref: str) -> str | None:  # None on success, else why it failed
         ...
     def tag(self, source: str, target: str) -> None: ...
     def build(self, spec: LogicalImage, settings: Settings, resolved_deps: dict[str, ResolvedImage]) -> str:
         """Build `spec` offline; returns its digest."""
         ...
+
+
+def distrust(spec: LogicalImage, origin: LocalOrigin) -> str | None:
+    """Why a local copy of `spec` that was pulled from its `ref` (a tag) cannot be trusted, or
+    None when it was not pulled from there, or may be kept. A pin is judged by the caller (it
+    needs the digest)."""
+    got = origin.digest_from(spec.ref)
+    if spec.pinned_digest or origin.recipe is not None or got is None or spec.allow_floating:
+        return None
+    return (
+        f"{spec.local} was pulled from {spec.ref} (as {got}), not built from its recipe, and "
+        f"[tool.harness.images.{spec.name}] neither pins it by digest nor sets allow-floating"
+    )
 
 
 class ImageResolver:
@@ -117,13 +163,14 @@ class ImageResolver:
         resolved = self._resolve(spec, deps)
         pinned = spec.pinned_digest
         if pinned and resolved.digest != pinned:
-            # A tag can be moved, a local copy replaced: a pinned digest is the only promise.
+            # A recipe built offline (the pull failed) is not the pinned image either.
             raise ImageError(
                 f"image {name!r}: the {resolved.source} copy {spec.local} is {resolved.digest}, "
                 f"but {spec.ref} pins {pinned}",
                 checked=f"the digest of {spec.local} against the pin in [tool.harness.images.{name}].ref",
-                fix=f"remove the local copy (docker rmi {spec.local}) so the pinned image is fetched, "
-                "or update the pin if the new image is the one you want",
+                fix=f"let the pinned image be pulled: make {spec.ref} reachable (credentials in "
+                "DOCKER_CONFIG) and resolve without --offline or --rebuild; or update the pin if "
+                f"{resolved.digest} is the image you want",
             )
         self._done[name] = resolved
         return resolved
@@ -131,33 +178,65 @@ class ImageResolver:
     def _resolve(self, spec: LogicalImage, deps: dict[str, ResolvedImage]) -> ResolvedImage:
         # A dependency that was just rebuilt makes a local copy of this image stale.
         dep_rebuilt = any(d.source == "built" for d in deps.values())
-        if not self.rebuild and not dep_rebuilt:
-            digest = self.backend.local_digest(spec.local)
-            # Dockerfile recipes are labelled with what they were built from; a rootfs image
-            # is its own proof (a pure function of suite, packages and time).
-            built_from = (
-                self.backend.local_recipe(spec.local, spec.ref)
-                if digest and spec.kind == "dockerfile"
-                else ""
-            )
-            if digest and built_from in ("", recipe_digest(spec, deps)):
+        if self.rebuild or dep_rebuilt:
+            return self._build(spec, deps)
+        digest = self.backend.local_digest(spec.local)
+        if digest:
+            why = self._distrust_local(spec, deps, digest)
+            if why is None:
                 return ResolvedImage(spec.name, spec.local, digest, "local")
-            if digest:
-                # Built here from an older recipe (or base): the recipe is what it should be.
-                self.log(f"{spec.name}: {spec.local} was built from another recipe; rebuilding it")
-                return self._build(spec, deps)
-            if self.pull:
-                why = self.backend.pull(spec.ref)
-                if why is None:
-                    self.backend.tag(spec.ref, spec.local)
-                    digest = self.backend.local_digest(spec.local)
-                    if digest:
-                        return ResolvedImage(spec.name, spec.local, digest, "pulled")
-                self.log(f"{spec.name}: pull of {spec.ref} failed ({why}); building it offline")
+            self.log(f"{spec.name}: not using the local copy: {why}")
+        if self.pull and (spec.pinned_digest or (spec.floating and spec.allow_floating)):
+            pulled = self._pull(spec)
+            if pulled is not None:
+                return pulled
         return self._build(spec, deps)
 
+    def _distrust_local(self, spec: LogicalImage, deps: dict[str, ResolvedImage], digest: str) -> str | None:
+        """Why the local copy (of `digest`) must not be used, or None to use it."""
+        pinned = spec.pinned_digest
+        if pinned:
+            # The pin is the only promise: whatever made the copy, its digest must be the pin's.
+            return None if digest == pinned else f"{spec.local} is {digest}, not {pinned} as {spec.ref} pins"
+        origin = self.backend.local_origin(spec.local)
+        if origin.recipe is None and origin.digest_from(spec.ref):
+            return distrust(spec, origin)  # None under allow-floating: the opt-in keeps it
+        # Dockerfile recipes are labelled with what they were built from; a rootfs image is its
+        # own proof (a pure function of suite, packages and time), so it carries no label.
+        if spec.kind == "dockerfile" and origin.recipe != recipe_digest(spec, deps):
+            if origin.recipe is None:
+                return f"{spec.local} has no {RECIPE_LABEL} label (not built by this harness's recipe)"
+            return f"{spec.local} was built from another recipe (or base)"
+        return None
+
+    def _pull(self, spec: LogicalImage) -> ResolvedImage | None:
+        why = self.backend.pull(spec.ref)
+        if why is None:
+            self.backend.tag(spec.ref, spec.local)
+            digest = self.backend.local_digest(spec.local)
+            if digest:
+                if spec.floating:
+                    # Say what the tag was today, so the run can be repeated (or pinned) exactly.
+                    got = self.backend.local_origin(spec.local).digest_from(spec.ref) or digest
+                    self.log(
+                        f"{spec.name}: pulled {spec.ref} (a floating tag; allow-floating = true): got "
+                        f'{got}; to pin it: ref = "{spec.ref}@{got.rpartition("@")[2]}"'
+                    )
+                else:
+                    self.log(f"{spec.name}: pulled {spec.ref}")
+                return ResolvedImage(spec.name, spec.local, digest, "pulled")
+            why = f"{spec.local} is not in the image store after the pull"
+        self.log(f"{spec.name}: pull of {spec.ref} failed ({why}); building it offline")
+        return None
+
     def _build(self, spec: LogicalImage, deps: dict[str, ResolvedImage]) -> ResolvedImage:
-        self.log(f"{spec.name}: building {spec.local} from {spec.recipe}")
+        unpulled = (
+            f" ({spec.ref} is a floating tag: not pulled without allow-floating)"
+            # (A ref that is the local tag itself, as `registry`'s, names nothing upstream.)
+            if self.pull and spec.floating and not spec.allow_floating and spec.ref != spec.local
+            else ""
+        )
+        self.log(f"{spec.name}: building {spec.local} from {spec.recipe}{unpulled}")
         digest = self.backend.build(spec, self.settings, deps)
         return ResolvedImage(spec.name, spec.local, digest, "built")
 
@@ -186,6 +265,22 @@ def recipe_digest(spec: LogicalImage, deps: dict[str, ResolvedImage]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def local_origin(tag: str) -> LocalOrigin:
+    """What the engine knows of where local image `tag` came from (nothing, if it is absent)."""
+    from docker.errors import ImageNotFound
+
+    try:
+        attrs = engine_client().images.get(tag).attrs
+    except ImageNotFound:
+        return LocalOrigin()
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    # With the containerd image store, every name of an image has a repository digest: a copy
+    # built or loaded here has its own tag's, a pulled one its source's too.
+    own = _repository(tag)
+    pulled = tuple(d for d in attrs.get("RepoDigests") or [] if _repository(d) != own)
+    return LocalOrigin(labels.get(RECIPE_LABEL), pulled)
+
+
 # --------------------------------------------------------------------------- Docker
 
 
@@ -199,20 +294,8 @@ class DockerImageBackend:
     def local_digest(self, tag: str) -> str | None:
         return local_image_id(tag)
 
-    def local_recipe(self, tag: str, ref: str) -> str | None:
-        from docker.errors import ImageNotFound
-
-        try:
-            attrs = self.client.images.get(tag).attrs
-        except ImageNotFound:
-            return None
-        labels = (attrs.get("Config") or {}).get("Labels") or {}
-        if RECIPE_LABEL in labels:
-            return str(labels[RECIPE_LABEL])
-        # Pulled from `ref` (and tagged as `tag`): what it is made of is not ours to judge.
-        wanted = _repository(ref)
-        pulled = any(_repository(d.split("@", 1)[0]) == wanted for d in attrs.get("RepoDigests") or [])
-        return "" if pulled else None
+    def local_origin(self, tag: str) -> LocalOrigin:
+        return local_origin(tag)
 
     def pull(self, ref: str) -> str | None:
         from docker.errors import DockerException
@@ -268,6 +351,17 @@ def make_rootfs(spec: LogicalImage, rootfs: Path, include: list[str]) -> Path:
             f"building the {spec.name!r} image offline needs mmdebstrap, which is not installed",
             checked="`mmdebstrap` on PATH",
             fix="apt-get install mmdebstrap (scripts/provision-docker.sh installs it)",
+        )
+    if os.geteuid() != 0:
+        # mmdebstrap's root mode (chroot, device nodes, file owners) is the one that gives a
+        # byte-identical rootfs; as anyone else it stops with a bare "need to be root". Pulling
+        # an upstream image instead is no longer done silently (a tag-only ref is not pulled).
+        raise ImageError(
+            f"building the {spec.name!r} image offline needs root: mmdebstrap runs in its root mode",
+            checked=f"the user id of this process ({os.geteuid()}), for mmdebstrap --mode=root",
+            fix="run `nox -s images` once as root (the image then stays in the engine, for every user "
+            f"of it); or, to pull it instead, pin [tool.harness.images.{spec.name}] ref by digest "
+            '(ref = "name:tag@sha256:...") or set allow-floating = true there',
         )
     cmd = [
         mmdebstrap, "--quiet", "--variant=minbase", "--mode=root",

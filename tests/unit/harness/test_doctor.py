@@ -9,6 +9,7 @@ import pytest
 
 from tierharness import doctor
 from tierharness.__main__ import main
+from tierharness.build.images import LocalOrigin
 from tierharness.config import LogicalImage, Settings
 from tierharness.doctor import (
     BUILD_CACHE_WARN_ABOVE,
@@ -385,14 +386,44 @@ def test_buildx_version(output: str | None, status: str) -> None:
     assert buildx_check(output, "docker: 'buildx' is not a docker command").status == status
 
 
-def test_images_present_with_digest_or_missing_with_the_fix() -> None:
-    def spec(name: str) -> LogicalImage:
-        return LogicalImage(name, f"{name}:1", f"harness/{name}:1", Path("r"), "dockerfile")
+def _image(name: str, ref: str | None = None, *, allow_floating: bool = False) -> LogicalImage:
+    return LogicalImage(
+        name, ref or f"{name}:1", f"harness/{name}:1", Path("r"), "dockerfile", allow_floating=allow_floating
+    )
 
+
+def test_images_present_with_digest_or_missing_with_the_fix() -> None:
     digests = {"harness/base:1": "sha256:abc"}
-    checks = image_checks([spec("base"), spec("redis")], digests.get)
+    checks = image_checks([_image("base"), _image("redis")], digests.get)
     assert checks[0] == Check("image base", "PASS", "harness/base:1 sha256:abc")
     assert (checks[1].status, checks[1].fix) == ("WARN", "nox -s images")
+    assert "would build it from its recipe" in checks[1].detail
+
+
+def test_an_image_pulled_from_a_floating_tag_is_reported_with_what_happens_next() -> None:
+    digest = "sha256:" + "ee" * 32
+    digests = {"harness/db:1": digest}
+    pulled = {"harness/db:1": LocalOrigin(None, (f"db@{digest}",))}
+
+    def origin(tag: str) -> LocalOrigin:
+        return pulled.get(tag, LocalOrigin())
+
+    (untrusted,) = image_checks([_image("db")], digests.get, origin)
+    assert untrusted.status == "WARN"
+    assert f"was pulled from db:1 (as db@{digest})" in untrusted.detail
+    assert "the next run replaces it with its recipe" in untrusted.detail
+
+    (opted_in,) = image_checks([_image("db", allow_floating=True)], digests.get, origin)
+    assert opted_in.status == "WARN"
+    assert "db:1 is a floating tag pulled under allow-floating = true" in opted_in.detail
+    assert opted_in.fix is not None
+    assert f'ref = "db:1@{digest}"' in opted_in.fix
+
+    (pinned,) = image_checks([_image("db", f"db:1@{digest}")], digests.get, origin)
+    assert pinned == Check("image db", "PASS", f"harness/db:1 {digest}")
+    (elsewhere,) = image_checks([_image("db", "db:1@sha256:" + "ab" * 32)], digests.get, origin)
+    assert elsewhere.status == "WARN"
+    assert "the next run replaces it with the pinned image" in elsewhere.detail
 
 
 @pytest.mark.parametrize(

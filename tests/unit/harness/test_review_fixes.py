@@ -222,13 +222,21 @@ def test_a_pinned_digest_refuses_a_local_copy_that_differs(tmp_path: Path) -> No
     from tierharness.build.images import ImageResolver
     from tierharness.errors import ImageError
 
-    settings = _pinned_settings(tmp_path, f"python:3.13-slim-trixie@{PIN}")
+    ref = f"python:3.13-slim-trixie@{PIN}"
+    settings = _pinned_settings(tmp_path, ref)
     other = "sha256:" + "cd" * 32
     backend = RecordingBackend(local={"harness/base:3.13-trixie": other})
+    messages: list[str] = []
+    # The copy that differs is set aside: the pin is pulled; where it cannot be, the recipe is
+    # built and refused in turn, since it is not the pinned image either.
     with pytest.raises(ImageError) as caught:
-        ImageResolver(settings, backend).ensure("base")
-    assert other in str(caught.value)
+        ImageResolver(settings, backend, log=messages.append).ensure("base")
+    assert f"is {other}, not {PIN}" in messages[0]
+    assert f"pull {ref}" in backend.calls
+    assert "sha256:built-base" in str(caught.value)
     assert PIN in str(caught.value)
+    backend.pullable.add(ref)
+    assert ImageResolver(settings, backend).ensure("base").digest == PIN
     matching = RecordingBackend(local={"harness/base:3.13-trixie": PIN})
     assert ImageResolver(settings, matching).ensure("base").digest == PIN
 
