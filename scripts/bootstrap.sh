@@ -57,7 +57,9 @@ provision_engine() {
     # when the engine qualifies and fails (saying why) when it does not.
     if ! is_root && can_sudo; then
         say "provisioning through sudo (uid $(id -u) has passwordless sudo)"
-        sudo -n bash scripts/provision-docker.sh ||
+        # sudo resets the environment: the one setting provisioning reads is passed on.
+        sudo -n env ${HARNESS_DEBIAN_MIRROR:+HARNESS_DEBIAN_MIRROR="$HARNESS_DEBIAN_MIRROR"} \
+            bash scripts/provision-docker.sh ||
             die "provisioning the Docker engine through sudo failed (see its lines above)" \
                 "checked: sudo -n bash scripts/provision-docker.sh" \
                 "fix: act on the error above, then rerun bash scripts/bootstrap.sh"

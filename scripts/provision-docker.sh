@@ -36,20 +36,24 @@ engine_qualifies() {
     uses_containerd_store
 }
 
-# mmdebstrap builds the `base` image offline (see images/base); bookworm's own is fine.
-if ! command -v mmdebstrap >/dev/null; then
+# mmdebstrap builds the `base` image offline (see tierharness/recipes/base); bookworm's own is
+# fine. As a user other than root it runs in a user namespace, mapped through newuidmap (uidmap).
+if ! command -v mmdebstrap >/dev/null || ! command -v newuidmap >/dev/null; then
     if [[ $(id -u) -eq 0 ]]; then
-        say "installing mmdebstrap (offline base image builds)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null 2>&1 ||
-            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null; }
+        say "installing mmdebstrap and uidmap (offline base image builds, as root or as a user)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap uidmap >/dev/null 2>&1 ||
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap uidmap >/dev/null; }
     else
-        say "warning: mmdebstrap is missing and this is not root; offline base builds will fail"
+        say "warning: mmdebstrap or newuidmap is missing and this is not root; offline base builds will fail"
     fi
 fi
 
 # --- the mirror, from the machine's own apt configuration --------------------
 mirror_uri() {
     local f uri
+    # A machine without a Debian source (an Ubuntu runner) is given one: the same setting the
+    # harness reads for its offline images.
+    if [[ -n ${HARNESS_DEBIAN_MIRROR:-} ]]; then echo "$HARNESS_DEBIAN_MIRROR"; return; fi
     for f in /etc/apt/sources.list.d/*.sources; do
         [[ -e $f ]] || continue
         # deb822: the URIs of the stanza whose Suites name bookworm (not -security)
@@ -73,8 +77,11 @@ add_trixie() {
     mirror=$(mirror_uri)
     [[ -n $mirror ]] || die "no Debian mirror found in the apt configuration" \
         "checked: /etc/apt/sources.list.d/*.sources and *.list, /etc/apt/sources.list for a bookworm entry" \
-        "fix: configure apt for Debian 12, or install Docker Engine >= $MIN_ENGINE_MAJOR with buildx >= 0.$MIN_BUILDX_MINOR (and cosign 2.5) yourself"
+        "fix: set HARNESS_DEBIAN_MIRROR to a Debian mirror's URI, configure apt for Debian 12, or install Docker Engine >= $MIN_ENGINE_MAJOR with buildx >= 0.$MIN_BUILDX_MINOR (and cosign 2.5) yourself"
     keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    if [[ ! -e $keyring ]]; then  # Ubuntu packages Debian's archive keys too
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debian-archive-keyring >/dev/null
+    fi
     say "adding Debian trixie (pinned low) from the machine's mirror"
     cat > /etc/apt/sources.list.d/harness-trixie.sources <<SRC
 Types: deb

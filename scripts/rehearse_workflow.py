@@ -58,10 +58,13 @@ def _runner_user(name: str) -> pwd.struct_passwd:
 
 
 def _evaluate(expression: str, matrix: dict[str, Any]) -> Any:
-    """The few expressions the workflow uses: matrix values, always(), ==, !=, &&, ||."""
+    """The few expressions the workflow uses: matrix values, repository variables, always(),
+    ==, !=, &&, ||."""
     text = expression.replace("&&", " and ").replace("||", " or ").replace("always()", "True")
     text = text.replace("success()", "True").replace("failure()", "False")
     text = re.sub(r"\bmatrix\.(\w+)", lambda m: repr(matrix[m.group(1)]), text)
+    # Repository variables: the rehearsal's own environment stands in for them.
+    text = re.sub(r"\bvars\.(\w+)", lambda m: repr(os.environ.get(m.group(1), "")), text)
     if re.search(r"[A-Za-z_]\w*\.", text):
         raise ValueError(f"cannot evaluate ${{{{ {expression} }}}} here")
     return eval(text, {"__builtins__": {}}, {"True": True, "False": False})  # noqa: S307  # nosec B307

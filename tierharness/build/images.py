@@ -201,9 +201,9 @@ class ImageResolver:
         origin = self.backend.local_origin(spec.local)
         if origin.recipe is None and origin.digest_from(spec.ref):
             return distrust(spec, origin)  # None under allow-floating: the opt-in keeps it
-        # Dockerfile recipes are labelled with what they were built from; a rootfs image is its
-        # own proof (a pure function of suite, packages and time), so it carries no label.
-        if spec.kind == "dockerfile" and origin.recipe != recipe_digest(spec, deps):
+        # Both kinds are labelled with what they were built from: a Dockerfile's files, or a
+        # rootfs's packages.lock and the way mmdebstrap is run (ROOTFS_FORMAT).
+        if origin.recipe != recipe_digest(spec, deps):
             if origin.recipe is None:
                 return f"{spec.local} has no {RECIPE_LABEL} label (not built by this harness's recipe)"
             return f"{spec.local} was built from another recipe (or base)"
@@ -258,6 +258,8 @@ def recipe_digest(spec: LogicalImage, deps: dict[str, ResolvedImage]) -> str:
     """What an offline build of `spec` is made of: its recipe's files, what it installs, and
     the digests of the images it builds on. A local image labelled otherwise is stale."""
     digest = hashlib.sha256(f"{spec.kind}|{spec.suite}|{','.join(spec.packages)}".encode())
+    if spec.kind == "rootfs":
+        digest.update(ROOTFS_FORMAT.encode())
     for path in sorted(p for p in spec.recipe.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(spec.recipe)).encode() + b"\0" + path.read_bytes() + b"\0")
     for name, dep in sorted(deps.items()):
@@ -342,43 +344,56 @@ class DockerImageBackend:
         return build_rootfs_image(spec, out)
 
 
-def make_rootfs(spec: LogicalImage, rootfs: Path, include: list[str]) -> Path:
-    """mmdebstrap: a minbase rootfs tarball of `spec.suite` with `include`, stamped with the
-    image's SOURCE_DATE_EPOCH (byte-identical for the same packages)."""
-    mmdebstrap = shutil.which("mmdebstrap")
-    if mmdebstrap is None:
-        raise ImageError(
-            f"building the {spec.name!r} image offline needs mmdebstrap, which is not installed",
-            checked="`mmdebstrap` on PATH",
-            fix="apt-get install mmdebstrap (scripts/provision-docker.sh installs it)",
-        )
-    if os.geteuid() != 0:
-        # mmdebstrap's root mode (chroot, device nodes, file owners) is the one that gives a
-        # byte-identical rootfs; as anyone else it stops with a bare "need to be root". Pulling
-        # an upstream image instead is no longer done silently (a tag-only ref is not pulled).
-        raise ImageError(
-            f"building the {spec.name!r} image offline needs root: mmdebstrap runs in its root mode",
-            checked=f"the user id of this process ({os.geteuid()}), for mmdebstrap --mode=root",
-            fix="run `nox -s images` once as root (the image then stays in the engine, for every user "
-            f"of it); or, to pull it instead, pin [tool.harness.images.{spec.name}] ref by digest "
-            '(ref = "name:tag@sha256:...") or set allow-floating = true there',
-        )
-    cmd = [
-        mmdebstrap, "--quiet", "--variant=minbase", "--mode=root",
+# How mmdebstrap makes a rootfs; part of a rootfs image's recipe digest, so a change here
+# rebuilds the images made the old way. debpython's bytecode is removed: py3compile writes it
+# checked-hash in root mode but timestamped in unshare mode, the only difference between the
+# two modes' tarballs (the image compiles what it imports; nothing reads those files).
+ROOTFS_FORMAT = "mmdebstrap minbase, root or unshare mode, no debpython __pycache__"
+
+
+def rootfs_command(spec: LogicalImage, rootfs: Path, include: list[str], mode: str) -> list[str]:
+    """mmdebstrap's command line for `spec` in `mode` (root or unshare): the same tarball,
+    byte for byte, from either (a test holds the two to it)."""
+    return [
+        "mmdebstrap", "--quiet", "--variant=minbase", f"--mode={mode}",
         f"--include={','.join(include)}",
         '--aptopt=Acquire::Languages "none"',
         # Docs and man pages are dead weight in a runtime image.
         "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/doc/*",
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        '--customize-hook=rm -rf "$1"/usr/share/python3/debpython/__pycache__',
         spec.suite, str(rootfs), debian_mirror(),
     ]  # fmt: skip
+
+
+def make_rootfs(spec: LogicalImage, rootfs: Path, include: list[str]) -> Path:
+    """mmdebstrap: a minbase rootfs tarball of `spec.suite` with `include`, stamped with the
+    image's SOURCE_DATE_EPOCH (byte-identical for the same packages). As root in its root
+    mode; as anyone else in its unshare mode (a user namespace with the user's subordinate
+    ids), which gives the same tarball."""
+    if shutil.which("mmdebstrap") is None:
+        raise ImageError(
+            f"building the {spec.name!r} image offline needs mmdebstrap, which is not installed",
+            checked="`mmdebstrap` on PATH",
+            fix="apt-get install mmdebstrap (scripts/provision-docker.sh installs it)",
+        )
+    mode = "root" if os.geteuid() == 0 else "unshare"
+    fix = "check that the Debian mirror is reachable and the package names exist"
+    if mode == "unshare":
+        fix = (
+            "as a user other than root, mmdebstrap needs user namespaces and subordinate ids: an "
+            "entry for this user in /etc/subuid and /etc/subgid (useradd makes them), newuidmap "
+            "(apt-get install uidmap), and unprivileged user namespaces allowed (Ubuntu 24.04: "
+            "sysctl kernel.apparmor_restrict_unprivileged_userns=0); or run `nox -s images` once "
+            "as root, after which the image stays in the engine for every user; " + fix
+        )
     build_env = {"SOURCE_DATE_EPOCH": str(spec.source_date_epoch), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     run(
-        cmd,
+        rootfs_command(spec, rootfs, include, mode),
         env=build_env,
-        what=f"mmdebstrap for {spec.name!r}",
-        fix="check that the Debian mirror is reachable and the package names exist",
+        what=f"mmdebstrap ({mode} mode) for {spec.name!r}",
+        fix=fix,
         error=ImageError,
     )
     return rootfs
@@ -402,6 +417,7 @@ def build_rootfs_image(spec: LogicalImage, out: Path, *, env: Mapping[str, str] 
             context,
             oci_dest=oci,
             oci_name=spec.local,
+            labels={RECIPE_LABEL: recipe_digest(spec, {})},
             no_cache=True,
             source_date_epoch=spec.source_date_epoch,
             env=env,

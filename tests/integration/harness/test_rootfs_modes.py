@@ -1,0 +1,69 @@
+"""A non-root developer builds the same `base` as root does: mmdebstrap's unshare mode (what
+the harness runs for any other user) and its root mode give the same tarball, byte for byte.
+Root is needed only to run the one as another user, so the test is root's (nox -s root-tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.root import needs_root, require_root
+from tierharness.build.debs import lock_path, read_lock
+from tierharness.build.images import rootfs_command
+from tierharness.config import load_settings
+
+pytestmark = needs_root
+
+
+def _user_with_subordinate_ids() -> pwd.struct_passwd:
+    """A non-root user with an /etc/subuid range (useradd makes one), as unshare mode needs."""
+    with open("/etc/subuid", encoding="utf-8") as ranges:
+        names = [line.split(":", 1)[0] for line in ranges if ":" in line]
+    for name in names:
+        try:
+            user = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        if user.pw_uid != 0:
+            return user
+    pytest.skip("no non-root user with a range in /etc/subuid (useradd -m NAME makes one)")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_unshare_mode_as_a_user_and_root_mode_as_root_give_the_same_rootfs() -> None:
+    require_root(
+        "running mmdebstrap as another user (runuser)", "run it as root: sudo .venv/bin/nox -s root-tests"
+    )
+    if shutil.which("mmdebstrap") is None or shutil.which("newuidmap") is None:
+        pytest.skip("mmdebstrap and newuidmap (uidmap) are needed: bash scripts/provision-docker.sh")
+    user = _user_with_subordinate_ids()
+    base = load_settings().image("base")
+    include = [f"{d.name}={d.version}" for d in read_lock(lock_path(base))]
+    env = {"SOURCE_DATE_EPOCH": str(base.source_date_epoch), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    # Not under tmp_path: pytest's root-owned base folder is closed to other users.
+    folder = Path(tempfile.mkdtemp(prefix="harness-rootfs-modes-"))
+    try:
+        os.chown(folder, user.pw_uid, user.pw_gid)  # the user's tarball is written as the user
+        as_root = folder / "root.tar"
+        subprocess.run(rootfs_command(base, as_root, include, "root"), env=env, check=True, timeout=600)
+        as_user = folder / "unshare.tar"
+        argv = rootfs_command(base, as_user, include, "unshare")
+        subprocess.run(
+            ["runuser", "-u", user.pw_name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+             f"HOME={user.pw_dir}", *argv],
+            check=True, timeout=600, cwd=folder,
+        )  # fmt: skip
+        assert as_user.stat().st_uid == user.pw_uid
+        assert _sha256(as_user) == _sha256(as_root)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
