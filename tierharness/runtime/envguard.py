@@ -104,7 +104,7 @@ _PART_BY_WORD = {
     "PORT": "port",
     "USER": "user",
     "USERNAME": "user",
-    "PASSWORD": "password",
+    "PASSWORD": "password",  # pragma: allowlist secret  (a template field's name, not a value)
     "PASS": "password",
     "DB": "dbname",
     "DBNAME": "dbname",
