@@ -7,7 +7,8 @@ import ipaddress
 import subprocess
 from pathlib import Path
 
-from tierharness.supply.engines import EngineRecord, EngineTls
+from tierharness.supply.engines import EngineRecord
+from tierharness.supply.tls import EngineTls, make_certificates
 
 __all__ = ["certificates", "leftovers"]
 
@@ -15,30 +16,7 @@ __all__ = ["certificates", "leftovers"]
 def certificates(folder: Path, *, name: str = "harness-test-ca") -> EngineTls:
     """A throwaway CA, a server certificate for 127.0.0.1 and a client one (openssl), laid
     out as DOCKER_CERT_PATH wants them in `client_dir`. Another `name` makes another CA."""
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
-
-    folder.mkdir(parents=True)
-    client = folder / "client"
-    client.mkdir()
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem",
-            "-days", "1", "-subj", f"/CN={name}")  # fmt: skip
-    for role, usage in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
-                        ("client", "extendedKeyUsage=clientAuth\n")):  # fmt: skip
-        (folder / f"{role}.ext").write_text(usage)
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{role}-key.pem", "-out", f"{role}.csr",
-                "-subj", f"/CN={role}")  # fmt: skip
-        openssl("x509", "-req", "-in", f"{role}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-                "-CAcreateserial", "-out", f"{role}-cert.pem", "-days", "1",
-                "-extfile", f"{role}.ext")  # fmt: skip
-    for source, target in (
-        ("ca.pem", "ca.pem"),
-        ("client-cert.pem", "cert.pem"),
-        ("client-key.pem", "key.pem"),
-    ):
-        (client / target).write_bytes((folder / source).read_bytes())
-    return EngineTls(folder / "ca.pem", folder / "server-cert.pem", folder / "server-key.pem", client)
+    return make_certificates(folder, name=name, days=1)
 
 
 def _processes_naming(*folders: str) -> list[str]:

@@ -35,21 +35,11 @@ from tierharness.errors import EngineUnavailableError, HarnessError
 from tierharness.process import run, start_detached
 from tierharness.runtime.labels import process_start_time
 from tierharness.runtime.reaper import pid_alive
+from tierharness.supply.tls import EngineTls
 
 __all__ = ["EngineRecord", "EngineTls", "SecondEngine", "second_engine", "sweep_dead_engines"]
 
 _FIX_ROOT = "a second engine needs root (ip link, dockerd), dockerd >= 26 and the iproute2 tools"
-
-
-@dataclass(frozen=True)
-class EngineTls:
-    """Certificates for a TCP listener with client verification, as DOCKER_CERT_PATH lays
-    them out (ca.pem, cert.pem, key.pem for the client; the server's own pair beside)."""
-
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_dir: Path  # DOCKER_CERT_PATH: ca.pem, cert.pem, key.pem
 
 
 @dataclass(frozen=True)
