@@ -7,6 +7,9 @@ import ipaddress
 import subprocess
 from pathlib import Path
 
+from tierharness.engine import engine_client
+from tierharness.runtime.labels import LABEL_RUN
+from tierharness.runtime.reaper import pid_alive
 from tierharness.supply.engines import EngineRecord
 from tierharness.supply.tls import EngineTls, make_certificates
 
@@ -34,8 +37,28 @@ def _processes_naming(*folders: str) -> list[str]:
     return found
 
 
+def _container_leftovers(record: EngineRecord) -> list[str]:
+    """The container kind's: its container, volume or network on the first engine (by the
+    run's label), its folder, its reaper."""
+    client = engine_client()
+    labelled = {"label": [f"{LABEL_RUN}={record.run_id}"]}
+    left = [f"container {c.name} ({c.status})" for c in client.containers.list(all=True, filters=labelled)]
+    left += [f"volume {v.name}" for v in client.volumes.list(filters=labelled)]
+    left += [f"network {n.name}" for n in client.networks.list(filters=labelled)]
+    if record.container:
+        by_id = client.containers.list(all=True, filters={"id": record.container})
+        left += [f"container {c.name} (by id)" for c in by_id]
+    if Path(record.root).exists():
+        left.append(record.root)
+    if record.watcher_pid and pid_alive(record.watcher_pid, record.watcher_start):
+        left.append(f"pid {record.watcher_pid} (its reaper)")
+    return left
+
+
 def leftovers(record: EngineRecord) -> list[str]:
     """What is left of an engine: paths, bridges, processes, mounts (empty when nothing)."""
+    if record.kind == "container":
+        return _container_leftovers(record)
     left = [p for p in (record.root, record.run_dir) if Path(p).exists()]
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
     left += [f"bridge {record.bridge}" for line in links.splitlines() if line.split()[0] == record.bridge]
