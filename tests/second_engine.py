@@ -42,12 +42,17 @@ def _container_leftovers(record: EngineRecord) -> list[str]:
     run's label), its folder, its reaper."""
     client = engine_client()
     labelled = {"label": [f"{LABEL_RUN}={record.run_id}"]}
-    left = [f"container {c.name} ({c.status})" for c in client.containers.list(all=True, filters=labelled)]
+
+    def containers(filters: dict[str, list[str]]) -> list[str]:
+        # The listing alone: a container the reaper removes meanwhile is not inspected (404).
+        found = client.containers.list(all=True, sparse=True, ignore_removed=True, filters=filters)
+        return [f"container {c.id[:12]} ({c.status})" for c in found]
+
+    left = containers(labelled)
     left += [f"volume {v.name}" for v in client.volumes.list(filters=labelled)]
     left += [f"network {n.name}" for n in client.networks.list(filters=labelled)]
     if record.container:
-        by_id = client.containers.list(all=True, filters={"id": record.container})
-        left += [f"container {c.name} (by id)" for c in by_id]
+        left += [f"{c} (by id)" for c in containers({"id": [record.container]})]
     if Path(record.root).exists():
         left.append(record.root)
     if record.watcher_pid and pid_alive(record.watcher_pid, record.watcher_start):
