@@ -307,13 +307,15 @@ def _free_port() -> int:
 def _start(
     state_dir: Path, timeout: float, log: Callable[[str], None], tls: EngineTls | None = None
 ) -> SecondEngine:
+    # Root first: another user's PATH often lacks /usr/sbin, and "dockerd is not installed"
+    # would send them after the wrong fix.
+    if os.geteuid() != 0:
+        raise EngineUnavailableError(
+            "a second engine as a host process needs root", checked=f"euid {os.geteuid()}", fix=_FIX_ROOT
+        )
     dockerd = shutil.which("dockerd")
     if dockerd is None:
         raise EngineUnavailableError("dockerd is not installed", checked="`dockerd` on PATH", fix=_FIX_ROOT)
-    if os.geteuid() != 0:
-        raise EngineUnavailableError(
-            "a second engine needs root", checked=f"euid {os.geteuid()}", fix=_FIX_ROOT
-        )
     sweep_dead_engines(state_dir)
     engine_id = secrets.token_hex(3)
     root = (state_dir / "engines" / engine_id).resolve()

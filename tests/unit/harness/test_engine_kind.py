@@ -3,11 +3,13 @@ otherwise, unless the caller or HARNESS_SECOND_ENGINE forces one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tierharness.errors import HarnessError
+from tierharness.errors import EngineUnavailableError, HarnessError
 from tierharness.supply import engines
-from tierharness.supply.engines import KIND_VAR, engine_kind
+from tierharness.supply.engines import KIND_VAR, engine_kind, second_engine
 
 
 @pytest.mark.parametrize(("euid", "kind"), [(0, "process"), (1001, "container")])
@@ -36,3 +38,17 @@ def test_an_unknown_kind_names_the_variable_and_the_choices(monkeypatch: pytest.
     assert "'rootless' is not a kind of second engine" in message
     assert KIND_VAR in message
     assert "process or container" in message
+
+
+def test_the_host_process_without_root_says_root_and_names_the_container(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(engines.os, "geteuid", lambda: 1001)
+    monkeypatch.setattr(engines.shutil, "which", lambda _name: None)  # no dockerd on this PATH either
+    with pytest.raises(EngineUnavailableError) as err, second_engine(tmp_path / "state", kind="process"):
+        pass
+    message = str(err.value)
+    assert "needs root" in message
+    assert "euid 1001" in message
+    assert f"{KIND_VAR}=container" in message
+    assert not (tmp_path / "state").exists()  # refused before anything was made
