@@ -138,7 +138,9 @@ def _on_a_fresh_engine(workers: int, rounds: int, network: str) -> None:
     images = [settings.image("postgres").local, settings.image("redis").local]
     with (
         tempfile.TemporaryDirectory(prefix="harness-bench-engine-") as tmp,
-        second_engine(Path(tmp) / "state") as engine,
+        # The host process: the workers reach its Postgres and Redis on published 127.0.0.1 ports,
+        # which a container engine publishes inside its own network namespace.
+        second_engine(Path(tmp) / "state", kind="process") as engine,
     ):
         tar = Path(tmp) / "images.tar"
         run(

@@ -7,7 +7,11 @@ import ipaddress
 import subprocess
 from pathlib import Path
 
-from tierharness.supply.engines import EngineRecord, EngineTls
+from tierharness.engine import engine_client
+from tierharness.runtime.labels import LABEL_RUN
+from tierharness.runtime.reaper import pid_alive
+from tierharness.supply.engines import EngineRecord
+from tierharness.supply.tls import EngineTls, make_certificates
 
 __all__ = ["certificates", "leftovers"]
 
@@ -15,30 +19,7 @@ __all__ = ["certificates", "leftovers"]
 def certificates(folder: Path, *, name: str = "harness-test-ca") -> EngineTls:
     """A throwaway CA, a server certificate for 127.0.0.1 and a client one (openssl), laid
     out as DOCKER_CERT_PATH wants them in `client_dir`. Another `name` makes another CA."""
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
-
-    folder.mkdir(parents=True)
-    client = folder / "client"
-    client.mkdir()
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem",
-            "-days", "1", "-subj", f"/CN={name}")  # fmt: skip
-    for role, usage in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
-                        ("client", "extendedKeyUsage=clientAuth\n")):  # fmt: skip
-        (folder / f"{role}.ext").write_text(usage)
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{role}-key.pem", "-out", f"{role}.csr",
-                "-subj", f"/CN={role}")  # fmt: skip
-        openssl("x509", "-req", "-in", f"{role}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-                "-CAcreateserial", "-out", f"{role}-cert.pem", "-days", "1",
-                "-extfile", f"{role}.ext")  # fmt: skip
-    for source, target in (
-        ("ca.pem", "ca.pem"),
-        ("client-cert.pem", "cert.pem"),
-        ("client-key.pem", "key.pem"),
-    ):
-        (client / target).write_bytes((folder / source).read_bytes())
-    return EngineTls(folder / "ca.pem", folder / "server-cert.pem", folder / "server-key.pem", client)
+    return make_certificates(folder, name=name, days=1)
 
 
 def _processes_naming(*folders: str) -> list[str]:
@@ -56,8 +37,33 @@ def _processes_naming(*folders: str) -> list[str]:
     return found
 
 
+def _container_leftovers(record: EngineRecord) -> list[str]:
+    """The container kind's: its container, volume or network on the first engine (by the
+    run's label), its folder, its reaper."""
+    client = engine_client()
+    labelled = {"label": [f"{LABEL_RUN}={record.run_id}"]}
+
+    def containers(filters: dict[str, list[str]]) -> list[str]:
+        # The listing alone: a container the reaper removes meanwhile is not inspected (404).
+        found = client.containers.list(all=True, sparse=True, ignore_removed=True, filters=filters)
+        return [f"container {c.id[:12]} ({c.status})" for c in found]
+
+    left = containers(labelled)
+    left += [f"volume {v.name}" for v in client.volumes.list(filters=labelled)]
+    left += [f"network {n.name}" for n in client.networks.list(filters=labelled)]
+    if record.container:
+        left += [f"{c} (by id)" for c in containers({"id": [record.container]})]
+    if Path(record.root).exists():
+        left.append(record.root)
+    if record.watcher_pid and pid_alive(record.watcher_pid, record.watcher_start):
+        left.append(f"pid {record.watcher_pid} (its reaper)")
+    return left
+
+
 def leftovers(record: EngineRecord) -> list[str]:
     """What is left of an engine: paths, bridges, processes, mounts (empty when nothing)."""
+    if record.kind == "container":
+        return _container_leftovers(record)
     left = [p for p in (record.root, record.run_dir) if Path(p).exists()]
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
     left += [f"bridge {record.bridge}" for line in links.splitlines() if line.split()[0] == record.bridge]

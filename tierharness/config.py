@@ -356,6 +356,15 @@ DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
         "depends-on": "base",
         "packages": ["docker-registry", "apache2-utils"],
     },
+    # The second engine in a privileged container, for users who are not root
+    # (tierharness/supply/engines.py). Always the offline recipe, like `registry`.
+    "engine": {
+        "ref": "harness/engine:26",
+        "local": "harness/engine:26",
+        "kind": "dockerfile",
+        "depends-on": "base",
+        "packages": ["docker.io", "containerd", "runc", "docker-buildx", "docker-cli", "iptables", "pigz"],
+    },
     # The deploy rehearsal's proxy and monitoring (tierharness/deploy/).
     "haproxy": {
         "ref": "haproxy:3.0",

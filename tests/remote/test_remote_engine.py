@@ -99,7 +99,9 @@ def tls_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Secon
     folder = tmp_path_factory.mktemp("remote")
     started = time.monotonic()
     tls = certificates(folder / "certs")
-    with second_engine(folder / "state", tls=tls) as engine:
+    # The host process: the slices reach its containers' published ports on 127.0.0.1, which a
+    # container engine publishes inside its own network namespace.
+    with second_engine(folder / "state", tls=tls, kind="process") as engine:
         seconds = time.monotonic() - started
         print(f"\nsecond engine at {engine.env()['DOCKER_HOST']} with TLS, ready in {seconds:.1f}s")
         yield engine, tls

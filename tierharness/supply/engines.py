@@ -1,13 +1,21 @@
-"""A second Docker engine on this machine: a separate dockerd with its own data root, exec
-root, socket, bridge and containerd (namespace included), sharing nothing with the first,
-build cache included. What an independent rebuilder needs, and what a test of a remote
-engine can point DOCKER_HOST at.
+"""A second Docker engine on this machine, sharing nothing with the first (images, build
+cache, containerd): what an independent rebuilder needs, and what a test of a remote engine
+can point DOCKER_HOST at. Two kinds, with one interface (`SecondEngine`, `second_engine()`):
 
-It is a host process, not a container, so the reaper's labels cannot reach it. Its own
+- `process`: a separate dockerd on the host with its own data root, exec root, socket,
+  bridge and containerd namespace. Needs root (ip link, iptables, mounts). Described here.
+- `container`: dockerd in a privileged container on the first engine, reached over TCP with
+  mutual TLS on a published 127.0.0.1 port (tierharness.supply.engine_container). What a
+  member of the docker group gets, who may start privileged containers (root-equivalent).
+
+`second_engine()` takes the host process as root and the container otherwise; `kind=`, or
+HARNESS_SECOND_ENGINE=process|container|auto, forces one (docs/second-engine.md).
+
+The host process is not a container, so the reaper's labels cannot reach it. Its own
 cleanup path: a record in the state dir (`engines/<id>/engine.json`) and a watcher started
 in its own session that stops the engine, unmounts and deletes its data and removes its
 bridge once the owner process dies; the next start sweeps records whose owner and watcher
-are both gone.
+are both gone. The container kind keeps a record there too, for that sweep.
 
 Never started with `--bridge none`: that deletes the first engine's docker0.
 
@@ -29,27 +37,39 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from tierharness.config import child_env
 from tierharness.errors import EngineUnavailableError, HarnessError
 from tierharness.process import run, start_detached
 from tierharness.runtime.labels import process_start_time
 from tierharness.runtime.reaper import pid_alive
+from tierharness.supply.tls import EngineTls
 
-__all__ = ["EngineRecord", "EngineTls", "SecondEngine", "second_engine", "sweep_dead_engines"]
+if TYPE_CHECKING:
+    # By name: inside SecondEngine, `docker` is its method.
+    from docker import DockerClient
 
-_FIX_ROOT = "a second engine needs root (ip link, dockerd), dockerd >= 26 and the iproute2 tools"
+    from tierharness.config import Settings
 
+__all__ = [
+    "KIND_VAR",
+    "EngineKind",
+    "EngineRecord",
+    "EngineTls",
+    "SecondEngine",
+    "engine_kind",
+    "second_engine",
+    "sweep_dead_engines",
+]
 
-@dataclass(frozen=True)
-class EngineTls:
-    """Certificates for a TCP listener with client verification, as DOCKER_CERT_PATH lays
-    them out (ca.pem, cert.pem, key.pem for the client; the server's own pair beside)."""
+EngineKind = Literal["process", "container"]
+KIND_VAR = "HARNESS_SECOND_ENGINE"
 
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_dir: Path  # DOCKER_CERT_PATH: ca.pem, cert.pem, key.pem
+_FIX_ROOT = (
+    "a second engine as a host process needs root (ip link, dockerd), dockerd >= 26 and the iproute2 "
+    f"tools; without root, use the container engine ({KIND_VAR}=container, the default for other users)"
+)
 
 
 @dataclass(frozen=True)
@@ -65,14 +85,20 @@ class EngineRecord:
     owner_start: str | None
     dockerd_pid: int = 0
     watcher_pid: int = 0
+    watcher_start: str | None = None  # its start time: a dead watcher's pid may be reused
     tcp_port: int = 0  # with TLS: also listening on 127.0.0.1:tcp_port
     cert_path: str = ""
     pool: str = ""  # the /16 its own networks are cut from (the first engine's are elsewhere)
     forward_chain: str = ""  # where its containers' traffic to each other is accepted (iptables)
+    kind: EngineKind = "process"
+    container: str = ""  # the container kind: its container's id on the first engine
+    run_id: str = ""  # the container kind: the run id its container and volume are labelled with
 
     @property
     def host(self) -> str:
         """The engine's DOCKER_HOST."""
+        if self.kind == "container":
+            return f"tcp://127.0.0.1:{self.tcp_port}"
         return f"unix://{self.run_dir}/docker.sock"
 
     def save(self) -> None:
@@ -158,7 +184,13 @@ def _forward_chain() -> str:
 
 
 def remove_engine(record: EngineRecord) -> None:
-    """Stop the engine and remove everything it had: processes, mounts, data, bridge."""
+    """Stop the engine and remove everything it had: processes, mounts, data, bridge; for
+    the container kind, its container, volume and folder."""
+    if record.kind == "container":
+        from tierharness.supply.engine_container import remove_container_engine
+
+        remove_container_engine(record)
+        return
     _kill(record.dockerd_pid, 20)
     for pid in _pids_using(record.run_dir) + _pids_using(record.root):
         if pid != record.watcher_pid:
@@ -199,7 +231,7 @@ def sweep_dead_engines(state_dir: Path) -> list[str]:
         if record is None:
             continue
         if pid_alive(record.owner_pid, record.owner_start) or (
-            record.watcher_pid and pid_alive(record.watcher_pid)
+            record.watcher_pid and pid_alive(record.watcher_pid, record.watcher_start)
         ):
             continue
         remove_engine(record)
@@ -214,6 +246,16 @@ class SecondEngine:
     @property
     def host(self) -> str:
         return self.record.host
+
+    @property
+    def kind(self) -> EngineKind:
+        return self.record.kind
+
+    def log_hint(self) -> str:
+        """Where its dockerd's log is."""
+        if self.kind == "container":
+            return f"docker logs {self.record.container[:12]} (on the first engine)"
+        return f"{self.record.root}/dockerd.log"
 
     def env(self) -> dict[str, str]:
         """The environment a docker client needs to talk to this engine (and only to it):
@@ -230,14 +272,24 @@ class SecondEngine:
         proc = run(
             [shutil.which("docker") or "docker", *args],
             what=what,
-            fix=f"read the second engine's log: {self.record.root}/dockerd.log",
+            fix=f"read the second engine's log: {self.log_hint()}",
             env=child_env(self.env(), drop=("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")),
         )
         return proc.stdout.strip()
 
+    def client(self, timeout: int = 600) -> DockerClient:
+        """A Docker SDK client of this engine (with its TLS, for the container kind)."""
+        import docker as docker_sdk
+
+        from tierharness.engine import prepare_clients
+
+        prepare_clients()  # the engine's own ca.pem is what its TLS is checked against
+        return docker_sdk.DockerClient.from_env(environment=self.env(), timeout=timeout)
+
     def close(self) -> None:
         remove_engine(self.record)
-        # Its watcher sees the record gone within half a second and exits: not left running.
+        # Its watcher sees the record gone within half a second and exits (the container
+        # kind's reaper has been stopped by remove_engine): not left running.
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and pid_alive(self.record.watcher_pid):
             time.sleep(0.1)
@@ -255,13 +307,15 @@ def _free_port() -> int:
 def _start(
     state_dir: Path, timeout: float, log: Callable[[str], None], tls: EngineTls | None = None
 ) -> SecondEngine:
+    # Root first: another user's PATH often lacks /usr/sbin, and "dockerd is not installed"
+    # would send them after the wrong fix.
+    if os.geteuid() != 0:
+        raise EngineUnavailableError(
+            "a second engine as a host process needs root", checked=f"euid {os.geteuid()}", fix=_FIX_ROOT
+        )
     dockerd = shutil.which("dockerd")
     if dockerd is None:
         raise EngineUnavailableError("dockerd is not installed", checked="`dockerd` on PATH", fix=_FIX_ROOT)
-    if os.geteuid() != 0:
-        raise EngineUnavailableError(
-            "a second engine needs root", checked=f"euid {os.geteuid()}", fix=_FIX_ROOT
-        )
     sweep_dead_engines(state_dir)
     engine_id = secrets.token_hex(3)
     root = (state_dir / "engines" / engine_id).resolve()
@@ -326,7 +380,10 @@ def _start(
             [sys.executable, "-m", "tierharness.supply.engines", "watch", str(root / "engine.json")],
             log_path=root / "watch.log",
         )
-        record = EngineRecord(**{**asdict(record), "dockerd_pid": process.pid, "watcher_pid": watcher.pid})
+        record = EngineRecord(**{
+            **asdict(record), "dockerd_pid": process.pid, "watcher_pid": watcher.pid,
+            "watcher_start": process_start_time(watcher.pid),
+        })  # fmt: skip
         record.save()
         engine = SecondEngine(record)
         _wait_ready(engine, process, timeout)
@@ -359,6 +416,24 @@ def _wait_ready(engine: SecondEngine, process: subprocess.Popen[bytes], timeout:
     )
 
 
+def engine_kind(kind: str | None = None) -> EngineKind:
+    """Which second engine to start: `kind`, else HARNESS_SECOND_ENGINE, else `auto`, which is
+    the host process as root (nothing runs privileged in a container) and the container
+    otherwise (the host process cannot start without root)."""
+    wanted = kind or os.environ.get(KIND_VAR, "").strip() or "auto"
+    if wanted == "auto":
+        return "process" if os.geteuid() == 0 else "container"
+    kinds: dict[str, EngineKind] = {"process": "process", "container": "container"}
+    if wanted in kinds:
+        return kinds[wanted]
+    raise HarnessError(
+        f"{wanted!r} is not a kind of second engine",
+        checked=f"kind={kind!r}, else the environment variable {KIND_VAR}",
+        fix=f"set {KIND_VAR} to auto (the default: a host process as root, a container otherwise), "
+        "process or container",
+    )
+
+
 @contextlib.contextmanager
 def second_engine(
     state_dir: Path,
@@ -366,11 +441,21 @@ def second_engine(
     timeout: float = 60,
     tls: EngineTls | None = None,
     log: Callable[[str], None] = lambda _m: None,
+    kind: EngineKind | None = None,
+    settings: Settings | None = None,
 ) -> Iterator[SecondEngine]:
     """A fresh second engine for the block; stopped and removed afterwards, also when this
-    process is killed (its watcher does it then). With `tls`, it also listens on
-    127.0.0.1:RANDOM with client verification, and `env()` points there."""
-    engine = _start(state_dir, timeout, log, tls)
+    process is killed (its watcher, or the container's reaper, does it then). Which kind:
+    see `engine_kind`. The host process with `tls` also listens on 127.0.0.1:RANDOM with
+    client verification, and `env()` points there; the container always does (with `tls`,
+    or certificates made for it). `settings` find the container's image (default: the
+    project's, from the current folder); `timeout` is how long it has to answer once started."""
+    if engine_kind(kind) == "container":
+        from tierharness.supply.engine_container import start_container_engine
+
+        engine = start_container_engine(state_dir, timeout=timeout, log=log, tls=tls, settings=settings)
+    else:
+        engine = _start(state_dir, timeout, log, tls)
     try:
         yield engine
     finally:

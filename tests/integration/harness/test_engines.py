@@ -29,7 +29,7 @@ def state_dir(tmp_path: Path) -> Path:
 
 def test_a_second_engine_is_separate_and_leaves_nothing(state_dir: Path) -> None:
     first = engine_client().info()
-    with second_engine(state_dir) as engine:
+    with second_engine(state_dir, kind="process") as engine:
         record = engine.record
         info = json.loads(engine.docker("info", "--format", "{{json .}}", what="docker info"))
         assert info["DockerRootDir"] == f"{record.root}/data"
@@ -46,7 +46,7 @@ def test_a_second_engine_is_separate_and_leaves_nothing(state_dir: Path) -> None
 def test_a_killed_owner_leaves_no_engine_behind(state_dir: Path) -> None:
     script = (
         "import sys, time; from pathlib import Path; from tierharness.supply.engines import second_engine\n"
-        "with second_engine(Path(sys.argv[1])) as e:\n"
+        "with second_engine(Path(sys.argv[1]), kind='process') as e:\n"
         "    print(e.record.root, flush=True); time.sleep(120)\n"
     )
     owner = subprocess.Popen(
@@ -73,7 +73,7 @@ def test_a_second_engine_over_tcp_with_tls_refuses_clients_without_a_certificate
 ) -> None:
     """What a remote-engine test needs: DOCKER_HOST=tcp://127.0.0.1:PORT with TLS verified."""
     tls = certificates(tmp_path / "certs")
-    with second_engine(state_dir, tls=tls) as engine:
+    with second_engine(state_dir, tls=tls, kind="process") as engine:
         env = engine.env()
         assert env["DOCKER_HOST"] == f"tcp://127.0.0.1:{engine.record.tcp_port}"
         root = engine.docker("info", "--format", "{{.DockerRootDir}}", what="docker info over TLS")

@@ -13,11 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 from docker.errors import ImageNotFound
 
-from tests.root import needs_root, require_root
 from tierharness.build.retention import prune_build_cache, prune_loopback_pulls, prune_old_builds
 from tierharness.engine import engine_client
 from tierharness.supply.engines import SecondEngine, second_engine
@@ -98,15 +96,14 @@ def _build_cache_record(engine: SecondEngine, folder: Path, token: str) -> str:
 
 
 def _records(engine: SecondEngine) -> list[dict[str, Any]]:
-    return list(docker.DockerClient(base_url=engine.host).df()["BuildCache"] or [])
+    return list(engine.client().df()["BuildCache"] or [])
 
 
-@needs_root
 def test_build_cache_unused_longer_than_the_idle_time_is_pruned_and_fresh_cache_kept(tmp_path: Path) -> None:
-    """On an engine of its own: a prune while another build exports can fail that build."""
-    require_root()
+    """On an engine of its own: a prune while another build exports can fail that build.
+    Without root, that engine runs in a container (tierharness.supply.engine_container)."""
     with second_engine(tmp_path / "state") as engine:
-        client = docker.DockerClient(base_url=engine.host)
+        client = engine.client()
         stale = _build_cache_record(engine, tmp_path / "stale", f"stale-{uuid.uuid4().hex}")
         time.sleep(3)
         fresh = _build_cache_record(engine, tmp_path / "fresh", f"fresh-{uuid.uuid4().hex}")

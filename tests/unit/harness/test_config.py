@@ -79,8 +79,8 @@ def test_perf_defaults_come_from_the_one_declaration() -> None:
 def test_a_project_without_an_images_table_gets_the_harness_own_images(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.harness]\n")
     images = load_settings(tmp_path).images
-    assert set(images) == {"base", "postgres", "redis", "registry", "haproxy", "prometheus"}
-    for name in ("base", "postgres", "redis", "registry", "haproxy", "prometheus"):
+    assert set(images) == {"base", "postgres", "redis", "registry", "engine", "haproxy", "prometheus"}
+    for name in ("base", "postgres", "redis", "registry", "engine", "haproxy", "prometheus"):
         assert (images[name].recipe / "Dockerfile").is_file()  # the recipe ships in the package
     assert images["postgres"].depends_on == "base"
 

@@ -12,7 +12,15 @@ from tierharness.errors import HarnessError, ImageError
 
 def test_project_settings_declare_the_harness_own_logical_images(project_root: Path) -> None:
     settings = load_settings(project_root)
-    assert set(settings.images) == {"base", "postgres", "redis", "registry", "haproxy", "prometheus"}
+    assert set(settings.images) == {
+        "base",
+        "postgres",
+        "redis",
+        "registry",
+        "engine",
+        "haproxy",
+        "prometheus",
+    }
     assert settings.image("postgres").depends_on == "base"
     assert settings.image("base").source_date_epoch > 0
 

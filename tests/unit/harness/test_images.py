@@ -224,6 +224,7 @@ def test_rebuild_ignores_local_copies_and_rebuilds_each_image_once(settings: Set
         "build postgres with ['base']",
         "build redis with ['base']",
         "build registry with ['base']",
+        "build engine with ['base']",
         "build haproxy with ['base']",
         "build prometheus with ['base']",
     ]
@@ -252,7 +253,7 @@ def test_dependency_cycles_are_refused(settings: Settings) -> None:
 
 
 def test_unknown_image_names_the_known_ones(settings: Settings) -> None:
-    with pytest.raises(HarnessError, match="use one of: base, haproxy, postgres, prometheus, redis"):
+    with pytest.raises(HarnessError, match="use one of: base, engine, haproxy, postgres, prometheus, redis"):
         ImageResolver(settings, RecordingBackend()).ensure("mysql")
 
 

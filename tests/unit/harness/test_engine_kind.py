@@ -1,0 +1,54 @@
+"""Which second engine `second_engine()` starts: the host process as root, the container
+otherwise, unless the caller or HARNESS_SECOND_ENGINE forces one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tierharness.errors import EngineUnavailableError, HarnessError
+from tierharness.supply import engines
+from tierharness.supply.engines import KIND_VAR, engine_kind, second_engine
+
+
+@pytest.mark.parametrize(("euid", "kind"), [(0, "process"), (1001, "container")])
+def test_auto_is_the_host_process_as_root_and_the_container_otherwise(
+    monkeypatch: pytest.MonkeyPatch, euid: int, kind: str
+) -> None:
+    monkeypatch.delenv(KIND_VAR, raising=False)
+    monkeypatch.setattr(engines.os, "geteuid", lambda: euid)
+    assert engine_kind() == kind
+    monkeypatch.setenv(KIND_VAR, "auto")
+    assert engine_kind() == kind
+
+
+def test_the_environment_forces_a_kind_and_an_argument_wins_over_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engines.os, "geteuid", lambda: 0)
+    monkeypatch.setenv(KIND_VAR, "container")
+    assert engine_kind() == "container"
+    assert engine_kind("process") == "process"
+
+
+def test_an_unknown_kind_names_the_variable_and_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KIND_VAR, "rootless")
+    with pytest.raises(HarnessError) as err:
+        engine_kind()
+    message = str(err.value)
+    assert "'rootless' is not a kind of second engine" in message
+    assert KIND_VAR in message
+    assert "process or container" in message
+
+
+def test_the_host_process_without_root_says_root_and_names_the_container(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(engines.os, "geteuid", lambda: 1001)
+    monkeypatch.setattr(engines.shutil, "which", lambda _name: None)  # no dockerd on this PATH either
+    with pytest.raises(EngineUnavailableError) as err, second_engine(tmp_path / "state", kind="process"):
+        pass
+    message = str(err.value)
+    assert "needs root" in message
+    assert "euid 1001" in message
+    assert f"{KIND_VAR}=container" in message
+    assert not (tmp_path / "state").exists()  # refused before anything was made
