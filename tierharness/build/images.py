@@ -345,10 +345,13 @@ class DockerImageBackend:
 
 
 # How mmdebstrap makes a rootfs; part of a rootfs image's recipe digest, so a change here
-# rebuilds the images made the old way. debpython's bytecode is removed: py3compile writes it
-# checked-hash in root mode but timestamped in unshare mode, the only difference between the
-# two modes' tarballs (the image compiles what it imports; nothing reads those files).
-ROOTFS_FORMAT = "mmdebstrap minbase, root or unshare mode, no debpython __pycache__"
+# rebuilds the images made the old way. Two customize hooks make the tarball the same whoever
+# makes it, wherever:
+# - debpython's bytecode is removed: py3compile writes it checked-hash in root mode but
+#   timestamped in unshare mode (the image compiles what it imports; nothing reads those);
+# - mmdebstrap copies /etc/hostname and /etc/resolv.conf from the machine it runs on: the
+#   image's are set to what does not depend on it (the engine mounts its own at run time).
+ROOTFS_FORMAT = "mmdebstrap minbase, root or unshare mode, no debpython __pycache__, neutral hostname"
 
 
 def rootfs_command(spec: LogicalImage, rootfs: Path, include: list[str], mode: str) -> list[str]:
@@ -363,6 +366,8 @@ def rootfs_command(spec: LogicalImage, rootfs: Path, include: list[str], mode: s
         "--dpkgopt=path-exclude=/usr/share/doc/*",
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
         '--customize-hook=rm -rf "$1"/usr/share/python3/debpython/__pycache__',
+        '--customize-hook=echo localhost > "$1"/etc/hostname',
+        '--customize-hook=rm -f "$1"/etc/resolv.conf',
         spec.suite, str(rootfs), debian_mirror(),
     ]  # fmt: skip
 

@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -65,5 +66,12 @@ def test_unshare_mode_as_a_user_and_root_mode_as_root_give_the_same_rootfs() -> 
         )  # fmt: skip
         assert as_user.stat().st_uid == user.pw_uid
         assert _sha256(as_user) == _sha256(as_root)
+        # Nothing of the machine that made it: mmdebstrap copies the host's hostname and
+        # resolver into the rootfs unless told otherwise.
+        with tarfile.open(as_root) as tar:
+            hostname = tar.extractfile("./etc/hostname")
+            assert hostname is not None
+            assert hostname.read() == b"localhost\n"
+            assert "./etc/resolv.conf" not in tar.getnames()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
