@@ -156,7 +156,7 @@ def start_container_engine(
             ports={f"{_PORT}/tcp": ("127.0.0.1", None)},  # a free port, chosen by the first engine
             mounts=[Mount("/var/lib/docker", None, type="volume", labels=labels)],
             # Its sockets, the shims' state and BuildKit's scratch: in memory, gone with it.
-            tmpfs={"/run": "", "/tmp": ""},  # noqa: S108 - the container's own /tmp
+            tmpfs={"/run": "", "/tmp": ""},  # noqa: S108  # nosec B108 - the container's own /tmp, a tmpfs
             detach=True,
         )
         record = replace(record, container=container.id, cert_path=str(tls.client_dir), pool=str(pool))
