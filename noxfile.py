@@ -127,7 +127,10 @@ def tests(session: nox.Session) -> None:
         # The 80 % gate ([tool.coverage.report] fail_under) holds for the whole tiers, not a subset.
         session.run("coverage", "report", *(() if whole_tier else ("--fail-under=0",)))
     if whole_tier and last:
-        run_example(session)  # in the same environment (the last shard's): a project adopting the harness
+        # A project adopting the harness, in the same environment (the last shard's), in one
+        # process; at -n 2 it runs in the tier itself, from the built wheel in a venv of its own
+        # (tests/integration/harness/test_wheel_install.py).
+        run_example(session, workers=("0",))
 
 
 @nox.session
@@ -164,11 +167,11 @@ def merge_reports(session: nox.Session) -> None:
 EXAMPLE = "examples/inventory"
 
 
-def run_example(session: nox.Session, *args: str) -> None:
+def run_example(session: nox.Session, *args: str, workers: tuple[str, ...] = ("2", "0")) -> None:
     """The adoption example, as its own project (its own rootdir and ini), at -n 2 and -n 0."""
     common = ("-p", "no:cacheprovider", "--rootdir", EXAMPLE, "-c", f"{EXAMPLE}/pyproject.toml", *args)
-    for workers in ("2", "0"):
-        session.run("pytest", "-n", workers, *common, f"{EXAMPLE}/tests", env=LEAN_PYTEST)
+    for count in workers:
+        session.run("pytest", "-n", count, *common, f"{EXAMPLE}/tests", env=LEAN_PYTEST)
 
 
 @nox.session
