@@ -1,6 +1,12 @@
 """A non-root developer builds the same `base` as root does: mmdebstrap's unshare mode (what
 the harness runs for any other user) and its root mode give the same tarball, byte for byte.
-Root is needed only to run the one as another user, so the test is root's (nox -s root-tests)."""
+Root is needed only to run the one as another user, so the test is root's (nox -s root-tests).
+
+The two builds cost about a minute of both cores, and their outcome is a function of what goes
+in: the lock, how mmdebstrap is run, mmdebstrap's own version and the mirror. As a build
+system caches a test's result by its inputs, a passed proof is recorded in the machine's cache
+under the digest of those inputs, and the test skips, saying so, until one of them changes
+(HARNESS_PROVE_AGAIN=1, or removing the record, proves it again)."""
 
 from __future__ import annotations
 
@@ -16,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests.root import needs_root, require_root
+from tierharness.build.apt import debian_mirror
 from tierharness.build.debs import lock_path, read_lock
-from tierharness.build.images import rootfs_command
-from tierharness.config import load_settings
+from tierharness.build.images import ROOTFS_FORMAT, rootfs_command
+from tierharness.config import load_settings, machine_cache
 
 pytestmark = needs_root
 
@@ -37,6 +44,13 @@ def _user_with_subordinate_ids() -> pwd.struct_passwd:
     pytest.skip("no non-root user with a range in /etc/subuid (useradd -m NAME makes one)")
 
 
+def _proof_record(lock: Path, epoch: int) -> Path:
+    """Where a passed proof for exactly these inputs is recorded."""
+    version = subprocess.run(["mmdebstrap", "--version"], capture_output=True, text=True, check=True).stdout
+    inputs = "\0".join([lock.read_text(), ROOTFS_FORMAT, version.strip(), debian_mirror(), str(epoch)])
+    return machine_cache("proofs") / f"rootfs-modes-{hashlib.sha256(inputs.encode()).hexdigest()[:32]}"
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -49,6 +63,9 @@ def test_unshare_mode_as_a_user_and_root_mode_as_root_give_the_same_rootfs() -> 
         pytest.skip("mmdebstrap and newuidmap (uidmap) are needed: bash scripts/provision-docker.sh")
     user = _user_with_subordinate_ids()
     base = load_settings().image("base")
+    record = _proof_record(lock_path(base), base.source_date_epoch)
+    if record.is_file() and os.environ.get("HARNESS_PROVE_AGAIN") != "1":
+        pytest.skip(f"proven for these inputs already: {record.read_text().strip()} ({record})")
     include = [f"{d.name}={d.version}" for d in read_lock(lock_path(base))]
     env = {"SOURCE_DATE_EPOCH": str(base.source_date_epoch), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     # Not under tmp_path: pytest's root-owned base folder is closed to other users.
@@ -73,5 +90,7 @@ def test_unshare_mode_as_a_user_and_root_mode_as_root_give_the_same_rootfs() -> 
             assert hostname is not None
             assert hostname.read() == b"localhost\n"
             assert "./etc/resolv.conf" not in tar.getnames()
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"{_sha256(as_root)} from both modes, as root and as {user.pw_name}\n")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
