@@ -94,13 +94,14 @@ def _order(jobs: dict[str, Any]) -> list[str]:
 
 
 class Rehearsal:
-    def __init__(self, user: pwd.struct_passwd, out: Path) -> None:
+    def __init__(self, user: pwd.struct_passwd, out: Path, *, fresh: bool) -> None:
         self.user = user
         self.out = out
         self.home = Path(user.pw_dir)
         self.artifacts = self.home / "rehearsal-artifacts"
-        shutil.rmtree(self.artifacts, ignore_errors=True)
-        self.artifacts.mkdir(parents=True)
+        if fresh:  # a rehearsal of some jobs uses what the earlier jobs uploaded
+            shutil.rmtree(self.artifacts, ignore_errors=True)
+        self.artifacts.mkdir(parents=True, exist_ok=True)
         shutil.chown(self.artifacts, user.pw_name, user.pw_name)
 
     def clone(self, label: str) -> Path:
@@ -131,17 +132,26 @@ class Rehearsal:
         return code, time.monotonic() - started
 
     def upload(self, work: Path, step: dict[str, Any]) -> None:
-        name = step["with"]["name"]
-        into = self.artifacts / name
+        """As upload-artifact stores them: the matched files relative to their least common
+        ancestor folder (`build/image.oci.tar` and `build/image.json` become `image.oci.tar`
+        and `image.json`), so a download into `path: build` puts them back where they were."""
+        into = self.artifacts / step["with"]["name"]
+        shutil.rmtree(into, ignore_errors=True)
+        files: list[Path] = []
         for pattern in str(step["with"]["path"]).split():
             for found in glob.glob(pattern, root_dir=work, recursive=True, include_hidden=True):
                 source = work / found
-                target = into / found
-                target.parent.mkdir(parents=True, exist_ok=True)
                 if source.is_dir():
-                    shutil.copytree(source, target, dirs_exist_ok=True)
+                    files.extend(p for p in source.rglob("*") if p.is_file())
                 else:
-                    shutil.copy2(source, target)
+                    files.append(source)
+        if not files:
+            return
+        ancestor = Path(os.path.commonpath([f.parent for f in files]))
+        for source in files:
+            target = into / source.relative_to(ancestor)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
 
     def download(self, work: Path, step: dict[str, Any]) -> None:
         spec = step["with"]
@@ -199,11 +209,12 @@ class Rehearsal:
 
 
 def _markdown(results: list[dict[str, Any]]) -> str:
-    lines = ["| job | result | seconds | failed step |", "|---|---|---|---|"]
+    lines = ["| job | commit | result | seconds | failed step |", "|---|---|---|---|---|"]
     for r in results:
         bad = next((s["name"] for s in r["steps"] if s["exit"]), "")
         total = round(sum(s["seconds"] for s in r["steps"]), 1)
-        lines.append(f"| {r['job']} | {'PASS' if r['passed'] else 'FAIL'} | {total} | {bad} |")
+        commit = r.get("revision", "")[:10]
+        lines.append(f"| {r['job']} | {commit} | {'PASS' if r['passed'] else 'FAIL'} | {total} | {bad} |")
     return "\n".join(lines) + "\n"
 
 
@@ -224,15 +235,23 @@ def main() -> int:
         return 2
     out = ROOT / "build" / "rehearsal"
     out.mkdir(parents=True, exist_ok=True)
-    rehearsal = Rehearsal(_runner_user(args.user), out)
-    results = []
+    rehearsal = Rehearsal(_runner_user(args.user), out, fresh=not args.jobs)
+    git = ["git", "rev-parse", "HEAD"]
+    revision = subprocess.run(git, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    jobs = out / "jobs"
+    jobs.mkdir(exist_ok=True)
+    ran = []
     for name in wanted:
         for matrix in _matrix_entries(workflow["jobs"][name]):
-            results.append(rehearsal.job(workflow, name, matrix))
+            result = {**rehearsal.job(workflow, name, matrix), "revision": revision.strip()}
+            (jobs / f"{result['job']}.json").write_text(json.dumps(result, indent=2) + "\n")
+            ran.append(result)
+    # Every job's last rehearsal, this run's and earlier ones' (`--jobs` reruns a few).
+    results = [json.loads(p.read_text()) for p in sorted(jobs.glob("*.json"))]
     (out / "report.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(results))
     print(_markdown(results))
-    return 0 if all(r["passed"] for r in results) else 1
+    return 0 if all(r["passed"] for r in ran) else 1
 
 
 if __name__ == "__main__":
