@@ -132,26 +132,25 @@ class Rehearsal:
         return code, time.monotonic() - started
 
     def upload(self, work: Path, step: dict[str, Any]) -> None:
-        """As upload-artifact stores them: the matched files relative to their least common
-        ancestor folder (`build/image.oci.tar` and `build/image.json` become `image.oci.tar`
-        and `image.json`), so a download into `path: build` puts them back where they were."""
+        """As upload-artifact stores them: relative to the least common ancestor of the paths'
+        search roots (each pattern up to its first wildcard), so `build/junit/` and
+        `build/perf/` keep `junit/` and `perf/`, and a download into `path: build` puts the
+        files back where they were."""
         into = self.artifacts / step["with"]["name"]
         shutil.rmtree(into, ignore_errors=True)
-        files: list[Path] = []
-        for pattern in str(step["with"]["path"]).split():
+        patterns = [p for p in str(step["with"]["path"]).split() if not p.startswith("!")]
+        searches = [work / Path(*itertools.takewhile(lambda part: not set(part) & set("*?[{"), Path(p).parts))
+                    for p in patterns]  # fmt: skip
+        root = Path(os.path.commonpath(searches))
+        if len(searches) == 1 and not root.is_dir():
+            root = root.parent
+        for pattern in patterns:
             for found in glob.glob(pattern, root_dir=work, recursive=True, include_hidden=True):
                 source = work / found
-                if source.is_dir():
-                    files.extend(p for p in source.rglob("*") if p.is_file())
-                else:
-                    files.append(source)
-        if not files:
-            return
-        ancestor = Path(os.path.commonpath([f.parent for f in files]))
-        for source in files:
-            target = into / source.relative_to(ancestor)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+                for file in [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source]:
+                    target = into / file.relative_to(root)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(file, target)
 
     def download(self, work: Path, step: dict[str, Any]) -> None:
         spec = step["with"]
@@ -192,10 +191,11 @@ class Rehearsal:
             )
             uses = step.get("uses", "").split("@")[0]
             started, code = time.monotonic(), 0
+            given = {k: _substitute(str(v), matrix) for k, v in (step.get("with") or {}).items()}
             if uses.endswith("upload-artifact"):
-                self.upload(work, step)
+                self.upload(work, {**step, "with": given})
             elif uses.endswith("download-artifact"):
-                self.download(work, step)
+                self.download(work, {**step, "with": given})
             elif "run" in step:
                 step_env = {
                     k: _substitute(str(v), matrix) for k, v in {**env, **(step.get("env") or {})}.items()
