@@ -191,7 +191,10 @@ class Rehearsal:
             )
             uses = step.get("uses", "").split("@")[0]
             started, code = time.monotonic(), 0
-            given = {k: _substitute(str(v), matrix) for k, v in (step.get("with") or {}).items()}
+            # The artifact steps' inputs only: the cache steps' keys use what a runner alone knows.
+            given = {}
+            if uses.endswith("-artifact"):
+                given = {k: _substitute(str(v), matrix) for k, v in (step.get("with") or {}).items()}
             if uses.endswith("upload-artifact"):
                 self.upload(work, {**step, "with": given})
             elif uses.endswith("download-artifact"):
