@@ -105,7 +105,9 @@ class Rehearsal:
         shutil.chown(self.artifacts, user.pw_name, user.pw_name)
 
     def clone(self, label: str) -> Path:
-        work = self.home / "work" / label
+        # One path for every job, as on GitHub (the workspace is the repository's name twice):
+        # the shards' coverage data name their files by absolute path, and merge only if equal.
+        work = self.home / "work" / "repo" / "repo"
         shutil.rmtree(work, ignore_errors=True)
         work.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(work)], check=True)
