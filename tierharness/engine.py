@@ -10,10 +10,12 @@ talks to the same engine and reaches its published ports on the same host.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -401,3 +403,27 @@ def _inspected(text: str, field: str) -> str | None:
         if sep and key.strip() == field:
             return value.strip() or None
     return None
+
+
+def container_log(container: Any, tail: int = 60) -> str:
+    """A container's last log lines, for an error message; never raises."""
+    with contextlib.suppress(Exception):  # the log is a courtesy: never mask the real failure
+        return str(container.logs(tail=tail).decode("utf-8", "replace")).strip() or "(empty log)"
+    return "(no log)"
+
+
+def wait_until_ready(container: Any, probe: Callable[[], str | None], timeout: float) -> str | None:
+    """Ask `probe` (None when ready, else why not) every 0.1 s until it says ready, the
+    container exits, or `timeout` passes. None when ready, else the last reason."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            return f"the container exited ({container.attrs.get('State', {}).get('ExitCode')})"
+        why = probe()
+        if why is None:
+            return None
+        last = why
+        time.sleep(0.1)
+    return last

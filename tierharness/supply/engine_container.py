@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tierharness.config import Settings, load_settings
+from tierharness.engine import container_log, wait_until_ready
 from tierharness.errors import EngineUnavailableError, HarnessError
 from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id, process_start_time
 from tierharness.runtime.reaper import pid_alive
@@ -60,12 +61,6 @@ def _tls_archive(tls: EngineTls) -> bytes:
             info.size, info.mode = len(data), 0o600
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
-
-
-def _container_log(container: Any) -> str:
-    with contextlib.suppress(Exception):
-        return str(container.logs(tail=40).decode("utf-8", "replace")).strip() or "(empty log)"
-    return "(no log)"
 
 
 def _published_port(container: Any) -> int:
@@ -168,7 +163,7 @@ def start_container_engine(
         except DockerException as exc:
             raise EngineUnavailableError(
                 f"the container engine could not start: {exc}",
-                checked=f"{image.ref} as a privileged container; its log:\n{_container_log(container)}",
+                checked=f"{image.ref} as a privileged container; its log:\n{container_log(container)}",
                 fix="a privileged container needs a member of the docker group (or root) on a Linux engine",
             ) from None
         container.reload()
@@ -190,25 +185,23 @@ def _wait_ready(engine: SecondEngine, container: Any, timeout: float) -> None:
     """Ready: the engine answers a ping over TLS with the client certificate."""
     from docker.errors import DockerException
 
-    deadline = time.monotonic() + timeout
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        container.reload()
-        if container.status in ("exited", "dead"):
-            last = f"the container exited ({container.attrs.get('State', {}).get('ExitCode')})"
-            break
+    def probe() -> str | None:
         try:
             # A new client each time: making one already asks the engine for its API version.
             with contextlib.closing(engine.client(timeout=5)) as client:
                 if client.ping():
-                    return
+                    return None
         except (DockerException, OSError) as exc:  # requests' errors are OSErrors
-            last = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        time.sleep(0.1)
+            return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        return "the ping was not answered"
+
+    last = wait_until_ready(container, probe, timeout)
+    if last is None:
+        return
     raise EngineUnavailableError(
         f"the container engine did not answer at {engine.host} within {timeout:g}s: {last}",
         checked=f"a ping over TLS with the client certificate in {engine.record.cert_path}; "
-        f"its log:\n{_container_log(container)}",
+        f"its log:\n{container_log(container)}",
         fix="read its log above; raise the timeout if the machine is only slow",
     )
 

@@ -18,14 +18,13 @@ import secrets
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from tierharness.config import Settings
-from tierharness.engine import engine_client
+from tierharness.engine import container_log, engine_client, wait_until_ready
 from tierharness.errors import HarnessError
 from tierharness.runtime.labels import RunIdentity
 
@@ -139,12 +138,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _container_log(container: Any) -> str:
-    with contextlib.suppress(Exception):
-        return str(container.logs(tail=60).decode("utf-8", "replace")).strip() or "(empty log)"
-    return "(no log)"
-
-
 def start_registry(
     settings: Settings,
     identity: RunIdentity,
@@ -194,7 +187,7 @@ def start_registry(
         except DockerException as exc:
             raise RegistryError(
                 f"the registry could not start on 127.0.0.1:{port}: {exc}",
-                checked=f"{image.ref} publishing 127.0.0.1:{port}; its log:\n{_container_log(container)}",
+                checked=f"{image.ref} publishing 127.0.0.1:{port}; its log:\n{container_log(container)}",
                 fix="free that port, or set [tool.harness.supply] registry-port = 0 for a random one",
             ) from None
         registry = Registry(f"127.0.0.1:{port}", container.id, storage, user, password, folder)
@@ -212,27 +205,24 @@ def start_registry(
 def _wait_ready(registry: Registry, container: Any, timeout: float) -> None:
     """Ready means: the API answers, refuses a request without credentials, and accepts ours.
     A different server already on the port fails the second or third check."""
-    deadline = time.monotonic() + timeout
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        container.reload()
-        if container.status in ("exited", "dead"):
-            last = f"the container exited ({container.attrs.get('State', {}).get('ExitCode')})"
-            break
+
+    def probe() -> str | None:
         try:
             anonymous, _, _ = registry.request("GET", "/v2/", auth=False)
             ours, _, _ = registry.request("GET", "/v2/")
         except RegistryError as exc:
-            last = exc.what.splitlines()[0]
-        else:
-            if anonymous == 401 and ours == 200:
-                return
-            last = f"GET /v2/ answered {anonymous} without and {ours} with the run's credentials"
-        time.sleep(0.1)
+            return exc.what.splitlines()[0]
+        if anonymous == 401 and ours == 200:
+            return None
+        return f"GET /v2/ answered {anonymous} without and {ours} with the run's credentials"
+
+    last = wait_until_ready(container, probe, timeout)
+    if last is None:
+        return
     raise RegistryError(
         f"the registry at {registry.host} never became ready: {last}",
         checked=f"GET http://{registry.host}/v2/ (401 without, 200 with credentials) for {timeout:g}s; "
-        f"its log:\n{_container_log(container)}",
+        f"its log:\n{container_log(container)}",
         fix="read the log above; raise [tool.harness.supply] registry-timeout if the machine is slow",
     )
 
