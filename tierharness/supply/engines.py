@@ -102,7 +102,12 @@ class EngineRecord:
         return f"unix://{self.run_dir}/docker.sock"
 
     def save(self) -> None:
-        Path(self.root, "engine.json").write_text(json.dumps(asdict(self), indent=2))
+        # Atomically: its watcher reads it while the owner rewrites it, and a half-written file
+        # read as "no record" would let the watcher leave with the engine still running.
+        path = Path(self.root, "engine.json")
+        partial = path.with_name(f".engine.json.{os.getpid()}")
+        partial.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(partial, path)
 
 
 def _addresses() -> list[tuple[str, ipaddress.IPv4Interface]]:

@@ -52,3 +52,34 @@ def test_the_host_process_without_root_says_root_and_names_the_container(
     assert "euid 1001" in message
     assert f"{KIND_VAR}=container" in message
     assert not (tmp_path / "state").exists()  # refused before anything was made
+
+
+def test_a_reader_never_sees_a_half_written_engine_record(tmp_path: Path) -> None:
+    """The watcher reads the record while its owner rewrites it (the watcher's own pid goes in
+    after it started); a half-written file read as "no record" sent the watcher away."""
+    import json
+    import threading
+
+    from tierharness.supply.engines import EngineRecord
+
+    record = EngineRecord("abc123", str(tmp_path), "/run/x", "hxabc123", "10.1.0.0/24", 1, None)
+    record.save()
+    done = threading.Event()
+    unreadable = 0
+
+    def read() -> None:
+        nonlocal unreadable
+        while not done.is_set():
+            try:
+                json.loads((tmp_path / "engine.json").read_text())
+            except ValueError:
+                unreadable += 1
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for _ in range(2000):
+        record.save()
+    done.set()
+    reader.join()
+    assert unreadable == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["engine.json"]
