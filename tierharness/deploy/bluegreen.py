@@ -39,6 +39,14 @@ from tierharness.deploy.monitor import (
     rehearsal_rules,
 )
 from tierharness.deploy.proxy import CONFIG_DIR, PORT_API, PORT_PUBLIC, PORT_SMOKE, RuntimeAPI, check_config
+from tierharness.deploy.secrets import (
+    SECRETS_MOUNT,
+    container_user,
+    hand_over,
+    private_folder,
+    secret_templates,
+    write_secret,
+)
 from tierharness.deploy.timeline import Timeline, load_summary, requests_between
 from tierharness.engine import engine_client, local_image_id
 from tierharness.errors import HarnessError
@@ -54,18 +62,8 @@ __all__ = [
     "deploy_candidate",
     "rehearsal",
     "require_image",
-    "secret_templates",
     "state_lock",
 ]
-
-_SECRET_PLACEHOLDERS = (
-    "{postgres.password}",
-    "{postgres.url}",
-    "{redis.password}",
-    "{redis.url}",
-    "{api_keys}",
-)
-SECRETS_MOUNT = "/run/secrets"
 
 
 class DeployError(HarnessError):
@@ -107,46 +105,6 @@ def check_port_free(port: int) -> None:
                 checked=f"bind 127.0.0.1:{port} ([tool.harness.deploy] proxy-port)",
                 fix="stop what listens there, or set proxy-port = 0 for a free port; nothing was started",
             ) from None
-
-
-def secret_templates(templates: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Split the service's environment templates: plain variables, and secrets (any template
-    holding a password or the API keys), which the service gets as `NAME_FILE` only."""
-    plain: dict[str, str] = {}
-    secret: dict[str, str] = {}
-    for name, template in templates.items():
-        (secret if any(p in template for p in _SECRET_PLACEHOLDERS) else plain)[name] = template
-    return plain, secret
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Written whole, then renamed over the old file: a reader never sees half a secret.
-
-    In a folder handed to the service's user (see `_hand_over`), the file is that user's alone;
-    elsewhere it is readable by all, which only the rehearsal's own files need."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    owner = path.parent.stat().st_uid
-    if owner != os.geteuid() and os.geteuid() == 0:
-        os.chown(tmp, owner, -1)
-        tmp.chmod(0o400)
-    else:
-        tmp.chmod(0o644)
-    tmp.replace(path)
-
-
-def _hand_over(folder: Path, image_user: str) -> None:
-    """Give the secrets folder to the uid the image runs as, when this process may (root): then
-    no other user of the host can read the secrets. Otherwise they stay readable, in a folder
-    that cannot be listed."""
-    uid = image_user.split(":", 1)[0]
-    if os.geteuid() != 0 or not uid.isdigit() or int(uid) == 0:
-        return
-    os.chown(folder, int(uid), -1)
-    folder.chmod(0o500)
-    for path in folder.iterdir():
-        os.chown(path, int(uid), -1)
-        path.chmod(0o400)
 
 
 @dataclass
@@ -222,6 +180,8 @@ class Rehearsal:
             instance,
             environment=self.app_env,
             volumes={str(self.folder / "secrets"): {"bind": SECRETS_MOUNT, "mode": "ro"}},
+            # The secrets are 0600, the invoking user's: the service reads them as that user.
+            user=container_user(),
             ports={f"{port}/tcp": ("127.0.0.1", None)},
             **({"healthcheck": fast} if fast_health else {}),
         )
@@ -363,10 +323,9 @@ def _app_environment(
     }  # fmt: skip
     plain, secret = secret_templates(settings.stack.env)
     env = render(plain, values, where="[tool.harness.stack.env]")
-    secrets_dir.mkdir(parents=True, exist_ok=True)
-    secrets_dir.chmod(0o711)
+    private_folder(secrets_dir)
     for name, value in render(secret, values, where="[tool.harness.stack.env]").items():
-        _write_private(secrets_dir / name.lower(), value.replace(",", "\n"))
+        write_secret(secrets_dir / name.lower(), value.replace(",", "\n"))
         env[f"{name}_FILE"] = f"{SECRETS_MOUNT}/{name.lower()}"
     env["SECRETS_RELOAD_MS"] = str(int(settings.deploy.reload_seconds * 1000))
     return env
@@ -428,7 +387,7 @@ def rehearsal(
         names = (*settings.stack.api_key_names, *(f"load-{n}" for n in range(1, users + 1)))
         api_keys = {name: secrets.token_hex(16) for name in names}
         env = _app_environment(settings, pg, rd, api_keys, folder / "secrets")
-        _hand_over(
+        hand_over(
             folder / "secrets", (client.images.get(blue_image).attrs.get("Config") or {}).get("User") or ""
         )
         timeline.mark("postgres and redis ready", f"{pg.ready_seconds:.1f}s, {rd.ready_seconds:.1f}s")

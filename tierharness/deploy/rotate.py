@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tierharness.config import Settings
-from tierharness.deploy.bluegreen import Rehearsal, _get, _wait, _write_private, rehearsal, state_lock
+from tierharness.deploy.bluegreen import Rehearsal, _get, _wait, rehearsal, state_lock
+from tierharness.deploy.secrets import write_secret
 from tierharness.deploy.timeline import Timeline, load_summary
 from tierharness.errors import HarnessError
 
@@ -66,7 +67,7 @@ def rotate_api_keys(reh: Rehearsal, clients_file: Path, overlap: float, mark: Ca
     def entries(keys: dict[str, str]) -> str:
         return "\n".join(f"{n}:{k}" for n, k in keys.items())
 
-    _write_private(keys_file, entries(old) + "\n" + entries(new))
+    write_secret(keys_file, entries(old) + "\n" + entries(new))
     probe_new, probe_old = next(iter(new.values())), next(iter(old.values()))
     if not _wait(lambda: _status(reh, probe_new) == 200, 10):
         raise RotationError(
@@ -75,10 +76,10 @@ def rotate_api_keys(reh: Rehearsal, clients_file: Path, overlap: float, mark: Ca
             fix="the service must re-read API_KEYS_FILE when it changes",
         )
     mark("api keys: new keys accepted beside the old", "overlap window opens")
-    _write_private(clients_file, "\n".join(new[n] for n in new if n.startswith("load-")))
+    write_secret(clients_file, "\n".join(new[n] for n in new if n.startswith("load-")))
     time.sleep(overlap)  # clients re-read their keys file within a fraction of this
     mark("api keys: clients moved to the new keys")
-    _write_private(keys_file, entries(new))
+    write_secret(keys_file, entries(new))
     if not _wait(lambda: _status(reh, probe_old) == 403, 10):
         raise RotationError(
             "an old API key is still accepted after the overlap window",
@@ -111,7 +112,7 @@ def rotate_database_password(reh: Rehearsal, mark: Callable[..., float]) -> None
         admin.execute(
             f"ALTER ROLE \"{pg.user}\" PASSWORD '{new}'"
         )  # both made here: hex and the image's user
-        _write_private(url_file, url_file.read_text(encoding="utf-8").strip().replace(f":{old}@", f":{new}@"))
+        write_secret(url_file, url_file.read_text(encoding="utf-8").strip().replace(f":{old}@", f":{new}@"))
     mark("database: role has a new password, URL file rewritten")
 
     app_ip = reh.address(reh.apps[reh.active])
@@ -166,7 +167,7 @@ def run_rotation(settings: Settings, *, log: Callable[[str], None] = print) -> i
 
         def load(reh: Rehearsal) -> None:
             # Inside the rehearsal's folder, which it empties first: written once it exists.
-            _write_private(clients, "\n".join(k for n, k in reh.api_keys.items() if n.startswith("load-")))
+            write_secret(clients, "\n".join(k for n, k in reh.api_keys.items() if n.startswith("load-")))
             reh.start_locust(cfg.users, keys_file=clients)
 
         with rehearsal(

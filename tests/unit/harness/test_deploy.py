@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,6 @@ from tierharness.deploy.bluegreen import (
     _settle,
     check_port_free,
     run_rehearsal,
-    secret_templates,
 )
 from tierharness.deploy.monitor import (
     Prometheus,
@@ -29,6 +29,7 @@ from tierharness.deploy.monitor import (
 )
 from tierharness.deploy.proxy import haproxy_config
 from tierharness.deploy.rotate import RotationError, rotation_lock
+from tierharness.deploy.secrets import secret_templates
 from tierharness.deploy.timeline import Timeline, requests_between
 
 
@@ -206,18 +207,49 @@ def test_the_service_environment_holds_file_paths_never_secret_values(tmp_path: 
     assert (tmp_path / "secrets" / "api_keys").read_text().strip() == "a:apikey0123456789abcdef"
 
 
+def _walk_private(folder: Path) -> list[str]:
+    """Every entry under `folder` (itself included) that is not the invoking user's alone."""
+    wrong = []
+    for path in [folder, *folder.rglob("*")]:
+        st = path.lstat()
+        wanted = 0o700 if path.is_dir() else 0o600
+        if (st.st_mode & 0o777, st.st_uid) != (wanted, os.geteuid()):
+            wrong.append(
+                f"{path.name}: {st.st_mode & 0o777:o} uid {st.st_uid} (want {wanted:o} uid {os.geteuid()})"
+            )
+    return wrong
+
+
+def test_the_secret_files_are_the_invoking_users_alone_also_after_a_rotation(tmp_path: Path) -> None:
+    """The CI tiers run as a non-root user: nobody else on the host may read the secrets."""
+    from types import SimpleNamespace
+
+    from tierharness.deploy import rotate
+    from tierharness.deploy.bluegreen import _app_environment
+
+    pg = SimpleNamespace(user="u1", password="pgsecret0123456789", dbname="db")
+    rd = SimpleNamespace(password="redissecret0123456")
+    folder = tmp_path / "secrets"
+    _app_environment(load_settings(), pg, rd, {"a": "apikey0123456789abcdef"}, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["api_keys", "database_url", "redis_url"]
+    assert _walk_private(folder) == []
+    rotate.write_secret(folder / "api_keys", "a:new")  # a rotation: a new file renamed over the old
+    assert _walk_private(folder) == []
+    assert (folder / "api_keys").read_text() == "a:new\n"
+
+
 @root_only("handing files to another uid (chown)", "run it as root: sudo .venv/bin/nox -s root-tests")
-def test_secrets_belong_to_the_image_user_alone_also_after_a_rotation(tmp_path: Path) -> None:
-    from tierharness.deploy.bluegreen import _hand_over, _write_private
+def test_as_root_the_secrets_belong_to_the_image_user_alone_also_after_a_rotation(tmp_path: Path) -> None:
+    from tierharness.deploy.secrets import hand_over, write_secret
 
     folder = tmp_path / "secrets"
     folder.mkdir()
-    _write_private(folder / "api_keys", "a:old")
-    _hand_over(folder, "10001:10001")
-    _write_private(folder / "api_keys", "a:new")  # a rotation: a new file renamed over the old
+    write_secret(folder / "api_keys", "a:old")
+    hand_over(folder, "10001:10001")
+    write_secret(folder / "api_keys", "a:new")  # a rotation: a new file renamed over the old
     st = (folder / "api_keys").stat()
-    assert (st.st_uid, st.st_mode & 0o777) == (10001, 0o400)
-    assert folder.stat().st_uid == 10001
+    assert (st.st_uid, st.st_mode & 0o777) == (10001, 0o600)
+    assert (folder.stat().st_uid, folder.stat().st_mode & 0o777) == (10001, 0o700)
     assert (folder / "api_keys").read_text() == "a:new\n"
 
 
