@@ -7,8 +7,9 @@ settle window against the paging alerts in Prometheus; drain and stop blue. A fa
 step routes traffic back to blue (if it had moved), takes green out and removes it, and says
 why, with the time from the bad signal to blue serving alone.
 
-Everything runs on a private network; only the proxy, its runtime API, Prometheus and the app
-containers' ports are published, on 127.0.0.1. Every container and the network carry the run's
+Everything runs on a private network; only the proxy, Prometheus and the app containers' ports
+are published, on 127.0.0.1; the proxy's runtime API is a unix socket only the invoking user
+can open (see proxy.py). Every container and the network carry the run's
 labels, and the run's reaper removes them if the harness is killed.
 """
 
@@ -38,7 +39,15 @@ from tierharness.deploy.monitor import (
     prometheus_config,
     rehearsal_rules,
 )
-from tierharness.deploy.proxy import CONFIG_DIR, PORT_API, PORT_PUBLIC, PORT_SMOKE, RuntimeAPI, check_config
+from tierharness.deploy.proxy import (
+    API_DIR,
+    API_SOCKET,
+    CONFIG_DIR,
+    PORT_PUBLIC,
+    PORT_SMOKE,
+    RuntimeAPI,
+    check_config,
+)
 from tierharness.deploy.secrets import (
     SECRETS_MOUNT,
     container_user,
@@ -367,6 +376,7 @@ def rehearsal(
     for path in (folder / "proxy").iterdir():
         path.chmod(0o644)
     check_config(proxy_image, identity, folder / "proxy")
+    api_dir = private_folder(folder / "api")
     timeline.mark("proxy configuration checked (haproxy -c)")
 
     client = engine_client()
@@ -408,19 +418,23 @@ def rehearsal(
         # An object to hang containers on before the proxy exists; filled in below.
         reh = Rehearsal(
             settings, identity, folder, timeline, client, network,
-            RuntimeAPI("127.0.0.1", 0), "", "", Prometheus(""), env, api_keys,
+            RuntimeAPI(api_dir / API_SOCKET), "", "", Prometheus(""), env, api_keys,
         )  # fmt: skip
         reh.postgres = pg
         blue, blue_instance = reh.start_app(blue_image, "blue", fast_health=False)
         # The proxy and Prometheus start while blue does: neither needs it to be up yet.
+        # As the invoking user, so that the runtime API's socket (0600) is that user's alone.
         proxy = reh.run_container(
             proxy_image,
             "proxy",
-            volumes={str(folder / "proxy"): {"bind": CONFIG_DIR, "mode": "ro"}},
+            user=f"{os.getuid()}:{os.getgid()}",
+            volumes={
+                str(folder / "proxy"): {"bind": CONFIG_DIR, "mode": "ro"},
+                str(api_dir): {"bind": API_DIR, "mode": "rw"},
+            },
             ports={
                 f"{PORT_PUBLIC}/tcp": ("127.0.0.1", cfg.proxy_port or None),
                 f"{PORT_SMOKE}/tcp": ("127.0.0.1", None),
-                f"{PORT_API}/tcp": ("127.0.0.1", None),
             },
         )
         prom = reh.run_container(
@@ -439,14 +453,13 @@ def rehearsal(
             ) from None
         timeline.mark("blue healthy", blue_image)
 
-        reh.api = RuntimeAPI("127.0.0.1", reh.published(proxy, PORT_API))
         reh.proxy_url = f"http://127.0.0.1:{reh.published(proxy, PORT_PUBLIC)}"
         reh.smoke_url = f"http://127.0.0.1:{reh.published(proxy, PORT_SMOKE)}"
         reh.prometheus = Prometheus(f"http://127.0.0.1:{reh.published(prom, 9090)}")
         if not _wait(lambda: _api_ready(reh), 15):
             raise DeployError(
                 "the proxy's runtime API never answered",
-                checked=f"{reh.api.host}:{reh.api.port}",
+                checked=str(reh.api.path),
                 fix=f"read the proxy's log: docker logs {identity.name('proxy')}",
             )
         reh.api.set_address("blue", reh.address(blue), port)

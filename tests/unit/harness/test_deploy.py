@@ -145,10 +145,11 @@ def test_secrets_reach_the_service_as_files_only() -> None:
     assert not any("password" in t or "api_keys" in t for t in plain.values())
 
 
-def test_haproxy_routes_every_request_through_the_map_and_publishes_its_api() -> None:
+def test_haproxy_routes_every_request_through_the_map_and_its_api_is_a_private_socket() -> None:
     cfg = haproxy_config(8000)
     assert "use_backend be_%[str(active),map(/usr/local/etc/haproxy/active.map,blue)]" in cfg
-    assert "stats socket ipv4@0.0.0.0:9999 level admin" in cfg
+    assert "stats socket /run/haproxy-api/api.sock mode 600 level admin" in cfg
+    assert "ipv4@" not in cfg
     assert cfg.count("option httpchk GET /ready") == 2
     assert "retry-on conn-failure empty-response" in cfg
 
