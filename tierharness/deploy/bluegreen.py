@@ -48,6 +48,8 @@ from tierharness.deploy.proxy import (
     RuntimeAPI,
     check_config,
 )
+from tierharness.deploy.report import rule_timing
+from tierharness.deploy.report import write_verdict as _verdict
 from tierharness.deploy.secrets import (
     SECRETS_MOUNT,
     container_user,
@@ -56,7 +58,7 @@ from tierharness.deploy.secrets import (
     secret_templates,
     write_secret,
 )
-from tierharness.deploy.timeline import Timeline, load_summary, requests_between
+from tierharness.deploy.timeline import Timeline
 from tierharness.engine import engine_client, local_image_id
 from tierharness.errors import HarnessError
 from tierharness.process import start_child
@@ -127,6 +129,7 @@ class Outcome:
     switch_at: float | None = None  # wall clock
     drained_at: float | None = None  # wall clock
     rolled_back_at: float | None = None  # wall clock
+    retries: int = 0  # requests the proxy sent again while this candidate was deployed
 
 
 @dataclass
@@ -560,6 +563,7 @@ def deploy_candidate(reh: Rehearsal, image: str, label: str) -> Outcome:
     slot = "green" if old == "blue" else "blue"
     outcome = Outcome(label, image, deployed=False)
     switched: float | None = None  # monotonic instant of the switch
+    retried = reh.api.retries()
     tl.mark(f"[{label}] start green", image)
     try:
         green, instance = reh.start_app(image, slot)
@@ -603,6 +607,7 @@ def deploy_candidate(reh: Rehearsal, image: str, label: str) -> Outcome:
         )
         outcome.drained_at = tl.marks[f"{label}:drained"]
         outcome.deployed = True
+        outcome.retries = reh.api.retries() - retried
         return outcome
     except _Bad as bad:
         outcome.reason = bad.reason
@@ -619,6 +624,8 @@ def deploy_candidate(reh: Rehearsal, image: str, label: str) -> Outcome:
             name=f"{label}:rolled-back",
         )
         outcome.rolled_back_at = tl.marks[f"{label}:rolled-back"]
+        with contextlib.suppress(HarnessError):
+            outcome.retries = reh.api.retries() - retried
         if slot in reh.apps:
             reh.remove(reh.apps.pop(slot), timeout=2)
             reh.instances.pop(slot, None)
@@ -678,6 +685,7 @@ def run_rehearsal(
         timeline = Timeline()
         outcomes: list[tuple[Outcome, bool]] = []
         results: dict[str, Any] | None = None
+        retries = 0
         history = folder / "locust" / "stats_stats_history.csv"
         timeline.mark("rehearsal starts", f"run {run_id}; blue = {blue}")
         with rehearsal(
@@ -695,6 +703,7 @@ def run_rehearsal(
                 outcomes.append((deploy_candidate(reh, image, label), broken))
             time.sleep(2.0)  # requests after the last switch, on whatever serves now
             results = reh.stop_locust()
+            retries = reh.api.retries()
             timeline.mark("load stopped", "Locust's gate has judged the run")
             serving = reh.active
             status, _ = _get(f"{reh.proxy_url}/health")
@@ -710,6 +719,9 @@ def run_rehearsal(
             folder,
             expect_rollback=expect_rollback,
             limit=cfg.rollback_limit,
+            timing=rule_timing(settings),
+            slow_ms=settings.perf.p95_ms,
+            retries=retries,
         )
 
 
@@ -767,77 +779,3 @@ def settings_run_id() -> str | None:
     from tierharness.config import environment
 
     return environment().run_id
-
-
-def _verdict(
-    timeline: Timeline,
-    outcomes: list[tuple[Outcome, bool]],
-    results: dict[str, Any] | None,
-    history: Path,
-    folder: Path,
-    *,
-    expect_rollback: bool,
-    limit: float,
-) -> int:
-    problems: list[str] = []
-    for outcome, broken in outcomes:
-        name = outcome.candidate
-        if outcome.deployed:
-            spans = requests_between(history, outcome.switch_at, outcome.drained_at)
-            timeline.summary[f"{name}"] = "deployed; requests " + ", ".join(
-                f"{k} {v['requests']} ({v['failures']} failed)" for k, v in spans.items()
-            )
-            if broken:
-                problems.append(f"{name}: a broken candidate was deployed instead of rolled back")
-        else:
-            when = (
-                f", {outcome.signal_after_switch:.2f}s after the switch"
-                if outcome.signal_after_switch is not None
-                else ", before the switch"
-            )
-            timeline.summary[f"{name}"] = (
-                f"ROLLED BACK in {outcome.rollback_seconds:.2f}s (bad signal to blue serving alone{when}): "
-                f"{outcome.reason}"
-            )
-            if not broken or not expect_rollback:
-                problems.append(f"{name}: rolled back: {outcome.reason}")
-            elif (outcome.rollback_seconds or 0) > limit:
-                problems.append(f"{name}: rollback took {outcome.rollback_seconds:.2f}s (limit {limit:g}s)")
-    if results is None:
-        problems.append("Locust wrote no results")
-    else:
-        total = results["stats"]["total"]
-        timeline.summary["requests"] = load_summary(total)
-        any_broken = any(b for _, b in outcomes)
-        if any_broken:
-            # Failures are expected only while a broken green served; blue alone must fail none.
-            expected = sum(
-                requests_between(history, o.switch_at - 1, o.rolled_back_at + 1)
-                .get("during", {})
-                .get("failures", 0)
-                for o, _ in outcomes
-                if o.switch_at is not None and o.rolled_back_at is not None
-            )
-            if total["failures"] > expected:
-                problems.append(
-                    f"{total['failures'] - expected} request(s) failed while no broken green was serving"
-                )
-        else:
-            if total["failures"]:
-                problems.append(f"{total['failures']} request(s) failed across the switch (0 is the bar)")
-            problems += [
-                f"perf: {line}"
-                for line in (
-                    [f"INVALID RUN: {r}" for r in results["invalid"]]
-                    + [
-                        f"threshold {c['name']} breached: {c['actual']} (limit {c['limit']})"
-                        for c in results["checks"]
-                        if not c["passed"]
-                    ]
-                )
-            ]
-    timeline.summary["verdict"] = "PASSED" if not problems else "FAILED: " + "; ".join(problems)
-    path = timeline.write(folder)
-    print(timeline.render())
-    print(f"timeline written to {path} and {path.with_suffix('.txt')}")
-    return 0 if not problems else 1

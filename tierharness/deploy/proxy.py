@@ -86,7 +86,8 @@ defaults
     timeout server 30s
     timeout http-request 10s
     timeout http-keep-alive 10s
-    # A connection the old backend closed between two requests is retried, never shown to a client.
+    # A connection the old backend closed between two requests is retried, never shown to a
+    # client; so every retry is counted (RuntimeAPI.retries) and fails the rehearsal's verdict.
     retries 3
     retry-on conn-failure empty-response
 
@@ -187,10 +188,12 @@ class RuntimeAPI:
         """`ready`, `drain` (no new sessions) or `maint` (out of service)."""
         self.command(f"set server be_{slot}/{slot} state {state}")
 
+    def _stat_rows(self) -> list[dict[str, str]]:
+        return list(csv.DictReader(io.StringIO(self.command("show stat").lstrip("# "))))
+
     def stats(self) -> dict[str, ServerStat]:
-        raw = self.command("show stat").lstrip("# ")
         out = {}
-        for row in csv.DictReader(io.StringIO(raw)):
+        for row in self._stat_rows():
             if row.get("svname") in SLOTS:
                 out[row["svname"]] = ServerStat(
                     row["pxname"],
@@ -200,6 +203,16 @@ class RuntimeAPI:
                     int(row.get("stot") or 0),
                 )
         return out
+
+    def retries(self) -> int:
+        """Requests the proxy sent again since it started (`wretr`, to the same server, and
+        `wredis`, to another), over both backends: a client saw none of those failures, but
+        the backend failed them all, so each one counts against a rotation."""
+        return sum(
+            int(row.get("wretr") or 0) + int(row.get("wredis") or 0)
+            for row in self._stat_rows()
+            if row.get("svname") == "BACKEND" and row.get("pxname") in {f"be_{s}" for s in SLOTS}
+        )
 
     def wait_status(self, slot: str, wanted: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -163,6 +163,7 @@ def run_rotation(settings: Settings, *, log: Callable[[str], None] = print) -> i
         tl = Timeline()
         tl.mark("rotation rehearsal starts", f"run {run_id}")
         results: dict[str, Any] | None = None
+        retries = 0
         clients = folder / "client-keys"
 
         def load(reh: Rehearsal) -> None:
@@ -189,8 +190,14 @@ def run_rotation(settings: Settings, *, log: Callable[[str], None] = print) -> i
             rotate_database_password(reh, tl.mark)
             time.sleep(2.0)
             results = reh.stop_locust()
+            retries = reh.api.retries()
             tl.mark("load stopped")
         problems = []
+        tl.summary["proxy retries"] = f"{retries} (requests the proxy sent again after the service failed)"
+        if retries:
+            problems.append(
+                f"{retries} request(s) retried by the proxy: the service failed them (0 is the bar)"
+            )
         if results is None:
             problems.append("Locust wrote no results")
         else:

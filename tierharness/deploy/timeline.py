@@ -29,6 +29,7 @@ class Timeline:
     events: list[Event] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)  # named instants (wall clock)
     summary: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)  # the report's numbers, for the gates page
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -62,6 +63,7 @@ class Timeline:
             "events": [asdict(e) for e in self.events],
             "marks": self.marks,
             "summary": self.summary,
+            "figures": self.figures,
         }
         path = folder / "timeline.json"
         path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

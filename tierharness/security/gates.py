@@ -146,6 +146,38 @@ def _repro(settings: Settings) -> Gate:
     return Gate("reproducible image", value, "same digest twice", PASS if ok else FAIL, _age(path))
 
 
+def _deploy(settings: Settings) -> Gate:
+    """The last blue-green rehearsal (`nox -s deploy`): its verdict, the proxy's retries, and each
+    rollback timed from the first bad request, as rehearsed (gated) and with the shipped rules
+    (computed); see tierharness/deploy/report.py."""
+    path = settings.build_dir / "deploy" / "timeline.json"
+    limit = settings.deploy.rollback_limit
+    threshold = (
+        f"0 failed, 0 retried; rollback <= {limit:g} s from the first bad request (rules as rehearsed)"
+    )
+    if not path.is_file():
+        return Gate("deploy rehearsal", "-", threshold, NOT_RUN, "timeline.json missing")
+    data = _json(path)
+    figures = data.get("figures", {})
+    parts = [f"proxy retries {figures.get('retries', '-')}"]
+    for c in figures.get("rollback", {}).get("candidates", []):
+        if c.get("rehearsed_seconds") is not None:
+            shipped = c.get("shipped_seconds")
+            parts.append(
+                f"{c['candidate']}: rolled back {c['rehearsed_seconds']:g} s after the first bad request "
+                + (
+                    "(no shipped rules)"
+                    if shipped is None
+                    else f"(about {shipped:.0f} s with the shipped rules, computed)"
+                )
+            )
+        else:
+            parts.append(f"{c['candidate']}: rolled back before any client request reached it")
+    verdict = str(data.get("summary", {}).get("verdict", "no verdict"))
+    value = "; ".join([verdict if len(verdict) < 200 else verdict[:200] + "...", *parts])
+    return Gate("deploy rehearsal", value, threshold, PASS if verdict == "PASSED" else FAIL, _age(path))
+
+
 def _tiers(junit: Path) -> list[Gate]:
     """The tiers' run, and beside it the root-only tests that a non-root run skips: once those
     passed as root (`nox -s root-tests`), the skips are no longer NOT RUN."""
@@ -168,6 +200,7 @@ def collect_gates(settings: Settings) -> list[Gate]:
         lambda: _junit(junit / "e2e.xml", "e2e (image over HTTP, fuzzing)"),
         lambda: [_repro(settings)],
         lambda: [_perf(settings)],
+        lambda: [_deploy(settings)],
         lambda: _junit(junit / "perf-gate.xml", "perf gate can fail"),
     ]
     gates: list[Gate] = []

@@ -55,6 +55,29 @@ def test_each_broken_candidate_rolls_back_with_its_reason_and_time(
     assert "proxy routes to blue; GET /health through it: 200" in output
 
 
+def test_a_candidate_whose_failures_the_proxy_retried_does_not_pass(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A green that drops one API connection in ten without an answer: the proxy retries each,
+    so clients see no failure and no alert fires; the retries still fail the rehearsal."""
+    from tierharness.build.buildx import buildx_build
+    from tierharness.build.image import build_image
+
+    settings = load_settings()
+    base = build_image(settings, log=lambda _m: None).image
+    canary = Path(__file__).parent / "canary"
+    tag = f"{base.rsplit(':', 1)[0]}:canary-drops"
+    buildx_build(
+        canary, dockerfile=canary / "drops.Dockerfile", tags=[tag], build_args={"BASE": base}, load=True
+    )
+    code = run_rehearsal(settings, [tag], log=lambda _m: None)
+    output = capsys.readouterr().out
+    summary = json.loads((settings.build_dir / "deploy" / "timeline.json").read_text())["summary"]
+    assert code == 1, output
+    assert "retried by the proxy" in summary["verdict"], output
+    assert summary["requests"].split(", ")[1] == "0 failed", output  # what the retries hid
+
+
 def _start(run_id: str) -> subprocess.Popen[str]:
     env = {**os.environ, "HARNESS_RUN_ID": run_id}
     return subprocess.Popen(

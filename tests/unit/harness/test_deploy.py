@@ -296,3 +296,53 @@ def test_a_second_rehearsal_of_a_checkout_waits_for_the_first_then_gives_up_nami
     with bluegreen._one_rehearsal_at_a_time(settings, log=said.append):
         assert holder.wait(timeout=5) == 0
     assert any("waiting for it" in line for line in said), said
+
+
+_SHIPPED_RULE = "spec:\n  groups:\n    - name: g\n      rules:\n        - alert: A\n          for: 1m\n"
+
+
+def _project(root: Path) -> Path:
+    """A project of its own (the in-image unit tier has no deploy/ folder), shipping a rule with for: 1m."""
+    (root / "deploy" / "k8s").mkdir(parents=True)
+    (root / "deploy" / "k8s" / "prometheusrule.yaml").write_text(_SHIPPED_RULE)
+    (root / "pyproject.toml").write_text("[tool.harness]\n")
+    return root
+
+
+def _history(path: Path, failures_from: int) -> Path:
+    """Locust's per-second history, 1000..1020: 10 requests a second, one failing a second from
+    `failures_from` on; responses fast."""
+    rows = ["Timestamp,Name,100%,Total Request Count,Total Failure Count"]
+    rows += [f"{t},Aggregated,40,{(t - 999) * 10},{max(0, t - failures_from + 1)}" for t in range(1000, 1021)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_the_rollback_is_timed_from_the_first_bad_request_and_reported_as_rehearsed_and_shipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alert was seen 2 s before blue served alone, but clients got errors from t=1003 on:
+    11 s from the first bad request, over the 10 s limit."""
+    from tierharness.deploy.bluegreen import Outcome, _verdict
+
+    monkeypatch.chdir(_project(tmp_path / "project"))
+    history = _history(tmp_path / "h.csv", failures_from=1003)
+    outcome = Outcome("errors", "img", deployed=False, reason="alert HighErrorRate firing for green")
+    outcome.switch_at, outcome.rolled_back_at = 1000.5, 1013.0
+    outcome.signal_after_switch, outcome.rollback_seconds = 10.5, 2.0
+    results = {"stats": {"total": {"requests": 200, "failures": 11, "p95_ms": 40, "rps": 10.0}}}
+    timeline = Timeline()
+    code = _verdict(timeline, [(outcome, True)], results, history, tmp_path, expect_rollback=True, limit=10.0)
+    capsys.readouterr()
+    line = timeline.summary["errors"]
+    assert "11.00s from the first bad request" in line, line
+    assert "about 129s with the rules as shipped (computed, not measured)" in line, line
+    assert code == 1
+    assert "11.00s from the first bad request (limit 10s)" in timeline.summary["verdict"]
+    figures = json.loads((tmp_path / "timeline.json").read_text())["figures"]["rollback"]
+    [errors] = figures["candidates"]
+    assert errors["first_bad_request"] == 1002.0
+    assert errors["rehearsed_seconds"] == 11.0
+    # As shipped: the rehearsal's 1 s hold and 1 s evaluation replaced by for: 1m and 1m.
+    assert errors["shipped_seconds"] == 11.0 - 1 - 1 + 60 + 60
+    assert "first bad request" in figures["gated"]

@@ -358,7 +358,39 @@ def test_gates_page_reads_reports_and_says_not_run_and_unchecked(tmp_path: Path)
     assert gates["security findings"] == "PASS"
     assert gates["coverage"] == "NOT RUN"
     assert gates["e2e (image over HTTP, fuzzing)"] == "FAIL"
+    assert gates["deploy rehearsal"] == "NOT RUN"
     assert "Verdict: FAIL" in render_gates(collect_gates(settings))
+
+
+def test_gates_page_shows_the_deploy_rehearsal_with_its_rollback_from_the_first_bad_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tierharness.deploy.bluegreen import Outcome, _verdict
+    from tierharness.deploy.timeline import Timeline
+
+    (tmp_path / "pyproject.toml").write_text("[tool.harness]\n")
+    (tmp_path / "deploy" / "k8s").mkdir(parents=True)
+    (tmp_path / "deploy" / "k8s" / "prometheusrule.yaml").write_text(
+        "        - alert: A\n          for: 5m\n"
+    )
+    monkeypatch.chdir(tmp_path)  # the project whose settings the verdict reads
+    settings = load_settings(tmp_path)
+    history = tmp_path / "h.csv"
+    history.write_text(
+        "Timestamp,Name,100%,Total Request Count,Total Failure Count\n"
+        + "".join(f"{t},Aggregated,40,{t - 999},{int(t >= 1004)}\n" for t in range(1000, 1012))
+    )
+    outcome = Outcome("errors", "img", deployed=False, reason="alert HighErrorRate", rollback_seconds=1.5)
+    outcome.switch_at, outcome.rolled_back_at = 1000.5, 1008.0
+    results = {"stats": {"total": {"requests": 12, "failures": 1, "p95_ms": 40, "rps": 1.0}}}
+    folder = settings.build_dir / "deploy"
+    _verdict(Timeline(), [(outcome, True)], results, history, folder, expect_rollback=True, limit=10.0)
+    capsys.readouterr()
+    gate = {g.name: g for g in collect_gates(settings)}["deploy rehearsal"]
+    assert gate.status == "PASS", gate
+    assert "errors: rolled back 5 s after the first bad request" in gate.value, gate.value
+    assert "(about 363 s with the shipped rules, computed)" in gate.value  # 5 - 1 - 1 + 300 + 60
+    assert "from the first bad request" in gate.threshold
 
 
 def test_gates_page_names_each_root_only_test_group_not_run_with_its_fix(tmp_path: Path) -> None:
