@@ -7,6 +7,7 @@ failed; this module is the one place that reads it.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,12 +104,14 @@ def buildx_build(
     log_path: Path | None = None,
     cache_from: str | None = None,
     cache_to: str | None = None,
+    unshared: bool = False,
 ) -> BuildResult:
     """Build with BuildKit. With `oci_dest`, export a reproducible OCI tarball
     (timestamps rewritten to SOURCE_DATE_EPOCH, no provenance attestation). `cache_from` /
     `cache_to` are BuildKit cache locations (`type=gha`, `type=registry,ref=...`), for CI
     runners that do not keep a local cache. HARNESS_BUILDER names the buildx builder; by
-    default, the builder of the engine DOCKER_HOST (or the docker context) names."""
+    default, the builder of the engine DOCKER_HOST (or the docker context) names. With
+    `unshared`, no step runs as part of another build (see `_unshared_args`)."""
     require_buildx()
     cmd = [docker_cli(), "buildx", "build", *builder_args(), "--progress=plain", "--provenance=false"]
     if dockerfile:
@@ -123,6 +126,8 @@ def buildx_build(
         cmd += ["--label", f"{key}={value}"]
     if no_cache:
         cmd.append("--no-cache")
+    if unshared:
+        cmd += _unshared_args()
     if cache_from:
         cmd += ["--cache-from", cache_from]
     if cache_to:
@@ -159,6 +164,26 @@ def buildx_build(
         explain=lambda log: redact_values(_explain_failure(log), (build_args or {}).values()),
     )
     return BuildResult(log=proc.stdout + proc.stderr, oci_tar=oci_dest)
+
+
+def _unshared_args() -> list[str]:
+    """Arguments that give this build's RUN steps keys no other build has.
+
+    `--no-cache` only stops BuildKit looking results up in its cache. Steps of builds running at
+    once on one BuildKit are one graph: a step with the same definition and inputs as a step
+    another build has loaded runs once, and both builds get its result for as long as either
+    holds it (moby/buildkit#42, #4674). Two `--no-cache` builds of `RUN date > /stamp` can then
+    get the same file, and a reproducibility check would call that step reproducible.
+
+    A host name is part of a RUN step's definition and of its cache key (only its address is
+    left out of the key), and buildx sets it on every RUN (`--add-host`). A random name under
+    `.invalid` (RFC 2606: never a real name) makes every RUN step, and everything built on one,
+    this build's own. It reaches the image only as a line of the /etc/hosts that BuildKit
+    mounts while a step runs, which no layer holds; the image config and history do not name it.
+    Steps before the first RUN (FROM, COPY, ADD) can still be shared. A builder of its own
+    (`--driver docker-container`) would isolate those too, but needs the BuildKit image, which
+    an offline machine cannot pull."""
+    return ["--add-host", f"build-{uuid.uuid4().hex}.invalid:127.0.0.1"]
 
 
 def redact_values(text: str, values: Iterable[str]) -> str:

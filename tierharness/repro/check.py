@@ -6,6 +6,11 @@ under (file modes), TZ and the locale of the build client, every file's mtime
 (set far in the past, which clamping alone would not hide), and the wall clock
 (the builds run one after the other, at least a second apart). Both builds run
 with no cache and export OCI with rewrite-timestamp and no provenance.
+
+Each build's RUN steps are its own (`buildx_build(unshared=True)`): with no cache, BuildKit
+still runs a step once for every build that loads it while another build holds it, so a longer
+build beside the check could give both of its builds the same `RUN date` output
+(docs/repro-check.md, also on why steps before the first RUN may still be shared).
 """
 
 from __future__ import annotations
@@ -119,6 +124,7 @@ def check_reproducible(
                 build_args=spec.build_args,
                 source_date_epoch=spec.source_date_epoch,
                 no_cache=True,
+                unshared=True,
                 oci_dest=tarball,
                 env={**variation.env(), **(second_env if tarballs and second_env else {})},
                 log_path=report_dir / f"{variation.name}.build.log",
