@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tierharness.build.buildx import buildx_build
+from tierharness.build.oci import read_oci
 from tierharness.config import load_settings
 from tierharness.repro.check import DockerfileBuild, check_reproducible
 
@@ -69,8 +71,16 @@ def test_every_canary_is_reported_not_reproducible_naming_its_path(tmp_path: Pat
 
 def test_clean_canary_is_reproducible(tmp_path: Path) -> None:
     clean = "RUN mkdir -p /data && printf 'same\\n' > /data/file && chmod 0640 /data/file"
-    diff = check_reproducible(_context(tmp_path, clean), _spec(), tmp_path / "report", log=lambda _m: None)
+    context, spec = _context(tmp_path, clean), _spec()
+    diff = check_reproducible(context, spec, tmp_path / "report", log=lambda _m: None)
     assert diff.reproducible, diff.summary()
     assert diff.a_digest == diff.b_digest
     assert diff.offending_paths() == []
     assert not (tmp_path / "report" / "first.oci.tar").exists()  # identical tarballs are not kept
+    # The check's builds keep their steps to themselves (a host name of their own on every RUN):
+    # that must not reach the image, or the digest it proves would not be the one a build makes.
+    plain = tmp_path / "plain.oci.tar"
+    buildx_build(
+        context, build_args=spec.build_args, source_date_epoch=spec.source_date_epoch, oci_dest=plain
+    )
+    assert read_oci(plain).digest == diff.a_digest
