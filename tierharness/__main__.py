@@ -65,11 +65,12 @@ def _cmd_lock(args: argparse.Namespace) -> int:
 
 
 def _image_lock_specs(settings: Settings, names: Sequence[str] = ()) -> list[LogicalImage]:
-    """Images whose Debian packages are locked: those that name packages (or ship a lock)."""
-    from tierharness.build.debs import lock_path
+    """Images whose Debian packages must be locked: those that name packages, ship a lock,
+    or whose recipe installs from the mirror."""
+    from tierharness.build.debs import installs_debs, lock_path
 
     chosen = [settings.image(n) for n in names] if names else list(settings.images.values())
-    return [s for s in chosen if s.packages or lock_path(s).is_file()]
+    return [s for s in chosen if s.packages or lock_path(s).is_file() or installs_debs(s)]
 
 
 def _lock_images(settings: Settings, names: Sequence[str]) -> int:
@@ -96,6 +97,16 @@ def _check_image_locks(settings: Settings) -> int:
     for spec in _image_lock_specs(settings):
         path = lock_path(spec)
         shown = path.relative_to(settings.root) if path.is_relative_to(settings.root) else path
+        if not path.is_file():
+            name = spec.name
+            listed = "" if spec.packages else f"list them in [tool.harness.images.{name}] packages, then "
+            print(
+                f"STALE {shown}: missing, and the `{name}` image installs Debian packages: {listed}"
+                f"`nox -s lock -- --images {name}`, and install from the lock as the redis recipe does",
+                file=sys.stderr,
+            )
+            failures += 1
+            continue
         try:
             locked = {d.name for d in read_lock(path)}
         except HarnessError as exc:

@@ -371,12 +371,14 @@ DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
         "local": "harness/haproxy:3",
         "kind": "dockerfile",
         "depends-on": "base",
+        "packages": ["haproxy"],
     },
     "prometheus": {
         "ref": "prom/prometheus:v2.53.3",
         "local": "harness/prometheus:2",
         "kind": "dockerfile",
         "depends-on": "base",
+        "packages": ["prometheus"],
     },
 }
 

@@ -34,6 +34,7 @@ __all__ = [
     "check_lock",
     "dpkg_installed",
     "index_entries",
+    "installs_debs",
     "lock_path",
     "read_lock",
     "rootfs_installed",
@@ -64,6 +65,16 @@ class Deb:
 
 def lock_path(spec: LogicalImage) -> Path:
     return spec.recipe / LOCK_NAME
+
+
+def installs_debs(spec: LogicalImage) -> bool:
+    """The image takes packages from the Debian mirror: a rootfs, or a Dockerfile recipe that
+    runs `apt-get install`. Each of them needs a lock, or it installs whatever the mirror
+    holds on the day it is built."""
+    if spec.kind == "rootfs":
+        return True
+    dockerfile = spec.recipe / "Dockerfile"
+    return dockerfile.is_file() and "apt-get install" in dockerfile.read_text(encoding="utf-8")
 
 
 def read_lock(path: Path) -> list[Deb]:

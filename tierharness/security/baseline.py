@@ -1,13 +1,15 @@
 """`security-baseline.toml`: findings accepted for a while, each with a reason and an expiry.
 
 An expired entry fails the gate, and so does an entry that matches nothing (the finding
-was fixed: the acceptance must go too). Entries match on check, rule and `where`, a glob
-(`tierharness/recipes/*/Dockerfile:*`), so line numbers may move without breaking them.
+was fixed: the acceptance must go too). Entries match on check, rule and `where`: one file
+by its exact path, and `:*` for any of its lines, so line numbers may move without breaking
+them. A pattern over files is refused: it would accept the same finding in a file added
+later, one nobody gave a reason for.
 
     [[accept]]
     check = "hadolint"
     rule = "DL3008"
-    where = "tierharness/recipes/*/Dockerfile:*"
+    where = "tierharness/recipes/postgres/Dockerfile:*"
     reason = "why it is acceptable, for now"
     expires = 2027-01-31
 """
@@ -26,6 +28,14 @@ from tierharness.security.findings import CheckResult, Finding
 __all__ = ["Accepted", "apply_baseline", "load_baseline"]
 
 _KEYS = {"check", "rule", "where", "reason", "expires"}
+_GLOB = frozenset("*?[")
+
+
+def _names_many_files(where: str) -> bool:
+    """`where` is a pattern over paths, not one file (`:*`, any line of it, is allowed)."""
+    path, sep, line = where.rpartition(":")
+    named = path if sep and line == "*" else where
+    return bool(_GLOB & set(named))
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,13 @@ def load_baseline(path: Path) -> list[Accepted]:
                 f"{path.name}: [[accept]] number {n} gives no reason",
                 checked=str(path),
                 fix="say why the finding is acceptable, for now",
+            )
+        if _names_many_files(str(entry["where"])):
+            raise HarnessError(
+                f"{path.name}: [[accept]] number {n} has where = {entry['where']!r}, a pattern over files",
+                checked=f"{path}: each where names one file (`path`, or `path:*` for any of its lines)",
+                fix="fix the findings, or accept each file on its own entry with its exact path and "
+                "the reason that holds for it",
             )
         accepted.append(
             Accepted(entry["check"], entry["rule"], entry["where"], entry["reason"], entry["expires"], n)

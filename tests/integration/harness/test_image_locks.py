@@ -21,7 +21,7 @@ def _copy(tmp_path: Path, name: str) -> LogicalImage:
     return replace(spec, recipe=recipe)
 
 
-@pytest.mark.parametrize("name", ["base", "postgres", "redis", "registry", "engine"])
+@pytest.mark.parametrize("name", ["base", "postgres", "redis", "registry", "engine", "haproxy", "prometheus"])
 def test_every_image_lock_matches_the_mirror(name: str) -> None:
     assert len(check_lock(load_settings().image(name))) > 0
 

@@ -47,6 +47,40 @@ def test_lock_check_fails_on_a_pin_without_hash(
     assert f"pins without a hash: {name_version}" in capsys.readouterr().err
 
 
+def test_every_recipe_that_installs_debian_packages_has_a_lock_that_the_check_reads(
+    project_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by what the recipes do, not by what the configuration says they do: an unlocked
+    `apt-get install` is whatever the mirror holds on the day of the build."""
+    from tierharness.config import RECIPES
+
+    installing = sorted(
+        d.parent for d in RECIPES.glob("*/Dockerfile") if "apt-get install" in d.read_text(encoding="utf-8")
+    )
+    assert {r.name for r in installing} >= {"postgres", "redis", "haproxy", "prometheus"}
+    assert main(["lock", "--check"]) == 0
+    out = capsys.readouterr().out
+    for recipe in installing:
+        assert (recipe / "packages.lock").is_file(), recipe
+        assert f"ok    {recipe / 'packages.lock'}" in out
+
+
+def test_lock_check_fails_on_a_recipe_that_installs_debian_packages_without_a_lock(
+    project_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = project_copy / "recipes" / "tool"
+    recipe.mkdir(parents=True)
+    (recipe / "Dockerfile").write_text("FROM harness/base:3.13-trixie\nRUN apt-get install -y curl\n")
+    with (project_copy / "pyproject.toml").open("a") as pyproject:
+        pyproject.write('\n[tool.harness.images.tool]\nref = "tool:1"\nlocal = "harness/tool:1"\n'
+                        'recipe = "recipes/tool"\nkind = "dockerfile"\ndepends-on = "base"\n')  # fmt: skip
+    assert main(["lock", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "STALE recipes/tool/packages.lock: missing, and the `tool` image installs Debian packages" in err
+    assert "[tool.harness.images.tool] packages" in err
+    assert "`nox -s lock -- --images tool`" in err
+
+
 def test_errors_exit_2_with_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

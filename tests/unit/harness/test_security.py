@@ -209,7 +209,10 @@ def _baseline(tmp_path: Path, body: str) -> Path:
     return path
 
 
-ENTRY = '[[accept]]\ncheck = "hadolint"\nrule = "DL3008"\nwhere = "a/*:*"\nreason = "because"\nexpires = {}\n'
+ENTRY = (
+    '[[accept]]\ncheck = "hadolint"\nrule = "DL3008"\nwhere = "a/Dockerfile:*"\nreason = "because"\n'
+    "expires = {}\n"
+)
 
 
 def test_baseline_accepts_a_matching_finding_until_it_expires(tmp_path: Path) -> None:
@@ -255,6 +258,21 @@ def test_committed_baseline_is_short_and_unexpired() -> None:
     entries = load_baseline(repo_file("security-baseline.toml"))
     assert len(entries) <= 4  # each accepted finding is named; a fifth is a sign to fix, not to accept
     assert all(e.expires > dt.date(2026, 11, 1) and e.reason for e in entries)
+
+
+def test_committed_baseline_names_each_file_it_accepts() -> None:
+    """A pattern over files would accept a finding in any file added later, with nobody's reason."""
+    for entry in load_baseline(repo_file("security-baseline.toml")):
+        path = entry.where.removesuffix(":*")
+        assert not set("*?[") & set(path), entry
+
+
+def test_a_baseline_pattern_over_files_is_refused(tmp_path: Path) -> None:
+    body = ENTRY.format("2027-01-31").replace("a/Dockerfile:*", "tierharness/recipes/*/Dockerfile:*")
+    with pytest.raises(HarnessError) as err:
+        load_baseline(_baseline(tmp_path, body))
+    assert "where = 'tierharness/recipes/*/Dockerfile:*', a pattern over files" in str(err.value)
+    assert "its exact path" in str(err.value)
 
 
 # --------------------------------------------------------------------------- licences, SBOM
