@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tierharness.config import PERF_OPTIONS, LogicalImage, Settings, load_settings
+from tierharness.config import PERF_OPTIONS, LogicalImage, Settings, load_settings, withhold_secrets
 from tierharness.errors import HarnessError
 from tierharness.process import run
 
@@ -635,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    withhold_secrets()  # before any child process: none of them inherits the key password
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

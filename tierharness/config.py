@@ -42,6 +42,7 @@ __all__ = [
     "machine_cache",
     "pip_child_env",
     "read_toml",
+    "withhold_secrets",
 ]
 
 ImageKind = Literal["rootfs", "dockerfile"]
@@ -188,9 +189,26 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         ) from None
 
 
+# Variables only one child needs (the key password: cosign, as COSIGN_PASSWORD), kept by the
+# harness instead of its environment, which every child inherits: xdist workers, the project's
+# migrate and seed commands, Locust.
+_SECRET_VARS = ("HARNESS_KEY_PASSWORD",)
+_withheld: dict[str, str] = {}
+
+
+def withhold_secrets() -> None:
+    """Take the secrets out of this process's environment, keeping them for `environment()`.
+    Called first by the command line and the pytest plugin, before any child is started."""
+    for name in _SECRET_VARS:
+        value = os.environ.pop(name, None)
+        if value is not None:
+            _withheld[name] = value
+
+
 def environment() -> Environment:
-    """The environment as it is now (tests change it with monkeypatch; nothing is cached)."""
-    return Environment.read()
+    """The environment as it is now (tests change it with monkeypatch; nothing is cached),
+    with the secrets `withhold_secrets` took out of it; a value set since then wins."""
+    return Environment.read({**_withheld, **os.environ})
 
 
 def machine_cache(name: str = "") -> Path:
@@ -206,8 +224,11 @@ def child_env(
     prepend: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """This process's environment for a child process: `extra` set, `drop` removed, and each
-    `prepend` value put in front of that path-like variable (PATH, PYTHONPATH)."""
-    env = {k: v for k, v in os.environ.items() if k not in set(drop)}
+    `prepend` value put in front of that path-like variable (PATH, PYTHONPATH). Never the
+    secrets, even when set in this process since `withhold_secrets`: a child that needs one
+    gets it in `extra`, under the name it reads."""
+    dropped = {*drop, *_SECRET_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(extra or {})
     for name, first in (prepend or {}).items():
         env[name] = os.pathsep.join(p for p in (first, env.get(name, "")) if p)

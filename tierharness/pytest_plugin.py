@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from tierharness.config import environment
+from tierharness.config import environment, withhold_secrets
 from tierharness.errors import HarnessError
 from tierharness.runtime.labels import RunIdentity, new_run_id
 
@@ -150,6 +150,9 @@ def _runs_tests_here(config: pytest.Config) -> bool:
 def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None]:
     """The run's identity, then (early mode) the worker's services, all before pytest imports
     the initial conftests, which is what the `yield` does."""
+    # First, before xdist starts its workers or early provisioning runs harness_migrate and
+    # harness_seed: none of them inherits the key password.
+    withhold_secrets()
     config = early_config
     inherited = _controller_of_this_worker()
     if inherited is not None:
@@ -168,6 +171,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
         else:
             _export_placeholders(config)
     return (yield)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The plugin registered from a conftest (`pytest_plugins`) misses the hook above."""
+    withhold_secrets()
 
 
 def _guard(config: pytest.Config) -> None:

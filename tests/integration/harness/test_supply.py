@@ -22,9 +22,11 @@ from typing import Any
 
 import pytest
 
-from tierharness.config import Settings, SupplyConfig, load_settings
+from tierharness import config
+from tierharness.config import Settings, SupplyConfig, environment, load_settings
 from tierharness.engine import engine_client
-from tierharness.runtime.labels import RunIdentity, new_run_id
+from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id
+from tierharness.runtime.reaper import remove_labelled
 from tierharness.supply.publish import manifest_bytes, push_oci
 from tierharness.supply.registry import Registry, RegistryError, running_registry, start_registry
 from tierharness.supply.sbom import image_components, write_sbom
@@ -342,7 +344,8 @@ def test_the_key_password_comes_from_a_file_and_is_required(
     tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HARNESS_KEY_DIR", str(tmp_path / "keys"))
-    monkeypatch.delenv("HARNESS_KEY_PASSWORD")
+    # Empty, not unset: it overrides a password the harness withheld when this run started.
+    monkeypatch.setenv("HARNESS_KEY_PASSWORD", "")
     with pytest.raises(Exception, match="no password for the signing key"):
         create_keys(settings)
     secret = tmp_path / "password"
@@ -351,6 +354,71 @@ def test_the_key_password_comes_from_a_file_and_is_required(
     made = create_keys(settings)
     assert oct(made.private.stat().st_mode & 0o777) == "0o600"
     assert PASSWORD not in made.private.read_text()
+
+
+# The project's migration: records what it was given, then creates a table in the worker's
+# database (a migration that creates nothing is refused).
+_RECORDING_MIGRATION = """
+import json, os, psycopg
+with open(os.environ["RECORD_TO"], "w") as out:
+    json.dump(dict(os.environ), out)
+with psycopg.connect("", autocommit=True) as conn:
+    conn.execute("CREATE TABLE IF NOT EXISTS t (id int)")
+"""
+
+_WORKER_TEST = """
+import os
+
+def test_the_worker_does_not_hold_the_key_password(harness_services):
+    assert "HARNESS_KEY_PASSWORD" not in os.environ
+"""
+
+
+@pytest.mark.usefixtures("env")
+def test_children_never_see_the_key_password_and_cosign_still_gets_it(
+    tmp_path: Path, settings: Settings, registry: Registry, docker_config: Path
+) -> None:
+    """HARNESS_KEY_PASSWORD set for a pytest run: neither its xdist worker nor the project's
+    migration command inherits it. Set for `harness keys`: cosign gets it, and the pair it
+    makes signs with that password."""
+    from tests.integration.harness.test_adoption import _run
+    from tierharness.__main__ import main
+
+    assert os.environ["HARNESS_KEY_PASSWORD"] == PASSWORD  # what the `env` fixture exports
+    project = tmp_path / "project"
+    project.mkdir()
+    postgres = load_settings().image("postgres").local
+    (project / "pyproject.toml").write_text(
+        "[tool.pytest.ini_options]\n"
+        'harness_provision = "early"\nharness_services = "postgres"\nharness_migrate = "python migrate.py"\n'
+        f'harness_postgres_image = "{postgres}"\n'
+    )
+    (project / "migrate.py").write_text(_RECORDING_MIGRATION)
+    (project / "test_worker.py").write_text(_WORKER_TEST)
+    record = tmp_path / "migrate-env.json"
+    run_id = new_run_id("secret-")
+    try:
+        proc = _run(project, "-n", "1", run_id=run_id, env={"RECORD_TO": str(record)})
+    finally:
+        remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={run_id}"]})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = json.loads(record.read_text())
+    assert seen["PYTEST_XDIST_WORKER"] == "gw0"  # the migration ran in the worker, its parent
+    assert "HARNESS_KEY_PASSWORD" not in seen
+    assert PASSWORD not in json.dumps(seen)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config, "_withheld", {})  # what `main` withholds, kept for this test only
+        patch.setenv("HARNESS_KEY_PASSWORD", PASSWORD)  # back in place for the module's other tests
+        patch.setenv("HARNESS_KEY_DIR", str(tmp_path / "keys"))
+        assert main(["keys"]) == 0  # cosign generate-key-pair, COSIGN_PASSWORD from the variable
+        assert "HARNESS_KEY_PASSWORD" not in os.environ  # taken out before any child started
+        assert PASSWORD not in repr(environment())
+        made = key_pair(settings)
+        oci = tmp_path / "demo.oci.tar"
+        digest = make_oci(oci, "withheld")
+        push_oci(registry, oci, "demo/withheld", "v1")
+        sign(made, registry.reference("demo/withheld", digest), docker_config)
 
 
 def test_the_wrong_key_password_gives_a_clear_error(
