@@ -84,7 +84,7 @@ class Environment:
     # HARNESS_KEY_PASSWORD or the file HARNESS_KEY_PASSWORD_FILE names; never in a repr.
     key_password: str | None = field(default=None, repr=False)
     key_password_file: str | None = field(default=None, repr=False)  # a path, kept out of reprs all the same
-    verify: bool | None = None  # HARNESS_VERIFY: overrides [tool.harness.supply] verify
+    verify: bool | Literal["auto"] | None = None  # HARNESS_VERIFY (1, 0 or auto): overrides the table's
     builder: str | None = None  # HARNESS_BUILDER: the buildx builder to build with (default: the engine's)
     docker_tls_verify: bool = False  # DOCKER_TLS_VERIFY: TLS to DOCKER_HOST, the engine's CA checked
     docker_cert_path: str | None = None  # DOCKER_CERT_PATH: ca.pem, cert.pem, key.pem for DOCKER_HOST
@@ -125,7 +125,7 @@ class Environment:
             cache_dir=env.get("HARNESS_CACHE_DIR") or str(Path(cache_home) / "harness"),
             key_password=env.get("HARNESS_KEY_PASSWORD") or None,
             key_password_file=env.get("HARNESS_KEY_PASSWORD_FILE") or None,
-            verify=_flag(env, "HARNESS_VERIFY"),
+            verify="auto" if env.get("HARNESS_VERIFY", "").strip().lower() == "auto" else _flag(env, _VERIFY),
             builder=env.get("HARNESS_BUILDER") or None,
             # Set at all means TLS, as for the docker CLI and SDK ("0" too: they test presence).
             docker_tls_verify=bool(env.get("DOCKER_TLS_VERIFY")),
@@ -160,6 +160,9 @@ class Environment:
     def engine_is_local(self) -> bool:
         """A unix socket (or the default one): published ports are reached on loopback."""
         return self.docker_host is None or self.docker_host.startswith("unix://")
+
+
+_VERIFY = "HARNESS_VERIFY"
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
@@ -681,7 +684,9 @@ class SupplyConfig:
     registry_port: int = 0  # 0: a random free port on 127.0.0.1
     registry_timeout: float = 30.0  # seconds the registry has to answer
     key_dir: str | None = None  # default: $XDG_CONFIG_HOME/harness/keys/<repository>
-    verify: bool = False  # stacks run the image by digest from the registry, verified first
+    # Stacks run the image by digest from the registry, verified first: true, false, or "auto"
+    # (verified wherever the signing key pair is there: see Settings.verification).
+    verify: bool | Literal["auto"] = "auto"
 
     @classmethod
     def parse(cls, raw: Any, path: Path) -> SupplyConfig:
@@ -702,8 +707,18 @@ class SupplyConfig:
             registry_port=port,
             registry_timeout=_typed(table, "registry-timeout", float, d.registry_timeout, where),
             key_dir=str(key_dir) if key_dir else None,
-            verify=_typed(table, "verify", bool, d.verify, where),
+            verify=_verify_setting(table.get("verify", d.verify), where, path),
         )
+
+
+def _verify_setting(value: Any, where: str, path: Path) -> bool | Literal["auto"]:
+    if isinstance(value, bool) or value == "auto":
+        return value  # type: ignore[no-any-return]
+    raise HarnessError(
+        f'[{where}].verify = {value!r} is not true, false or "auto"',
+        checked=f"[{where}].verify in {path}",
+        fix='write verify = true, verify = false, or verify = "auto" (the default)',
+    )
 
 
 @dataclass(frozen=True)
@@ -763,8 +778,39 @@ class Settings:
     @property
     def verify_before_run(self) -> bool:
         """Whether stacks run the image verified, by digest, from the registry."""
+        return self.verification()[0]
+
+    def verification(self) -> tuple[bool, str]:
+        """(on, why): HARNESS_VERIFY, else [tool.harness.supply] verify. "auto" (the default) is
+        on wherever the signing key pair is there (`key_files`), a sign that this machine
+        publishes, off elsewhere. On by choice without the pair is an error: nothing could
+        be verified, and running the image unverified is what was ruled out."""
         env = environment().verify
-        return self.supply.verify if env is None else env
+        chosen, source = (
+            (self.supply.verify, "[tool.harness.supply] verify") if env is None else (env, "HARNESS_VERIFY")
+        )
+        missing = [str(p) for p in self.key_files if not p.is_file()]
+        if chosen is False:
+            return False, f"verify-before-run is off ({source})"
+        if chosen == "auto":
+            if missing:
+                return False, f"no signing key pair ({', '.join(missing)} missing), and {source} is auto"
+            return True, f"the signing key pair is in {self.key_dir}, and {source} is auto"
+        if missing:
+            raise HarnessError(
+                f"verify-before-run is on ({source}), but there is no key pair to verify with: "
+                f"{', '.join(missing)} missing",
+                checked=f"{source}, then the key files in {self.key_dir} "
+                "(HARNESS_KEY_DIR, [tool.harness.supply] key-dir)",
+                fix="make the pair and publish the image (`python -m tierharness keys`, `nox -s publish`), "
+                'point HARNESS_KEY_DIR at the pair, or set verify = "auto" (unverified where there is none)',
+            )
+        return True, f"{source} is on"
+
+    @property
+    def key_files(self) -> tuple[Path, Path]:
+        """The signing key pair: the private key (cosign.key) and the public one (cosign.pub)."""
+        return self.key_dir / "cosign.key", self.key_dir / "cosign.pub"
 
     @property
     def key_dir(self) -> Path:

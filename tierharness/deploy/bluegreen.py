@@ -671,12 +671,11 @@ def run_rehearsal(
     run_id = settings_run_id() or new_run_id("deploy-")
     identity = RunIdentity(run_id, "deploy", os.getpid())
     spawn_reaper(run_id, os.getpid(), settings.state_dir / "reaper.log")
-    blue = built.image
-    if settings.verify_before_run:
-        from tierharness.supply.run import verified_image
+    from tierharness.supply.run import image_to_run
 
-        # The published image, verified in the registry and run by digest: a failure starts nothing.
-        blue = verified_image(settings, identity, log)
+    # Verified, the published image by digest from the registry: a failed verification starts nothing.
+    blue = image_to_run(settings, built.image, identity, log)
+    if blue != built.image:
         candidates = [
             (label, blue if image == built.image else image, bad) for label, image, bad in candidates
         ]

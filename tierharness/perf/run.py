@@ -44,11 +44,9 @@ def _stack_for_perf(
     config = replace(base, api_key_names=(*base.api_key_names, *names))
     identity = RunIdentity(run_id, "perf", os.getpid())
     pg, rd = settings.image("postgres").local, settings.image("redis").local
-    image = built.image
-    if settings.verify_before_run:
-        from tierharness.supply.run import verified_image
+    from tierharness.supply.run import image_to_run
 
-        image = verified_image(settings, identity, log)  # a failure starts nothing
+    image = image_to_run(settings, built.image, identity, log)  # a failed verification starts nothing
     with running_stack(image, pg, rd, identity, config) as stack:
         log(f"stack up: {built.image} healthy after {stack.health_seconds:.1f}s at {stack.base_url}")
         yield stack.base_url, [stack.api_keys[n] for n in names]

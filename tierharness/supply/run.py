@@ -15,7 +15,9 @@ from tierharness.errors import HarnessError
 from tierharness.runtime.labels import RunIdentity, new_run_id
 from tierharness.supply.registry import Registry, running_registry
 
-__all__ = ["build_record", "command_registry", "head_revision", "publish_record", "verified_image"]
+__all__ = [
+    "build_record", "command_registry", "head_revision", "image_to_run", "publish_record", "verified_image",
+]  # fmt: skip
 
 
 def head_revision(settings: Settings) -> str:
@@ -88,3 +90,16 @@ def verified_image(
         )
     log(f"verified {verified.reference}: {', '.join(verified.checks)}")
     return verified.reference
+
+
+def image_to_run(
+    settings: Settings, image: str, identity: RunIdentity, log: Callable[[str], None] = lambda _m: None
+) -> str:
+    """What a stack (the stack fixture, perf, the deploy rehearsal) runs for the built `image`:
+    with verify-before-run on, the published image verified and by digest (`verified_image`);
+    otherwise `image` itself, and a line saying it runs unverified and why."""
+    on, why = settings.verification()
+    if on:
+        return verified_image(settings, identity, log)
+    log(f"running {image} unverified: {why}")
+    return image

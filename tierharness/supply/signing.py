@@ -29,7 +29,6 @@ __all__ = [
     "sign",
 ]
 
-_PREFIX = "cosign"
 _COSIGN_FIX = "install cosign 2.5 (Debian trixie; `bash scripts/provision-docker.sh` installs it)"
 # What cosign prints when the password does not decrypt the key.
 _WRONG_PASSWORD = ("decryption failed", "reading key: decrypt", "incorrect password")
@@ -72,7 +71,7 @@ def key_pair(settings: Settings, *, private: bool = True) -> KeyPair:
     """The project's key pair, checked: outside the repository, the private key readable by
     its owner only. With `private=False` only the public key is needed (verification)."""
     folder = settings.key_dir
-    pair = KeyPair(folder / f"{_PREFIX}.key", folder / f"{_PREFIX}.pub")
+    pair = KeyPair(*settings.key_files)
     needed = [pair.private, pair.public] if private else [pair.public]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
@@ -98,7 +97,7 @@ def create_keys(settings: Settings, *, force: bool = False) -> KeyPair:
     password from the environment. An existing pair is kept unless `force`."""
     folder = settings.key_dir
     _refuse_inside_checkout(settings, folder)
-    pair = KeyPair(folder / f"{_PREFIX}.key", folder / f"{_PREFIX}.pub")
+    pair = KeyPair(*settings.key_files)
     if pair.private.exists() and not force:
         raise SigningKeyError(
             f"a signing key already exists: {pair.private}",
@@ -112,7 +111,7 @@ def create_keys(settings: Settings, *, force: bool = False) -> KeyPair:
     for path in (pair.private, pair.public):
         path.unlink(missing_ok=True)
     run(
-        [cosign(), "generate-key-pair", "--output-key-prefix", str(folder / _PREFIX)],
+        [cosign(), "generate-key-pair", "--output-key-prefix", str(pair.private.with_suffix(""))],
         what="cosign generate-key-pair",
         fix=_COSIGN_FIX,
         cwd=folder,

@@ -25,6 +25,7 @@ import pytest
 from tierharness import config
 from tierharness.config import Settings, SupplyConfig, environment, load_settings
 from tierharness.engine import engine_client
+from tierharness.errors import HarnessError
 from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id
 from tierharness.runtime.reaper import remove_labelled
 from tierharness.supply.publish import manifest_bytes, push_oci
@@ -524,6 +525,78 @@ def test_a_stack_runs_only_a_verified_image_and_starts_nothing_otherwise(
         with pytest.raises(VerificationError, match=f"refusing to run {digest}"):
             verified_image(settings, mine)
     assert _leftovers(mine) == []  # the run's own registry is gone; nothing else was started
+
+
+@pytest.mark.usefixtures("pair")  # the key pair must exist on this worker, whatever ran before
+def test_with_a_key_pair_and_no_setting_the_stack_runs_the_image_verified_by_digest(
+    tmp_path: Path,
+    settings: Settings,
+    registry: Registry,
+    docker_config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HARNESS_VERIFY", raising=False)
+    assert settings.verify_before_run  # the pair is there, and the project's pyproject.toml says nothing
+    from tierharness.supply.run import head_revision, image_to_run
+
+    pair = key_pair(settings)
+    digest = publish_demo(
+        tmp_path, registry, docker_config, pair, repository="demo/auto", sbom_signer=pair,
+        provenance_signer=pair, tag="a1", revision=head_revision(settings),
+    )  # fmt: skip
+    _records(settings, digest, "demo/auto", "a1")
+    mine = RunIdentity(new_run_id("supply-"), "auto", os.getpid())
+
+    reference = image_to_run(settings, "demo/auto:built", mine)
+
+    assert reference.startswith("127.0.0.1:")
+    assert reference.endswith(f"/demo/auto@{digest}")
+    engine_client().images.remove(reference)
+    assert _leftovers(mine) == []
+
+
+def test_without_a_key_pair_the_stack_runs_the_built_image_and_says_so(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tierharness.supply.run import image_to_run
+
+    monkeypatch.delenv("HARNESS_VERIFY", raising=False)
+    monkeypatch.setenv("HARNESS_KEY_DIR", str(tmp_path / "no-keys"))
+    lines: list[str] = []
+    mine = RunIdentity(new_run_id("supply-"), "unverified", os.getpid())
+
+    assert image_to_run(settings, "demo/app:built", mine, lines.append) == "demo/app:built"
+
+    assert lines == [
+        f"running demo/app:built unverified: no signing key pair ({tmp_path / 'no-keys' / 'cosign.key'}, "
+        f"{tmp_path / 'no-keys' / 'cosign.pub'} missing), and [tool.harness.supply] verify is auto"
+    ]
+    assert _leftovers(mine) == []
+
+
+@pytest.mark.parametrize("switch", ["HARNESS_VERIFY=1", "verify = true"])
+def test_verify_on_without_a_key_pair_is_an_error_naming_the_files_and_the_fix(
+    switch: str, tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tierharness.supply.run import image_to_run
+
+    monkeypatch.setenv("HARNESS_KEY_DIR", str(tmp_path / "no-keys"))
+    if switch == "HARNESS_VERIFY=1":
+        monkeypatch.setenv("HARNESS_VERIFY", "1")
+    else:
+        monkeypatch.delenv("HARNESS_VERIFY", raising=False)
+        settings = replace(settings, supply=SupplyConfig(verify=True))
+    mine = RunIdentity(new_run_id("supply-"), "refused", os.getpid())
+
+    with pytest.raises(HarnessError) as err:
+        image_to_run(settings, "demo/app:built", mine)
+
+    source = "HARNESS_VERIFY" if switch == "HARNESS_VERIFY=1" else "[tool.harness.supply] verify"
+    assert f"verify-before-run is on ({source}), but there is no key pair to verify with" in err.value.what
+    assert str(tmp_path / "no-keys" / "cosign.pub") in err.value.what
+    assert f"the key files in {tmp_path / 'no-keys'}" in str(err.value.checked)
+    assert "`python -m tierharness keys`, `nox -s publish`" in str(err.value.fix)
+    assert _leftovers(mine) == []
 
 
 def test_a_killed_command_leaves_no_registry_behind(tmp_path: Path, project_root: Path) -> None:

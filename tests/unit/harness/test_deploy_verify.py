@@ -13,13 +13,16 @@ from tierharness.errors import HarnessError
 
 
 def test_a_failed_verification_refuses_the_deploy_before_anything_starts(
-    project_root: Path, monkeypatch: pytest.MonkeyPatch
+    project_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tierharness.build import image as build_module
     from tierharness.deploy import bluegreen
     from tierharness.supply import run as supply_run
 
     monkeypatch.setenv("HARNESS_VERIFY", "1")
+    monkeypatch.setenv("HARNESS_KEY_DIR", str(tmp_path))
+    for name in ("cosign.key", "cosign.pub"):  # on, verification needs the pair (a stand-in here)
+        (tmp_path / name).write_text("")
     started: list[str] = []
 
     class Built:
