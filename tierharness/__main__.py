@@ -236,14 +236,18 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     from tierharness.config import environment, load_settings
     from tierharness.engine import engine_client
     from tierharness.runtime.reaper import sweep_dead_runs
-    from tierharness.runtime.reuse import remove_kept
+    from tierharness.runtime.reuse import kept_containers, remove_kept
 
     client = engine_client()
-    kept = remove_kept(client)
+    kept = remove_kept(client, all_users=args.all_users)
     dead = sweep_dead_runs(client)
+    whose = "every user's" if args.all_users else "this user's"
     print(
-        f"removed {kept} kept (--harness-reuse) container(s); cleaned {len(dead)} run(s) whose owner is gone"
+        f"removed {kept} kept (--harness-reuse) container(s), {whose}; "
+        f"cleaned {len(dead)} run(s) whose owner is gone"
     )
+    if not args.all_users and (others := len(kept_containers(client, all_users=True))):
+        print(f"left {others} kept container(s) of other users (--all-users removes them too)")
     if not args.prune:
         return 0
     settings = load_settings(required=False)
@@ -255,7 +259,7 @@ def _cmd_clean(args: argparse.Namespace) -> int:
         f"removed {len(pulls)} reference(s) pulled from runs' own registries; "
         f"{len(builds)} old build(s) of {settings.build.image} (keep-images = {keep}); "
         f"{cache.records} build cache record(s) ({cache.size / 2**20:.0f} MiB) "
-        f"unused for {idle:.0f} s (HARNESS_BUILD_CACHE_IDLE)"
+        f"unused for {idle:.0f} s (HARNESS_BUILD_CACHE_IDLE): of each, only what this user's runs made"
     )
     return 0
 
@@ -529,13 +533,19 @@ def build_parser() -> argparse.ArgumentParser:
     diff.set_defaults(func=_cmd_diff)
 
     clean = sub.add_parser(
-        "clean", help="remove kept (--harness-reuse) containers and leftovers of runs whose owner died"
+        "clean", help="remove your kept (--harness-reuse) containers and leftovers of runs whose owner died"
     )
     clean.add_argument(
         "--prune",
         action="store_true",
-        help="also build cache unused for HARNESS_BUILD_CACHE_IDLE, images pulled from runs' own "
-        "registries, builds beyond keep-images: only while no build or stack runs on the engine",
+        help="also what your harness runs recorded as made: their build cache unused for "
+        "HARNESS_BUILD_CACHE_IDLE, images they pulled from their own registries, their builds beyond "
+        "keep-images; only while no build or stack runs on the engine",
+    )
+    clean.add_argument(
+        "--all-users",
+        action="store_true",
+        help="remove every user's kept containers, not only yours",
     )
     clean.set_defaults(func=_cmd_clean)
 

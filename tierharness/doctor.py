@@ -304,8 +304,8 @@ def build_cache_check(records: int, stale: int, idle_seconds: float) -> Check:
             "WARN",
             f"{detail}: above {BUILD_CACHE_WARN_ABOVE}, each container start and removal costs the "
             "engine more",
-            f"`{_CLEAN} --prune` (while no build runs) prunes what is unused for HARNESS_BUILD_CACHE_IDLE; "
-            "lower it to prune more",
+            f"`{_CLEAN} --prune` (while no build runs) prunes what your harness builds made and nobody "
+            "used for HARNESS_BUILD_CACHE_IDLE (lower it to prune more); other builds' cache is its owners'",
         )
     return Check("build cache", "PASS", detail)
 

@@ -6,12 +6,15 @@ failed; this module is the one place that reads it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tierharness.build.retention import recording_build_cache
+from tierharness.config import environment
 from tierharness.engine import builder_args, cli_env, docker_cli, require_buildx
 from tierharness.errors import BuildError
 from tierharness.process import run
@@ -153,16 +156,22 @@ def buildx_build(
     # Build arguments may carry values that must not reach a log or a report: the
     # command shown in an error names them, never their values.
     shown = [_redact(arg) for arg in cmd]
-    proc = run(
-        cmd,
-        what="image build",
-        fix=f"fix the failing step; full log: {log_path}" if log_path else "fix the failing step",
-        env=cli_env(run_env),
-        error=BuildError,
-        shown=shown,
-        log_path=log_path,
-        explain=lambda log: redact_values(_explain_failure(log), (build_args or {}).values()),
-    )
+    # What the build makes is the harness's to prune (`clean --prune`), when it is on the
+    # engine's own builder: a named builder (HARNESS_BUILDER) keeps its cache where the engine's
+    # listing does not show it, and is its owner's to prune; another engine (DOCKER_HOST in
+    # `env`) is a second engine, gone with its command.
+    own_builder = not environment().builder and "DOCKER_HOST" not in run_env
+    with recording_build_cache() if own_builder else contextlib.nullcontext():
+        proc = run(
+            cmd,
+            what="image build",
+            fix=f"fix the failing step; full log: {log_path}" if log_path else "fix the failing step",
+            env=cli_env(run_env),
+            error=BuildError,
+            shown=shown,
+            log_path=log_path,
+            explain=lambda log: redact_values(_explain_failure(log), (build_args or {}).values()),
+        )
     return BuildResult(log=proc.stdout + proc.stderr, oci_tar=oci_dest)
 
 

@@ -19,7 +19,7 @@ from tierharness.build.buildx import buildx_build, docker_load
 from tierharness.build.checkout import git_output, source_date_epoch, working_files
 from tierharness.build.lockfiles import require_hashes
 from tierharness.build.oci import read_oci
-from tierharness.build.retention import retain
+from tierharness.build.retention import record_build, retain
 from tierharness.build.wheelhouse import fill_wheelhouse
 from tierharness.config import BuildConfig, Settings, environment, machine_cache
 from tierharness.engine import local_image_id, tag_image
@@ -153,6 +153,7 @@ def build_image(
     seconds = time.monotonic() - started
     digest = read_oci(oci).digest
     docker_load(oci)
+    record_build(tag)  # the harness's own, for retain() and `clean --prune` to know it by
     tag_image(tag, f"{config.image}:latest")
     built = BuiltImage(
         image=tag,

@@ -15,28 +15,38 @@ were gone (the engine's own GC frees space, not records). So:
   running stack's image (run beside the e2e tier, it took the stack's image away), and a
   build cache prune beside a build made that build fail ("failed to solve: not found",
   BuildKit 0.13).
+
+All three touch only what the invoking user's harness runs wrote into their ledger
+(tierharness.build.ledger): the engine is shared, and a `localhost:5000/...` reference, an
+`app:<12 hex>` tag or an idle build cache record may be another project's or another user's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from tierharness.build.ledger import Ledger
 from tierharness.config import Settings
-from tierharness.engine import engine_client
+from tierharness.engine import build_cache_records, engine_client
 
 __all__ = [
     "CachePruned",
     "prune_build_cache",
     "prune_loopback_pulls",
     "prune_old_builds",
+    "record_build",
+    "record_pull",
+    "recording_build_cache",
     "retain",
 ]
 
 _REVISION_TAG = re.compile(r"^[0-9a-f]{12}$")  # what `harness build` tags: the commit, abbreviated
 _LOOPBACK = re.compile(r"^(127\.0\.0\.1|localhost):\d+/")  # a run's own registry
+_IDS_PER_PRUNE = 200  # build cache ids in one prune's filter: a request of a few kilobytes
 
 
 @dataclass(frozen=True)
@@ -47,15 +57,68 @@ class CachePruned:
     size: int  # bytes
 
 
+@contextlib.contextmanager
+def recording_build_cache(client: Any = None) -> Iterator[None]:
+    """Around one build on the engine's own builder (`client`'s engine; by default the
+    harness's): the build cache records that appear while it runs go into the invoking user's
+    ledger, for `prune_build_cache`. A courtesy: failing to write it never fails the build."""
+    before: set[str] | None = None
+    with contextlib.suppress(Exception):
+        client = client or engine_client()
+        before = {str(r["ID"]) for r in build_cache_records(client)}
+    try:
+        yield
+    finally:
+        if before is not None:
+            with contextlib.suppress(Exception):
+                after = {str(r["ID"]) for r in build_cache_records(client)}
+                Ledger.of(client, "build-cache").add(sorted(after - before))
+
+
 def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned:
-    """Build cache that no build used for `idle_seconds` (BuildKit's own `until` filter;
-    records in use are never pruned)."""
+    """The build cache records of the invoking user's harness builds (its ledger) that no
+    build used for `idle_seconds`; records in use are never pruned.
+
+    Why by id: BuildKit's cache records carry no owner, project or label. The engine's prune
+    filters are `until`, `id` (a regular expression), `parent`, `type`, `description`,
+    `inuse`, `shared` and `private`; `label` is accepted and ignored (checked on Docker 26.1:
+    a prune "by label" prunes whatever its other filters match, the whole engine's cache).
+    A builder of the harness's own (`docker buildx create --driver docker-container`) would
+    bound the cache exactly, but it runs a BuildKit image that no registry here serves and no
+    Debian package ships (HARNESS_BUILDER can name one where there is; its cache is then not
+    recorded here, and is its owner's to prune). So the most exact scope available is the ids
+    of the records that appeared during the harness's builds (`recording_build_cache`), in
+    one regular expression per batch, with `until` on top. Its one blur: a record that another
+    build on the same engine made while a harness build ran is counted as the harness's, and
+    pruned once nobody used it for `idle_seconds`.
+    """
     client = client or engine_client()
-    filters = {"until": f"{max(int(idle_seconds), 1)}s"}
+    ledger = Ledger.of(client, "build-cache")
+    recorded = ledger.entries()
+    if not recorded:
+        return CachePruned(0, 0)
+    present = {str(r["ID"]) for r in build_cache_records(client)}
+    ledger.forget(i for i in recorded if i not in present)
+    remaining = [i for i in recorded if i in present]
+    deleted: list[str] = []
+    size = 0
     # all: with the docker driver most records are "shared" (with the image store), and a
     # prune without it leaves those; images keep their own layers whatever is pruned here.
-    answer = client.api.prune_builds(filters=filters, all=True) or {}
-    return CachePruned(len(answer.get("CachesDeleted") or []), int(answer.get("SpaceReclaimed") or 0))
+    # A record whose child is in a later batch is freed by that batch: go round again.
+    while remaining:
+        freed: set[str] = set()
+        for start in range(0, len(remaining), _IDS_PER_PRUNE):
+            ids = "|".join(remaining[start : start + _IDS_PER_PRUNE])
+            filters = {"until": f"{max(int(idle_seconds), 1)}s", "id": f"^({ids})$"}
+            answer = client.api.prune_builds(filters=filters, all=True) or {}
+            freed.update(answer.get("CachesDeleted") or [])
+            size += int(answer.get("SpaceReclaimed") or 0)
+        if not freed:
+            break
+        deleted += [i for i in remaining if i in freed]
+        remaining = [i for i in remaining if i not in freed]
+    ledger.forget(deleted)
+    return CachePruned(len(deleted), size)
 
 
 def _remove(client: Any, reference: str) -> bool:
@@ -69,35 +132,63 @@ def _remove(client: Any, reference: str) -> bool:
     return True
 
 
+def record_build(tag: str, *, client: Any = None) -> None:
+    """After a build tagged `tag`: that tag, on the image it names now, is the harness's."""
+    client = client or engine_client()
+    Ledger.of(client, "builds").add([f"{tag}\t{client.images.get(tag).id}"])
+
+
 def prune_old_builds(repository: str, keep: int, *, protect: str = "", client: Any = None) -> tuple[str, ...]:
-    """The per-commit tags (`REPOSITORY:<12 hex>`) of `repository` beyond the newest `keep`
+    """The per-commit tags (`REPOSITORY:<12 hex>`) of `repository` that the invoking user's
+    builds made (`record_build`; still on the image they were given) beyond the newest `keep`
     (by the image's creation time, which is its commit's: SOURCE_DATE_EPOCH), never `protect`.
     Returns the tags removed."""
     client = client or engine_client()
-    tagged: list[tuple[str, str]] = []
+    ledger = Ledger.of(client, "builds")
+    recorded = set(ledger.entries())
+    if not recorded:
+        return ()
+    tagged: list[tuple[str, str, str]] = []  # (created, tag, its ledger entry)
     for image in client.images.list(name=repository):
         created = str(image.attrs.get("Created", ""))
         for tag in image.tags:
             name, _, version = tag.rpartition(":")
-            if name == repository and _REVISION_TAG.match(version):
-                tagged.append((created, tag))
+            entry = f"{tag}\t{image.id}"
+            if name == repository and _REVISION_TAG.match(version) and entry in recorded:
+                tagged.append((created, tag, entry))
     tagged.sort(reverse=True)
-    stale = [tag for _, tag in tagged[keep:] if tag != protect]
-    return tuple(tag for tag in stale if _remove(client, tag))
+    stale = [tag for _, tag, _ in tagged[keep:] if tag != protect]
+    removed = tuple(tag for tag in stale if _remove(client, tag))
+    # Forgotten: this repository's entries but those still in the engine as recorded.
+    still = {entry for _, tag, entry in tagged if tag not in removed}
+    ledger.forget(e for e in recorded if _repository(e) == repository and e not in still)
+    return removed
 
 
-def prune_loopback_pulls(*, matching: re.Pattern[str] = _LOOPBACK, client: Any = None) -> tuple[str, ...]:
-    """References pulled from a loopback registry (`127.0.0.1:PORT/...`; `matching` may
-    narrow them): each run's registry is its own and gone with it. Only while no run goes on.
-    Returns the references removed."""
+def _repository(entry: str) -> str:
+    return entry.partition("\t")[0].rpartition(":")[0]
+
+
+def record_pull(reference: str, *, client: Any = None) -> None:
+    """After a run pulled `reference` from its own loopback registry."""
+    if _LOOPBACK.match(reference):
+        client = client or engine_client()
+        Ledger.of(client, "pulls").add([reference])
+
+
+def prune_loopback_pulls(*, client: Any = None) -> tuple[str, ...]:
+    """The references the invoking user's runs pulled from their own loopback registries
+    (`record_pull`): each run's registry is its own and gone with it. Only while no run goes
+    on. Returns the references removed."""
     client = client or engine_client()
-    found = [
-        ref
-        for image in client.images.list()
-        for ref in _references(image)
-        if _LOOPBACK.match(ref) and matching.match(ref)
-    ]
-    return tuple(ref for ref in found if _remove(client, ref))
+    ledger = Ledger.of(client, "pulls")
+    recorded = ledger.entries()
+    if not recorded:
+        return ()
+    present = {ref for image in client.images.list() for ref in _references(image)}
+    removed = tuple(ref for ref in recorded if ref in present and _remove(client, ref))
+    ledger.forget(ref for ref in recorded if ref not in present or ref in removed)
+    return removed
 
 
 def _references(image: Any) -> list[str]:

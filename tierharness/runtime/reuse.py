@@ -4,8 +4,10 @@ survive the run, and the next run of the same checkout takes them back in millis
 They are keyed by the checkout, the worker, the images' digests and a digest of the
 migrations, so a changed key means fresh containers. A worker holds the key's lock for
 its whole run: a second run at the same time gets fresh containers, never shared ones.
-Kept containers carry no owner pid (the dead-run sweep leaves them alone); they expire
-after an idle time (HARNESS_REUSE_IDLE) and `python -m tierharness clean` removes them.
+Kept containers carry no owner pid (the dead-run sweep leaves them alone) but their owner's
+uid: the key holds it too, so two users' runs of the same checkout path never share
+containers. They expire after an idle time (HARNESS_REUSE_IDLE) and `python -m tierharness
+clean` removes them: each user's own only, unless asked for every user's (`--all-users`).
 CI never keeps anything.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,11 +28,13 @@ from filelock import FileLock, Timeout
 __all__ = [
     "LABEL_REUSE",
     "LABEL_REUSE_IDLE",
+    "LABEL_REUSE_OWNER",
     "LABEL_STATE_DIR",
     "ReuseSlot",
     "expire_idle",
     "kept_containers",
     "migrations_digest",
+    "owner_of",
     "remove_kept",
     "reuse_key",
 ]
@@ -39,6 +44,7 @@ LABEL_REUSE = "harness.reuse-key"
 # without knowing the run that made it.
 LABEL_REUSE_IDLE = "harness.reuse-idle"
 LABEL_STATE_DIR = "harness.state-dir"
+LABEL_REUSE_OWNER = "harness.reuse-owner"  # the uid of the user whose run kept it
 _SKIP = {".git", ".venv", ".nox", "node_modules", "build", ".harness", "__pycache__", ".mypy_cache"}
 _MIGRATION_DIRS = {"migrations", "alembic", "versions"}
 
@@ -63,7 +69,9 @@ def _migration_files(folder: Path, inside: bool = False) -> list[Path]:
 
 
 def reuse_key(rootdir: Path, worker: str, images: Mapping[str, str], migrations: str) -> str:
-    parts = [str(rootdir.resolve()), worker, *(f"{k}={v}" for k, v in sorted(images.items())), migrations]
+    # The uid first: another user's run of the same checkout path keeps containers of its own.
+    images_part = (f"{k}={v}" for k, v in sorted(images.items()))
+    parts = [str(os.getuid()), str(rootdir.resolve()), worker, *images_part, migrations]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
@@ -80,6 +88,7 @@ class ReuseSlot:
             LABEL_REUSE: self.key,
             LABEL_REUSE_IDLE: str(int(self.idle_seconds)),
             LABEL_STATE_DIR: str(self.state_dir.resolve()),
+            LABEL_REUSE_OWNER: str(os.getuid()),
         }
 
     def __post_init__(self) -> None:
@@ -102,15 +111,31 @@ class ReuseSlot:
         self._lock.release()
 
 
-def kept_containers(client: Any, key: str | None = None) -> list[Any]:
+def owner_of(labels: Mapping[str, str]) -> int | None:
+    """The uid of the user a kept container is for: its owner label; for one kept before that
+    label existed, the owner of the state folder it names, which that user's run made. None
+    when neither tells (that folder gone, or not visible to this user)."""
+    owner = labels.get(LABEL_REUSE_OWNER, "")
+    if owner.isdigit():
+        return int(owner)
+    with contextlib.suppress(OSError):
+        if labels.get(LABEL_STATE_DIR):
+            return Path(labels[LABEL_STATE_DIR]).stat().st_uid
+    return None
+
+
+def kept_containers(client: Any, key: str | None = None, *, all_users: bool = False) -> list[Any]:
+    """Kept containers (all of them, or one key's): the invoking user's, or every user's."""
     flt = {"label": [f"{LABEL_REUSE}={key}" if key else LABEL_REUSE]}
-    return list(client.containers.list(all=True, ignore_removed=True, filters=flt))
+    found = list(client.containers.list(all=True, ignore_removed=True, filters=flt))
+    return found if all_users else [c for c in found if owner_of(c.labels) == os.getuid()]
 
 
-def remove_kept(client: Any, key: str | None = None) -> int:
-    """Remove kept containers (all of them, or one key's); returns how many."""
+def remove_kept(client: Any, key: str | None = None, *, all_users: bool = False) -> int:
+    """Remove kept containers (all of them, or one key's; the invoking user's, or with
+    `all_users` every user's); returns how many."""
     removed = 0
-    for container in kept_containers(client, key):
+    for container in kept_containers(client, key, all_users=all_users):
         with contextlib.suppress(Exception):  # gone already
             container.remove(force=True, v=True)
             removed += 1
@@ -118,9 +143,10 @@ def remove_kept(client: Any, key: str | None = None) -> int:
 
 
 def expire_idle(client: Any, *, now: float | None = None) -> int:
-    """Remove kept containers unused for longer than their idle time (labelled on them, with
-    the state folder that records their last use); a key locked by a running worker, or whose
-    state folder is gone from this machine's view, is left alone."""
+    """Remove the invoking user's kept containers unused for longer than their idle time
+    (labelled on them, with the state folder that records their last use); a key locked by a
+    running worker, or whose state folder is gone from this machine's view, is left alone.
+    Another user's are theirs to expire: their state folder and its locks are theirs too."""
     now = time.time() if now is None else now
     removed = 0
     by_key: dict[str, dict[str, str]] = {}

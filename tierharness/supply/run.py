@@ -69,6 +69,7 @@ def verified_image(
     """The image a stack runs when verify-before-run is on: the published image, verified in
     the registry (see tierharness.supply.verify), then pulled by digest. Returns the reference
     by digest; on any failure nothing has been started but the registry, which is gone again."""
+    from tierharness.build.retention import record_pull
     from tierharness.engine import docker_cli
     from tierharness.process import run
     from tierharness.supply.signing import key_pair
@@ -88,6 +89,7 @@ def verified_image(
             what=f"pulling the verified image {verified.reference}",
             fix="read the registry's log; the engine must reach 127.0.0.1",
         )
+        record_pull(verified.reference)  # the run's own: `clean --prune` removes it, and only it
     log(f"verified {verified.reference}: {', '.join(verified.checks)}")
     return verified.reference
 

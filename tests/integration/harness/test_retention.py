@@ -1,11 +1,15 @@
 """What a build leaves in the engine stays in bounds (tierharness.build.retention), on real
-engines. Each test touches only what it made, or works on an engine of its own: a developer's
-own cache and images are safe."""
+engines, and only what the harness made goes. Each test touches only what it made (its own
+ledger, in a machine cache of its own), or works on an engine of its own: a developer's own
+cache and images are safe."""
 
 from __future__ import annotations
 
+import contextlib
 import io
-import re
+import os
+import subprocess
+import sys
 import tarfile
 import time
 import uuid
@@ -16,12 +20,27 @@ from typing import Any
 import pytest
 from docker.errors import ImageNotFound
 
-from tierharness.build.retention import prune_build_cache, prune_loopback_pulls, prune_old_builds
+from tierharness.build.retention import (
+    prune_build_cache,
+    prune_loopback_pulls,
+    prune_old_builds,
+    record_build,
+    record_pull,
+    recording_build_cache,
+)
+from tierharness.config import child_env
 from tierharness.engine import engine_client
+from tierharness.runtime.reuse import LABEL_REUSE, LABEL_REUSE_OWNER
 from tierharness.supply.engines import SecondEngine, second_engine
 
 
-def _tiny_image(reference: str, content: str) -> str:
+@pytest.fixture(autouse=True)
+def own_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the harness recorded as made lives in the machine cache: a fresh one per test."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "machine"))
+
+
+def _tiny_image(reference: str, content: str, client: Any = None) -> str:
     """A one-file image, imported (no build): its creation time is the import's."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -29,13 +48,13 @@ def _tiny_image(reference: str, content: str) -> str:
         info.size = len(content.encode())
         tar.addfile(info, io.BytesIO(content.encode()))
     repository, _, tag = reference.rpartition(":")
-    engine_client().api.import_image_from_data(buf.getvalue(), repository=repository, tag=tag)
+    (client or engine_client()).api.import_image_from_data(buf.getvalue(), repository=repository, tag=tag)
     return reference
 
 
-def _exists(reference: str) -> bool:
+def _exists(reference: str, client: Any = None) -> bool:
     try:
-        engine_client().images.get(reference)
+        (client or engine_client()).images.get(reference)
     except ImageNotFound:
         return False
     return True
@@ -54,7 +73,7 @@ def repository() -> Iterator[str]:
 def test_old_builds_beyond_keep_go_newest_and_protected_and_other_tags_stay(repository: str) -> None:
     revisions = [f"{n:012x}" for n in range(1, 6)]  # oldest first
     for n, revision in enumerate(revisions):
-        _tiny_image(f"{repository}:{revision}", f"build {n}")
+        record_build(_tiny_image(f"{repository}:{revision}", f"build {n}"))
         time.sleep(0.01)  # distinct creation times, in this order
     _tiny_image(f"{repository}:latest", "not a revision tag")
     _tiny_image(f"{repository}:broken-slow", "a candidate, not a build")
@@ -70,18 +89,46 @@ def test_old_builds_beyond_keep_go_newest_and_protected_and_other_tags_stay(repo
     assert _exists(f"{repository}:broken-slow")
 
 
-def test_loopback_pulls_are_removed_and_other_references_kept(repository: str) -> None:
+def test_old_builds_that_the_harness_did_not_make_stay(repository: str) -> None:
+    """A commit-shaped tag of the same repository made by hand (another project's `app`, or a
+    tag moved to another image) is not the harness's build, however old."""
+    foreign = _tiny_image(f"{repository}:{'a' * 12}", "another project's app")
+    moved = _tiny_image(f"{repository}:{'b' * 12}", "built")
+    record_build(moved)
+    built = engine_client().images.get(moved).id
+    _tiny_image(moved, "tagged again by hand")  # the tag now names another image
+    try:
+        time.sleep(0.01)
+        newer = [f"{repository}:{n:012x}" for n in range(1, 3)]
+        for n, tag in enumerate(newer):
+            record_build(_tiny_image(tag, f"build {n}"))
+            time.sleep(0.01)
+
+        assert prune_old_builds(repository, 1) == (newer[0],)
+        assert _exists(foreign)
+        assert _exists(moved)
+        assert _exists(newer[1])
+    finally:
+        with contextlib.suppress(ImageNotFound):  # untagged by the second import, maybe kept dangling
+            engine_client().images.remove(built)
+
+
+def test_loopback_pulls_the_harness_made_are_removed_and_other_references_kept(repository: str) -> None:
     mine = f"127.0.0.1:1/{repository}"
     pulled = _tiny_image(f"{mine}:t1", "pulled from a run's own registry")
+    record_pull(pulled)
+    foreign = _tiny_image(f"localhost:1/{repository}/other:keep", "another project's loopback registry")
     local = _tiny_image(f"{repository}:keep", "a local image")
     try:
-        pruned = prune_loopback_pulls(matching=re.compile(re.escape(mine)))
-        assert pruned == (pulled,)
+        assert prune_loopback_pulls() == (pulled,)
         assert not _exists(pulled)
+        assert _exists(foreign)
         assert _exists(local)
+        assert prune_loopback_pulls() == ()  # forgotten once gone
     finally:
-        if _exists(pulled):
-            engine_client().images.remove(pulled)
+        for reference in (pulled, foreign):
+            if _exists(reference):
+                engine_client().images.remove(reference)
 
 
 def _build_cache_record(engine: SecondEngine, folder: Path, token: str) -> str:
@@ -99,14 +146,17 @@ def _records(engine: SecondEngine) -> list[dict[str, Any]]:
     return list(engine.client().df()["BuildCache"] or [])
 
 
-def test_build_cache_unused_longer_than_the_idle_time_is_pruned_and_fresh_cache_kept(tmp_path: Path) -> None:
+def test_build_cache_the_harness_made_is_pruned_when_idle_and_other_builds_cache_kept(tmp_path: Path) -> None:
     """On an engine of its own: a prune while another build exports can fail that build.
     Without root, that engine runs in a container (tierharness.supply.engine_container)."""
     with second_engine(tmp_path / "state") as engine:
         client = engine.client()
-        stale = _build_cache_record(engine, tmp_path / "stale", f"stale-{uuid.uuid4().hex}")
+        foreign = _build_cache_record(engine, tmp_path / "foreign", f"foreign-{uuid.uuid4().hex}")
+        with recording_build_cache(client):  # as buildx_build records the harness's builds
+            stale = _build_cache_record(engine, tmp_path / "stale", f"stale-{uuid.uuid4().hex}")
         time.sleep(3)
-        fresh = _build_cache_record(engine, tmp_path / "fresh", f"fresh-{uuid.uuid4().hex}")
+        with recording_build_cache(client):
+            fresh = _build_cache_record(engine, tmp_path / "fresh", f"fresh-{uuid.uuid4().hex}")
         fresh_built = time.monotonic()
 
         assert prune_build_cache(3600, client=client).records == 0  # used seconds ago: kept
@@ -119,3 +169,44 @@ def test_build_cache_unused_longer_than_the_idle_time_is_pruned_and_fresh_cache_
         ids = {str(r["ID"]) for r in _records(engine)}
         assert stale not in ids
         assert fresh in ids
+        assert foreign in ids  # older than both and unused: another build's, so not the harness's
+
+
+def _kept(client: Any, owner: int, image: str) -> str:
+    """A container as `--harness-reuse` keeps one, for the user `owner`: its id."""
+    key = uuid.uuid4().hex[:20]
+    labels = {LABEL_REUSE: key, LABEL_REUSE_OWNER: str(owner), "harness.role": "postgres"}
+    container = client.containers.create(image, ["/stamp"], name=f"harness-reuse-{key}", labels=labels)
+    return str(container.id)
+
+
+def test_clean_prune_removes_what_the_harness_made_and_leaves_other_projects_and_users_alone(
+    tmp_path: Path, project_root: Path
+) -> None:
+    """`python -m tierharness clean --prune` on an engine of its own (it prunes, and the
+    tests run beside builds): another project's `localhost:5000/...` image and another user's
+    kept container survive it; this user's kept container and the run's own pull do not."""
+    with second_engine(tmp_path / "state") as engine:
+        client = engine.client()
+        small = _tiny_image("harness-test/small:1", "a small local image", client)
+        foreign_image = "localhost:5000/other/app:keep"
+        client.images.get(small).tag(foreign_image)  # by hand, as another project would
+        pulled = _tiny_image("127.0.0.1:1/harness-test/app:t1", "pulled from a run's own registry", client)
+        record_pull(pulled, client=client)  # as verified_image records its pull
+        mine, theirs = _kept(client, os.getuid(), small), _kept(client, os.getuid() + 1, small)
+
+        # This engine only, with the test's own machine cache (HARNESS_CACHE_DIR, own_ledger).
+        env = child_env(engine.env(), drop=("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"))
+        clean = subprocess.run(
+            [sys.executable, "-m", "tierharness", "clean", "--prune"],
+            cwd=project_root, env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert _exists(foreign_image, client), clean.stdout
+        assert _exists(small, client)
+        assert not _exists(pulled, client)
+        left = {c.id for c in client.containers.list(all=True)}
+        assert theirs in left, clean.stdout
+        assert mine not in left, clean.stdout
+        assert "left 1 kept container(s) of other users" in clean.stdout

@@ -3,8 +3,11 @@ the worker's environment mapping."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -12,7 +15,17 @@ from tierharness.errors import HarnessError
 from tierharness.runtime.containers import PostgresInfo, RedisInfo
 from tierharness.runtime.manifest import summary_line
 from tierharness.runtime.networking import host_network_refusal, use_host_network
-from tierharness.runtime.reuse import ReuseSlot, migrations_digest, reuse_key
+from tierharness.runtime.reuse import (
+    LABEL_REUSE,
+    LABEL_REUSE_OWNER,
+    LABEL_STATE_DIR,
+    ReuseSlot,
+    kept_containers,
+    migrations_digest,
+    owner_of,
+    remove_kept,
+    reuse_key,
+)
 from tierharness.runtime.templates import render
 from tierharness.runtime.worker import WorkerPlan, render_mapping
 
@@ -77,6 +90,41 @@ def test_a_reuse_key_held_by_one_run_is_not_given_to_another(tmp_path: Path) -> 
     assert second.acquire()
     second.release()
     assert (tmp_path / "reuse" / "k1.json").exists()  # the last use is recorded
+
+
+def test_a_reuse_key_is_the_users_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two users' runs of the same checkout path never take each other's containers."""
+    key = reuse_key(tmp_path, "gw0", {"postgres": "sha256:a"}, "m")
+    monkeypatch.setattr(os, "getuid", lambda: os.geteuid() + 1)
+    assert reuse_key(tmp_path, "gw0", {"postgres": "sha256:a"}, "m") != key
+    assert ReuseSlot(tmp_path, "k").labels()[LABEL_REUSE_OWNER] == str(os.geteuid() + 1)
+
+
+class _Kept:
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = {LABEL_REUSE: "k", **labels}
+        self.removed = False
+
+    def remove(self, **_: Any) -> None:
+        self.removed = True
+
+
+def test_clean_takes_only_the_invoking_users_kept_containers_unless_asked_for_all(tmp_path: Path) -> None:
+    me, other = os.getuid(), os.getuid() + 1
+    mine = _Kept({LABEL_REUSE_OWNER: str(me)})
+    theirs = _Kept({LABEL_REUSE_OWNER: str(other)})
+    older = _Kept({LABEL_STATE_DIR: str(tmp_path)})  # kept before the owner label: its state folder's
+    unknown = _Kept({LABEL_STATE_DIR: str(tmp_path / "gone")})
+    containers = [mine, theirs, older, unknown]
+    client = SimpleNamespace(containers=SimpleNamespace(list=lambda **_: list(containers)))
+
+    assert owner_of(older.labels) == tmp_path.stat().st_uid == me
+    assert owner_of(unknown.labels) is None
+    assert kept_containers(client) == [mine, older]
+    assert remove_kept(client) == 2
+    assert [c.removed for c in containers] == [True, False, True, False]
+    assert remove_kept(client, all_users=True) == 4
+    assert all(c.removed for c in containers)
 
 
 def test_the_summary_line_without_resets_says_so() -> None:

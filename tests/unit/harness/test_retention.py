@@ -1,0 +1,84 @@
+"""What the harness made, recorded and pruned by that record (tierharness.build.ledger and
+tierharness.build.retention), without an engine: a stand-in answers as the engine does."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tierharness.build import retention
+from tierharness.build.ledger import Ledger
+from tierharness.build.retention import prune_build_cache, recording_build_cache
+
+
+@pytest.fixture(autouse=True)
+def machine_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "machine"))
+
+
+def test_a_ledger_keeps_each_entry_once_and_forgets_only_what_it_is_told(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "engine", "pulls")
+    assert ledger.entries() == []
+    ledger.add(["a", "b", "", "a"])
+    ledger.add(["c"])
+    ledger.forget(["b", "never-there"])
+    assert ledger.entries() == ["a", "c"]
+    assert not [p.name for p in ledger.folder.iterdir() if p.name.startswith(".pulls-")]
+
+
+class _Engine:
+    """The engine's build cache as the API shows it: `prune_builds` honours `until` (every
+    record is old enough here) and the `id` regular expression, and a record with a child
+    left stays."""
+
+    def __init__(self, records: dict[str, str | None]) -> None:  # id -> parent
+        self.records = dict(records)
+        self.filters: list[dict[str, str]] = []
+        self.api = self
+
+    def info(self) -> dict[str, str]:
+        return {"ID": "engine-1"}
+
+    def _get(self, *_: Any, **__: Any) -> None:
+        return None
+
+    def _url(self, *_: Any) -> str:
+        return ""
+
+    def _result(self, *_: Any, **__: Any) -> dict[str, Any]:
+        return {"BuildCache": [{"ID": i} for i in self.records]}
+
+    def prune_builds(self, *, filters: dict[str, str], all: bool) -> dict[str, Any]:
+        self.filters.append(filters)
+        pattern = re.compile(filters["id"])
+        parents = {p for p in self.records.values() if p}
+        gone = [i for i in self.records if pattern.search(i) and i not in parents]
+        for i in gone:
+            del self.records[i]
+        return {"CachesDeleted": gone or None, "SpaceReclaimed": 10 * len(gone)}
+
+
+def test_the_build_cache_prune_takes_only_recorded_records_across_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = _Engine({"foreign1": None})
+    with recording_build_cache(engine):
+        engine.records.update({"a-parent": None, "b-child": "a-parent", "c-mine": None, "d-shared": None})
+    engine.records["foreign2"] = "d-shared"  # another build's, on top of one of the harness's
+    # One id a batch: the parent's batch comes before its child's, so a second round frees it.
+    monkeypatch.setattr(retention, "_IDS_PER_PRUNE", 1)
+
+    pruned = prune_build_cache(3600, client=engine)
+
+    assert sorted(engine.records) == ["d-shared", "foreign1", "foreign2"]  # d-shared: foreign2's parent
+    assert pruned.records == 3
+    assert all(f["until"] == "3600s" and f["id"].startswith("^(") for f in engine.filters)
+    assert Ledger.of(engine, "build-cache").entries() == ["d-shared"]
+
+    del engine.records["foreign2"]
+    assert prune_build_cache(3600, client=engine).records == 1
+    assert sorted(engine.records) == ["foreign1"]
+    assert Ledger.of(engine, "build-cache").entries() == []
