@@ -197,16 +197,23 @@ def test_clean_prune_removes_what_the_harness_made_and_leaves_other_projects_and
 
         # This engine only, with the test's own machine cache (HARNESS_CACHE_DIR, own_ledger).
         env = child_env(engine.env(), drop=("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"))
-        clean = subprocess.run(
-            [sys.executable, "-m", "tierharness", "clean", "--prune"],
-            cwd=project_root, env=env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
 
-        assert clean.returncode == 0, clean.stdout + clean.stderr
-        assert _exists(foreign_image, client), clean.stdout
+        def clean(*args: str) -> str:
+            proc = subprocess.run(
+                [sys.executable, "-m", "tierharness", "clean", *args],
+                cwd=project_root, env=env, capture_output=True, text=True, timeout=300, check=False,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            return proc.stdout
+
+        said = clean("--prune")
+        assert _exists(foreign_image, client), said
         assert _exists(small, client)
         assert not _exists(pulled, client)
         left = {c.id for c in client.containers.list(all=True)}
-        assert theirs in left, clean.stdout
-        assert mine not in left, clean.stdout
-        assert "left 1 kept container(s) of other users" in clean.stdout
+        assert theirs in left, said
+        assert mine not in left, said
+        assert "left 1 kept container(s) of other users" in said
+
+        clean("--all-users")  # asked for explicitly
+        assert theirs not in {c.id for c in client.containers.list(all=True)}
