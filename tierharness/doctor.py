@@ -38,7 +38,7 @@ from tierharness.runtime.envguard import (
 from tierharness.runtime.labels import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN
 from tierharness.runtime.networking import NETWORK_MODES, refusal_here
 from tierharness.runtime.reaper import pid_alive
-from tierharness.runtime.reuse import LABEL_REUSE
+from tierharness.runtime.reuse import LABEL_REUSE, owner_of
 from tierharness.runtime.worker import DEFAULT_ENV, REDIS_ENV
 
 __all__ = [
@@ -317,6 +317,7 @@ class _Run:
     pid_start: str | None = None
     host: str | None = None
     kept: bool = False
+    owner: int | None = None  # a kept one's user
 
 
 def leftover_checks(
@@ -334,7 +335,8 @@ def leftover_checks(
             continue
         entry = runs.setdefault(run_id, _Run())
         entry.counts[kind] = entry.counts.get(kind, 0) + 1
-        entry.kept = entry.kept or LABEL_REUSE in labels
+        if LABEL_REUSE in labels:
+            entry.kept, entry.owner = True, owner_of(labels)
         entry.host = entry.host or labels.get(LABEL_HOST)
         # Networks may be labelled with the run id only; the owner comes from whichever has it.
         if not entry.pid and labels.get(LABEL_PID):
@@ -348,7 +350,12 @@ def leftover_checks(
         name = f"run {run_id}"
         if entry.kept:
             # Kept for the next run of the same checkout; they expire when idle.
-            checks.append(Check(name, "PASS", f"{what}; kept for --harness-reuse (`{_CLEAN}` removes them)"))
+            if entry.owner == os.getuid():
+                how = f"kept for --harness-reuse (`{_CLEAN}` removes them)"
+            else:
+                who = "an unknown user" if entry.owner is None else f"uid {entry.owner}"
+                how = f"kept for --harness-reuse by {who} (`{_CLEAN} --all-users` removes them)"
+            checks.append(Check(name, "PASS", f"{what}; {how}"))
         elif entry.host is not None and entry.host != host:
             checks.append(
                 Check(name, "PASS", f"{what}; owner pid {entry.pid} on host {entry.host}: not judged here")

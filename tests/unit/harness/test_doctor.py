@@ -480,6 +480,7 @@ def test_leftovers_are_grouped_by_run_and_judged_by_their_owner() -> None:
         ("container", labels("elsewhere", "300", host="other")),
         ("volume", labels("orphan")),
         ("container", {"harness.run-id": "reuse-k1", "harness.host": "here", "harness.reuse-key": "k1"}),
+        ("container", {**labels("reuse-k2"), "harness.reuse-key": "k2", "harness.reuse-owner": "99999"}),
     ]
     asked: list[tuple[int, str | None]] = []
 
@@ -498,6 +499,9 @@ def test_leftovers_are_grouped_by_run_and_judged_by_their_owner() -> None:
     assert "docker ps -a --filter label=harness.run-id=orphan" in str(checks["run orphan"].fix)
     assert checks["run reuse-k1"].status == "PASS"  # kept on purpose for the next run
     assert "--harness-reuse" in checks["run reuse-k1"].detail
+    every_users = "(`python -m tierharness clean --all-users` removes them)"
+    assert checks["run reuse-k1"].detail.endswith(f"by an unknown user {every_users}")  # no owner label
+    assert checks["run reuse-k2"].detail.endswith(f"by uid 99999 {every_users}")
     assert sorted(asked) == [(100, "7"), (200, "7")]  # another host's pid means nothing here
     assert [c.status for c in leftover_checks([], host="here")] == ["PASS"]
 
