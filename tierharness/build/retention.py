@@ -47,6 +47,7 @@ __all__ = [
 _REVISION_TAG = re.compile(r"^[0-9a-f]{12}$")  # what `harness build` tags: the commit, abbreviated
 _LOOPBACK = re.compile(r"^(127\.0\.0\.1|localhost):\d+/")  # a run's own registry
 _IDS_PER_PRUNE = 200  # build cache ids in one prune's filter: a request of a few kilobytes
+_LEDGER_COMPACT_AT = 128 * 1024  # bytes of build cache ids (26 each) before gone ones are dropped
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,12 @@ def recording_build_cache(client: Any = None) -> Iterator[None]:
         if before is not None:
             with contextlib.suppress(Exception):
                 after = {str(r["ID"]) for r in build_cache_records(client)}
-                Ledger.of(client, "build-cache").add(sorted(after - before))
+                ledger = Ledger.of(client, "build-cache")
+                ledger.add(sorted(after - before))
+                # Where `clean --prune` never runs, the engine's own GC removes records: their
+                # ids go from a ledger grown past a few thousand of them.
+                if ledger.path.stat().st_size > _LEDGER_COMPACT_AT:
+                    ledger.forget(set(ledger.entries()) - after)
 
 
 def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned:

@@ -82,3 +82,14 @@ def test_the_build_cache_prune_takes_only_recorded_records_across_batches(
     assert prune_build_cache(3600, client=engine).records == 1
     assert sorted(engine.records) == ["foreign1"]
     assert Ledger.of(engine, "build-cache").entries() == []
+
+
+def test_a_grown_build_cache_ledger_drops_what_the_engine_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = _Engine({})
+    monkeypatch.setattr(retention, "_LEDGER_COMPACT_AT", 10)
+    with recording_build_cache(engine):
+        engine.records.update({"gone-by-gc": None})
+    del engine.records["gone-by-gc"]
+    with recording_build_cache(engine):
+        engine.records.update({"new": None})
+    assert Ledger.of(engine, "build-cache").entries() == ["new"]
