@@ -29,7 +29,7 @@ from services.api_gateway.guard import RequestGuard
 from services.api_gateway.metrics import Metrics
 from services.api_gateway.migrations import migrate
 from services.api_gateway.ratelimit import RateLimiter
-from services.api_gateway.rotation import SecretReloader, read_secret
+from services.api_gateway.rotation import KeySet, SecretReloader, read_secret
 from services.api_gateway.settings import Settings, body_limit
 
 __all__ = ["create_app", "install_middleware"]
@@ -133,7 +133,7 @@ class State:
     redis: Redis
     limiter: RateLimiter
     metrics: Metrics
-    api_keys: dict[str, str]  # key -> client; replaced when the keys file is rotated
+    api_keys: KeySet  # key -> client: replaced by a rotated keys file, made stale by a refused one
 
 
 def _state(request: Request) -> State:
@@ -355,19 +355,16 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             redis,
             RateLimiter(redis, cfg.rate_limit_per_minute, cfg.redis_prefix, cfg.rate_limit_overrides),
             metrics,
-            dict(cfg.api_keys),
+            KeySet(cfg.api_keys, cfg.api_keys_overlap),
         )
         gateway: State = app.state.gateway
-
-        def new_keys(keys: dict[str, str]) -> None:
-            gateway.api_keys = keys
-
         reloader = SecretReloader(
             cfg.reload_seconds,
             keys_file=cfg.api_keys_file,
-            on_keys=new_keys,
+            keys=gateway.api_keys,
             url_file=url_file,
             on_url=pool.drain,
+            on_refused=lambda secret: metrics.secret_reload_errors.labels(secret).inc(),
         )
         watcher = asyncio.create_task(reloader.run()) if url_file or cfg.api_keys_file else None
         try:
@@ -380,8 +377,13 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
 
     app = FastAPI(title="knowledge hub API gateway", version=__version__, lifespan=lifespan)
     limit = settings.max_body_bytes if settings else body_limit()
-    # The keys of the running gateway, which a rotated keys file replaces (not the settings').
-    install_middleware(app, metrics, lambda: _gateway(app).api_keys, limit)
+
+    def keys_in_force() -> Mapping[str, str]:
+        # The running gateway's (which a rotated keys file replaces), not the settings'; looked
+        # up per request, as the gateway exists only once the app has started.
+        return _gateway(app).api_keys.current()
+
+    install_middleware(app, metrics, keys_in_force, limit)
     app.include_router(router)
 
     @app.exception_handler(psycopg.OperationalError)

@@ -43,6 +43,12 @@ class Metrics:
             ["dependency"],
             registry=self.registry,
         )
+        self.secret_reload_errors = Counter(
+            "secret_reload_errors_total",
+            "Rotated secret files refused (deleted, empty or invalid); the last good value is kept briefly",
+            ["secret"],
+            registry=self.registry,
+        )
 
     async def middleware(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]

@@ -104,6 +104,8 @@ class Settings:
     api_keys_file: Path | None = None
     database_url_file: Path | None = None
     reload_seconds: float = 1.0
+    # How long the last good keys outlive a keys file that is refused (deleted, empty, invalid).
+    api_keys_overlap: float = 10.0
 
     def __repr__(self) -> str:  # never print credentials embedded in URLs
         limit = self.rate_limit_per_minute
@@ -132,4 +134,5 @@ class Settings:
             api_keys_file=Path(env["API_KEYS_FILE"]) if env.get("API_KEYS_FILE") else None,
             database_url_file=Path(env["DATABASE_URL_FILE"]) if env.get("DATABASE_URL_FILE") else None,
             reload_seconds=_int(env, "SECRETS_RELOAD_MS", 1000, minimum=50) / 1000,
+            api_keys_overlap=_int(env, "API_KEYS_OVERLAP_MS", 10_000, minimum=0) / 1000,
         )

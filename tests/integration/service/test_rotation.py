@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -13,15 +14,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.api_gateway.app import create_app
+from services.api_gateway.settings import Settings
 from tierharness.pytest_plugin import HarnessServices
 
 from .conftest import make_settings
 
 
-def _eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+def _eventually(condition: Callable[[], bool], timeout: float = 5.0, what: str = "the change") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "not picked up in time"
+        assert time.monotonic() < deadline, f"{what}: not picked up within {timeout:g}s"
         time.sleep(0.05)
 
 
@@ -39,9 +41,71 @@ def test_api_keys_file_rotates_with_overlap(harness_clean: HarnessServices, tmp_
         keys_file.write_text(f"client:{new}\n")  # the window ends: the old key is refused
         _eventually(lambda: status(old) == 403)
         assert status(new) == 200
-        keys_file.write_text("client:short\n")  # a broken file keeps the last good keys
-        time.sleep(0.3)
-        assert status(new) == 200
+
+
+# A broken keys file keeps the last good keys for this long, no longer.
+OVERLAP = 1.0
+
+
+def _watching(services: HarnessServices, keys_file: Path) -> Settings:
+    """Settings as the service reads them, the keys from `keys_file`, re-read every 50 ms."""
+    return Settings.from_env({
+        "DATABASE_URL": services.postgres.url,
+        "REDIS_URL": services.redis.url if services.redis else "",
+        "API_KEYS_FILE": str(keys_file),
+        "SECRETS_RELOAD_MS": "50",
+        "API_KEYS_OVERLAP_MS": str(int(OVERLAP * 1000)),
+    })  # fmt: skip
+
+
+def _spoil(keys_file: Path, how: str, good_key: str) -> None:
+    if how == "deleted":
+        keys_file.unlink()
+        return
+    broken = {"malformed": "client:short\n", "empty": "", "partly invalid": f"client:{good_key}\nb:short\n"}
+    keys_file.write_text(broken[how])
+
+
+@pytest.mark.parametrize("how", ["malformed", "empty", "deleted", "partly invalid"])
+def test_a_broken_keys_file_keeps_the_old_keys_for_the_overlap_window_only(
+    harness_clean: HarnessServices, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    old = secrets.token_hex(16)
+    keys_file = tmp_path / "api_keys"
+    keys_file.write_text(f"client:{old}\n")
+    with TestClient(create_app(_watching(harness_clean, keys_file))) as client:
+        status = lambda key: client.get("/v1/articles", headers={"X-API-Key": key}).status_code  # noqa: E731
+        assert status(old) == 200
+        spoiled = time.monotonic()
+        _spoil(keys_file, how, old)
+        # The window starts when the service notices, so never before the file was spoiled.
+        assert status(old) == 200
+        _eventually(lambda: status(old) == 403, OVERLAP + 5, f"the old key refused after a {how} keys file")
+        assert time.monotonic() - spoiled >= OVERLAP, "the old keys were dropped before the window ended"
+        assert status(old) == 403, "the stale keys came back"
+        assert 'secret_reload_errors_total{secret="api_keys"} 1.0' in client.get("/metrics").text
+        logged = [r.levelno for r in caplog.records if r.name == "api_gateway.rotation"]
+        assert logging.ERROR in logged, "the refused keys file was not logged as an error"
+        assert old not in caplog.text
+        good = secrets.token_hex(16)
+        keys_file.write_text(f"client:{good}\n")  # a good file is applied at once
+        _eventually(lambda: status(good) == 200)
+        assert status(old) == 403
+
+
+def test_a_revoked_key_is_refused_even_if_the_rest_of_the_file_is_broken(
+    harness_clean: HarnessServices, tmp_path: Path
+) -> None:
+    revoked, kept = secrets.token_hex(16), secrets.token_hex(16)
+    keys_file = tmp_path / "api_keys"
+    keys_file.write_text(f"leaked:{revoked}\nclient:{kept}\n")
+    with TestClient(create_app(_watching(harness_clean, keys_file))) as client:
+        status = lambda key: client.get("/v1/articles", headers={"X-API-Key": key}).status_code  # noqa: E731
+        assert (status(revoked), status(kept)) == (200, 200)
+        keys_file.write_text(f"client:{kept}\nnew-client:typo\n")  # the leaked key removed, a typo added
+        _eventually(lambda: status(revoked) == 403, OVERLAP + 5, "the revoked key refused")
+        # The file as a whole was refused: no key of the stale set is accepted any longer.
+        assert status(kept) == 403
 
 
 @pytest.fixture
