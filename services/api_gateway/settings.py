@@ -8,7 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ConfigError", "Settings", "body_limit", "parse_api_keys", "parse_limits"]
+__all__ = ["SECRETS", "ConfigError", "Settings", "body_limit", "parse_api_keys", "parse_limits"]
+
+# The settings that are secrets: each from `NAME` or `NAME_FILE`, never with a default.
+SECRETS = ("DATABASE_URL", "REDIS_URL", "API_KEYS")
 
 
 class ConfigError(Exception):
@@ -114,12 +117,13 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        keys = parse_api_keys(_secret(env, "API_KEYS", required=True) or "")
+        secret = {name: _secret(env, name, required=True) or "" for name in SECRETS}
+        keys = parse_api_keys(secret["API_KEYS"])
         if not keys:
             raise ConfigError("API_KEYS (or API_KEYS_FILE) holds no key")
         return cls(
-            database_url=_secret(env, "DATABASE_URL", required=True) or "",
-            redis_url=_secret(env, "REDIS_URL", required=True) or "",
+            database_url=secret["DATABASE_URL"],
+            redis_url=secret["REDIS_URL"],
             api_keys=keys,
             rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 600, minimum=1),
             rate_limit_overrides=parse_limits(env.get("RATE_LIMIT_OVERRIDES", "")),
