@@ -23,7 +23,9 @@ def _serve() -> int:
         access_log=os.environ.get("ACCESS_LOG", "0") == "1",
         proxy_headers=False,
         # Requests in flight beyond this get a 503 at once instead of queueing without bound.
-        limit_concurrency=settings.max_concurrency,
+        # uvicorn counts the open connections with the one asking among them, so its limit N
+        # admits N - 1 requests on connections of their own: one more makes MAX_CONCURRENCY exact.
+        limit_concurrency=settings.max_concurrency + 1,
     )
     return 0
 

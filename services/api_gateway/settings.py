@@ -102,7 +102,7 @@ class Settings:
     port: int = 8000
     redis_prefix: str = "kh:"
     max_body_bytes: int = 1 << 20  # larger request bodies are refused with 413, unread
-    max_concurrency: int = 100  # requests in flight; the server answers 503 beyond it
+    max_concurrency: int = 100  # requests in flight (idle connections count): 503 beyond it
     # Where rotated secrets are re-read from (None: given directly, never rotated).
     api_keys_file: Path | None = None
     database_url_file: Path | None = None

@@ -11,7 +11,6 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
 
-from services.api_gateway import __main__ as entry
 from services.api_gateway.app import ArticleIn, ArticlePatch, create_app, install_middleware
 from services.api_gateway.guard import RequestGuard
 from services.api_gateway.metrics import Metrics, method_label
@@ -140,17 +139,6 @@ def test_text_postgres_cannot_store_is_a_validation_error(payload: dict[str, str
 def test_null_in_a_patch_is_a_validation_error(field: str) -> None:
     with pytest.raises(ValidationError, match="cannot be null"):
         ArticlePatch.model_validate({field: None})
-
-
-def test_server_concurrency_is_limited(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: dict[str, Any] = {}
-    monkeypatch.setenv("DATABASE_URL", "postgresql://h/db")
-    monkeypatch.setenv("REDIS_URL", "redis://h:6379/0")
-    monkeypatch.setenv("API_KEYS", f"alice:{KEY}")
-    monkeypatch.setenv("MAX_CONCURRENCY", "7")
-    monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: seen.update(kwargs))
-    assert entry.main(["serve"]) == 0
-    assert seen["limit_concurrency"] == 7
 
 
 # --------------------------------------------------------------------------- the document
