@@ -78,6 +78,12 @@ class KeySet:
         if self._stale_until is None:
             self._stale_until = time.monotonic() + self.overlap
 
+    def seconds_left(self) -> float:
+        """How long the stale set is still accepted (the whole window while it is not stale)."""
+        if self._stale_until is None:
+            return self.overlap
+        return max(0.0, self._stale_until - time.monotonic())
+
     def current(self) -> Mapping[str, str]:
         # Checked at every request, not by the poller: the window ends on time, whatever the interval.
         if self._stale_until is not None and time.monotonic() >= self._stale_until:
@@ -115,9 +121,9 @@ class SecretReloader:
             self.on_refused("api_keys")
             # The reason names the client, never a key; it says how long the old keys last.
             log.error(
-                "API keys file %s refused: %s. The last good keys are accepted for %gs more at most, "
+                "API keys file %s refused: %s. The last good keys are accepted for %.1fs more at most, "
                 "then none: write a valid file (one `client:key` per line, keys of 16+ characters)",
-                path, exc.strerror if isinstance(exc, OSError) else exc, self.keys.overlap,
+                path, exc.strerror if isinstance(exc, OSError) else exc, self.keys.seconds_left(),
             )  # fmt: skip
             return
         self.keys.replace(keys)
