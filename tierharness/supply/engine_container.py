@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import secrets
 import shutil
 import tarfile
 import time
@@ -36,8 +35,15 @@ from tierharness.config import Settings, load_settings
 from tierharness.engine import container_log, wait_until_ready
 from tierharness.errors import EngineUnavailableError, HarnessError
 from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id, process_start_time
-from tierharness.runtime.reaper import pid_alive
-from tierharness.supply.engines import EngineRecord, SecondEngine, _free_subnet, _kill, sweep_dead_engines
+from tierharness.supply.engine_record import EngineRecord, new_engine_folder
+from tierharness.supply.engines import (
+    SecondEngine,
+    _argv,
+    _free_subnet,
+    _has_options,
+    _kill,
+    sweep_dead_engines,
+)
 from tierharness.supply.tls import EngineTls, make_certificates
 
 __all__ = ["IMAGE", "ROLE", "remove_container_engine", "start_container_engine"]
@@ -109,10 +115,8 @@ def start_container_engine(
     settings = settings or load_settings()
     # Never pulled: its entrypoint (cgroup nesting) and daemon.json are the recipe's.
     (image,) = resolve_images(settings, [IMAGE], pull=False, log=log)
-    sweep_dead_engines(state_dir)
-    engine_id = secrets.token_hex(3)
-    root = (state_dir / "engines" / engine_id).resolve()
-    root.mkdir(mode=0o700, parents=True)
+    sweep_dead_engines(state_dir, log)
+    engine_id, root = new_engine_folder(state_dir)
     # A run of its own: the reaper removes all of a run once its owner is gone, and this
     # process may be a worker of a longer run that must not go with it.
     identity = RunIdentity(new_run_id("engine-"), "main", os.getpid())
@@ -217,8 +221,8 @@ def remove_container_engine(record: EngineRecord) -> None:
     if record.run_id:
         with contextlib.suppress(DockerException, HarnessError):
             remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={record.run_id}"]})
-    # Its reaper has nothing left to do. Only if it is still that process: a dead one's pid
-    # may be another's by now.
-    if record.watcher_pid and pid_alive(record.watcher_pid, record.watcher_start):
-        _kill(record.watcher_pid, 5)
+    # Its reaper has nothing left to do. Only if it is still that process (its start time; a
+    # dead one's pid may be another's by now) and the reaper of this engine's run.
+    if record.watcher_pid and _has_options(_argv(record.watcher_pid), ("--run-id", record.run_id)):
+        _kill(record.watcher_pid, record.watcher_start, 5)
     shutil.rmtree(record.root, ignore_errors=True)

@@ -15,7 +15,11 @@ The host process is not a container, so the reaper's labels cannot reach it. Its
 cleanup path: a record in the state dir (`engines/<id>/engine.json`) and a watcher started
 in its own session that stops the engine, unmounts and deletes its data and removes its
 bridge once the owner process dies; the next start sweeps records whose owner and watcher
-are both gone. The container kind keeps a record there too, for that sweep.
+are both gone. The container kind keeps a record there too, for that sweep. Sweep and
+watcher act as root on what a record names, so a record is acted on only if nobody else
+could have written it and it names only its own engine's things
+(tierharness.supply.engine_record), and a process is signalled only if its start time and
+command line show it is the engine's own dockerd, containerd or shim.
 
 Never started with `--bridge none`: that deletes the first engine's docker0.
 
@@ -26,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -37,13 +43,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from tierharness.config import child_env
 from tierharness.errors import EngineUnavailableError, HarnessError
 from tierharness.process import run, start_detached
 from tierharness.runtime.labels import process_start_time
 from tierharness.runtime.reaper import pid_alive
+from tierharness.supply.engine_record import (
+    EngineKind,
+    EngineRecord,
+    RecordRefusedError,
+    load_record,
+    new_engine_folder,
+)
 from tierharness.supply.tls import EngineTls
 
 if TYPE_CHECKING:
@@ -63,51 +76,13 @@ __all__ = [
     "sweep_dead_engines",
 ]
 
-EngineKind = Literal["process", "container"]
 KIND_VAR = "HARNESS_SECOND_ENGINE"
+_NETWORK_BRIDGE = re.compile(r"br-[0-9a-f]{12}")  # a Docker network's bridge: br- and its id's start
 
 _FIX_ROOT = (
     "a second engine as a host process needs root (ip link, dockerd), dockerd >= 26 and the iproute2 "
     f"tools; without root, use the container engine ({KIND_VAR}=container, the default for other users)"
 )
-
-
-@dataclass(frozen=True)
-class EngineRecord:
-    """What it takes to stop and remove an engine, even from another process."""
-
-    id: str
-    root: str  # data root and everything else of this engine, under the state dir
-    run_dir: str  # exec root, pid file and socket: short paths (unix sockets allow ~107 bytes)
-    bridge: str
-    subnet: str
-    owner_pid: int
-    owner_start: str | None
-    dockerd_pid: int = 0
-    watcher_pid: int = 0
-    watcher_start: str | None = None  # its start time: a dead watcher's pid may be reused
-    tcp_port: int = 0  # with TLS: also listening on 127.0.0.1:tcp_port
-    cert_path: str = ""
-    pool: str = ""  # the /16 its own networks are cut from (the first engine's are elsewhere)
-    forward_chain: str = ""  # where its containers' traffic to each other is accepted (iptables)
-    kind: EngineKind = "process"
-    container: str = ""  # the container kind: its container's id on the first engine
-    run_id: str = ""  # the container kind: the run id its container and volume are labelled with
-
-    @property
-    def host(self) -> str:
-        """The engine's DOCKER_HOST."""
-        if self.kind == "container":
-            return f"tcp://127.0.0.1:{self.tcp_port}"
-        return f"unix://{self.run_dir}/docker.sock"
-
-    def save(self) -> None:
-        # Atomically: its watcher reads it while the owner rewrites it, and a half-written file
-        # read as "no record" would let the watcher leave with the engine still running.
-        path = Path(self.root, "engine.json")
-        partial = path.with_name(f".engine.json.{os.getpid()}")
-        partial.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(partial, path)
 
 
 def _addresses() -> list[tuple[str, ipaddress.IPv4Interface]]:
@@ -147,29 +122,72 @@ def _mounts_under(path: Path) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _kill(pid: int, seconds: float) -> None:
-    """SIGTERM, then SIGKILL after `seconds`."""
-    if pid <= 0 or not pid_alive(pid):
+def _kill(pid: int, start: str | None, seconds: float) -> None:
+    """SIGTERM, then SIGKILL after `seconds`: only while `pid` is still the process that
+    started at `start` (a dead one's pid may be another's by now). Without a start time,
+    nothing: a process that cannot be told apart from a later one is not signalled."""
+    if pid <= 0 or start is None or not pid_alive(pid, start):
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and pid_alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid, start):
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    if pid_alive(pid, start):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
-def _pids_using(folder: str) -> list[int]:
-    """Processes whose command line names `folder` (the managed containerd, its shims)."""
-    pids = []
+def _argv(pid: int) -> list[str]:
+    """The command line of `pid` if it runs as this user (another user's process is never
+    this engine's), else []."""
+    try:
+        if Path(f"/proc/{pid}").stat().st_uid != os.geteuid():
+            return []
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.rstrip(b"\0").decode(errors="replace").split("\0") if raw else []
+
+
+def _has_options(argv: list[str], *options: tuple[str, str]) -> bool:
+    """Whether each (option, value) pair appears in `argv` as two consecutive arguments."""
+    pairs = set(itertools.pairwise(argv))
+    return all(option in pairs for option in options)
+
+
+def _own_dockerd(record: EngineRecord) -> int:
+    """The pid of the engine's dockerd if that process is still the one started (its start
+    time) and runs with this engine's data root and exec root; else 0."""
+    pid, start = record.dockerd_pid, record.dockerd_start
+    if pid <= 0 or start is None or not pid_alive(pid, start):
+        return 0
+    argv = _argv(pid)
+    own = (("--data-root", f"{record.root}/data"), ("--exec-root", f"{record.run_dir}/exec"))
+    return pid if argv and Path(argv[0]).name == "dockerd" and _has_options(argv, *own) else 0
+
+
+def _is_own_helper(record: EngineRecord, argv: list[str]) -> bool:
+    """Whether `argv` is the containerd the engine's dockerd started, or one of its shims:
+    named by this engine's containerd paths (in its root-only exec root) and namespace."""
+    containerd = f"{record.run_dir}/exec/containerd"
+    name = Path(argv[0]).name if argv else ""
+    if name == "containerd":
+        return _has_options(argv, ("--config", f"{containerd}/containerd.toml"))
+    own = (("-namespace", f"harness-{record.id}"), ("-address", f"{containerd}/containerd.sock"))
+    return name.startswith("containerd-shim") and _has_options(argv, *own)
+
+
+def _own_helpers(record: EngineRecord) -> list[tuple[int, str | None]]:
+    """(pid, start time) of the engine's containerd and shims, which outlive a killed
+    dockerd: only processes of this user (`_argv`) that `_is_own_helper`."""
+    found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            if folder.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-    return pids
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            pid = int(entry.name)
+            if _is_own_helper(record, _argv(pid)):
+                found.append((pid, process_start_time(pid)))
+    return found
 
 
 def _forward_rules(record: EngineRecord) -> list[list[str]]:
@@ -196,10 +214,11 @@ def remove_engine(record: EngineRecord) -> None:
 
         remove_container_engine(record)
         return
-    _kill(record.dockerd_pid, 20)
-    for pid in _pids_using(record.run_dir) + _pids_using(record.root):
-        if pid != record.watcher_pid:
-            _kill(pid, 5)
+    dockerd = _own_dockerd(record)
+    if dockerd:
+        _kill(dockerd, record.dockerd_start, 20)
+    for pid, start in _own_helpers(record):
+        _kill(pid, start, 5)
     for folder in (Path(record.root), Path(record.run_dir)):
         for point in _mounts_under(folder):
             proc = run(["umount", point], what=f"unmounting {point}", fix=_FIX_ROOT, check=False)
@@ -214,26 +233,31 @@ def remove_engine(record: EngineRecord) -> None:
                 if run(argv, what="removing a FORWARD rule", fix=_FIX_ROOT, check=False).returncode:
                     break
     # The bridges of its own networks (a stack's), when a killed dockerd could not remove them:
-    # only links with an address in its own pool, which nothing else on this machine used.
+    # only a network's bridge (br-ID) with an address in its own pool, which nothing else on
+    # this machine used.
     if record.pool:
         pool = ipaddress.IPv4Network(record.pool)
-        for link in sorted({link for link, address in _addresses() if address.ip in pool}):
+        links = {link for link, address in _addresses() if address.ip in pool}
+        for link in sorted(link for link in links if _NETWORK_BRIDGE.fullmatch(link)):
             run(["ip", "link", "delete", link], what=f"deleting {link}", fix=_FIX_ROOT, check=False)
 
 
-def _load(path: Path) -> EngineRecord | None:
-    try:
-        return EngineRecord(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
-def sweep_dead_engines(state_dir: Path) -> list[str]:
-    """Remove engines whose owner and watcher are both gone (a reboot, a kill of both)."""
+def sweep_dead_engines(state_dir: Path, log: Callable[[str], None] = _stderr) -> list[str]:
+    """Remove engines whose owner and watcher are both gone (a reboot, a kill of both). A
+    record that may not be trusted (engine_record.load_record) is left alone, and said so."""
     removed = []
-    for path in sorted((state_dir / "engines").glob("*/engine.json")):
-        record = _load(path)
-        if record is None:
+    engines = state_dir.resolve() / "engines"
+    for path in sorted(engines.glob("*/engine.json")):
+        try:
+            record = load_record(path, state_dir)
+        except FileNotFoundError:  # removed by its owner meanwhile
+            continue
+        except RecordRefusedError as exc:
+            log(str(exc))
             continue
         if pid_alive(record.owner_pid, record.owner_start) or (
             record.watcher_pid and pid_alive(record.watcher_pid, record.watcher_start)
@@ -298,7 +322,7 @@ class SecondEngine:
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and pid_alive(self.record.watcher_pid):
             time.sleep(0.1)
-        _kill(self.record.watcher_pid, 5)
+        _kill(self.record.watcher_pid, self.record.watcher_start, 5)
 
 
 def _free_port() -> int:
@@ -321,11 +345,9 @@ def _start(
     dockerd = shutil.which("dockerd")
     if dockerd is None:
         raise EngineUnavailableError("dockerd is not installed", checked="`dockerd` on PATH", fix=_FIX_ROOT)
-    sweep_dead_engines(state_dir)
-    engine_id = secrets.token_hex(3)
-    root = (state_dir / "engines" / engine_id).resolve()
+    sweep_dead_engines(state_dir, log)
+    engine_id, root = new_engine_folder(state_dir)
     run_dir = Path(f"/run/harness-engine-{engine_id}")
-    root.mkdir(parents=True)
     run_dir.mkdir(mode=0o700)
     subnet = _free_subnet()
     pool = _free_subnet(16, avoid=(subnet,))
@@ -386,8 +408,8 @@ def _start(
             log_path=root / "watch.log",
         )
         record = EngineRecord(**{
-            **asdict(record), "dockerd_pid": process.pid, "watcher_pid": watcher.pid,
-            "watcher_start": process_start_time(watcher.pid),
+            **asdict(record), "dockerd_pid": process.pid, "dockerd_start": process_start_time(process.pid),
+            "watcher_pid": watcher.pid, "watcher_start": process_start_time(watcher.pid),
         })  # fmt: skip
         record.save()
         engine = SecondEngine(record)
@@ -468,17 +490,28 @@ def second_engine(
 
 
 def _watch(record_path: Path) -> int:
-    record = _load(record_path)
-    if record is None:
+    state_dir = record_path.parent.parent.parent  # <state>/engines/<id>/engine.json
+    try:
+        record = load_record(record_path, state_dir)
+    except FileNotFoundError:
         return 0
+    except RecordRefusedError as exc:
+        print(exc, flush=True)
+        return 1
     while pid_alive(record.owner_pid, record.owner_start):
         if not record_path.exists():  # removed by its owner: nothing left to do
             return 0
         time.sleep(0.5)
-    if record_path.exists():
-        fresh = _load(record_path) or record
-        remove_engine(fresh)
-        print(f"engine {record.id}: owner {record.owner_pid} gone, engine removed", flush=True)
+    try:
+        fresh = load_record(record_path, state_dir)
+    except FileNotFoundError:
+        return 0
+    except RecordRefusedError as exc:
+        # Rewritten by someone else meanwhile: what the owner had written is still its engine.
+        print(f"{exc}\nremoving the engine the record named when this watcher started", flush=True)
+        fresh = record
+    remove_engine(fresh)
+    print(f"engine {record.id}: owner {record.owner_pid} gone, engine removed", flush=True)
     return 0
 
 

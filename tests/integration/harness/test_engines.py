@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,8 @@ import pytest
 from tests.root import needs_root, require_root
 from tests.second_engine import certificates, leftovers
 from tierharness.engine import engine_client
-from tierharness.supply.engines import EngineRecord, second_engine
+from tierharness.runtime.reaper import pid_alive
+from tierharness.supply.engines import EngineRecord, _free_subnet, second_engine, sweep_dead_engines
 
 pytestmark = needs_root
 
@@ -85,3 +89,69 @@ def test_a_second_engine_over_tcp_with_tls_refuses_clients_without_a_certificate
         assert refused.returncode != 0
         record = engine.record
     assert leftovers(record) == []
+
+
+@pytest.fixture
+def others(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """What is not a second engine's: a link with an address, an iptables chain with the rule
+    an engine's subnet would give, and a process named dockerd. Removed afterwards."""
+    require_root()
+    tag = secrets.token_hex(3)
+    pool = _free_subnet(16)
+    subnet = next(pool.subnets(new_prefix=24))
+    link, chain = f"hd{tag}", f"HARNESS-TEST-{tag}"
+    decoy = tmp_path / "dockerd"
+    shutil.copy("/usr/bin/sleep", decoy)
+    dockerd = subprocess.Popen([str(decoy), "300"])
+    rule = ["-s", str(subnet), "-d", str(subnet), "-j", "ACCEPT"]
+    try:
+        for argv in (
+            ["ip", "link", "add", link, "type", "bridge"],
+            ["ip", "addr", "add", f"{next(subnet.hosts())}/24", "dev", link],
+            ["iptables", "-N", chain],
+            ["iptables", "-A", chain, *rule],
+        ):
+            subprocess.run(argv, check=True)
+        yield {
+            "link": link, "chain": chain, "subnet": str(subnet), "pool": str(pool), "pid": str(dockerd.pid)
+        }  # fmt: skip
+    finally:
+        dockerd.kill()
+        dockerd.wait()
+        subprocess.run(["ip", "link", "delete", link], check=False, capture_output=True)
+        subprocess.run(["iptables", "-F", chain], check=False, capture_output=True)
+        subprocess.run(["iptables", "-X", chain], check=False, capture_output=True)
+
+
+def _left(others: dict[str, str]) -> list[str]:
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
+    argv = ["iptables", "-S", others["chain"]]
+    rules = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    found = [f"link {others['link']}" for line in links.splitlines() if line.split()[0] == others["link"]]
+    found += [f"rule for {others['subnet']}" for line in rules.splitlines() if others["subnet"] in line]
+    return found + (["decoy dockerd"] if pid_alive(int(others["pid"])) else [])
+
+
+def test_a_record_naming_another_link_chain_and_dockerd_removes_none_of_them(
+    state_dir: Path, others: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record in the state dir (in a checkout others may write) names a link, a chain and a
+    process that are not a second engine's: the sweep, as root, leaves all of them alone."""
+    assert len(_left(others)) == 3
+    engine_id = secrets.token_hex(3)
+    folder = state_dir / "engines" / engine_id
+    folder.mkdir(mode=0o700, parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    record = {
+        "id": engine_id, "root": str(folder.resolve()), "run_dir": f"/run/harness-engine-{engine_id}",
+        "bridge": others["link"], "subnet": others["subnet"], "pool": others["pool"],
+        "forward_chain": others["chain"], "owner_pid": dead.pid, "owner_start": None,
+        "dockerd_pid": int(others["pid"]),
+    }  # fmt: skip
+    (folder / "engine.json").write_text(json.dumps(record))
+    (folder / "engine.json").chmod(0o600)
+    removed = sweep_dead_engines(state_dir)
+    assert _left(others) == [f"link {others['link']}", f"rule for {others['subnet']}", "decoy dockerd"]
+    assert removed == []
+    assert f"its bridge '{others['link']}' is not 'hx{engine_id}'" in capsys.readouterr().err
