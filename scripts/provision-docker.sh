@@ -23,6 +23,26 @@ die() {
     exit 1
 }
 
+# The engine this script started itself records its pid here (dockerd's default pid file).
+PIDFILE=/var/run/docker.pid
+
+stop_own_daemon() {  # only the dockerd of $PIDFILE: other users' rootless engines are not ours
+    local pid
+    pid=$(cat "$PIDFILE" 2>/dev/null || true)
+    [[ $pid =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]] || return 0
+    say "dockerd ($pid) is running but does not qualify; restarting it with the new configuration"
+    kill "$pid"
+    for _ in $(seq 1 30); do [[ -d /proc/$pid ]] || break; sleep 1; done
+}
+
+# `provision-docker.sh stop-own-daemon [PIDFILE]` runs only that step, which start_daemon takes
+# where no service manager runs the engine: a test checks it ends no dockerd but the pid file's.
+if [[ ${1:-} == stop-own-daemon ]]; then
+    PIDFILE=${2:-$PIDFILE}
+    stop_own_daemon
+    exit 0
+fi
+
 engine_major() { docker version --format '{{.Server.Version}}' 2>/dev/null | cut -d. -f1; }
 buildx_minor() { docker buildx version 2>/dev/null | sed -nE 's/.* v?0\.([0-9]+)\..*/\1/p'; }
 uses_containerd_store() { docker info --format '{{json .DriverStatus}}' 2>/dev/null | grep -q 'io.containerd.snapshotter'; }
@@ -152,18 +172,6 @@ cfg = json.loads(p.read_text()) if p.exists() and p.read_text().strip() else {}
 cfg.setdefault("features", {})["containerd-snapshotter"] = True
 p.write_text(json.dumps(cfg, indent=2) + "\n")
 PY
-}
-
-# The engine this script started itself records its pid here (dockerd's default pid file).
-PIDFILE=/var/run/docker.pid
-
-stop_own_daemon() {  # only the dockerd of $PIDFILE: other users' rootless engines are not ours
-    local pid
-    pid=$(cat "$PIDFILE" 2>/dev/null || true)
-    [[ $pid =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]] || return 0
-    say "dockerd ($pid) is running but does not qualify; restarting it with the new configuration"
-    kill "$pid"
-    for _ in $(seq 1 30); do [[ -d /proc/$pid ]] || break; sleep 1; done
 }
 
 start_daemon() {
