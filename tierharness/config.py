@@ -68,6 +68,9 @@ class Environment:
     exec_path: str  # PATH: where `harness doctor` looks for the migration command
     source_date_epoch: int | None
     reuse_idle: float  # seconds a kept (--harness-reuse) worker may stay unused
+    # HARNESS_ORPHAN_AGE: seconds after which a run whose owner cannot be judged from here
+    # (another pid namespace or host, older labels) is swept all the same (docs/dead-runs.md)
+    orphan_age: float
     ci: bool  # a CI run: never keeps containers for reuse
     build_cache_from: str | None  # HARNESS_BUILD_CACHE_FROM: a BuildKit --cache-from (off by default)
     build_cache_to: str | None  # HARNESS_BUILD_CACHE_TO: a BuildKit --cache-to (off by default)
@@ -114,6 +117,7 @@ class Environment:
             exec_path=env.get("PATH") or os.defpath,
             source_date_epoch=int(_number(env, "SOURCE_DATE_EPOCH", 0)) if sde else None,
             reuse_idle=_number(env, "HARNESS_REUSE_IDLE", 4 * 3600.0),
+            orphan_age=_number(env, "HARNESS_ORPHAN_AGE", 24 * 3600.0),
             ci=env.get("CI", "").lower() not in ("", "0", "false", "no"),
             build_cache_from=env.get("HARNESS_BUILD_CACHE_FROM") or None,
             build_cache_to=env.get("HARNESS_BUILD_CACHE_TO") or None,

@@ -10,12 +10,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = [
+    "LABEL_BOOT",
     "LABEL_HOST",
     "LABEL_PID",
+    "LABEL_PID_NS",
     "LABEL_PID_START",
     "LABEL_ROLE",
     "LABEL_RUN",
     "LABEL_WORKER",
+    "OwnerPlace",
     "RunIdentity",
     "new_run_id",
     "proc_stat",
@@ -27,6 +30,10 @@ LABEL_WORKER = "harness.worker"
 LABEL_PID = "harness.pid"  # the run's controlling process: the reaper watches it
 LABEL_PID_START = "harness.pid-start"  # its start time, so a reused pid is not mistaken for it
 LABEL_HOST = "harness.host"
+# A pid means a process only within one boot of one kernel and one pid namespace: CI jobs in
+# containers on the host network share the host name, not the pid namespace.
+LABEL_BOOT = "harness.boot-id"
+LABEL_PID_NS = "harness.pid-ns"
 LABEL_ROLE = "harness.role"
 
 
@@ -53,6 +60,28 @@ def process_start_time(pid: int) -> str | None:
 
 
 @dataclass(frozen=True)
+class OwnerPlace:
+    """Where a pid is a number: the host name, the kernel's boot and the pid namespace.
+    boot_id and pid_ns are None off Linux (or without /proc)."""
+
+    host: str
+    boot_id: str | None
+    pid_ns: str | None
+
+    @classmethod
+    def here(cls) -> OwnerPlace:
+        try:
+            boot: str | None = Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+        except OSError:
+            boot = None
+        try:
+            pid_ns: str | None = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+        except OSError:
+            pid_ns = None
+        return cls(socket.gethostname(), boot, pid_ns)
+
+
+@dataclass(frozen=True)
 class RunIdentity:
     """One run (a pytest session or a nox tier) and one worker in it."""
 
@@ -66,15 +95,21 @@ class RunIdentity:
         return cls(run_id, worker, os.getpid())
 
     def labels(self, role: str) -> dict[str, str]:
+        place = OwnerPlace.here()
         labels = {
             LABEL_RUN: self.run_id,
             LABEL_WORKER: self.worker,
-            LABEL_HOST: socket.gethostname(),
+            LABEL_HOST: place.host,
             LABEL_ROLE: role,
         }
         if not self.owned:
             return labels
         labels[LABEL_PID] = str(self.owner_pid)
+        # The owner pid is a number in this process's pid namespace: the worker that labels
+        # and the controller that owns share it (xdist workers are the controller's children).
+        if place.boot_id and place.pid_ns:
+            labels[LABEL_BOOT] = place.boot_id
+            labels[LABEL_PID_NS] = place.pid_ns
         start = process_start_time(self.owner_pid)
         if start:
             labels[LABEL_PID_START] = start

@@ -11,7 +11,10 @@ Only resources labelled with *this* run id are touched, so concurrent runs on
 the same daemon never disturb each other. `sweep_dead_runs` additionally cleans
 up after runs whose reaper itself was lost (machine reboot, kill of the whole
 process tree) or that never had one (a test's made-up run): it only removes
-resources whose owner pid on this host is gone. Each worker sweeps at its start,
+resources whose owner is provably dead (`judge_owner`, docs/dead-runs.md). A pid
+names a process only within one boot and one pid namespace, so a run labelled in
+another pid namespace (a CI job in another container on the host network, same
+host name) is left alone until it is far older than any run. Each worker sweeps at its start,
 and a reaper sweeps alongside its own run during its grace period, so runs whose
 owners died with the reaper's run are cleaned up then, not only by the next run.
 
@@ -23,27 +26,39 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tierharness.config import environment
 from tierharness.process import start_detached
 from tierharness.runtime.labels import (
+    LABEL_BOOT,
     LABEL_HOST,
     LABEL_PID,
+    LABEL_PID_NS,
     LABEL_PID_START,
     LABEL_RUN,
+    OwnerPlace,
     proc_stat,
     process_start_time,
 )
 from tierharness.runtime.reuse import expire_idle
 
-__all__ = ["containers_of", "pid_alive", "remove_labelled", "spawn_reaper", "sweep_dead_runs"]
+__all__ = [
+    "Verdict",
+    "containers_of",
+    "judge_owner",
+    "pid_alive",
+    "remove_labelled",
+    "spawn_reaper",
+    "sweep_dead_runs",
+]
 
 
 def pid_alive(pid: int, start_time: str | None = None) -> bool:
@@ -88,30 +103,97 @@ def remove_labelled(client: Any, filters: dict[str, Any]) -> int:
     return removed
 
 
-def _labels_of(client: Any) -> list[dict[str, str]]:
-    seen: list[dict[str, str]] = []
+@dataclass(frozen=True)
+class Verdict:
+    """What can be known here of a resource's owner: "alive", "dead" (provably), or
+    "unknown" (its pid is a number somewhere this process cannot look)."""
+
+    state: str
+    why: str
+
+
+def judge_owner(
+    labels: Mapping[str, str], here: OwnerPlace, alive: Callable[[int, str | None], bool] = pid_alive
+) -> Verdict | None:
+    """The verdict on the owner of a resource with `labels`, seen from `here`; None when it
+    has no owner pid (kept --harness-reuse containers: they expire when idle instead)."""
+    pid = labels.get(LABEL_PID, "")
+    if not pid.isdigit():
+        return None
+    host = labels.get(LABEL_HOST)
+    if host != here.host:
+        return Verdict("unknown", f"owner pid {pid} is on host {host}")
+    boot, pid_ns = labels.get(LABEL_BOOT), labels.get(LABEL_PID_NS)
+    if not (boot and pid_ns and here.boot_id and here.pid_ns):
+        # Labelled by an older harness (or off Linux): the pid may be another namespace's.
+        return Verdict("unknown", f"owner pid {pid} labelled without boot id and pid namespace")
+    if boot != here.boot_id:
+        return Verdict("dead", f"owner pid {pid} ran before the machine's last reboot")
+    if pid_ns != here.pid_ns:
+        return Verdict("unknown", f"owner pid {pid} is in another pid namespace ({pid_ns})")
+    if alive(int(pid), labels.get(LABEL_PID_START)):
+        return Verdict("alive", f"in use by live pid {pid}")
+    return Verdict("dead", f"owner pid {pid} is gone")
+
+
+def _created(attrs: Mapping[str, Any]) -> float | None:
+    """When the engine created a resource (seconds since the epoch), None when it does not say.
+    Containers give an integer; networks ("Created") and volumes ("CreatedAt") an ISO time."""
+    value = attrs.get("Created", attrs.get("CreatedAt"))
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
+
+
+def _resources(client: Any) -> Iterator[tuple[dict[str, str], float | None]]:
+    """The labels and creation time of every resource labelled with a run id."""
     flt = {"label": [LABEL_RUN]}
     # sparse: the listing carries the labels; every worker sweeps as it starts, so no inspect of each.
-    containers = client.containers.list(all=True, sparse=True, filters=flt)
-    seen.extend(c.attrs.get("Labels") or {} for c in containers)
-    seen.extend(n.attrs.get("Labels") or {} for n in client.networks.list(filters=flt))
-    seen.extend(v.attrs.get("Labels") or {} for v in client.volumes.list(filters=flt))
-    return seen
+    listed = [
+        *client.containers.list(all=True, sparse=True, filters=flt),
+        *client.networks.list(filters=flt),
+        *client.volumes.list(filters=flt),
+    ]
+    for resource in listed:
+        yield resource.attrs.get("Labels") or {}, _created(resource.attrs)
+
+
+def _dead_runs(
+    client: Any, here: OwnerPlace, alive: Callable[[int, str | None], bool], max_age: float
+) -> set[str]:
+    verdicts: dict[str, set[str]] = {}
+    newest: dict[str, float] = {}  # a run's youngest resource: its age is the run's age
+    for labels, created in _resources(client):
+        run_id = labels.get(LABEL_RUN)
+        if not run_id:
+            continue
+        # Unknown creation time counts as new: age alone must never remove a resource.
+        newest[run_id] = max(newest.get(run_id, 0.0), time.time() if created is None else created)
+        verdict = judge_owner(labels, here, alive)
+        if verdict is not None:
+            verdicts.setdefault(run_id, set()).add(verdict.state)
+    cutoff = time.time() - max_age
+    return {
+        run_id
+        for run_id, states in verdicts.items()
+        if "alive" not in states and ("dead" in states or newest[run_id] < cutoff)
+    }
 
 
 def sweep_dead_runs(
-    client: Any, alive: Callable[[int, str | None], bool] = pid_alive, *, expire: bool = True
+    client: Any,
+    alive: Callable[[int, str | None], bool] = pid_alive,
+    *,
+    expire: bool = True,
+    here: OwnerPlace | None = None,
 ) -> list[str]:
-    """Clean up runs on this host whose owner process is gone, and (with `expire`) kept
-    containers idle for too long; returns the dead runs' ids."""
-    host = socket.gethostname()
-    dead: set[str] = set()
-    for labels in _labels_of(client):
-        run_id, pid = labels.get(LABEL_RUN), labels.get(LABEL_PID, "")
-        if not run_id or labels.get(LABEL_HOST) != host or not pid.isdigit():
-            continue
-        if not alive(int(pid), labels.get(LABEL_PID_START)):
-            dead.add(run_id)
+    """Clean up runs whose owner process is provably dead, runs whose owner cannot be judged
+    from here once older than HARNESS_ORPHAN_AGE, and (with `expire`) kept containers idle for
+    too long; returns the removed runs' ids."""
+    dead = _dead_runs(client, here or OwnerPlace.here(), alive, environment().orphan_age)
     for run_id in sorted(dead):
         remove_labelled(client, {"label": [f"{LABEL_RUN}={run_id}"]})
     if expire:

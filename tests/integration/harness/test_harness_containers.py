@@ -21,7 +21,7 @@ from tierharness.engine import engine_client, prepare_clients
 from tierharness.errors import BuildError, HarnessError, ReadinessError
 from tierharness.pytest_plugin import HarnessServices
 from tierharness.runtime.containers import publish_on_loopback, start_postgres, stop
-from tierharness.runtime.labels import LABEL_RUN, RunIdentity
+from tierharness.runtime.labels import LABEL_BOOT, LABEL_PID_NS, LABEL_RUN, OwnerPlace, RunIdentity
 from tierharness.runtime.readiness import HostProbe
 from tierharness.runtime.reaper import containers_of, pid_alive, remove_labelled, sweep_dead_runs
 from tierharness.runtime.reset import StateReset
@@ -67,11 +67,14 @@ def _owner() -> subprocess.Popen[Any]:
     return _dying_with_this_process(["sleep", "300"])
 
 
-def _idle_container(identity: RunIdentity) -> None:
+def _idle_container(identity: RunIdentity, relabel: dict[str, str] | None = None) -> None:
     image = load_settings().image("base").local
+    # auto_remove: a container no sweep may judge (another pid namespace's) still goes after
+    # its sleep if this test is killed before its own cleanup.
     engine_client().containers.run(
-        image, ["sleep", "300"], detach=True, labels=identity.labels("idle"), name=identity.name("idle")
-    )
+        image, ["sleep", "300"], detach=True, labels={**identity.labels("idle"), **(relabel or {})},
+        name=identity.name("idle"), auto_remove=True,
+    )  # fmt: skip
 
 
 def test_each_worker_has_its_own_labelled_containers(harness_services: HarnessServices) -> None:
@@ -247,6 +250,46 @@ def test_sweep_removes_runs_whose_owner_is_gone_only() -> None:
             remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={dead_run.run_id}"]})
             remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={live_run.run_id}"]})
     pytest.fail("other sweepers removed the dead run before this sweep every time")
+
+
+@pytest.mark.usefixtures("harness_reaper")
+def test_sweep_leaves_a_run_of_another_pid_namespace_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs share a host name but not a pid namespace (CI jobs in containers on the host
+    network): a pid that names no process here may be a live run's there, so the sweep must
+    leave that run; a dead pid of this namespace, or a run from before a reboot, is swept."""
+    here = OwnerPlace.here()
+    assert here.boot_id, "needs Linux's /proc/sys/kernel/random/boot_id"
+    assert here.pid_ns, "needs Linux's /proc/self/ns/pid"
+    for _attempt in range(5):
+        owner = _owner()
+        runs = [RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "gw9", owner.pid) for _ in "abc"]
+        elsewhere, local, rebooted = runs
+        try:
+            # As a run's owner in a CI job's own pid namespace labels it.
+            _idle_container(elsewhere, {LABEL_PID_NS: "pid:[4026531999]"})
+            _idle_container(local)
+            _idle_container(rebooted, {LABEL_BOOT: "00000000-0000-0000-0000-000000000000"})
+            owner.kill()
+            owner.wait()  # its pid now names no process here
+            swept = sweep_dead_runs(engine_client())
+            assert elsewhere.run_id not in swept, "the sweep judged another pid namespace's pid by this one's"
+            # Other sweepers on this host (every worker, every reaper) remove the other two too.
+            _wait_gone(local.run_id, 10)
+            _wait_gone(rebooted.run_id, 10)
+            if not _labelled(elsewhere.run_id):
+                continue  # an older harness's sweep on this engine judged it by pid alone: try again
+            # Unjudgeable runs still go once older than any run could be.
+            monkeypatch.setenv("HARNESS_ORPHAN_AGE", "0")
+            time.sleep(1)  # the engine gives containers' creation in whole seconds
+            assert elsewhere.run_id in sweep_dead_runs(engine_client())
+            _wait_gone(elsewhere.run_id, 10)
+            return
+        finally:
+            owner.kill()
+            owner.wait()
+            for run in runs:
+                remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={run.run_id}"]})
+    pytest.fail("other sweepers removed the other pid namespace's run before this sweep every time")
 
 
 KILL_TARGET = """
