@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,9 +34,9 @@ from tierharness.runtime.envguard import (
     unset_fix,
     unset_variables,
 )
-from tierharness.runtime.labels import LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN
+from tierharness.runtime.labels import LABEL_PID, LABEL_RUN, OwnerPlace
 from tierharness.runtime.networking import NETWORK_MODES, refusal_here
-from tierharness.runtime.reaper import pid_alive
+from tierharness.runtime.reaper import judge_owner, pid_alive
 from tierharness.runtime.reuse import LABEL_REUSE, owner_of
 from tierharness.runtime.worker import DEFAULT_ENV, REDIS_ENV
 
@@ -313,21 +312,20 @@ def build_cache_check(records: int, stale: int, idle_seconds: float) -> Check:
 @dataclass
 class _Run:
     counts: dict[str, int] = field(default_factory=dict)
-    pid: str = ""
-    pid_start: str | None = None
-    host: str | None = None
+    owner: Mapping[str, str] = field(default_factory=dict)  # the labels of a resource naming the owner
     kept: bool = False
-    owner: int | None = None  # a kept one's user
+    kept_by: int | None = None  # a kept one's user (uid)
 
 
 def leftover_checks(
     resources: Iterable[tuple[str, Mapping[str, str]]],
     *,
-    host: str,
+    here: OwnerPlace,
     alive: Callable[[int, str | None], bool] = pid_alive,
 ) -> list[Check]:
-    """Resources (kind, labels) labelled with a run id, one row per run: a live owner's run
-    is in use, a dead owner's is left over, kept ones (--harness-reuse) are kept on purpose."""
+    """Resources (kind, labels) labelled with a run id, one row per run, judged as the sweep
+    judges them: a live owner's run is in use, a dead owner's is left over, one whose owner
+    cannot be judged from `here` is not ours to call, kept ones (--harness-reuse) are kept."""
     runs: dict[str, _Run] = {}
     for kind, labels in resources:
         run_id = labels.get(LABEL_RUN)
@@ -336,38 +334,36 @@ def leftover_checks(
         entry = runs.setdefault(run_id, _Run())
         entry.counts[kind] = entry.counts.get(kind, 0) + 1
         if LABEL_REUSE in labels:
-            entry.kept, entry.owner = True, owner_of(labels)
-        entry.host = entry.host or labels.get(LABEL_HOST)
+            entry.kept, entry.kept_by = True, owner_of(labels)
         # Networks may be labelled with the run id only; the owner comes from whichever has it.
-        if not entry.pid and labels.get(LABEL_PID):
-            entry.pid = labels[LABEL_PID]
-            entry.pid_start = labels.get(LABEL_PID_START)
+        if not entry.owner and labels.get(LABEL_PID):
+            entry.owner = labels
     if not runs:
         return [Check("leftovers", "PASS", f"no container, network or volume labelled {LABEL_RUN}")]
     checks = []
     for run_id, entry in sorted(runs.items()):
         what = ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in sorted(entry.counts.items()))
         name = f"run {run_id}"
+        verdict = judge_owner(entry.owner, here, alive)
         if entry.kept:
             # Kept for the next run of the same checkout; they expire when idle.
-            if entry.owner == os.getuid():
+            if entry.kept_by == os.getuid():
                 how = f"kept for --harness-reuse (`{_CLEAN}` removes them)"
             else:
-                who = "an unknown user" if entry.owner is None else f"uid {entry.owner}"
+                who = "an unknown user" if entry.kept_by is None else f"uid {entry.kept_by}"
                 how = f"kept for --harness-reuse by {who} (`{_CLEAN} --all-users` removes them)"
             checks.append(Check(name, "PASS", f"{what}; {how}"))
-        elif entry.host is not None and entry.host != host:
-            checks.append(
-                Check(name, "PASS", f"{what}; owner pid {entry.pid} on host {entry.host}: not judged here")
-            )
-        elif not entry.pid.isdigit():
+        elif verdict is None:
             # The sweep (and so `clean`) only removes what a dead pid owned: these need a hand.
             by_hand = f"remove them by hand: docker ps -a --filter label={LABEL_RUN}={run_id}"
             checks.append(Check(name, "WARN", f"{what}; no owner pid label", by_hand))
-        elif alive(int(entry.pid), entry.pid_start):
-            checks.append(Check(name, "PASS", f"{what}; in use by live pid {entry.pid}"))
+        elif verdict.state == "unknown":
+            later = "the sweep removes them once older than HARNESS_ORPHAN_AGE"
+            checks.append(Check(name, "PASS", f"{what}; {verdict.why}: not judged here ({later})"))
+        elif verdict.state == "alive":
+            checks.append(Check(name, "PASS", f"{what}; {verdict.why}"))
         else:
-            checks.append(Check(name, "WARN", f"{what}; owner pid {entry.pid} is gone: left over", _CLEAN))
+            checks.append(Check(name, "WARN", f"{what}; {verdict.why}: left over", _CLEAN))
     return checks
 
 
@@ -652,7 +648,7 @@ def diagnose(settings: Settings) -> list[Check]:
             checks.extend(image_checks(settings.images.values(), local_image_id, local_origin))
             checks.append(_disk(facts.root_dir))
             checks.append(_build_cache(client))
-            checks.extend(leftover_checks(_labelled(client), host=socket.gethostname()))
+            checks.extend(leftover_checks(_labelled(client), here=OwnerPlace.here()))
             mode = (ini.get("harness_network") or "auto").strip()
             checks.append(network_check(mode, refusal_here(client)))
         except DockerException as exc:

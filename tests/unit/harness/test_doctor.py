@@ -35,6 +35,7 @@ from tierharness.doctor import (
     scan_env_reads,
 )
 from tierharness.errors import HarnessError
+from tierharness.runtime.labels import OwnerPlace
 
 # --------------------------------------------------------------------------- scanning
 
@@ -467,9 +468,10 @@ def test_the_services_network_says_how_tests_reach_the_servers(
 
 
 def test_leftovers_are_grouped_by_run_and_judged_by_their_owner() -> None:
-    def labels(run: str, pid: str = "", host: str = "here", start: str = "7") -> dict[str, str]:
-        found = {"harness.run-id": run, "harness.host": host, "harness.pid-start": start}
-        return {**found, "harness.pid": pid} if pid else found
+    def labels(run: str, pid: str = "", host: str = "here", ns: str = "pid:[1]") -> dict[str, str]:
+        found = {"harness.run-id": run, "harness.host": host, "harness.pid-start": "7"}
+        owner = {"harness.pid": pid, "harness.boot-id": "b1", "harness.pid-ns": ns}
+        return {**found, **owner} if pid else found
 
     resources = [
         ("container", labels("live", "100")),
@@ -478,6 +480,8 @@ def test_leftovers_are_grouped_by_run_and_judged_by_their_owner() -> None:
         ("network", labels("dead", "200")),
         ("network", {"harness.run-id": "dead"}),
         ("container", labels("elsewhere", "300", host="other")),
+        ("container", labels("other-ns", "400", ns="pid:[2]")),  # a CI job's own pid namespace
+        ("container", {"harness.run-id": "older", "harness.host": "here", "harness.pid": "500"}),
         ("volume", labels("orphan")),
         ("container", {"harness.run-id": "reuse-k1", "harness.host": "here", "harness.reuse-key": "k1"}),
         ("container", {**labels("reuse-k2"), "harness.reuse-key": "k2", "harness.reuse-owner": "99999"}),
@@ -488,13 +492,19 @@ def test_leftovers_are_grouped_by_run_and_judged_by_their_owner() -> None:
         asked.append((pid, start))
         return pid == 100
 
-    checks = {c.name: c for c in leftover_checks(resources, host="here", alive=alive)}
+    here = OwnerPlace("here", "b1", "pid:[1]")
+    checks = {c.name: c for c in leftover_checks(resources, here=here, alive=alive)}
     assert checks["run live"].status == "PASS"
     assert checks["run live"].detail == "2 containers; in use by live pid 100"
     assert checks["run dead"].status == "WARN"
     assert checks["run dead"].detail == "1 container, 2 networks; owner pid 200 is gone: left over"
     assert checks["run dead"].fix == "python -m tierharness clean"
     assert checks["run elsewhere"].status == "PASS"
+    # Pids of another pid namespace, or labelled without one, mean nothing here either.
+    assert checks["run other-ns"].status == "PASS"
+    assert "another pid namespace (pid:[2]): not judged here" in checks["run other-ns"].detail
+    assert checks["run older"].status == "PASS"
+    assert "without boot id and pid namespace: not judged here" in checks["run older"].detail
     assert checks["run orphan"].status == "WARN"
     assert "docker ps -a --filter label=harness.run-id=orphan" in str(checks["run orphan"].fix)
     assert checks["run reuse-k1"].status == "PASS"  # kept on purpose for the next run
@@ -502,8 +512,8 @@ def test_leftovers_are_grouped_by_run_and_judged_by_their_owner() -> None:
     every_users = "(`python -m tierharness clean --all-users` removes them)"
     assert checks["run reuse-k1"].detail.endswith(f"by an unknown user {every_users}")  # no owner label
     assert checks["run reuse-k2"].detail.endswith(f"by uid 99999 {every_users}")
-    assert sorted(asked) == [(100, "7"), (200, "7")]  # another host's pid means nothing here
-    assert [c.status for c in leftover_checks([], host="here")] == ["PASS"]
+    assert sorted(asked) == [(100, "7"), (200, "7")]
+    assert [c.status for c in leftover_checks([], here=here)] == ["PASS"]
 
 
 # --------------------------------------------------------------------------- the table and the command
