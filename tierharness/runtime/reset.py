@@ -45,7 +45,7 @@ MIGRATION_TABLES = ("alembic_version", "django_migrations", "schema_migrations")
 @dataclass(frozen=True)
 class _Snapshot:
     rows: list[tuple[sql.Identifier, bytes]]  # binary COPY of each table that had rows
-    sequences: list[tuple[str, int, bool]]  # (qualified name, last_value, is_called)
+    sequences: list[tuple[sql.Composable, int, bool]]  # (regclass, last_value, is_called)
 
 
 class StateReset:
@@ -75,7 +75,8 @@ class StateReset:
         )
         self.tables = self._discover()
         self.names = [sql.Identifier(s, t) for s, t in self.tables]
-        self.sequences = self._sequences()
+        # (schema, name) kept apart end to end: names are mixed-case ("User_id_seq") or hold dots.
+        self.sequences = [sql.Identifier(schema, name) for schema, name in self._sequences()]
         self.deletion = self._deletion()
         self.snapshot: _Snapshot | None = None
         self.samples: list[float] = []
@@ -89,12 +90,12 @@ class StateReset:
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
-    def _sequences(self) -> list[str]:
-        """The sequences owned by the reset tables (serial and identity columns)."""
+    def _sequences(self) -> list[tuple[str, str]]:
+        """The sequences owned by the reset tables (serial and identity columns): (schema, name)."""
         if not self.tables:
             return []
         rows = self.conn.execute(
-            "SELECT format('%%I.%%I', sn.nspname, s.relname) FROM pg_class s "
+            "SELECT sn.nspname, s.relname FROM pg_class s "
             "JOIN pg_namespace sn ON sn.oid = s.relnamespace "
             "JOIN pg_depend d ON d.objid = s.oid AND d.deptype IN ('a', 'i') "
             "JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace "
@@ -102,7 +103,11 @@ class StateReset:
             "AND (tn.nspname, t.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
             ([s for s, _ in self.tables], [t for _, t in self.tables]),
         ).fetchall()
-        return [str(r[0]) for r in rows]
+        return [(r[0], r[1]) for r in rows]
+
+    def _regclass(self, sequence: sql.Identifier) -> sql.Composable:
+        """`sequence` as setval() takes it: its quoted, qualified name as a regclass literal."""
+        return sql.SQL("{}::regclass").format(sql.Literal(sequence.as_string(self.conn)))
 
     def _deletion(self) -> sql.Composed | None:
         """One round trip back to empty: FK triggers off for this transaction only (needs
@@ -111,7 +116,7 @@ class StateReset:
             return None
         parts: list[sql.Composable] = [sql.SQL("BEGIN; SET LOCAL session_replication_role = replica")]
         parts += [sql.SQL("DELETE FROM {}").format(name) for name in self.names]
-        parts += [sql.SQL("SELECT setval({}, 1, false)").format(sql.Literal(seq)) for seq in self.sequences]
+        parts += [sql.SQL("SELECT setval({}, 1, false)").format(self._regclass(s)) for s in self.sequences]
         parts.append(sql.SQL("COMMIT"))
         return sql.SQL("; ").join(parts)
 
@@ -129,10 +134,9 @@ class StateReset:
                     rows.append((name, bytes(data)))  # an empty table needs no COPY on restore
             sequences = []
             for seq in self.sequences:
-                ident = sql.Identifier(*seq.split(".", 1))
-                found = cur.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(ident)).fetchone()
+                found = cur.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(seq)).fetchone()
                 if found:
-                    sequences.append((seq, int(found[0]), bool(found[1])))
+                    sequences.append((self._regclass(seq), int(found[0]), bool(found[1])))
         self.snapshot = _Snapshot(rows, sequences)
 
     def _restore(self) -> None:
@@ -144,7 +148,7 @@ class StateReset:
             parts: list[sql.Composable] = [sql.SQL("SET LOCAL session_replication_role = replica")]
             parts += [sql.SQL("DELETE FROM {}").format(name) for name in self.names]
             parts += [
-                sql.SQL("SELECT setval({}, {}, {})").format(sql.Literal(s), sql.Literal(v), sql.Literal(c))
+                sql.SQL("SELECT setval({}, {}, {})").format(s, sql.Literal(v), sql.Literal(c))
                 for s, v, c in snap.sequences
             ]
             cur.execute(sql.SQL("; ").join(parts))
