@@ -6,13 +6,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from tierharness.errors import HarnessError
 from tierharness.pytest_plugin import HarnessServices
 from tierharness.runtime.containers import PostgresInfo
+from tierharness.runtime.migrations import run_migrations
 from tierharness.runtime.reset import StateReset
 
 
@@ -67,3 +70,51 @@ def test_resets_handle_mixed_case_tables_sequences_and_schemas(
                     probe = sql.SQL("INSERT INTO {} (name) VALUES ('probe') RETURNING id").format(table)
                     assert conn.execute(probe).fetchone() == (next_id,), f"{shown}'s sequence after a reset"
                     conn.execute(sql.SQL("DELETE FROM {} WHERE name = 'probe'").format(table))
+
+
+# A migration command as a project has one: it reads DATABASE_URL and runs its DDL there.
+MIGRATE_PY = """
+import os, pathlib, psycopg
+with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+    conn.execute(pathlib.Path("migration.sql").read_text())
+"""
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        pytest.param(
+            "CREATE VIEW answer AS SELECT 42 AS n; CREATE MATERIALIZED VIEW m AS SELECT 1", id="views"
+        ),
+        pytest.param(
+            "CREATE TYPE mood AS ENUM ('ok'); CREATE TYPE pair AS (a int, b int); "
+            "CREATE DOMAIN positive AS int CHECK (VALUE > 0)",
+            id="types",
+        ),
+        pytest.param(
+            "CREATE FUNCTION one() RETURNS int LANGUAGE sql AS 'SELECT 1'; "
+            "CREATE PROCEDURE noop() LANGUAGE sql AS 'SELECT 1'",
+            id="functions",
+        ),
+        pytest.param('CREATE SCHEMA "Tenant"', id="schema"),
+        pytest.param("CREATE SEQUENCE ticket", id="sequence"),
+    ],
+)
+def test_a_migration_that_creates_no_table_is_accepted(
+    scratch_database: PostgresInfo, tmp_path: Path, ddl: str
+) -> None:
+    (tmp_path / "migrate.py").write_text(MIGRATE_PY)
+    (tmp_path / "migration.sql").write_text(ddl)
+    run_migrations(
+        "python migrate.py", scratch_database, rootdir=tmp_path, env={"DATABASE_URL": scratch_database.url}
+    )
+
+
+def test_a_migration_that_creates_nothing_is_refused(scratch_database: PostgresInfo, tmp_path: Path) -> None:
+    (tmp_path / "migrate.py").write_text(MIGRATE_PY)
+    (tmp_path / "migration.sql").write_text("SELECT 1")
+    env = {"DATABASE_URL": scratch_database.url}
+    with pytest.raises(
+        HarnessError, match="created nothing in the worker's database: does it read DATABASE_URL"
+    ):
+        run_migrations("python migrate.py", scratch_database, rootdir=tmp_path, env=env)
