@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.root import root_only
 from tierharness.build.buildx import buildx_build
 from tierharness.build.images import resolve_images
 from tierharness.config import load_settings
@@ -289,6 +291,61 @@ def test_sweep_leaves_a_run_of_another_pid_namespace_alone(monkeypatch: pytest.M
             owner.wait()
             for run in runs:
                 remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={run.run_id}"]})
+    pytest.fail("other sweepers removed the other pid namespace's run before this sweep every time")
+
+
+# The owner of a run in a fresh pid namespace, as a CI job in a container has one: it
+# labels as the harness does there and prints the labels; it lives until stdin closes.
+OTHER_NAMESPACE_OWNER = """
+import json, subprocess, sys
+from tierharness.runtime.labels import RunIdentity
+run_id, pid = sys.argv[1], int(sys.argv[2])
+# The namespace's next process gets `pid`, which names no process outside it.
+with open("/proc/sys/kernel/ns_last_pid", "w") as last:
+    last.write(str(pid - 1))
+owner = subprocess.Popen(["sleep", "300"])
+assert owner.pid == pid, f"got pid {owner.pid}, not {pid}"
+print(json.dumps(RunIdentity(run_id, "gw9", owner.pid).labels("idle")), flush=True)
+sys.stdin.read()
+owner.kill()
+"""
+
+
+@root_only(
+    "a run in a pid namespace of its own (unshare --pid)", "run it as root: sudo .venv/bin/nox -s root-tests"
+)
+@pytest.mark.usefixtures("harness_reaper")
+def test_sweep_leaves_a_live_run_in_its_own_pid_namespace_alone() -> None:
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    for _attempt in range(5):
+        free = next(pid for pid in range(pid_max - 1, 300, -1) if not Path(f"/proc/{pid}").exists())
+        run = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "gw9", free)
+        # --kill-child: the namespace, and so its owner, ends with unshare, also if this test is killed.
+        argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", sys.executable, "-c"]
+        argv += [OTHER_NAMESPACE_OWNER, run.run_id, str(free)]
+        owner = _dying_with_this_process(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert owner.stdout is not None
+            assert owner.stdin is not None
+            labels = json.loads(owner.stdout.readline() or "null")
+            assert labels, f"the owner in its own pid namespace failed (exit {owner.wait()})"
+            assert labels["harness.pid-ns"] != OwnerPlace.here().pid_ns
+            _idle_container(run, labels)
+            swept = sweep_dead_runs(engine_client())
+            assert run.run_id not in swept, (
+                f"the sweep judged pid {free} of another pid namespace by this one's"
+            )
+            if not _labelled(run.run_id):
+                continue  # an older harness's sweep on this engine judged it by pid alone: try again
+            owner.stdin.close()
+            assert owner.wait(timeout=30) == 0
+            # Its owner is gone now, but nothing here can tell: it stays until HARNESS_ORPHAN_AGE.
+            assert run.run_id not in sweep_dead_runs(engine_client())
+            return
+        finally:
+            owner.kill()
+            owner.wait()
+            remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={run.run_id}"]})
     pytest.fail("other sweepers removed the other pid namespace's run before this sweep every time")
 
 
