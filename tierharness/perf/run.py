@@ -48,7 +48,7 @@ def _stack_for_perf(
 
     image = image_to_run(settings, built.image, identity, log)  # a failed verification starts nothing
     with running_stack(image, pg, rd, identity, config) as stack:
-        log(f"stack up: {built.image} healthy after {stack.health_seconds:.1f}s at {stack.base_url}")
+        log(f"stack up: {image} healthy after {stack.health_seconds:.1f}s at {stack.base_url}")
         yield stack.base_url, [stack.api_keys[n] for n in names]
 
 
