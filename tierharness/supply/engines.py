@@ -225,6 +225,8 @@ def remove_engine(record: EngineRecord) -> None:
             if proc.returncode != 0:
                 run(["umount", "-l", point], what=f"unmounting {point}", fix=_FIX_ROOT, check=False)
         shutil.rmtree(folder, ignore_errors=True)
+    if shutil.which("ip") is None:
+        return  # no iproute2 here: no bridge, address or rule of this engine's could have been made
     run(["ip", "link", "delete", record.bridge], what="deleting the bridge", fix=_FIX_ROOT, check=False)
     if record.forward_chain:
         for rule in _forward_rules(record):
