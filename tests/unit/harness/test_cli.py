@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import argparse
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tierharness.__main__ import main
+from tierharness.__main__ import build_parser, main
+from tierharness.config import RECIPES
 
 
 @pytest.fixture
@@ -52,8 +54,6 @@ def test_every_recipe_that_installs_debian_packages_has_a_lock_that_the_check_re
 ) -> None:
     """Found by what the recipes do, not by what the configuration says they do: an unlocked
     `apt-get install` is whatever the mirror holds on the day of the build."""
-    from tierharness.config import RECIPES
-
     installing = sorted(
         d.parent for d in RECIPES.glob("*/Dockerfile") if "apt-get install" in d.read_text(encoding="utf-8")
     )
@@ -100,3 +100,51 @@ def test_cache_dir_names_the_machines_cache_folder(
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "mine"))
     assert main(["cache-dir"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "mine")
+
+
+# The command line as it stood before its parser was built from one table: every command, in
+# order, with its option strings and positionals. A change here is a change of the interface.
+COMMANDS = {
+    "images": ["--help", "--offline", "--quiet", "--rebuild", "-h", "names"],
+    "lock": ["--check", "--help", "--images", "--upgrade", "-h", "names"],
+    "build": ["--force", "--help", "--no-cache", "-h"],
+    "repro-check": ["--help", "--independent", "--keep", "-h"],
+    "dist": ["--check", "--help", "-h"],
+    "diff": ["--help", "--report-dir", "-h", "first", "second"],
+    "clean": ["--all-users", "--help", "--prune", "-h"],
+    "cache-dir": ["--help", "-h", "name"],
+    "shard": ["--help", "-h", "spec"],
+    "merge-reports": ["--help", "-h"],
+    "perf": [
+        "--duration", "--help", "--max-fail-ratio", "--min-requests", "--min-rps", "--p95-ms",
+        "--spawn-rate", "--target-url", "--users", "-h",
+    ],  # fmt: skip
+    "keys": ["--force", "--help", "--if-missing", "-h"],
+    "publish": ["--help", "--if-verifying", "-h"],
+    "verify": ["--help", "-h"],
+    "registry": ["--help", "-h"],
+    "deploy": ["--candidate", "--expect-rollback", "--help", "-h"],
+    "rotate-secrets": ["--help", "-h"],
+    "doctor": ["--help", "-h"],
+    "security": ["--help", "--image", "--strict-vulns", "-h"],
+    "gates": ["--help", "-h"],
+}
+
+
+def test_the_commands_and_their_options_are_those_of_the_interface() -> None:
+    (sub,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert [c.dest for c in sub._choices_actions] == list(COMMANDS)
+    assert all(c.help for c in sub._choices_actions)
+    options = {
+        name: sorted(s for a in parser._actions for s in (a.option_strings or [a.dest]))
+        for name, parser in sub.choices.items()
+    }
+    assert options == COMMANDS
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_answers_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert f"usage: tierharness {command}" in capsys.readouterr().out
