@@ -320,7 +320,7 @@ def _cmd_perf(args: argparse.Namespace) -> int:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
-    from tierharness.deploy.bluegreen import run_rehearsal
+    from tierharness.deploy.rehearse import run_rehearsal
 
     wanted = [c for item in args.candidate or ["current"] for c in item.split(",") if c]
     return run_rehearsal(

@@ -21,15 +21,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tierharness.config import Settings, load_settings
 from tierharness.deploy.timeline import Timeline, load_summary, requests_between
 
-if TYPE_CHECKING:
-    from tierharness.config import Settings
-    from tierharness.deploy.bluegreen import Outcome
-
-__all__ = ["RuleTiming", "first_bad_request", "rollback_figures", "rule_timing", "write_verdict"]
+__all__ = [
+    "Outcome",
+    "RuleTiming",
+    "first_bad_request",
+    "rollback_figures",
+    "rule_timing",
+    "write_rotation_verdict",
+    "write_verdict",
+]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 _PROMETHEUS_DEFAULT_INTERVAL = 60.0  # global evaluation_interval when none is set
@@ -41,6 +46,23 @@ def _seconds(duration: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != duration.strip():
         raise ValueError(f"not a Prometheus duration: {duration!r}")
     return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+@dataclass
+class Outcome:
+    """What one candidate did: deployed, or rolled back and why, with the instants the
+    verdict times the rollback by."""
+
+    candidate: str
+    image: str
+    deployed: bool
+    reason: str = ""
+    signal_after_switch: float | None = None
+    rollback_seconds: float | None = None
+    switch_at: float | None = None  # wall clock
+    drained_at: float | None = None  # wall clock
+    rolled_back_at: float | None = None  # wall clock
+    retries: int = 0  # requests the proxy sent again while this candidate was deployed
 
 
 @dataclass(frozen=True)
@@ -175,8 +197,6 @@ def write_verdict(
     """The verdict in the timeline's summary and figures, written with it to `folder`; the exit
     code. Without `timing` and `slow_ms`, this checkout's settings give them."""
     if timing is None or slow_ms is None:
-        from tierharness.config import load_settings
-
         settings = load_settings()
         timing, slow_ms = timing or rule_timing(settings), slow_ms or settings.perf.p95_ms
     problems: list[str] = []
@@ -262,3 +282,26 @@ def _requests(
         if not c["passed"]
     ]
     return problems + [f"perf: {line}" for line in invalid + breached]
+
+
+def write_rotation_verdict(
+    timeline: Timeline, results: dict[str, Any] | None, retries: int, folder: Path
+) -> int:
+    """A rotation's verdict: 0 failed and 0 retried requests are the bar. In the timeline's
+    summary, written with it to `folder`; the exit code."""
+    problems = []
+    timeline.summary["proxy retries"] = f"{retries} (requests the proxy sent again after the service failed)"
+    if retries:
+        problems.append(f"{retries} request(s) retried by the proxy: the service failed them (0 is the bar)")
+    if results is None:
+        problems.append("Locust wrote no results")
+    else:
+        total = results["stats"]["total"]
+        timeline.summary["requests"] = load_summary(total)
+        if total["failures"]:
+            problems.append(f"{total['failures']} request(s) failed during the rotation (0 is the bar)")
+    timeline.summary["verdict"] = "PASSED" if not problems else "FAILED: " + "; ".join(problems)
+    path = timeline.write(folder)
+    print(timeline.render())
+    print(f"timeline written to {path}")
+    return 0 if not problems else 1

@@ -20,11 +20,20 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from tierharness.config import Settings
-from tierharness.deploy.bluegreen import Rehearsal, _get, _wait, rehearsal, state_lock
+import psycopg
+
+from tierharness.build.image import build_image
+from tierharness.config import Settings, environment
+from tierharness.deploy.probes import get, wait_until
+from tierharness.deploy.rehearsal import Rehearsal
+from tierharness.deploy.rehearsal_stack import rehearsal
+from tierharness.deploy.report import write_rotation_verdict
 from tierharness.deploy.secrets import write_secret
-from tierharness.deploy.timeline import Timeline, load_summary
+from tierharness.deploy.state_lock import state_lock
+from tierharness.deploy.timeline import Timeline
 from tierharness.errors import HarnessError
+from tierharness.runtime.labels import RunIdentity, new_run_id
+from tierharness.runtime.reaper import spawn_reaper
 
 __all__ = ["RotationError", "rotate_api_keys", "rotate_database_password", "rotation_lock", "run_rotation"]
 
@@ -45,7 +54,7 @@ def rotation_lock(state_dir: Path) -> AbstractContextManager[None]:
 
 
 def _status(reh: Rehearsal, key: str) -> int:
-    return _get(f"{reh.proxy_url}/v1/articles?limit=1", {"X-API-Key": key})[0]
+    return get(f"{reh.proxy_url}/v1/articles?limit=1", {"X-API-Key": key})[0]
 
 
 def _find_secret(reh: Rehearsal, variable: str) -> Path:
@@ -69,7 +78,7 @@ def rotate_api_keys(reh: Rehearsal, clients_file: Path, overlap: float, mark: Ca
 
     write_secret(keys_file, entries(old) + "\n" + entries(new))
     probe_new, probe_old = next(iter(new.values())), next(iter(old.values()))
-    if not _wait(lambda: _status(reh, probe_new) == 200, 10):
+    if not wait_until(lambda: _status(reh, probe_new) == 200, 10):
         raise RotationError(
             "the service never accepted the new API keys",
             checked=f"GET /v1/articles with a new key, for 10 s (the keys file {keys_file.name})",
@@ -80,7 +89,7 @@ def rotate_api_keys(reh: Rehearsal, clients_file: Path, overlap: float, mark: Ca
     time.sleep(overlap)  # clients re-read their keys file within a fraction of this
     mark("api keys: clients moved to the new keys")
     write_secret(keys_file, entries(new))
-    if not _wait(lambda: _status(reh, probe_old) == 403, 10):
+    if not wait_until(lambda: _status(reh, probe_old) == 403, 10):
         raise RotationError(
             "an old API key is still accepted after the overlap window",
             checked="GET /v1/articles with an old key, for 10 s after it was removed",
@@ -95,8 +104,6 @@ def rotate_api_keys(reh: Rehearsal, clients_file: Path, overlap: float, mark: Ca
 
 
 def rotate_database_password(reh: Rehearsal, mark: Callable[..., float]) -> None:
-    import psycopg
-
     url_file = _find_secret(reh, "DATABASE_URL")
     pg = reh.postgres
     old, new = pg.password, secrets.token_hex(16)
@@ -125,7 +132,7 @@ def rotate_database_password(reh: Rehearsal, mark: Callable[..., float]) -> None
             ).fetchall()
         return bool(rows) and all(r[0] for r in rows)
 
-    if not _wait(remade, 15, poll=0.25):
+    if not wait_until(remade, 15, poll=0.25):
         raise RotationError(
             "the service's pool still holds connections made with the old password",
             checked="pg_stat_activity: backend_start of the service's connections, for 15 s",
@@ -148,11 +155,6 @@ def rotate_database_password(reh: Rehearsal, mark: Callable[..., float]) -> None
 
 def run_rotation(settings: Settings, *, log: Callable[[str], None] = print) -> int:
     """The rehearsal stack (blue behind the proxy, under load), both rotations, the verdict."""
-    from tierharness.build.image import build_image
-    from tierharness.config import environment
-    from tierharness.runtime.labels import RunIdentity, new_run_id
-    from tierharness.runtime.reaper import spawn_reaper
-
     cfg = settings.deploy
     with rotation_lock(settings.state_dir):
         built = build_image(settings, log=log)
@@ -181,7 +183,7 @@ def run_rotation(settings: Settings, *, log: Callable[[str], None] = print) -> i
             instances=1,
             load=load,
         ) as reh:
-            if not _wait(lambda: reh.locust_requests() >= 20, 60, poll=0.25):
+            if not wait_until(lambda: reh.locust_requests() >= 20, 60, poll=0.25):
                 raise RotationError(
                     "Locust made no requests", checked=str(folder / "locust"), fix="read its log"
                 )
@@ -192,21 +194,4 @@ def run_rotation(settings: Settings, *, log: Callable[[str], None] = print) -> i
             results = reh.stop_locust()
             retries = reh.api.retries()
             tl.mark("load stopped")
-        problems = []
-        tl.summary["proxy retries"] = f"{retries} (requests the proxy sent again after the service failed)"
-        if retries:
-            problems.append(
-                f"{retries} request(s) retried by the proxy: the service failed them (0 is the bar)"
-            )
-        if results is None:
-            problems.append("Locust wrote no results")
-        else:
-            total = results["stats"]["total"]
-            tl.summary["requests"] = load_summary(total)
-            if total["failures"]:
-                problems.append(f"{total['failures']} request(s) failed during the rotation (0 is the bar)")
-        tl.summary["verdict"] = "PASSED" if not problems else "FAILED: " + "; ".join(problems)
-        path = tl.write(folder)
-        print(tl.render())
-        print(f"timeline written to {path}")
-        return 0 if not problems else 1
+        return write_rotation_verdict(tl, results, retries, folder)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Event", "Timeline", "load_summary", "requests_between"]
+__all__ = ["Event", "Timeline", "load_summary", "locust_history", "requests_between"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Timeline:
         return path
 
 
-def _history(path: Path) -> list[tuple[float, int, int]]:
+def locust_history(path: Path) -> list[tuple[float, int, int]]:
     """(unix time, requests so far, failures so far) per second, from Locust's stats_history.csv."""
     rows: list[tuple[float, int, int]] = []
     if not path.exists():
@@ -100,7 +100,7 @@ def _at(rows: list[tuple[float, int, int]], when: float) -> tuple[int, int]:
 def requests_between(history: Path, start: float | None, end: float | None) -> dict[str, dict[str, int]]:
     """Requests and failures before `start`, between `start` and `end`, and after `end`
     (wall-clock instants; one-second resolution, as Locust writes its history)."""
-    rows = _history(history)
+    rows = locust_history(history)
     if not rows:
         return {}
     total = rows[-1][1:]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tierharness.config import load_settings
-from tierharness.deploy.bluegreen import run_rehearsal
+from tierharness.deploy.rehearse import run_rehearsal
 from tierharness.engine import engine_client
 from tierharness.runtime.labels import LABEL_RUN, new_run_id
 

@@ -9,7 +9,7 @@ import stat
 
 from tierharness.build.image import build_image
 from tierharness.config import load_settings
-from tierharness.deploy.bluegreen import rehearsal
+from tierharness.deploy.rehearsal_stack import rehearsal
 from tierharness.deploy.timeline import Timeline
 from tierharness.runtime.labels import RunIdentity, new_run_id
 

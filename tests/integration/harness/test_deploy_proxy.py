@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tierharness.config import load_settings
-from tierharness.deploy import proxy
-from tierharness.deploy.bluegreen import rehearsal
+from tierharness.deploy import rehearsal_stack
 from tierharness.deploy.proxy import ProxyError, check_config, haproxy_config
+from tierharness.deploy.rehearsal_stack import rehearsal
 from tierharness.deploy.timeline import Timeline
 from tierharness.engine import engine_client
 from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id
@@ -56,7 +56,7 @@ def test_a_broken_configuration_is_refused(haproxy_image: str, identity: RunIden
 def test_a_rehearsal_with_a_broken_proxy_config_starts_nothing(
     identity: RunIdentity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(proxy, "haproxy_config", lambda port: "frontend\n  bind :notaport\n")
+    monkeypatch.setattr(rehearsal_stack, "haproxy_config", lambda port: "frontend\n  bind :notaport\n")
     settings = load_settings()
     blue = settings.image("postgres").local  # any local image: nothing may start anyway
     with (

@@ -5,31 +5,33 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from tests.root import root_only
 from tierharness.config import load_settings
-from tierharness.deploy import bluegreen
-from tierharness.deploy.bluegreen import (
-    DeployError,
-    _Bad,
-    _settle,
-    check_port_free,
-    run_rehearsal,
-)
+from tierharness.deploy import preflight, rehearse, rotate
+from tierharness.deploy.bluegreen import _settle
 from tierharness.deploy.monitor import (
     Prometheus,
     PrometheusUnavailableError,
     prometheus_config,
     rehearsal_rules,
 )
+from tierharness.deploy.preflight import DeployError, check_port_free
+from tierharness.deploy.probes import BadSignal
 from tierharness.deploy.proxy import haproxy_config
+from tierharness.deploy.rehearsal_stack import app_environment
+from tierharness.deploy.rehearse import run_rehearsal
+from tierharness.deploy.report import Outcome, write_verdict
 from tierharness.deploy.rotate import RotationError, rotation_lock
-from tierharness.deploy.secrets import secret_templates
+from tierharness.deploy.secrets import hand_over, secret_templates, write_secret
 from tierharness.deploy.timeline import Timeline, requests_between
 
 
@@ -40,16 +42,16 @@ def _no_build(*_a: Any, **_k: Any) -> Any:
 def test_a_candidate_image_that_does_not_exist_is_refused_before_anything(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(bluegreen, "local_image_id", lambda _ref: None)
-    monkeypatch.setattr("tierharness.build.image.build_image", _no_build)
-    monkeypatch.setattr("tierharness.runtime.reaper.spawn_reaper", _no_build)
+    monkeypatch.setattr(preflight, "local_image_id", lambda _ref: None)
+    monkeypatch.setattr(rehearse, "build_image", _no_build)
+    monkeypatch.setattr(rehearse, "spawn_reaper", _no_build)
     with pytest.raises(DeployError, match=r"candidate image 'nope/missing:1' does not exist") as info:
         run_rehearsal(load_settings(), ["nope/missing:1"])
     assert "nothing was started or changed" in str(info.value)
 
 
 def test_a_proxy_port_in_use_is_refused_before_anything(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tierharness.build.image.build_image", _no_build)
+    monkeypatch.setattr(rehearse, "build_image", _no_build)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -116,17 +118,17 @@ def test_settle_passes_on_data_and_no_alert() -> None:
 
 
 def test_settle_rolls_back_on_a_firing_alert() -> None:
-    with pytest.raises(_Bad, match="alert HighErrorRate firing for green"):
+    with pytest.raises(BadSignal, match="alert HighErrorRate firing for green"):
         _settle(_reh(_FakeProm(["HighErrorRate"], samples=3)), "app-2", 0.3)
 
 
 def test_settle_refuses_healthy_on_no_data() -> None:
-    with pytest.raises(_Bad, match="holds no data for green"):
+    with pytest.raises(BadSignal, match="holds no data for green"):
         _settle(_reh(_FakeProm([], samples=0)), "app-2", 0.3)
 
 
 def test_settle_refuses_healthy_when_prometheus_is_unreachable() -> None:
-    with pytest.raises(_Bad, match="Prometheus is unreachable, so green cannot be judged healthy"):
+    with pytest.raises(BadSignal, match="Prometheus is unreachable, so green cannot be judged healthy"):
         _settle(_reh(_FakeProm([], samples=3, down=True)), "app-2", 0.3)
 
 
@@ -193,14 +195,10 @@ def test_timeline_is_written_as_text_and_json(tmp_path: Path) -> None:
 
 
 def test_the_service_environment_holds_file_paths_never_secret_values(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
-    from tierharness.deploy.bluegreen import _app_environment
-
     pg = SimpleNamespace(user="u1", password="pgsecret0123456789", dbname="db")
     rd = SimpleNamespace(password="redissecret0123456")
     keys = {"a": "apikey0123456789abcdef"}
-    env = _app_environment(load_settings(), pg, rd, keys, tmp_path / "secrets")
+    env = app_environment(load_settings(), pg, rd, keys, tmp_path / "secrets")
     for value in env.values():
         assert not any(secret in value for secret in ("pgsecret", "redissecret", "apikey0123")), value
     assert {k for k in env if k.endswith("_FILE")} == {"DATABASE_URL_FILE", "REDIS_URL_FILE", "API_KEYS_FILE"}
@@ -223,15 +221,10 @@ def _walk_private(folder: Path) -> list[str]:
 
 def test_the_secret_files_are_the_invoking_users_alone_also_after_a_rotation(tmp_path: Path) -> None:
     """The CI tiers run as a non-root user: nobody else on the host may read the secrets."""
-    from types import SimpleNamespace
-
-    from tierharness.deploy import rotate
-    from tierharness.deploy.bluegreen import _app_environment
-
     pg = SimpleNamespace(user="u1", password="pgsecret0123456789", dbname="db")
     rd = SimpleNamespace(password="redissecret0123456")
     folder = tmp_path / "secrets"
-    _app_environment(load_settings(), pg, rd, {"a": "apikey0123456789abcdef"}, folder)
+    app_environment(load_settings(), pg, rd, {"a": "apikey0123456789abcdef"}, folder)
     assert sorted(p.name for p in folder.iterdir()) == ["api_keys", "database_url", "redis_url"]
     assert _walk_private(folder) == []
     rotate.write_secret(folder / "api_keys", "a:new")  # a rotation: a new file renamed over the old
@@ -241,8 +234,6 @@ def test_the_secret_files_are_the_invoking_users_alone_also_after_a_rotation(tmp
 
 @root_only("handing files to another uid (chown)", "run it as root: sudo .venv/bin/nox -s root-tests")
 def test_as_root_the_secrets_belong_to_the_image_user_alone_also_after_a_rotation(tmp_path: Path) -> None:
-    from tierharness.deploy.secrets import hand_over, write_secret
-
     folder = tmp_path / "secrets"
     folder.mkdir()
     write_secret(folder / "api_keys", "a:old")
@@ -257,9 +248,6 @@ def test_as_root_the_secrets_belong_to_the_image_user_alone_also_after_a_rotatio
 def test_a_second_rehearsal_of_a_checkout_waits_for_the_first_then_gives_up_naming_the_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import subprocess
-    import sys
-
     settings = replace(load_settings(), state_dir=tmp_path / "state")
     settings.state_dir.mkdir()
     lock = settings.state_dir / "deploy.lock"
@@ -277,11 +265,11 @@ def test_a_second_rehearsal_of_a_checkout_waits_for_the_first_then_gives_up_nami
         return holder
 
     holder = first_rehearsal(30)
-    monkeypatch.setattr(bluegreen, "_REHEARSAL_WAIT", 0.3)
+    monkeypatch.setattr(rehearse, "_REHEARSAL_WAIT", 0.3)
     try:
         with (
             pytest.raises(DeployError, match="another deploy rehearsal held") as err,
-            bluegreen._one_rehearsal_at_a_time(settings, log=lambda _m: None),
+            rehearse._one_rehearsal_at_a_time(settings, log=lambda _m: None),
         ):
             pytest.fail("ran beside another rehearsal")
         assert str(lock) in str(err.value)
@@ -291,9 +279,9 @@ def test_a_second_rehearsal_of_a_checkout_waits_for_the_first_then_gives_up_nami
 
     # The first one ends while the second waits: the second goes ahead, having said why it waited.
     holder = first_rehearsal(0.5)
-    monkeypatch.setattr(bluegreen, "_REHEARSAL_WAIT", 20.0)
+    monkeypatch.setattr(rehearse, "_REHEARSAL_WAIT", 20.0)
     said: list[str] = []
-    with bluegreen._one_rehearsal_at_a_time(settings, log=said.append):
+    with rehearse._one_rehearsal_at_a_time(settings, log=said.append):
         assert holder.wait(timeout=5) == 0
     assert any("waiting for it" in line for line in said), said
 
@@ -323,8 +311,6 @@ def test_the_rollback_is_timed_from_the_first_bad_request_and_reported_as_rehear
 ) -> None:
     """The alert was seen 2 s before blue served alone, but clients got errors from t=1003 on:
     11 s from the first bad request, over the 10 s limit."""
-    from tierharness.deploy.bluegreen import Outcome, _verdict
-
     monkeypatch.chdir(_project(tmp_path / "project"))
     history = _history(tmp_path / "h.csv", failures_from=1003)
     outcome = Outcome("errors", "img", deployed=False, reason="alert HighErrorRate firing for green")
@@ -332,7 +318,9 @@ def test_the_rollback_is_timed_from_the_first_bad_request_and_reported_as_rehear
     outcome.signal_after_switch, outcome.rollback_seconds = 10.5, 2.0
     results = {"stats": {"total": {"requests": 200, "failures": 11, "p95_ms": 40, "rps": 10.0}}}
     timeline = Timeline()
-    code = _verdict(timeline, [(outcome, True)], results, history, tmp_path, expect_rollback=True, limit=10.0)
+    code = write_verdict(
+        timeline, [(outcome, True)], results, history, tmp_path, expect_rollback=True, limit=10.0
+    )
     capsys.readouterr()
     line = timeline.summary["errors"]
     assert "11.00s from the first bad request" in line, line

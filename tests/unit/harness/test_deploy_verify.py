@@ -9,16 +9,14 @@ from typing import Any
 import pytest
 
 from tierharness.config import load_settings
+from tierharness.deploy import rehearse
 from tierharness.errors import HarnessError
+from tierharness.supply import run as supply_run
 
 
 def test_a_failed_verification_refuses_the_deploy_before_anything_starts(
     project_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tierharness.build import image as build_module
-    from tierharness.deploy import bluegreen
-    from tierharness.supply import run as supply_run
-
     monkeypatch.setenv("HARNESS_VERIFY", "1")
     monkeypatch.setenv("HARNESS_KEY_DIR", str(tmp_path))
     for name in ("cosign.key", "cosign.pub"):  # on, verification needs the pair (a stand-in here)
@@ -37,15 +35,13 @@ def test_a_failed_verification_refuses_the_deploy_before_anything_starts(
         started.append("rehearsal")
         raise AssertionError("the rehearsal started although verification failed")
 
-    monkeypatch.setattr(build_module, "build_image", lambda *_a, **_k: Built())
+    monkeypatch.setattr(rehearse, "build_image", lambda *_a, **_k: Built())
     monkeypatch.setattr(supply_run, "verified_image", refuse)
-    monkeypatch.setattr(bluegreen, "rehearsal", rehearsal)
-    monkeypatch.setattr(bluegreen, "check_port_free", lambda _port: None)
-    from tierharness.runtime import reaper
-
-    monkeypatch.setattr(reaper, "spawn_reaper", lambda *_a, **_k: None)
+    monkeypatch.setattr(rehearse, "rehearsal", rehearsal)
+    monkeypatch.setattr(rehearse, "check_port_free", lambda _port: None)
+    monkeypatch.setattr(rehearse, "spawn_reaper", lambda *_a, **_k: None)
     settings = load_settings(project_root)
     assert settings.verify_before_run
     with pytest.raises(HarnessError, match="signature does not verify"):
-        bluegreen.run_rehearsal(settings, ["current"], log=lambda _m: None)
+        rehearse.run_rehearsal(settings, ["current"], log=lambda _m: None)
     assert started == []

@@ -383,7 +383,8 @@ def test_gates_page_reads_reports_and_says_not_run_and_unchecked(tmp_path: Path)
 def test_gates_page_shows_the_deploy_rehearsal_with_its_rollback_from_the_first_bad_request(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tierharness.deploy.bluegreen import Outcome, _verdict
+    from tierharness.deploy.report import Outcome
+    from tierharness.deploy.report import write_verdict as _verdict
     from tierharness.deploy.timeline import Timeline
 
     (tmp_path / "pyproject.toml").write_text("[tool.harness]\n")
