@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tierharness.config import PERF_OPTIONS, LogicalImage, Settings, load_settings, withhold_secrets
+from tierharness.config import PERF_OPTIONS, load_settings, withhold_secrets
 from tierharness.errors import HarnessError
 from tierharness.process import run
 
@@ -34,92 +34,15 @@ def _cmd_images(args: argparse.Namespace) -> int:
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
-    from tierharness.build import lockfiles
+    from tierharness.build import project_locks
 
     settings = load_settings()
     if args.images:
-        return _lock_images(settings, args.names)
+        return project_locks.lock_images(settings, args.names, log=_log)
     names = args.names or list(settings.lock.files)
     if args.check:
-        failures = 0
-        for name in names:
-            source, target = settings.lock.dir / f"{name}.in", settings.lock.dir / f"{name}.txt"
-            problems = lockfiles.find_stale(source, target)
-            try:
-                lockfiles.require_hashes(target)
-            except HarnessError as exc:
-                problems.append(str(exc))
-            for problem in problems:
-                print(f"STALE {target.relative_to(settings.root)}: {problem}", file=sys.stderr)
-            failures += bool(problems)
-            if not problems:
-                print(f"ok    {target.relative_to(settings.root)}")
-        failures += _check_image_locks(settings)
-        if failures:
-            print(f"{failures} lockfile(s) stale: run `nox -s lock` and commit the result", file=sys.stderr)
-        return 1 if failures else 0
-    lockfiles.compile_lockfiles(settings.lock.dir, names, upgrade=args.upgrade)
-    for name in names:
-        print(f"compiled {settings.lock.dir.relative_to(settings.root)}/{name}.txt")
-    return 0
-
-
-def _image_lock_specs(settings: Settings, names: Sequence[str] = ()) -> list[LogicalImage]:
-    """Images whose Debian packages must be locked: those that name packages, ship a lock,
-    or whose recipe installs from the mirror."""
-    from tierharness.build.debs import installs_debs, lock_path
-
-    chosen = [settings.image(n) for n in names] if names else list(settings.images.values())
-    return [s for s in chosen if s.packages or lock_path(s).is_file() or installs_debs(s)]
-
-
-def _lock_images(settings: Settings, names: Sequence[str]) -> int:
-    import os
-
-    from tierharness.build.debs import lock_path, write_lock
-    from tierharness.build.images import lock_packages
-
-    if os.geteuid() == 0:  # the hashes come from the machine's apt index: make it current
-        run(["apt-get", "update", "-qq"], what="apt-get update", fix="check the machine's apt sources")
-    for spec in _image_lock_specs(settings, names):
-        debs = lock_packages(settings, spec, log=_log)
-        path = write_lock(lock_path(spec), debs, image=spec.name)
-        print(f"locked {len(debs):3} packages in {path.relative_to(settings.root)}")
-    return 0
-
-
-def _check_image_locks(settings: Settings) -> int:
-    """Offline: every image's packages.lock exists, is well formed, hashes every entry and
-    names the packages the image asks for. Returns the number of stale locks."""
-    from tierharness.build.debs import lock_path, read_lock
-
-    failures = 0
-    for spec in _image_lock_specs(settings):
-        path = lock_path(spec)
-        shown = path.relative_to(settings.root) if path.is_relative_to(settings.root) else path
-        if not path.is_file():
-            name = spec.name
-            listed = "" if spec.packages else f"list them in [tool.harness.images.{name}] packages, then "
-            print(
-                f"STALE {shown}: missing, and the `{name}` image installs Debian packages: {listed}"
-                f"`nox -s lock -- --images {name}`, and install from the lock as the redis recipe does",
-                file=sys.stderr,
-            )
-            failures += 1
-            continue
-        try:
-            locked = {d.name for d in read_lock(path)}
-        except HarnessError as exc:
-            print(f"STALE {shown}: {exc.what}", file=sys.stderr)
-            failures += 1
-            continue
-        missing = [p for p in spec.packages if p not in locked]
-        if missing:
-            print(f"STALE {shown}: does not lock {', '.join(missing)}", file=sys.stderr)
-            failures += 1
-        else:
-            print(f"ok    {shown}")
-    return failures
+        return project_locks.check_locks(settings, names)
+    return project_locks.compile_locks(settings, names, upgrade=args.upgrade)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -375,52 +298,24 @@ def _log(message: str) -> None:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from tierharness.supply.signing import SigningKeyError, create_keys, key_pair
+    from tierharness.supply.signing import ensure_keys
 
-    settings = load_settings()
-    try:
-        pair = key_pair(settings) if args.if_missing else create_keys(settings, force=args.force)
-    except SigningKeyError as exc:
-        if not (args.if_missing and "no signing key" in exc.what):
-            raise
-        pair = create_keys(settings)
+    pair = ensure_keys(load_settings(), force=args.force, if_missing=args.if_missing)
     print(f"private {pair.private} (0600)")
     print(f"public  {pair.public}")
     return 0
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    import time
-
-    from tierharness.build.image import build_image
-    from tierharness.supply.publish import publish
-    from tierharness.supply.run import build_record, command_registry, head_revision
-    from tierharness.supply.signing import key_pair
-    from tierharness.supply.verify import verify_image
+    from tierharness.supply.release import publish_and_verify
 
     settings = load_settings()
     if args.if_verifying and not settings.verify_before_run:
         return 0
-    pair = key_pair(settings)  # refuse an unsafe or missing key before anything is built
-    built = build_image(settings, log=_log)
-    if built.revision != head_revision(settings) or not (settings.build_dir / "image.oci.tar").is_file():
-        # The provenance must name the revision being published, and the tarball is pushed.
-        built = build_image(settings, force=True, log=_log)
-    record = build_record(settings)
-    started = time.monotonic()
-    with command_registry(settings, "publish", _log) as registry:
-        ready = time.monotonic() - started
-        published = publish(settings, registry, record, pair, log=_log)
-        mark = time.monotonic()
-        with registry.docker_config() as docker_config:
-            verified = verify_image(
-                registry, settings.repository, expected_digest=published.pushed.digest,
-                public_key=pair.public, head=str(record["revision"]), docker_config=docker_config,
-                tag=published.pushed.tag,
-            )  # fmt: skip
-        seconds = {"registry": ready, **published.seconds, "verify": time.monotonic() - mark}
-    print(published.reference)
-    print(f"verified: {', '.join(verified.checks)}")
+    release = publish_and_verify(settings, _log)
+    print(release.published.reference)
+    print(f"verified: {', '.join(release.verified.checks)}")
+    seconds = release.seconds
     print(
         "seconds: "
         + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items())
@@ -430,19 +325,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from tierharness.supply.run import build_record, command_registry, head_revision, publish_record
-    from tierharness.supply.signing import key_pair
-    from tierharness.supply.verify import verify_image
+    from tierharness.supply.release import verify_published
 
-    settings = load_settings()
-    published = publish_record(settings)
-    pair = key_pair(settings, private=False)
-    with command_registry(settings, "verify", _log) as registry, registry.docker_config() as docker_config:
-        verified = verify_image(
-            registry, str(published["repository"]), expected_digest=str(build_record(settings)["digest"]),
-            public_key=pair.public, head=head_revision(settings), docker_config=docker_config,
-            tag=str(published["tag"]),
-        )  # fmt: skip
+    verified = verify_published(load_settings(), _log)
     print(verified.reference)
     print(f"verified: {', '.join(verified.checks)}")
     return 0

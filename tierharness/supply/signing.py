@@ -25,6 +25,7 @@ __all__ = [
     "cosign",
     "cosign_env_for",
     "create_keys",
+    "ensure_keys",
     "key_pair",
     "sign",
 ]
@@ -90,6 +91,17 @@ def key_pair(settings: Settings, *, private: bool = True) -> KeyPair:
                 fix=f"chmod 600 {pair.private}",
             )
     return pair
+
+
+def ensure_keys(settings: Settings, *, force: bool = False, if_missing: bool = False) -> KeyPair:
+    """`harness keys`: a new pair (replacing one only with `force`); with `if_missing`, the
+    existing pair checked and kept, or a new one when there is none."""
+    try:
+        return key_pair(settings) if if_missing else create_keys(settings, force=force)
+    except SigningKeyError as exc:
+        if not (if_missing and "no signing key" in exc.what):
+            raise
+        return create_keys(settings)
 
 
 def create_keys(settings: Settings, *, force: bool = False) -> KeyPair:
