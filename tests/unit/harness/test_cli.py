@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,11 @@ def test_every_command_answers_help(command: str, capsys: pytest.CaptureFixture[
         main([command, "--help"])
     assert exit_.value.code == 0
     assert f"usage: tierharness {command}" in capsys.readouterr().out
+
+
+def test_python_dash_m_tierharness_lists_every_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tierharness", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert all(name in done.stdout for name in COMMANDS)
