@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tierharness.config import PERF_OPTIONS, load_settings
+from tierharness.config import PERF_OPTIONS, Settings, load_settings
 
 if TYPE_CHECKING:
     from tierharness.repro.diff import ImageDiff
@@ -110,16 +110,15 @@ def repro_check(args: argparse.Namespace) -> int:
     settings = load_settings()
     folder = settings.build_dir / "repro"
     if args.independent:
-        return _independent_rebuild(args, folder)
+        return _independent_rebuild(settings, args.keep, folder)
     diff = check(settings, keep=args.keep, log=_log)
     return _print_diff(diff, (folder / "report.json", folder / "report.md"))
 
 
-def _independent_rebuild(args: argparse.Namespace, folder: Path) -> int:
+def _independent_rebuild(settings: Settings, keep: bool, folder: Path) -> int:
     from tierharness.supply.rebuild import independent_rebuild  # noqa: PLC0415  lazy: CLI start-up
 
-    settings = load_settings()
-    result = independent_rebuild(settings, keep=args.keep, log=_log)
+    result = independent_rebuild(settings, keep=keep, log=_log)
     print(f"engine 1  {result.engine1}")
     print(f"engine 2  {result.engine2}")
     print(f"recorded  {result.recorded}  ({settings.image_record.name})")
