@@ -178,28 +178,39 @@ def _is_root(user: str) -> bool:
 def scan_image(view: ImageView, setuid_allowlist: Sequence[str] = ()) -> CheckResult:
     """Every image check; findings name the layer and path, or the config field."""
     result = CheckResult("image", note=f"{view.image.digest[:19]}, {len(view.layers)} layers")
-    add = result.findings.append
+    result.findings += _layer_secrets(view)
+    result.findings += _config_secrets(view)
+    result.findings += _root_user(view.config)
+    result.findings += _filesystem_policy(view, set(setuid_allowlist))
+    result.findings += _no_healthcheck(view.config)
+    return result
+
+
+def _layer_secrets(view: ImageView) -> list[Finding]:
+    """Secrets in any layer's files: also those a later layer deletes, which every copy of the
+    image still carries."""
     steps = view.layer_steps()
-
-    def layer_name(index: int) -> str:
-        return f"layer {index} ({steps[index][:60]})"
-
+    found = []
     for index, scan in enumerate(view.layers):
         for path, rule, excerpt in scan.secrets:
             later = [i for i in range(index + 1, len(view.layers)) if _gone(view.layers[i], path)]
             hidden = f", deleted in layer {later[0]} but still in the image's layers" if later else ""
-            add(
+            found.append(
                 Finding(
                     "image-secrets",
                     rule,
                     "critical",
-                    f"image {layer_name(index)}: {path}{hidden}",
+                    f"image layer {index} ({steps[index][:60]}): {path}{hidden}",
                     f"{rule} in a file: {excerpt}",
                     "never copy secrets into an image (a later delete does not remove them from the "
                     "layer); use a build secret mount (RUN --mount=type=secret) and rotate this one",
                 )
             )
+    return found
 
+
+def _config_secrets(view: ImageView) -> list[Finding]:
+    """Secrets in the image config: `Env`, labels and every history entry's `created_by`."""
     config = view.config
     texts = [(f"Env {e.split('=', 1)[0]}", e) for e in config.get("Env") or []]
     texts += [(f"Labels {k}", f"{k}={v}") for k, v in (config.get("Labels") or {}).items()]
@@ -207,36 +218,60 @@ def scan_image(view: ImageView, setuid_allowlist: Sequence[str] = ()) -> CheckRe
         (f"history {n} created_by", h.get("created_by", ""))
         for n, h in enumerate(view.image.config.get("history", []))
     ]
-    for where, text in texts:
-        for rule, excerpt in match_rules(text.encode(), CONFIG_RULES):
-            add(
-                Finding(
-                    "image-secrets",
-                    rule,
-                    "critical",
-                    f"image config {where}",
-                    f"{rule}: {excerpt}",
-                    "pass secrets at run time (environment, *_FILE) or as a build secret mount, never as "
-                    "ENV, LABEL or an ARG a RUN sees (build args are recorded in the history)",
-                )
-            )
-
-    user = str(config.get("User") or "")
-    if _is_root(user):
-        add(
-            Finding(
-                "image-policy",
-                "root-user",
-                "high",
-                "image config User",
-                f"the image runs as root ({user or 'unset'})",
-                "end the final stage with USER 10001:10001 (numeric, not root)",
-            )
+    return [
+        Finding(
+            "image-secrets",
+            rule,
+            "critical",
+            f"image config {where}",
+            f"{rule}: {excerpt}",
+            "pass secrets at run time (environment, *_FILE) or as a build secret mount, never as "
+            "ENV, LABEL or an ARG a RUN sees (build args are recorded in the history)",
         )
-    allowed = set(setuid_allowlist)
+        for where, text in texts
+        for rule, excerpt in match_rules(text.encode(), CONFIG_RULES)
+    ]
+
+
+def _root_user(config: dict[str, Any]) -> list[Finding]:
+    user = str(config.get("User") or "")
+    if not _is_root(user):
+        return []
+    return [
+        Finding(
+            "image-policy",
+            "root-user",
+            "high",
+            "image config User",
+            f"the image runs as root ({user or 'unset'})",
+            "end the final stage with USER 10001:10001 (numeric, not root)",
+        )
+    ]
+
+
+def _no_healthcheck(config: dict[str, Any]) -> list[Finding]:
+    health = (config.get("Healthcheck") or {}).get("Test") or []
+    if health and health[0] != "NONE":
+        return []
+    return [
+        Finding(
+            "image-policy",
+            "no-healthcheck",
+            "high",
+            "image config Healthcheck",
+            "no HEALTHCHECK",
+            "add a HEALTHCHECK to the final stage",
+        )
+    ]
+
+
+def _filesystem_policy(view: ImageView, setuid_allowed: set[str]) -> list[Finding]:
+    """What the final filesystem must not hold: setuid/setgid files outside the allowlist,
+    compilers and pip."""
+    found = []
     for path, (kind, mode) in sorted(view.files.items()):
-        if kind == "file" and mode & 0o6000 and path not in allowed:
-            add(
+        if kind == "file" and mode & 0o6000 and path not in setuid_allowed:
+            found.append(
                 Finding(
                     "image-policy",
                     "setuid",
@@ -248,7 +283,7 @@ def scan_image(view: ImageView, setuid_allowlist: Sequence[str] = ()) -> CheckRe
                 )
             )
         if posixpath.basename(path) in COMPILERS and posixpath.dirname(path) in _BIN_DIRS:
-            add(
+            found.append(
                 Finding(
                     "image-policy",
                     "compiler",
@@ -259,7 +294,7 @@ def scan_image(view: ImageView, setuid_allowlist: Sequence[str] = ()) -> CheckRe
                 )
             )
         if _PIP.search(path):
-            add(
+            found.append(
                 Finding(
                     "image-policy",
                     "pip",
@@ -269,19 +304,7 @@ def scan_image(view: ImageView, setuid_allowlist: Sequence[str] = ()) -> CheckRe
                     "install into a venv made --without-pip, with pip kept in a build stage",
                 )
             )
-    health = (config.get("Healthcheck") or {}).get("Test") or []
-    if not health or health[0] == "NONE":
-        add(
-            Finding(
-                "image-policy",
-                "no-healthcheck",
-                "high",
-                "image config Healthcheck",
-                "no HEALTHCHECK",
-                "add a HEALTHCHECK to the final stage",
-            )
-        )
-    return result
+    return found
 
 
 def _gone(scan: LayerScan, path: str) -> bool:
