@@ -117,41 +117,15 @@ def buildx_build(
     `unshared`, no step runs as part of another build (see `_unshared_args`)."""
     require_buildx()
     cmd = [docker_cli(), "buildx", "build", *builder_args(), "--progress=plain", "--provenance=false"]
-    if dockerfile:
-        cmd += ["--file", str(dockerfile)]
-    if target:
-        cmd += ["--target", target]
-    for tag in tags:
-        cmd += ["--tag", tag]
-    for key, value in (build_args or {}).items():
-        cmd += ["--build-arg", f"{key}={value}"]
-    for key, value in (labels or {}).items():
-        cmd += ["--label", f"{key}={value}"]
-    if no_cache:
-        cmd.append("--no-cache")
-    if unshared:
-        cmd += _unshared_args()
-    if cache_from:
-        cmd += ["--cache-from", cache_from]
-    if cache_to:
-        cmd += ["--cache-to", cache_to]
+    cmd += _input_args(dockerfile, target, tags, build_args, labels)
+    cmd += _cache_args(no_cache=no_cache, unshared=unshared, cache_from=cache_from, cache_to=cache_to)
     run_env = dict(env or {})
     if source_date_epoch is not None:
         # Both: the env var drives BuildKit's own timestamp handling, the build arg
         # makes it visible to RUN steps (for .pyc and the like).
         run_env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
         cmd += ["--build-arg", f"SOURCE_DATE_EPOCH={source_date_epoch}"]
-    if oci_dest is not None:
-        oci_dest.parent.mkdir(parents=True, exist_ok=True)
-        output = f"type=oci,dest={oci_dest},rewrite-timestamp=true"
-        if oci_name:
-            output += f",name={oci_name}"
-        cmd += ["--output", output]
-    elif load:
-        cmd.append("--load")
-    else:
-        # Build (and run its steps) for their effect only: no image to store.
-        cmd += ["--output", "type=cacheonly"]
+    cmd += _output_args(oci_dest, oci_name, load=load)
     cmd.append(str(context))
     # Build arguments may carry values that must not reach a log or a report: the
     # command shown in an error names them, never their values.
@@ -173,6 +147,54 @@ def buildx_build(
             explain=lambda log: redact_values(_explain_failure(log), (build_args or {}).values()),
         )
     return BuildResult(log=proc.stdout + proc.stderr, oci_tar=oci_dest)
+
+
+def _input_args(
+    dockerfile: Path | None,
+    target: str | None,
+    tags: Sequence[str],
+    build_args: Mapping[str, str] | None,
+    labels: Mapping[str, str] | None,
+) -> list[str]:
+    """What is built: the Dockerfile and its stage, the tags, build args and labels."""
+    args: list[str] = []
+    if dockerfile:
+        args += ["--file", str(dockerfile)]
+    if target:
+        args += ["--target", target]
+    for tag in tags:
+        args += ["--tag", tag]
+    for key, value in (build_args or {}).items():
+        args += ["--build-arg", f"{key}={value}"]
+    for key, value in (labels or {}).items():
+        args += ["--label", f"{key}={value}"]
+    return args
+
+
+def _cache_args(*, no_cache: bool, unshared: bool, cache_from: str | None, cache_to: str | None) -> list[str]:
+    """How the build uses BuildKit's cache, and others' steps (`_unshared_args`)."""
+    args = ["--no-cache"] if no_cache else []
+    if unshared:
+        args += _unshared_args()
+    if cache_from:
+        args += ["--cache-from", cache_from]
+    if cache_to:
+        args += ["--cache-to", cache_to]
+    return args
+
+
+def _output_args(oci_dest: Path | None, oci_name: str | None, *, load: bool) -> list[str]:
+    """Where the result goes: an OCI tarball (reproducible timestamps), the engine, or nowhere."""
+    if oci_dest is not None:
+        oci_dest.parent.mkdir(parents=True, exist_ok=True)
+        output = f"type=oci,dest={oci_dest},rewrite-timestamp=true"
+        if oci_name:
+            output += f",name={oci_name}"
+        return ["--output", output]
+    if load:
+        return ["--load"]
+    # Build (and run its steps) for their effect only: no image to store.
+    return ["--output", "type=cacheonly"]
 
 
 def _unshared_args() -> list[str]:
