@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tierharness.build.buildx import buildx_build, docker_load
+from tierharness.build.buildx import BuildResult, buildx_build, docker_load
 from tierharness.build.checkout import git_output, source_date_epoch, working_files
+from tierharness.build.images import resolve_images
 from tierharness.build.lockfiles import require_hashes
 from tierharness.build.oci import read_oci
 from tierharness.build.retention import record_build, retain
@@ -90,8 +91,6 @@ def build_source(settings: Settings) -> BuildSource:
 
 def build_materials(settings: Settings, source: BuildSource, log: Callable[[str], None]) -> tuple[str, Path]:
     """The base image (made available) and the filled wheelhouse."""
-    from tierharness.build.images import resolve_images
-
     (base,) = resolve_images(settings, [source.config.base_image], log=log)
     wheelhouse = fill_wheelhouse(
         source.lockfiles,
@@ -113,43 +112,23 @@ def build_image(
     source = build_source(settings)
     config, sde, revision, root = source.config, source.sde, source.revision, settings.root
     digest_of_context = context_digest(root, _inputs(config))
-    record = settings.image_record
-
-    if not force and record.exists():
-        previous = json.loads(record.read_text())
-        if previous.get("context_digest") == digest_of_context and local_image_id(previous["image"]):
-            log(f"reusing {previous['image']}: nothing that goes into it changed")
-            return BuiltImage(**{**previous, "reused": True})
+    previous = None if force else _reusable(settings.image_record, digest_of_context)
+    if previous is not None:
+        log(f"reusing {previous.image}: nothing that goes into it changed")
+        return previous
 
     base, _ = build_materials(settings, source, log)  # the Dockerfile bind-mounts build/wheelhouse
-    build_args = {"BASE_IMAGE": base}
-    dockerfile = root / config.dockerfile
-    logs = settings.build_dir / "logs"
     started = time.monotonic()
-    env = environment()
     if config.test_target:
         log(f"building and running the `{config.test_target}` stage (the unit tier inside the image)")
-        buildx_build(
-            root, dockerfile=dockerfile, target=config.test_target, build_args=build_args,
-            source_date_epoch=sde, no_cache=no_cache, log_path=logs / f"{config.test_target}.log",
-            cache_from=env.build_cache_from, cache_to=env.build_cache_to,
-        )  # fmt: skip
+        _build_stage(settings, config.test_target, {"BASE_IMAGE": base}, sde=sde, no_cache=no_cache)
     tag = f"{config.image}:{revision[:12]}"
     oci = settings.build_dir / "image.oci.tar"
     log(f"building the `{config.target}` stage")
-    result = buildx_build(
-        root,
-        dockerfile=dockerfile,
-        target=config.target,
-        build_args=production_args(settings, config, base, revision, sde),
-        source_date_epoch=sde,
-        no_cache=no_cache,
-        oci_dest=oci,
-        oci_name=tag,
-        log_path=logs / f"{config.target}.log",
-        cache_from=env.build_cache_from,
-        cache_to=env.build_cache_to,
-    )
+    result = _build_stage(
+        settings, config.target, production_args(settings, config, base, revision, sde),
+        sde=sde, no_cache=no_cache, oci_dest=oci, oci_name=tag,
+    )  # fmt: skip
     seconds = time.monotonic() - started
     digest = read_oci(oci).digest
     docker_load(oci)
@@ -167,10 +146,49 @@ def build_image(
         deps_cached=sum(1 for stage, _, cached in result.steps() if stage == "deps" and cached),
         deps_total=sum(1 for stage, _, _ in result.steps() if stage == "deps"),
     )
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(asdict(built), indent=2, sort_keys=True) + "\n")
+    settings.image_record.parent.mkdir(parents=True, exist_ok=True)
+    settings.image_record.write_text(json.dumps(asdict(built), indent=2, sort_keys=True) + "\n")
     retain(settings, protect=tag, log=log)
     return built
+
+
+def _reusable(record: Path, digest_of_context: str) -> BuiltImage | None:
+    """The previous build (`build/image.json`), if it was of the same context and its image
+    is still in the engine."""
+    if not record.exists():
+        return None
+    previous = json.loads(record.read_text())
+    if previous.get("context_digest") == digest_of_context and local_image_id(previous["image"]):
+        return BuiltImage(**{**previous, "reused": True})
+    return None
+
+
+def _build_stage(
+    settings: Settings,
+    target: str,
+    build_args: dict[str, str],
+    *,
+    sde: int,
+    no_cache: bool,
+    oci_dest: Path | None = None,
+    oci_name: str | None = None,
+) -> BuildResult:
+    """One stage of the project's Dockerfile, logged to `build/logs/<stage>.log`, with the CI
+    cache locations of the environment."""
+    env = environment()
+    return buildx_build(
+        settings.root,
+        dockerfile=settings.root / settings.build.dockerfile,
+        target=target,
+        build_args=build_args,
+        source_date_epoch=sde,
+        no_cache=no_cache,
+        oci_dest=oci_dest,
+        oci_name=oci_name,
+        log_path=settings.build_dir / "logs" / f"{target}.log",
+        cache_from=env.build_cache_from,
+        cache_to=env.build_cache_to,
+    )
 
 
 def public_url(url: str) -> str:
