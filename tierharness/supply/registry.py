@@ -21,12 +21,16 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from tierharness.build.images import resolve_images
 from tierharness.config import Settings
 from tierharness.engine import container_log, engine_client, wait_until_ready
 from tierharness.errors import HarnessError
 from tierharness.runtime.labels import RunIdentity
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 __all__ = ["Registry", "RegistryError", "running_registry", "start_registry"]
 
@@ -146,41 +150,20 @@ def start_registry(
 ) -> Registry:
     """Start the registry and wait until it answers with auth required; on any failure the
     container is removed and the error carries its log."""
-    from docker.errors import DockerException
-
-    from tierharness.build.images import resolve_images
+    from docker.errors import DockerException  # noqa: PLC0415  lazy: start-up time, the docker SDK loads requests
 
     config = settings.supply
     # Never pulled: the recipe's entrypoint and paths are what this module relies on.
     (image,) = resolve_images(settings, [config.registry_image], pull=False, log=log)
     storage = settings.state_dir / "registry" / "storage"
     storage.mkdir(parents=True, exist_ok=True)
-    # Credentials for this run only, in a private folder mounted read-only: not in the
-    # container's environment, where `docker inspect` would show them.
-    folder = Path(tempfile.mkdtemp(prefix="harness-registry-"))
-    folder.chmod(0o700)
-    user, password = f"harness-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
-    for name, text in (("user", user), ("password", password), ("config.yml", _CONFIG)):
-        (folder / name).touch(mode=0o600)
-        (folder / name).write_text(text)
+    folder, user, password = _run_credentials()
     port = config.registry_port or _free_port()
     client = engine_client()
     container = None
     try:
-        container = client.containers.create(
-            image.ref,
-            name=identity.name("registry"),
-            labels=identity.labels("registry"),
-            ports={f"{_PORT}/tcp": ("127.0.0.1", port)},
-            volumes={
-                str(storage.resolve()): {"bind": "/var/lib/registry", "mode": "rw"},
-                str(folder): {"bind": "/run/harness-registry", "mode": "ro"},
-            },
-            command=["docker-registry", "serve", "/run/harness-registry/config.yml"],
-            # As the invoking user: the storage is a folder of theirs, which a registry running
-            # as root filled with files that user could neither change nor remove.
-            user=f"{os.getuid()}:{os.getgid()}",
-            detach=True,
+        container = _create_container(
+            client, image.ref, identity=identity, port=port, storage=storage, credentials=folder
         )
         try:
             container.start()
@@ -200,6 +183,40 @@ def start_registry(
                 container.remove(force=True, v=True)
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def _run_credentials() -> tuple[Path, str, str]:
+    """(folder, user, password): credentials for this run only, with the registry's config, in
+    a private folder to be mounted read-only: not in the container's environment, where
+    `docker inspect` would show them."""
+    folder = Path(tempfile.mkdtemp(prefix="harness-registry-"))
+    folder.chmod(0o700)
+    user, password = f"harness-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
+    for name, text in (("user", user), ("password", password), ("config.yml", _CONFIG)):
+        (folder / name).touch(mode=0o600)
+        (folder / name).write_text(text)
+    return folder, user, password
+
+
+def _create_container(
+    client: DockerClient, image: str, *, identity: RunIdentity, port: int, storage: Path, credentials: Path
+) -> Any:
+    """The registry's container, labelled for the run, publishing `port` on 127.0.0.1 only."""
+    return client.containers.create(
+        image,
+        name=identity.name("registry"),
+        labels=identity.labels("registry"),
+        ports={f"{_PORT}/tcp": ("127.0.0.1", port)},
+        volumes={
+            str(storage.resolve()): {"bind": "/var/lib/registry", "mode": "rw"},
+            str(credentials): {"bind": "/run/harness-registry", "mode": "ro"},
+        },
+        command=["docker-registry", "serve", "/run/harness-registry/config.yml"],
+        # As the invoking user: the storage is a folder of theirs, which a registry running
+        # as root filled with files that user could neither change nor remove.
+        user=f"{os.getuid()}:{os.getgid()}",
+        detach=True,
+    )
 
 
 def _wait_ready(registry: Registry, container: Any, timeout: float) -> None:
