@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build import images
-from tierharness.build.images import ImageResolver, LocalOrigin, ResolvedImage, _repository, recipe_digest
+from tierharness.build import rootfs
+from tierharness.build.image_origin import _repository
+from tierharness.build.images import ImageResolver, LocalOrigin, ResolvedImage, recipe_digest
 from tierharness.config import LogicalImage, Settings, load_settings
 from tierharness.errors import HarnessError, ImageError
 
@@ -299,11 +300,11 @@ def test_a_rootfs_is_built_in_root_mode_as_root_and_in_unshare_mode_as_anyone_el
     # test_rootfs_modes.py holds the two tarballs to be identical); the error says how to fix
     # a machine that does not allow it.
     ran: list[list[str]] = []
-    monkeypatch.setattr(images.shutil, "which", lambda _name: "/usr/bin/mmdebstrap")
-    monkeypatch.setattr(images.os, "geteuid", lambda: euid)
-    monkeypatch.setattr(images, "debian_mirror", lambda: "http://mirror.invalid/debian")
-    monkeypatch.setattr(images, "run", lambda argv, **kw: ran.append([*argv, kw["fix"]]))
-    images.make_rootfs(settings.image("base"), tmp_path / "rootfs.tar", ["python3"])
+    monkeypatch.setattr(rootfs.shutil, "which", lambda _name: "/usr/bin/mmdebstrap")
+    monkeypatch.setattr(rootfs.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(rootfs, "debian_mirror", lambda: "http://mirror.invalid/debian")
+    monkeypatch.setattr(rootfs, "run", lambda argv, **kw: ran.append([*argv, kw["fix"]]))
+    rootfs.make_rootfs(settings.image("base"), tmp_path / "rootfs.tar", ["python3"])
     (argv,) = ran
     assert f"--mode={mode}" in argv
     assert ("/etc/subuid" in argv[-1]) == (mode == "unshare")
@@ -314,5 +315,5 @@ def test_a_rootfs_recipe_digest_changes_with_how_mmdebstrap_is_run(
 ) -> None:
     base = settings.image("base")
     before = recipe_digest(base, {})
-    monkeypatch.setattr(images, "ROOTFS_FORMAT", images.ROOTFS_FORMAT + ", changed")
+    monkeypatch.setattr(rootfs, "ROOTFS_FORMAT", rootfs.ROOTFS_FORMAT + ", changed")
     assert recipe_digest(base, {}) != before
