@@ -35,15 +35,10 @@ from tierharness.config import Settings, load_settings
 from tierharness.engine import container_log, wait_until_ready
 from tierharness.errors import EngineUnavailableError, HarnessError
 from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id, process_start_time
+from tierharness.supply.engine_network import free_subnet
+from tierharness.supply.engine_processes import has_options, process_argv, stop_process
 from tierharness.supply.engine_record import EngineRecord, new_engine_folder
-from tierharness.supply.engines import (
-    SecondEngine,
-    _argv,
-    _free_subnet,
-    _has_options,
-    _kill,
-    sweep_dead_engines,
-)
+from tierharness.supply.engines import SecondEngine, sweep_dead_engines
 from tierharness.supply.tls import EngineTls, make_certificates
 
 __all__ = ["IMAGE", "ROLE", "remove_container_engine", "start_container_engine"]
@@ -134,7 +129,7 @@ def start_container_engine(
         # Its networks (docker0 included) from a /16 no interface here uses: Docker's own
         # default, 172.18.0.0/16 next to the container's 172.17, is often a network of the
         # first engine's, whose containers the inner ones would then never reach.
-        pool = _free_subnet(16)
+        pool = free_subnet(16)
         labels = identity.labels(ROLE)
         client = engine_client()
         # Listening on all of the container's addresses: the published port reaches it on its
@@ -223,6 +218,6 @@ def remove_container_engine(record: EngineRecord) -> None:
             remove_labelled(engine_client(), {"label": [f"{LABEL_RUN}={record.run_id}"]})
     # Its reaper has nothing left to do. Only if it is still that process (its start time; a
     # dead one's pid may be another's by now) and the reaper of this engine's run.
-    if record.watcher_pid and _has_options(_argv(record.watcher_pid), ("--run-id", record.run_id)):
-        _kill(record.watcher_pid, record.watcher_start, 5)
+    if record.watcher_pid and has_options(process_argv(record.watcher_pid), ("--run-id", record.run_id)):
+        stop_process(record.watcher_pid, record.watcher_start, 5)
     shutil.rmtree(record.root, ignore_errors=True)

@@ -20,7 +20,8 @@ from tests.root import needs_root, require_root
 from tests.second_engine import certificates, leftovers
 from tierharness.engine import engine_client
 from tierharness.runtime.reaper import pid_alive
-from tierharness.supply.engines import EngineRecord, _free_subnet, second_engine, sweep_dead_engines
+from tierharness.supply.engine_network import free_subnet
+from tierharness.supply.engines import EngineRecord, second_engine, sweep_dead_engines
 
 pytestmark = needs_root
 
@@ -97,7 +98,7 @@ def others(tmp_path: Path) -> Iterator[dict[str, str]]:
     an engine's subnet would give, and a process named dockerd. Removed afterwards."""
     require_root()
     tag = secrets.token_hex(3)
-    pool = _free_subnet(16)
+    pool = free_subnet(16)
     subnet = next(pool.subnets(new_prefix=24))
     link, chain = f"hd{tag}", f"HARNESS-TEST-{tag}"
     decoy = tmp_path / "dockerd"
