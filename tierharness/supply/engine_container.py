@@ -28,13 +28,16 @@ import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
+from tierharness.build.images import resolve_images
 from tierharness.config import Settings, load_settings
-from tierharness.engine import container_log, wait_until_ready
+from tierharness.engine import container_log, endpoint, engine_client, wait_until_ready
 from tierharness.errors import EngineUnavailableError, HarnessError
 from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id, process_start_time
+from tierharness.runtime.reaper import remove_labelled, spawn_reaper
 from tierharness.supply.engine_network import free_subnet
 from tierharness.supply.engine_processes import has_options, process_argv, stop_process
 from tierharness.supply.engine_record import EngineRecord, new_engine_folder
@@ -78,8 +81,6 @@ def _published_port(container: Any) -> int:
 
 def _check_first_engine_is_local() -> None:
     """The engine's port is published on the first engine's host: it must be this machine."""
-    from tierharness.engine import endpoint
-
     where = endpoint()
     if not where.is_local and where.hostname not in _LOOPBACK:
         raise EngineUnavailableError(
@@ -99,13 +100,6 @@ def start_container_engine(
 ) -> SecondEngine:
     """Start the container engine and wait until it answers over TLS; on any failure,
     whatever was made is removed again and the error carries its log."""
-    from docker.errors import DockerException
-    from docker.types import Mount
-
-    from tierharness.build.images import resolve_images
-    from tierharness.engine import engine_client
-    from tierharness.runtime.reaper import spawn_reaper
-
     _check_first_engine_is_local()
     settings = settings or load_settings()
     # Never pulled: its entrypoint (cgroup nesting) and daemon.json are the recipe's.
@@ -130,42 +124,12 @@ def start_container_engine(
         # default, 172.18.0.0/16 next to the container's 172.17, is often a network of the
         # first engine's, whose containers the inner ones would then never reach.
         pool = free_subnet(16)
-        labels = identity.labels(ROLE)
-        client = engine_client()
-        # Listening on all of the container's addresses: the published port reaches it on its
-        # bridge address. TLS with client verification is what keeps others out.
-        command = [
-            "dockerd", "--host", f"tcp://0.0.0.0:{_PORT}", "--host", "unix:///var/run/docker.sock",
-            "--tlsverify", f"--tlscacert=/{_TLS_DIR}/ca.pem",
-            f"--tlscert=/{_TLS_DIR}/server-cert.pem", f"--tlskey=/{_TLS_DIR}/server-key.pem",
-            "--default-address-pool", f"base={pool},size=24",
-        ]  # fmt: skip
-        container = client.containers.create(
-            image.ref,
-            command=command,
-            name=identity.name(ROLE),
-            labels=labels,
-            # Nested containers need it: mounts, cgroups, iptables, devices of its own.
-            privileged=True,
-            ports={f"{_PORT}/tcp": ("127.0.0.1", None)},  # a free port, chosen by the first engine
-            mounts=[Mount("/var/lib/docker", None, type="volume", labels=labels)],
-            # Its sockets, the shims' state and BuildKit's scratch: in memory, gone with it.
-            tmpfs={"/run": "", "/tmp": ""},  # noqa: S108  # nosec B108 - the container's own /tmp, a tmpfs
-            detach=True,
-        )
+        container = _create_container(image.ref, identity, pool)
         record = replace(record, container=container.id, cert_path=str(tls.client_dir), pool=str(pool))
         record.save()
         container.put_archive("/", _tls_archive(tls))
         started = time.monotonic()
-        try:
-            container.start()
-        except DockerException as exc:
-            raise EngineUnavailableError(
-                f"the container engine could not start: {exc}",
-                checked=f"{image.ref} as a privileged container; its log:\n{container_log(container)}",
-                fix="a privileged container needs a member of the docker group (or root) on a Linux engine",
-            ) from None
-        container.reload()
+        _start_container(container, image.ref)
         record = replace(record, tcp_port=_published_port(container))
         record.save()
         engine = SecondEngine(record)
@@ -180,9 +144,53 @@ def start_container_engine(
         raise
 
 
+def _create_container(image: str, identity: RunIdentity, pool: IPv4Network) -> Any:
+    """The engine's privileged container, labelled for its run, its data root a volume, its
+    TLS port published on a free 127.0.0.1 port; created, not started."""
+    from docker.types import Mount  # noqa: PLC0415  lazy: start-up time, the docker SDK loads requests
+
+    labels = identity.labels(ROLE)
+    # Listening on all of the container's addresses: the published port reaches it on its
+    # bridge address. TLS with client verification is what keeps others out.
+    command = [
+        "dockerd", "--host", f"tcp://0.0.0.0:{_PORT}", "--host", "unix:///var/run/docker.sock",
+        "--tlsverify", f"--tlscacert=/{_TLS_DIR}/ca.pem",
+        f"--tlscert=/{_TLS_DIR}/server-cert.pem", f"--tlskey=/{_TLS_DIR}/server-key.pem",
+        "--default-address-pool", f"base={pool},size=24",
+    ]  # fmt: skip
+    return engine_client().containers.create(
+        image,
+        command=command,
+        name=identity.name(ROLE),
+        labels=labels,
+        # Nested containers need it: mounts, cgroups, iptables, devices of its own.
+        privileged=True,
+        ports={f"{_PORT}/tcp": ("127.0.0.1", None)},  # a free port, chosen by the first engine
+        mounts=[Mount("/var/lib/docker", None, type="volume", labels=labels)],
+        # Its sockets, the shims' state and BuildKit's scratch: in memory, gone with it.
+        tmpfs={"/run": "", "/tmp": ""},  # noqa: S108  # nosec B108 - the container's own /tmp, a tmpfs
+        detach=True,
+    )
+
+
+def _start_container(container: Any, image: str) -> None:
+    """Start it and reload its attributes (the port the first engine chose); a refusal carries its log."""
+    from docker.errors import DockerException  # noqa: PLC0415  lazy: start-up time, the docker SDK loads requests
+
+    try:
+        container.start()
+    except DockerException as exc:
+        raise EngineUnavailableError(
+            f"the container engine could not start: {exc}",
+            checked=f"{image} as a privileged container; its log:\n{container_log(container)}",
+            fix="a privileged container needs a member of the docker group (or root) on a Linux engine",
+        ) from None
+    container.reload()
+
+
 def _wait_ready(engine: SecondEngine, container: Any, timeout: float) -> None:
     """Ready: the engine answers a ping over TLS with the client certificate."""
-    from docker.errors import DockerException
+    from docker.errors import DockerException  # noqa: PLC0415  lazy: start-up time, the docker SDK loads requests
 
     def probe() -> str | None:
         try:
@@ -208,10 +216,7 @@ def _wait_ready(engine: SecondEngine, container: Any, timeout: float) -> None:
 def remove_container_engine(record: EngineRecord) -> None:
     """Remove the container (and its volume) by the run's labels, also one whose id never
     reached the record; then its reaper and its folder. Quiet when already gone."""
-    from docker.errors import DockerException
-
-    from tierharness.engine import engine_client
-    from tierharness.runtime.reaper import remove_labelled
+    from docker.errors import DockerException  # noqa: PLC0415  lazy: start-up time, the docker SDK loads requests
 
     if record.run_id:
         with contextlib.suppress(DockerException, HarnessError):
