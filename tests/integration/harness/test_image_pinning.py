@@ -162,8 +162,10 @@ def project(tmp_path: Path, registry: Registry) -> Iterator[Project]:
 def _registry_names(registry: Registry) -> set[str]:
     """Every image name in the engine under the registry's host: what pulls from it left."""
     names: set[str] = set()
-    for image in engine_client().images.list(all=True):
-        for name in [*(image.attrs.get("RepoTags") or []), *(image.attrs.get("RepoDigests") or [])]:
+    # The listing's own summaries: `images.list` inspects each image after listing them all, and
+    # fails on one removed meanwhile (by the other worker's test of this module, on this engine).
+    for image in engine_client().api.images(all=True):
+        for name in [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]:
             if name.startswith(f"{registry.host}/"):
                 names.add(name)
     return names
