@@ -12,6 +12,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from record import figure, write_record
+
 from tierharness.build.checkout import snapshot
 from tierharness.build.image import build_image
 from tierharness.config import find_project_root, load_settings
@@ -43,6 +45,15 @@ def main() -> None:
             f"dependency layers reused: {warm.deps_cached}/{warm.deps_total}; "
             f"warm/cold time: {warm.build_seconds / cold.build_seconds:.0%}"
         )
+    write_record(
+        "build_times",
+        [
+            figure("cold build (no cache)", cold.build_seconds, "s"),
+            figure("warm rebuild after a change to service code only", warm.build_seconds, "s"),
+            figure("steps cached in the warm rebuild", f"{warm.cached_steps}/{warm.total_steps}"),
+            figure("dependency layers reused", f"{warm.deps_cached}/{warm.deps_total}", "", "all"),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+from record import figure, write_record
 
 from tierharness.runtime.labels import LABEL_PID, LABEL_PID_START, LABEL_ROLE, LABEL_RUN, LABEL_WORKER
 from tierharness.runtime.reaper import pid_alive
@@ -201,6 +202,14 @@ def main() -> int:
         for resource in leftovers:
             _remove(client, resource)
     print(f"kill check: {args.kills} kill(s), {total} leftover(s) in all, seed {seed}", flush=True)
+    write_record(
+        "kill_check",
+        [
+            figure("SIGKILLs of `nox -s tests -- -n 2` at random moments", args.kills),
+            figure(f"leftovers {args.wait:g} s after each kill, in all", total, "", "0"),
+            figure("seed of the kill moments", seed),
+        ],
+    )
     return 1 if total else 0
 
 

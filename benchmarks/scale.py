@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from record import figure, write_record
+
 from tierharness.scale.shards import Shard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +43,15 @@ def main() -> None:
     print(f"-n 2:                         {parallel:6.1f} s")
     shards = _timed(*(("-n", "1", *Shard(k, 2).pytest_args(), *paths) for k in (1, 2)))
     print(f"two shards at once (-n 1 each): {shards:6.1f} s")
+    write_record(
+        "scale",
+        [
+            figure("suite slice", " ".join(paths)),
+            figure("-n 0", serial, "s"),
+            figure("-n 2", parallel, "s"),
+            figure("two shards at once (-n 1 each)", shards, "s"),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from record import figure, write_record
+
 from tierharness.config import load_settings
 from tierharness.security.run import run_security
 
@@ -24,6 +26,7 @@ def main() -> None:
     image = settings.build_dir / "image.oci.tar"
     if not image.is_file():
         raise SystemExit(f"no image at {image}: run `nox -s build` first")
+    figures = []
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
         bench = dataclasses.replace(settings, build_dir=Path(tmp))
         for label in ("cold", "warm", "warm"):
@@ -33,6 +36,8 @@ def main() -> None:
             slowest = sorted(report.results, key=lambda r: -r.seconds)[:3]
             parts = ", ".join(f"{r.name} {r.seconds:.1f}s" for r in slowest)
             print(f"{label}: {seconds:5.1f}s  verdict {report.verdict}  (slowest: {parts})")
+            figures.append(figure(f"{label} (verdict {report.verdict}; slowest: {parts})", seconds, "s"))
+    write_record("security_gate", figures)
 
 
 if __name__ == "__main__":

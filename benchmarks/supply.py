@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+from record import figure, write_record
+
 
 def _run(*args: str) -> tuple[float, str]:
     started = time.monotonic()
@@ -28,16 +30,20 @@ def _run(*args: str) -> tuple[float, str]:
 
 
 def main() -> None:
+    figures = []
     for label in ("first publish", "warm publish "):
         seconds, out = _run("publish")
         steps = next((line for line in out.splitlines() if line.startswith("seconds:")), "")
         print(f"{label}: {seconds:5.1f}s wall (build reuse included); {steps}")
+        figures.append(figure(f"{label.strip()}, build reuse included ({steps})", seconds, "s"))
     if "--rebuild" in sys.argv:
         seconds, out = _run("repro-check", "--independent")
         for line in out.splitlines()[:3]:
             print(f"  {line}")
         verdict = "reproducible" if "\nreproducible" in f"\n{out}" else "NOT reproducible"
         print(f"independent rebuild: {seconds:5.1f}s wall, {verdict}")
+        figures.append(figure(f"independent rebuild ({verdict})", seconds, "s"))
+    write_record("supply", figures)
 
 
 if __name__ == "__main__":

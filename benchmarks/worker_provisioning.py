@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from record import figure, write_record
 
 from tierharness.config import child_env, load_settings
 from tierharness.engine import build_cache_records, docker_cli, engine_client
@@ -112,7 +113,7 @@ def _store(client: Any) -> str:
 
 def _cold_rounds(
     workers: int, rounds: int, run_id: str, state_dir: Path, *, where: str, network: str
-) -> None:
+) -> list[float]:
     cold: list[float] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for r in range(rounds):
@@ -127,6 +128,7 @@ def _cold_rounds(
         f"median {statistics.median(cold):.2f}s, max {max(cold):.2f}s (goal <= 1.0 s)",
         flush=True,
     )
+    return cold
 
 
 def _on_a_fresh_engine(workers: int, rounds: int, network: str) -> None:
@@ -187,9 +189,19 @@ def main() -> None:
     try:
         where = "fresh engine" if args.cold_only else "this engine"
         network = "host network" if use_host_network(args.network, client) else "ports published"
-        print(f"{where}: {_store(client)}; {network} (--network {args.network})", flush=True)
-        _cold_rounds(args.workers, args.rounds, run_id, state_dir, where=where, network=args.network)
+        store = _store(client)
+        print(f"{where}: {store}; {network} (--network {args.network})", flush=True)
+        cold = _cold_rounds(args.workers, args.rounds, run_id, state_dir, where=where, network=args.network)
+        cold_what = f"cold worker ready (containers + migrations) at -n {args.workers}, {network}"
+        figures = [
+            figure("engine's store", store),
+            figure(f"{cold_what}, median", statistics.median(cold), "s", "<= 1.0 s"),
+            figure(f"{cold_what}, max", max(cold), "s"),
+        ]
+        name = "worker_provisioning" + ("-fresh-engine" if args.cold_only else "")
+        name += "" if args.network == "auto" else f"-{args.network}"
         if args.cold_only:
+            write_record(name, figures)
             return
         if args.fresh_engine:
             _on_a_fresh_engine(args.workers, args.rounds, args.network)
@@ -198,6 +210,10 @@ def main() -> None:
             f"reused worker ready (reset included): median {statistics.median(reused) * 1000:.0f} ms, "
             f"max {max(reused) * 1000:.0f} ms (goal <= 150 ms)"
         )
+        figures.append(
+            figure("reused worker ready (reset included), median", statistics.median(reused) * 1000, "ms",
+                   "<= 150 ms")
+        )  # fmt: skip
         for strategy in ("deletion", "truncation", "snapshot"):
             samples = sorted(_resets(state_dir, run_id, strategy, args.resets))
             print(
@@ -205,6 +221,9 @@ def main() -> None:
                 f"p95 {samples[int(len(samples) * 0.95)] * 1000:.2f} ms over {len(samples)} "
                 "(goal: median < 10 ms)"
             )
+            median = statistics.median(samples) * 1000
+            figures.append(figure(f"reset {strategy}, median", median, "ms", "< 10 ms"))
+        write_record(name, figures)
     finally:
         remove_labelled(client, {"label": [f"{LABEL_RUN}={run_id}"]})
         for record in (state_dir / "reuse").glob("*.json"):  # only the keys made here
