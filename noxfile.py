@@ -59,6 +59,15 @@ def lint(session: nox.Session) -> None:
     # checks each cached module against its source's hash, so no clone can be misled by another's).
     cache = session.run("python", "-m", "tierharness", "cache-dir", "mypy", silent=True)
     session.run("mypy", env={"MYPY_CACHE_DIR": str(cache).strip()})
+    session.notify("docs")  # the docs site and its links are checked with the code
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The docs site, built with --strict into build/site: every relative link and anchor (README's too)."""
+    # The hook renders the reference from the harness's own declarations: it imports them.
+    install(session, "test", "docs")
+    session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", "build/site", *session.posargs)
 
 
 @nox.session
