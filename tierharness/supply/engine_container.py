@@ -46,7 +46,7 @@ from tierharness.supply.tls import EngineTls, make_certificates
 
 __all__ = ["IMAGE", "ROLE", "remove_container_engine", "start_container_engine"]
 
-IMAGE = "engine"  # the logical image (tierharness/config.py DEFAULT_IMAGES)
+IMAGE = "engine"  # the logical image (tierharness.config.DEFAULT_IMAGES)
 ROLE = "second-engine"  # its containers' harness.role label
 _PORT = 2376  # Docker's port for TLS
 _TLS_DIR = "etc/harness-engine"

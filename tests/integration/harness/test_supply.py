@@ -409,7 +409,7 @@ def test_children_never_see_the_key_password_and_cosign_still_gets_it(
     assert PASSWORD not in json.dumps(seen)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(config, "_withheld", {})  # what `main` withholds, kept for this test only
+        patch.setattr(config.variables, "_withheld", {})  # what `main` withholds, kept for this test only
         patch.setenv("HARNESS_KEY_PASSWORD", PASSWORD)  # back in place for the module's other tests
         patch.setenv("HARNESS_KEY_DIR", str(tmp_path / "keys"))
         assert main(["keys"]) == 0  # cosign generate-key-pair, COSIGN_PASSWORD from the variable
