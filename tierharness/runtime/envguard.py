@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 # The ini option (and --harness-env-ignore) naming variables the guard leaves alone; declared
-# with the plugin's other settings (tierharness.pytest_plugin._SETTINGS).
+# with the plugin's other settings (tierharness.plugin.options.OPTIONS).
 IGNORE_OPTION = "harness_env_ignore"
 
 

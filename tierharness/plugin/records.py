@@ -1,0 +1,58 @@
+"""What the run leaves in its state dir: the reaper, started once per run whoever starts
+something first, and the manifests each worker writes and the controller merges."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tierharness.plugin.plans import state_dir
+from tierharness.plugin.session import OWNER_PID, RUN_ID, STARTED, SUMMARY, options_of
+from tierharness.runtime import manifest
+from tierharness.runtime.reaper import spawn_reaper
+
+if TYPE_CHECKING:
+    from tierharness.runtime.worker import Worker
+
+__all__ = ["ensure_reaper", "merge_manifests", "run_state_dir", "write_manifest"]
+
+
+def run_state_dir(config: pytest.Config) -> Path:
+    return state_dir(options_of(config), Path(config.rootpath))
+
+
+def ensure_reaper(config: pytest.Config) -> None:
+    """Start the run's reaper once, the first time anything is started: whichever process
+    gets here first (a worker, or the controller without xdist) starts it for the run's
+    controller. A marker file created exclusively makes "once" hold across workers."""
+    if not options_of(config).reaper:
+        return
+    run_id = config.stash[RUN_ID]
+    where = run_state_dir(config)
+    marker = where / "runs" / run_id / ".reaper"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        marker.touch(exist_ok=False)
+    except FileExistsError:
+        return
+    spawn_reaper(run_id, config.stash[OWNER_PID], where / "reaper.log")
+
+
+def write_manifest(config: pytest.Config, worker: Worker) -> None:
+    manifest.write_worker(
+        run_state_dir(config), worker.identity.run_id, worker.identity.worker, worker.record
+    )
+
+
+def merge_manifests(config: pytest.Config) -> None:
+    """In the controller, at the session's end: the workers' manifests in one, and the line
+    the terminal summary prints about it."""
+    where = run_state_dir(config)
+    merged = manifest.merge_run(
+        where, config.stash[RUN_ID], {"started": config.stash.get(STARTED, ""), "pid": os.getpid()}
+    )
+    if merged is not None:
+        config.stash[SUMMARY] = manifest.summary_line(merged, where / "last-run.json")
