@@ -39,12 +39,11 @@ _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*[A-Z0-9]$")
 
 def declarations() -> SimpleNamespace:
     """Where the declarations live: the one place to repoint when modules move."""
-    from tierharness import config, pytest_plugin
+    from tierharness import config
+    from tierharness.plugin.options import OPTIONS
 
     return SimpleNamespace(
-        plugin_settings=pytest_plugin._SETTINGS,  # (name, help, default) each
-        plugin_flags=pytest_plugin._FLAGS,
-        plugin_lists=pytest_plugin._LISTS,
+        plugin_options=OPTIONS,
         environment=config.Environment,
         sections=(
             config.BuildConfig,
@@ -144,11 +143,10 @@ def _default(field: dataclasses.Field[Any]) -> Any:
 
 def plugin_options(d: SimpleNamespace) -> str:
     rows = []
-    for name, help_text, default in d.plugin_settings:
-        key = name.replace("-", "_")
-        option = f"`--harness-{name}`" + (" (a flag)" if name in d.plugin_flags else "")
-        ini = f"`harness_{key}`" + (" (lines or a TOML list)" if name in d.plugin_lists else "")
-        rows.append((option, ini, _cell(default), _text(help_text)))
+    for o in d.plugin_options:
+        option = f"`{o.flag}`" + (" (a flag)" if o.switch else "")
+        ini = f"`{o.ini}`" + (" (lines or a TOML list)" if o.type == "lines" else "")
+        rows.append((option, ini, _cell(o.default), _text(o.help)))
     return _table(("option", "ini key", "default", "meaning"), rows)
 
 
