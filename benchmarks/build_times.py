@@ -14,9 +14,9 @@ from pathlib import Path
 
 from record import figure, write_record
 
-from tierharness.build.checkout import snapshot
-from tierharness.build.image import build_image
 from tierharness.config import find_project_root, load_settings
+from tierharness.gitrepo import snapshot
+from tierharness.imaging.project_image import build_image
 
 
 def main() -> None:

@@ -34,8 +34,8 @@ from typing import Any
 import docker
 from record import figure, write_record
 
-from tierharness.runtime.labels import LABEL_PID, LABEL_PID_START, LABEL_ROLE, LABEL_RUN, LABEL_WORKER
-from tierharness.runtime.reaper import pid_alive
+from tierharness.engine.labels import LABEL_PID, LABEL_PID_START, LABEL_ROLE, LABEL_RUN, LABEL_WORKER
+from tierharness.engine.reaper import pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "KILL_CHECK_ROUND"

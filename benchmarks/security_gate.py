@@ -18,7 +18,7 @@ from pathlib import Path
 from record import figure, write_record
 
 from tierharness.config import load_settings
-from tierharness.security.run import run_security
+from tierharness.security.scan_all import run_security
 
 
 def main() -> None:

@@ -34,12 +34,12 @@ import psycopg
 from record import figure, write_record
 
 from tierharness.config import child_env, load_settings
-from tierharness.engine import build_cache_records, docker_cli, engine_client
+from tierharness.engine.client import build_cache_records, docker_cli, engine_client
+from tierharness.engine.labels import LABEL_RUN, RunIdentity
+from tierharness.engine.reaper import remove_labelled
+from tierharness.engine.reuse import remove_kept
 from tierharness.process import run
-from tierharness.runtime.labels import LABEL_RUN, RunIdentity
 from tierharness.runtime.networking import NETWORK_MODES, use_host_network
-from tierharness.runtime.reaper import remove_labelled
-from tierharness.runtime.reuse import remove_kept
 from tierharness.runtime.worker import WorkerPlan, provision
 
 MIGRATE = "python -m services.api_gateway migrate"
@@ -134,7 +134,7 @@ def _cold_rounds(
 def _on_a_fresh_engine(workers: int, rounds: int, network: str) -> None:
     """The cold rounds again, in a child process whose engine is a second one of its own,
     holding only the Postgres and Redis images; it is removed afterwards."""
-    from tierharness.supply.engines import second_engine
+    from tierharness.engine.second_engine import second_engine
 
     settings = load_settings()
     images = [settings.image("postgres").local, settings.image("redis").local]

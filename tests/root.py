@@ -1,5 +1,5 @@
 """Tests that truly need root say so in one form, which the gates page reports as NOT RUN
-with the fix (tierharness/security/gates.py), instead of a skip nobody reads."""
+with the fix (tierharness/gates.py), instead of a skip nobody reads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tierharness.security.gates import NEEDS_ROOT
+from tierharness.gates import NEEDS_ROOT
 
 F = TypeVar("F", bound=Callable[..., Any])
 

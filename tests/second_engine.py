@@ -7,11 +7,11 @@ import ipaddress
 import subprocess
 from pathlib import Path
 
-from tierharness.engine import engine_client
-from tierharness.runtime.labels import LABEL_RUN
-from tierharness.runtime.reaper import pid_alive
-from tierharness.supply.engines import EngineRecord
-from tierharness.supply.tls import EngineTls, make_certificates
+from tierharness.engine.client import engine_client
+from tierharness.engine.labels import LABEL_RUN
+from tierharness.engine.reaper import pid_alive
+from tierharness.engine.second_engine import EngineRecord
+from tierharness.engine.tls import EngineTls, make_certificates
 
 __all__ = ["certificates", "leftovers"]
 

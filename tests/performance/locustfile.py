@@ -1,7 +1,7 @@
 """A realistic mix against the knowledge-hub API: cached and uncached reads, searches,
 tag listings and writes; each simulated user has its own API key.
 
-Run through `nox -s perf` (tierharness/perf/run.py), which starts the stack, passes one key
+Run through `nox -s perf` (tierharness/perf/locust_run.py), which starts the stack, passes one key
 per user in HARNESS_PERF_API_KEYS and the thresholds as options; the gate itself is
 `tierharness.perf.gate`, installed below.
 """

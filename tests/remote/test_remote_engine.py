@@ -38,13 +38,13 @@ from typing import Any
 import pytest
 
 from tests.second_engine import certificates, leftovers
-from tierharness import engine as harness_engine
-from tierharness.build.checkout import snapshot
 from tierharness.config import load_settings
-from tierharness.engine import engine_client, prepare_clients
+from tierharness.engine import client as harness_engine
+from tierharness.engine.client import engine_client, prepare_clients
+from tierharness.engine.labels import LABEL_ROLE, LABEL_RUN, RunIdentity, new_run_id
+from tierharness.engine.second_engine import EngineTls, SecondEngine, second_engine
 from tierharness.errors import EngineUnavailableError
-from tierharness.runtime.labels import LABEL_ROLE, LABEL_RUN, RunIdentity, new_run_id
-from tierharness.supply.engines import EngineTls, SecondEngine, second_engine
+from tierharness.gitrepo import snapshot
 from tierharness.supply.registry import Registry, running_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -330,7 +330,7 @@ def _reapers_of(run_ids: set[str]) -> list[int]:
             continue
         with contextlib.suppress(OSError):
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            if "tierharness.runtime.reaper" in argv and any(run in argv for run in run_ids):
+            if "tierharness.engine.reaper" in argv and any(run in argv for run in run_ids):
                 found.append(int(entry.name))
     return found
 

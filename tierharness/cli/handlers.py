@@ -47,7 +47,7 @@ def _log(message: str) -> None:
 
 
 def images(args: argparse.Namespace) -> int:
-    from tierharness.build.images import resolve_images  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.imaging.resolution import resolve_images  # noqa: PLC0415  lazy: CLI start-up
 
     log = _log if not args.quiet else (lambda m: None)
     chosen = resolve_images(
@@ -59,7 +59,7 @@ def images(args: argparse.Namespace) -> int:
 
 
 def lock(args: argparse.Namespace) -> int:
-    from tierharness.build import project_locks  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.imaging import project_locks  # noqa: PLC0415  lazy: CLI start-up
 
     settings = load_settings()
     if args.images:
@@ -71,7 +71,7 @@ def lock(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace) -> int:
-    from tierharness.build.image import build_image  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.imaging.project_image import build_image  # noqa: PLC0415  lazy: CLI start-up
 
     settings = load_settings()
     built = build_image(settings, force=args.force, no_cache=args.no_cache, log=_log)
@@ -116,7 +116,7 @@ def repro_check(args: argparse.Namespace) -> int:
 
 
 def _independent_rebuild(settings: Settings, keep: bool, folder: Path) -> int:
-    from tierharness.supply.rebuild import independent_rebuild  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.repro.independent import independent_rebuild  # noqa: PLC0415  lazy: CLI start-up
 
     result = independent_rebuild(settings, keep=keep, log=_log)
     print(f"engine 1  {result.engine1}")
@@ -133,7 +133,7 @@ def _independent_rebuild(settings: Settings, keep: bool, folder: Path) -> int:
 
 
 def dist(args: argparse.Namespace) -> int:
-    from tierharness.build.dist import make_dist  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.distribution import make_dist  # noqa: PLC0415  lazy: CLI start-up
 
     settings = load_settings()
     made = make_dist(settings, check=args.check, log=_log)
@@ -157,8 +157,8 @@ def dist(args: argparse.Namespace) -> int:
 
 
 def diff(args: argparse.Namespace) -> int:
-    from tierharness.build.oci import read_oci  # noqa: PLC0415  lazy: CLI start-up
-    from tierharness.engine import docker_cli  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.engine.client import docker_cli  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.oci import read_oci  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.process import run  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.repro.diff import diff_images, write_reports  # noqa: PLC0415  lazy: CLI start-up
 
@@ -181,9 +181,9 @@ def diff(args: argparse.Namespace) -> int:
 
 
 def clean(args: argparse.Namespace) -> int:
-    from tierharness.engine import engine_client  # noqa: PLC0415  lazy: CLI start-up
-    from tierharness.runtime.reaper import sweep_dead_runs  # noqa: PLC0415  lazy: CLI start-up
-    from tierharness.runtime.reuse import kept_containers, remove_kept  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.engine.client import engine_client  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.engine.reaper import sweep_dead_runs  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.engine.reuse import kept_containers, remove_kept  # noqa: PLC0415  lazy: CLI start-up
 
     client = engine_client()
     kept = remove_kept(client, all_users=args.all_users)
@@ -199,8 +199,8 @@ def clean(args: argparse.Namespace) -> int:
 
 
 def _prune(client: object) -> int:
-    from tierharness.build import retention  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.config import environment  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.engine import retention  # noqa: PLC0415  lazy: CLI start-up
 
     settings = load_settings(required=False)
     keep, idle = settings.build.keep_images, environment().build_cache_idle
@@ -256,7 +256,7 @@ def merge_reports(args: argparse.Namespace) -> int:
 
 
 def perf(args: argparse.Namespace) -> int:
-    from tierharness.perf.run import run_perf  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.perf.locust_run import run_perf  # noqa: PLC0415  lazy: CLI start-up
 
     settings = load_settings()
     cfg = settings.perf.override(**{o.attr: getattr(args, o.attr) for o in PERF_OPTIONS})
@@ -287,7 +287,7 @@ def doctor(args: argparse.Namespace) -> int:
 
 
 def security(args: argparse.Namespace) -> int:
-    from tierharness.security.run import run_security  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.security.scan_all import run_security  # noqa: PLC0415  lazy: CLI start-up
 
     report = run_security(
         load_settings(),
@@ -299,7 +299,7 @@ def security(args: argparse.Namespace) -> int:
 
 
 def gates(args: argparse.Namespace) -> int:
-    from tierharness.security.gates import write_gates  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.gates import write_gates  # noqa: PLC0415  lazy: CLI start-up
 
     settings = load_settings()
     text, code = write_gates(settings)
@@ -347,7 +347,7 @@ def verify(args: argparse.Namespace) -> int:
 def registry(args: argparse.Namespace) -> int:
     """The loopback registry kept running for work by hand: what to export to reach it, then
     wait for Ctrl-C (or SIGTERM)."""
-    from tierharness.supply.run import command_registry  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.supply.stack_image import command_registry  # noqa: PLC0415  lazy: CLI start-up
 
     settings = load_settings()
     published = settings.build_dir / "publish.json"

@@ -22,7 +22,7 @@ ImageKind = Literal["rootfs", "dockerfile"]
 class LogicalImage:
     """A logical image: a registry reference and an offline recipe that both yield `local`.
     Only a reference pinned by digest is pulled, or a tag-only one whose image table says
-    `allow-floating = true` (tierharness.build.images)."""
+    `allow-floating = true` (tierharness.imaging.resolution)."""
 
     name: str
     ref: str
@@ -103,7 +103,7 @@ DEFAULT_IMAGES: Mapping[str, Mapping[str, Any]] = {
         "packages": ["docker-registry", "apache2-utils"],
     },
     # The second engine in a privileged container, for users who are not root
-    # (tierharness/supply/engines.py). Always the offline recipe, like `registry`.
+    # (tierharness/engine/second_engine.py). Always the offline recipe, like `registry`.
     "engine": {
         "ref": "harness/engine:26",
         "local": "harness/engine:26",

@@ -50,7 +50,7 @@ class BuildConfig:
     python_version: str = "3.13"
     setuid_allowlist: tuple[str, ...] = ()
     source_url: str = "unknown"  # used when the checkout has no remote
-    keep_images: int = 3  # per-commit tags of `image` kept in the engine (tierharness.build.retention)
+    keep_images: int = 3  # per-commit tags of `image` kept in the engine (tierharness.engine.retention)
 
     @classmethod
     def parse(cls, raw: Any, path: Path) -> BuildConfig:

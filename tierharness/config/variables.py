@@ -39,7 +39,7 @@ class Environment:
     build_cache_from: str | None  # HARNESS_BUILD_CACHE_FROM: a BuildKit --cache-from (off by default)
     build_cache_to: str | None  # HARNESS_BUILD_CACHE_TO: a BuildKit --cache-to (off by default)
     # HARNESS_BUILD_CACHE_IDLE: seconds a build cache record may go unused before
-    # `harness clean --prune` prunes it (tierharness.build.retention)
+    # `harness clean --prune` prunes it (tierharness.engine.retention)
     build_cache_idle: float
     xdist_worker: str | None  # PYTEST_XDIST_WORKER: set in a worker before its config exists
     controller: str | None  # HARNESS_CONTROLLER: "<run id>:<pid>", from the run's controller

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tierharness.build.buildx import buildx_build
 from tierharness.config import Settings
 from tierharness.errors import HarnessError
+from tierharness.imaging.buildx import buildx_build
 
 __all__ = ["BROKEN", "CURRENT", "broken_recipes", "build_broken", "resolve_candidates"]
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tierharness.engine import docker_cli
+from tierharness.engine.client import docker_cli
+from tierharness.engine.labels import RunIdentity
 from tierharness.errors import HarnessError
 from tierharness.process import run
-from tierharness.runtime.labels import RunIdentity
 
 __all__ = [
     "Prometheus",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from tierharness.engine import local_image_id
+from tierharness.engine.client import local_image_id
 from tierharness.errors import HarnessError
 
 __all__ = ["DeployError", "check_port_free", "require_image"]

@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierharness.engine import docker_cli
+from tierharness.engine.client import docker_cli
+from tierharness.engine.labels import RunIdentity
 from tierharness.errors import HarnessError
 from tierharness.process import run
-from tierharness.runtime.labels import RunIdentity
 
 __all__ = [
     "API_DIR",

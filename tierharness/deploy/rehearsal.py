@@ -18,8 +18,8 @@ from tierharness.deploy.monitor import Prometheus
 from tierharness.deploy.proxy import RuntimeAPI
 from tierharness.deploy.secrets import SECRETS_MOUNT, container_user
 from tierharness.deploy.timeline import Timeline, locust_history
+from tierharness.engine.labels import RunIdentity
 from tierharness.process import start_child
-from tierharness.runtime.labels import RunIdentity
 
 __all__ = ["Rehearsal"]
 

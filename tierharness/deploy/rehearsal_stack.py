@@ -43,10 +43,10 @@ from tierharness.deploy.secrets import (
     write_secret,
 )
 from tierharness.deploy.timeline import Timeline
-from tierharness.engine import engine_client
+from tierharness.engine.client import engine_client
+from tierharness.engine.labels import RunIdentity
 from tierharness.errors import HarnessError
 from tierharness.runtime.containers import start_postgres, start_redis, stop
-from tierharness.runtime.labels import RunIdentity
 from tierharness.runtime.templates import render
 
 __all__ = ["app_environment", "rehearsal"]

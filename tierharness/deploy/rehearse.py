@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tierharness.build.image import build_image
 from tierharness.config import Settings, environment
 from tierharness.deploy.bluegreen import deploy_candidate
 from tierharness.deploy.candidates import BROKEN, CURRENT, broken_recipes, resolve_candidates
@@ -23,9 +22,10 @@ from tierharness.deploy.rehearsal_stack import rehearsal
 from tierharness.deploy.report import Outcome, rule_timing, write_verdict
 from tierharness.deploy.state_lock import state_lock
 from tierharness.deploy.timeline import Timeline
-from tierharness.runtime.labels import RunIdentity, new_run_id
-from tierharness.runtime.reaper import spawn_reaper
-from tierharness.supply.run import image_to_run
+from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.engine.reaper import spawn_reaper
+from tierharness.imaging.project_image import build_image
+from tierharness.supply.stack_image import image_to_run
 
 __all__ = ["run_rehearsal"]
 

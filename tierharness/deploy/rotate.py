@@ -22,7 +22,6 @@ from typing import Any
 
 import psycopg
 
-from tierharness.build.image import build_image
 from tierharness.config import Settings, environment
 from tierharness.deploy.probes import get, wait_until
 from tierharness.deploy.rehearsal import Rehearsal
@@ -31,9 +30,10 @@ from tierharness.deploy.report import write_rotation_verdict
 from tierharness.deploy.secrets import write_secret
 from tierharness.deploy.state_lock import state_lock
 from tierharness.deploy.timeline import Timeline
+from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.engine.reaper import spawn_reaper
 from tierharness.errors import HarnessError
-from tierharness.runtime.labels import RunIdentity, new_run_id
-from tierharness.runtime.reaper import spawn_reaper
+from tierharness.imaging.project_image import build_image
 
 __all__ = ["RotationError", "rotate_api_keys", "rotate_database_password", "rotation_lock", "run_rotation"]
 

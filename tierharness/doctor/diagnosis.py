@@ -12,7 +12,6 @@ from typing import Any
 
 from docker.errors import DockerException
 
-from tierharness.build.images import local_origin
 from tierharness.config import Settings, environment
 from tierharness.doctor import host
 from tierharness.doctor.leftovers import leftover_checks
@@ -20,11 +19,18 @@ from tierharness.doctor.project import commands_set, env_coverage_checks, migrat
 from tierharness.doctor.pytest_ini import read_ini_options
 from tierharness.doctor.stored_images import image_checks
 from tierharness.doctor.verdicts import Check
-from tierharness.engine import build_cache_records, docker_cli, endpoint, engine_client, local_image_id
+from tierharness.engine.client import (
+    build_cache_records,
+    docker_cli,
+    endpoint,
+    engine_client,
+    local_image_id,
+)
+from tierharness.engine.labels import LABEL_RUN, OwnerPlace
 from tierharness.errors import EngineNotAnsweringError, HarnessError
+from tierharness.imaging.resolution import local_origin
 from tierharness.process import run
 from tierharness.runtime.envguard import read_dotenv, scan_env_reads
-from tierharness.runtime.labels import LABEL_RUN, OwnerPlace
 from tierharness.runtime.networking import refusal_here
 
 __all__ = ["diagnose"]

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tierharness.doctor.verdicts import CLEAN, Check
-from tierharness.runtime.labels import LABEL_PID, LABEL_RUN, OwnerPlace
-from tierharness.runtime.reaper import judge_owner, pid_alive
-from tierharness.runtime.reuse import LABEL_REUSE, owner_of
+from tierharness.engine.labels import LABEL_PID, LABEL_RUN, OwnerPlace
+from tierharness.engine.reaper import judge_owner, pid_alive
+from tierharness.engine.reuse import LABEL_REUSE, owner_of
 
 __all__ = ["leftover_checks"]
 

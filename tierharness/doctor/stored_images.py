@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from tierharness.build.images import LocalOrigin, distrust
 from tierharness.config import LogicalImage
 from tierharness.doctor.verdicts import Check
+from tierharness.imaging.resolution import LocalOrigin, distrust
 
 __all__ = ["image_checks"]
 

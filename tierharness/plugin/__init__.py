@@ -10,7 +10,7 @@
 - `fixtures`: the fixture factories and what they give (`HarnessServices`);
 - `failures`: one setup error shown once, not once per test.
 
-Imports `tierharness.config`, `tierharness.errors`, `tierharness.runtime`, `tierharness.build`,
+Imports `tierharness.config`, `tierharness.errors`, `tierharness.runtime`, `tierharness.imaging`,
 `tierharness.supply`, `tierharness.engine`; the heavy ones (the engine's client) only when a
 fixture or early provisioning needs them, so pytest starts as fast without the harness's tests.
 """

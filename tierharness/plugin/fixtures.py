@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Literal
 
 import pytest
 
+from tierharness.engine.labels import RunIdentity
 from tierharness.errors import HarnessError
 from tierharness.plugin.identity import identity
 from tierharness.plugin.plans import image_for, settings_of
 from tierharness.plugin.provisioning import start_worker
 from tierharness.plugin.records import ensure_reaper, write_manifest
 from tierharness.plugin.session import EARLY, options_of
-from tierharness.runtime.labels import RunIdentity
 
 if TYPE_CHECKING:
     from tierharness.runtime.containers import PostgresInfo, RedisInfo
@@ -125,7 +125,7 @@ def stack_fixture(
         from tierharness.runtime.stack import (  # noqa: PLC0415  lazy: plugin start-up time (docker)
             running_stack,
         )
-        from tierharness.supply.run import image_to_run  # noqa: PLC0415  lazy: plugin start-up time (docker)
+        from tierharness.supply.stack_image import image_to_run  # noqa: PLC0415  lazy: plugin start-up time (docker)
 
         config = request.config
         options = options_of(config)
@@ -145,7 +145,7 @@ def stack_fixture(
 
 def _image_under_test(ref: str | None, record: Path) -> str:
     """`ref`, else the image the last build recorded; either way one the engine holds."""
-    from tierharness.engine import local_image_id  # noqa: PLC0415  lazy: plugin start-up time (docker)
+    from tierharness.engine.client import local_image_id  # noqa: PLC0415  lazy: plugin start-up time (docker)
 
     if ref is None:
         if not record.exists():

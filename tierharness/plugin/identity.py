@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from tierharness.config import environment
+from tierharness.engine.labels import RunIdentity, new_run_id
 from tierharness.plugin.session import OWNER_PID, RUN_ID, STARTED
-from tierharness.runtime.labels import RunIdentity, new_run_id
 
 __all__ = ["CONTROLLER_VAR", "claim_identity", "identity"]
 

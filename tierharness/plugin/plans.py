@@ -89,7 +89,7 @@ def _env_lines(options: HarnessOptions) -> dict[str, str]:
 def image_for(options: HarnessOptions, settings: Settings, role: str) -> str:
     """The image for a worker's `role`: the setting, made available (local, else pulled), or
     else the harness's own logical image (local, pulled, or built offline)."""
-    from tierharness.build.images import (  # noqa: PLC0415  lazy: plugin start-up time (docker)
+    from tierharness.imaging.resolution import (  # noqa: PLC0415  lazy: plugin start-up time (docker)
         ensure_image,
         resolve_images,
     )

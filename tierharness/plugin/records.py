@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tierharness.engine.reaper import spawn_reaper
 from tierharness.plugin.plans import state_dir
 from tierharness.plugin.session import OWNER_PID, RUN_ID, STARTED, SUMMARY, options_of
 from tierharness.runtime import manifest
-from tierharness.runtime.reaper import spawn_reaper
 
 if TYPE_CHECKING:
     from tierharness.runtime.worker import Worker

@@ -24,11 +24,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tierharness.build.buildx import buildx_build
-from tierharness.build.checkout import working_files
-from tierharness.build.image import build_materials, build_source, production_args
-from tierharness.build.oci import read_oci
 from tierharness.config import Settings
+from tierharness.gitrepo import working_files
+from tierharness.imaging.buildx import buildx_build
+from tierharness.imaging.project_image import build_materials, build_source, production_args
+from tierharness.oci import read_oci
 from tierharness.repro.diff import ImageDiff, diff_images, write_reports
 
 __all__ = [

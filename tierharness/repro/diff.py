@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tierharness.build.oci import FileEntry, OciImage
+from tierharness.oci import FileEntry, OciImage
 from tierharness.process import run
 
 __all__ = ["ChangedFile", "ImageDiff", "LayerDiff", "diff_images", "explain", "step_label", "write_reports"]

@@ -18,9 +18,9 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from tierharness.config import environment
-from tierharness.engine import prepare_clients
+from tierharness.engine.client import prepare_clients
+from tierharness.engine.labels import RunIdentity
 from tierharness.errors import ReadinessError
-from tierharness.runtime.labels import RunIdentity
 from tierharness.runtime.networking import LABEL_PORT, free_loopback_port
 from tierharness.runtime.readiness import HostProbe
 
@@ -34,7 +34,7 @@ __all__ = [
     "stop",
 ]
 
-# Ryuk cannot be pulled here; the harness's own reaper (tierharness.runtime.reaper) does its job.
+# Ryuk cannot be pulled here; the harness's own reaper (tierharness.engine.reaper) does its job.
 testcontainers_config.ryuk_disabled = True
 
 # A host-network server that finds its port taken exits saying so (Postgres and Redis both).

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
-from tierharness.engine import endpoint
+from tierharness.engine.client import endpoint
 from tierharness.errors import HarnessError
 
 __all__ = [

@@ -18,7 +18,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
 from tierharness.config import environment
-from tierharness.engine import endpoint
+from tierharness.engine.client import endpoint
 from tierharness.errors import ReadinessError
 
 __all__ = ["LOG_TAIL", "POLL_SECONDS", "HostProbe", "container_logs", "host_address"]

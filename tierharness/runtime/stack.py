@@ -18,7 +18,8 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from tierharness.config import StackConfig
-from tierharness.engine import prepare_clients
+from tierharness.engine.client import prepare_clients
+from tierharness.engine.labels import RunIdentity
 from tierharness.errors import HarnessError
 from tierharness.runtime.containers import (
     PostgresInfo,
@@ -28,7 +29,6 @@ from tierharness.runtime.containers import (
     start_redis,
     stop,
 )
-from tierharness.runtime.labels import RunIdentity
 from tierharness.runtime.readiness import HostProbe, container_logs, host_address
 from tierharness.runtime.templates import render
 

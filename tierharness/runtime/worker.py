@@ -20,16 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tierharness.config import environment
-from tierharness.engine import engine_client, local_image_id
-from tierharness.errors import HarnessError
-from tierharness.runtime import containers
-from tierharness.runtime.containers import PostgresInfo, RedisInfo
-from tierharness.runtime.labels import RunIdentity
-from tierharness.runtime.migrations import run_migrations, run_project_command
-from tierharness.runtime.networking import LABEL_PORT, use_host_network
-from tierharness.runtime.reaper import sweep_dead_runs
-from tierharness.runtime.reset import StateReset
-from tierharness.runtime.reuse import (
+from tierharness.engine.client import engine_client, local_image_id
+from tierharness.engine.labels import RunIdentity
+from tierharness.engine.reaper import sweep_dead_runs
+from tierharness.engine.reuse import (
     ReuseSlot,
     expire_idle,
     kept_containers,
@@ -37,6 +31,12 @@ from tierharness.runtime.reuse import (
     remove_kept,
     reuse_key,
 )
+from tierharness.errors import HarnessError
+from tierharness.runtime import containers
+from tierharness.runtime.containers import PostgresInfo, RedisInfo
+from tierharness.runtime.migrations import run_migrations, run_project_command
+from tierharness.runtime.networking import LABEL_PORT, use_host_network
+from tierharness.runtime.reset import StateReset
 from tierharness.runtime.templates import render
 
 __all__ = [

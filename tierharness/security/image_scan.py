@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tierharness.build.oci import OciImage, image_path, read_oci
 from tierharness.config import machine_cache
+from tierharness.oci import OciImage, image_path, read_oci
 from tierharness.security.findings import CheckResult, Finding
 from tierharness.security.kept import keep, read_kept
-from tierharness.security.secrets import CONFIG_RULES, FILE_RULES, match_rules
+from tierharness.security.secret_scan import CONFIG_RULES, FILE_RULES, match_rules
 
 __all__ = ["ImageView", "LayerScan", "layer_cache", "scan_image", "view_image"]
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from tierharness.config import LicencePolicy
 from tierharness.security.findings import CheckResult, Finding
-from tierharness.security.sbom import Component
+from tierharness.security.sbom_document import Component
 
 __all__ = ["check_licences", "expression_allowed"]
 

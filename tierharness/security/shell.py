@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tierharness.build.checkout import working_files
+from tierharness.gitrepo import working_files
 from tierharness.security.findings import CheckResult, Finding, Severity
 from tierharness.security.tools import run_tool
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tierharness.build.lockfiles import parse_lockfile
 from tierharness.config import pip_child_env
 from tierharness.errors import HarnessError
+from tierharness.imaging.lockfiles import parse_lockfile
 from tierharness.security.findings import CheckResult, Finding
 from tierharness.security.tools import run_tool
 

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tierharness.build.checkout import git_output
 from tierharness.config import Settings
-from tierharness.engine import engine_client, local_image_id, require_buildx
+from tierharness.engine.client import engine_client, local_image_id, require_buildx
+from tierharness.gitrepo import git_output
 
 __all__ = ["BUILD_TYPE", "provenance_predicate", "provenance_revision", "write_provenance"]
 

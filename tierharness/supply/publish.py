@@ -57,7 +57,7 @@ def _read(tar: tarfile.TarFile, digest: str) -> bytes:
 
 def manifest_bytes(oci: Path) -> tuple[str, str, bytes]:
     """(digest, media type, exact bytes) of the single-platform manifest in an OCI tarball,
-    following nested indexes the way `tierharness.build.oci.read_oci` does."""
+    following nested indexes the way `tierharness.oci.read_oci` does."""
     with tarfile.open(oci) as tar:
         index = tar.extractfile("index.json")
         if index is None:
@@ -166,7 +166,7 @@ def publish(
     """Push the built image (build/image.oci.tar, described by `record`), sign it, attach
     its SBOM and provenance attestations; record the result in build/publish.json."""
     from tierharness.supply.provenance import write_provenance
-    from tierharness.supply.sbom import write_sbom
+    from tierharness.supply.sbom_attestation import write_sbom
     from tierharness.supply.signing import attest, sign
 
     oci = settings.build_dir / "image.oci.tar"

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from tierharness.build.images import resolve_images
 from tierharness.config import Settings
-from tierharness.engine import container_log, engine_client, wait_until_ready
+from tierharness.engine.client import container_log, engine_client, wait_until_ready
+from tierharness.engine.labels import RunIdentity
 from tierharness.errors import HarnessError
-from tierharness.runtime.labels import RunIdentity
+from tierharness.imaging.resolution import resolve_images
 
 if TYPE_CHECKING:
     from docker import DockerClient

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from tierharness.build.checkout import snapshot
-from tierharness.build.image import build_image
 from tierharness.config import StackConfig, load_settings
-from tierharness.engine import engine_client
+from tierharness.engine.client import engine_client
+from tierharness.engine.labels import RunIdentity
 from tierharness.errors import BuildError, ReadinessError
-from tierharness.runtime.labels import RunIdentity
+from tierharness.gitrepo import snapshot
+from tierharness.imaging.project_image import build_image
 from tierharness.runtime.stack import start_stack
 
 

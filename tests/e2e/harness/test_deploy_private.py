@@ -7,11 +7,11 @@ import os
 import socket
 import stat
 
-from tierharness.build.image import build_image
 from tierharness.config import load_settings
 from tierharness.deploy.rehearsal_stack import rehearsal
 from tierharness.deploy.timeline import Timeline
-from tierharness.runtime.labels import RunIdentity, new_run_id
+from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.imaging.project_image import build_image
 
 
 def _answers_as_runtime_api(port: int) -> bool:

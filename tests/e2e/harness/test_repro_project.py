@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tierharness.build.checkout import commit_all, snapshot
 from tierharness.config import load_settings
+from tierharness.gitrepo import commit_all, snapshot
 
 
 def test_a_build_stamp_in_the_production_stage_fails_repro_check_naming_it(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tierharness.config import load_settings
-from tierharness.engine import engine_client
+from tierharness.engine.client import engine_client
 
 ROOT_USERS = {"", "0", "root", "0:0", "root:root", "0:root", "root:0"}
 COMPILERS = ["gcc", "cc", "c++", "g++", "clang", "tcc", "as", "ld", "make"]

@@ -17,12 +17,12 @@ import pytest
 from filelock import FileLock
 
 from tierharness.config import load_settings
-from tierharness.engine import engine_client
+from tierharness.engine.client import engine_client
+from tierharness.engine.labels import LABEL_RUN, RunIdentity
+from tierharness.engine.reaper import containers_of, remove_labelled
+from tierharness.engine.reuse import kept_containers, remove_kept
 from tierharness.pytest_plugin import HarnessServices
-from tierharness.runtime.labels import LABEL_RUN, RunIdentity
 from tierharness.runtime.networking import LABEL_PORT
-from tierharness.runtime.reaper import containers_of, remove_labelled
-from tierharness.runtime.reuse import kept_containers, remove_kept
 
 # Settings read at import time, as real projects do: this is what early provisioning is for.
 SETTINGS = """

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build.checkout import snapshot
-from tierharness.build.lockfiles import parse_lockfile
 from tierharness.config import child_env, machine_cache, pip_child_env
+from tierharness.gitrepo import snapshot
+from tierharness.imaging.lockfiles import parse_lockfile
 from tierharness.process import run
 
 DEBIAN_PYTHON = Path("/usr/bin/python3")

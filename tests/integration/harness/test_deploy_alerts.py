@@ -10,14 +10,14 @@ import pytest
 
 from tierharness.config import load_settings
 from tierharness.deploy.monitor import rehearsal_rules, run_rule_tests
-from tierharness.runtime.labels import RunIdentity, new_run_id
+from tierharness.engine.labels import RunIdentity, new_run_id
 
 pytestmark = pytest.mark.usefixtures("harness_reaper")
 
 
 @pytest.fixture(scope="module")
 def prometheus_image() -> str:
-    from tierharness.build.images import resolve_images
+    from tierharness.imaging.resolution import resolve_images
 
     settings = load_settings()
     return resolve_images(settings, ["prometheus"], log=lambda _m: None)[0].ref

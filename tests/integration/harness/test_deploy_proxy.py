@@ -12,15 +12,15 @@ from tierharness.deploy import rehearsal_stack
 from tierharness.deploy.proxy import ProxyError, check_config, haproxy_config
 from tierharness.deploy.rehearsal_stack import rehearsal
 from tierharness.deploy.timeline import Timeline
-from tierharness.engine import engine_client
-from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id
+from tierharness.engine.client import engine_client
+from tierharness.engine.labels import LABEL_RUN, RunIdentity, new_run_id
 
 pytestmark = pytest.mark.usefixtures("harness_reaper")
 
 
 @pytest.fixture(scope="module")
 def haproxy_image() -> str:
-    from tierharness.build.images import resolve_images
+    from tierharness.imaging.resolution import resolve_images
 
     return resolve_images(load_settings(), ["haproxy"], log=lambda _m: None)[0].ref
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build.checkout import git_output, source_date_epoch
-from tierharness.build.dist import build_twice, make_dist
 from tierharness.config import load_settings
+from tierharness.gitrepo import git_output, source_date_epoch
+from tierharness.distribution import build_twice, make_dist
 
 # The builds run setuptools and pypa's build, not the harness: not measured (4 builds: 12.7 s traced).
 pytestmark = pytest.mark.usefixtures("untraced_children")

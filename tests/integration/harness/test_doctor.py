@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tierharness import engine
 from tierharness.__main__ import main
+from tierharness.engine import client as engine
 
 
 @pytest.fixture

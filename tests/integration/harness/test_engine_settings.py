@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.second_engine import certificates
-from tierharness import engine
+from tierharness.engine import client as engine
 from tierharness.errors import EngineUnavailableError
 
 _ENGINE_VARIABLES = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH", "DOCKER_CONTEXT")

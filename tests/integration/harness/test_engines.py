@@ -18,10 +18,10 @@ import pytest
 
 from tests.root import needs_root, require_root
 from tests.second_engine import certificates, leftovers
-from tierharness.engine import engine_client
-from tierharness.runtime.reaper import pid_alive
-from tierharness.supply.engine_network import free_subnet
-from tierharness.supply.engines import EngineRecord, second_engine, sweep_dead_engines
+from tierharness.engine.client import engine_client
+from tierharness.engine.reaper import pid_alive
+from tierharness.engine.second_engine import EngineRecord, second_engine, sweep_dead_engines
+from tierharness.engine.second_engine_network import free_subnet
 
 pytestmark = needs_root
 
@@ -50,7 +50,7 @@ def test_a_second_engine_is_separate_and_leaves_nothing(state_dir: Path) -> None
 
 def test_a_killed_owner_leaves_no_engine_behind(state_dir: Path) -> None:
     script = (
-        "import sys, time; from pathlib import Path; from tierharness.supply.engines import second_engine\n"
+        "import sys, time; from pathlib import Path; from tierharness.engine.second_engine import second_engine\n"
         "with second_engine(Path(sys.argv[1]), kind='process') as e:\n"
         "    print(e.record.root, flush=True); time.sleep(120)\n"
     )

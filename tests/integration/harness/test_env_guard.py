@@ -28,10 +28,10 @@ from filelock import FileLock
 
 from tests.integration.harness.test_adoption import _free, _run
 from tierharness.config import load_settings
-from tierharness.engine import engine_client
-from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id
+from tierharness.engine.client import engine_client
+from tierharness.engine.labels import LABEL_RUN, RunIdentity, new_run_id
+from tierharness.engine.reaper import containers_of, remove_labelled
 from tierharness.runtime.networking import free_loopback_port
-from tierharness.runtime.reaper import containers_of, remove_labelled
 
 # app/core/config.py: the environment first, then the project's .env (as pydantic-settings'
 # env_file and python-dotenv's load_dotenv do), then the code's defaults.

@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tierharness.build.checkout import commit_all
-from tierharness.build.image import build_image
-from tierharness.build.oci import read_oci
 from tierharness.config import Settings, load_settings
-from tierharness.engine import engine_client
-from tierharness.runtime.labels import LABEL_RUN, RunIdentity
-from tierharness.runtime.reaper import containers_of, remove_labelled
+from tierharness.engine.client import engine_client
+from tierharness.engine.labels import LABEL_RUN, RunIdentity
+from tierharness.engine.reaper import containers_of, remove_labelled
+from tierharness.gitrepo import commit_all
+from tierharness.imaging.project_image import build_image
+from tierharness.oci import read_oci
 from tierharness.runtime.stack import running_stack
 
 # Its stack containers belong to made-up runs owned by this worker: the run's reaper sweeps

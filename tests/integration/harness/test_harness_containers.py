@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 
 from tests.root import root_only
-from tierharness.build.buildx import buildx_build
-from tierharness.build.images import resolve_images
 from tierharness.config import load_settings
-from tierharness.engine import engine_client, prepare_clients
+from tierharness.engine.client import engine_client, prepare_clients
+from tierharness.engine.labels import LABEL_BOOT, LABEL_PID_NS, LABEL_RUN, OwnerPlace, RunIdentity
+from tierharness.engine.reaper import containers_of, pid_alive, remove_labelled, sweep_dead_runs
 from tierharness.errors import BuildError, HarnessError, ReadinessError
+from tierharness.imaging.buildx import buildx_build
+from tierharness.imaging.resolution import resolve_images
 from tierharness.pytest_plugin import HarnessServices
 from tierharness.runtime.containers import publish_on_loopback, start_postgres, stop
-from tierharness.runtime.labels import LABEL_BOOT, LABEL_PID_NS, LABEL_RUN, OwnerPlace, RunIdentity
 from tierharness.runtime.readiness import HostProbe
-from tierharness.runtime.reaper import containers_of, pid_alive, remove_labelled, sweep_dead_runs
 from tierharness.runtime.reset import StateReset
 
 
@@ -181,7 +181,7 @@ def test_reaper_removes_a_killed_runs_containers_and_spares_live_runs(tmp_path: 
             [
                 sys.executable,
                 "-m",
-                "tierharness.runtime.reaper",
+                "tierharness.engine.reaper",
                 "--run-id",
                 dead_run.run_id,
                 "--pid",
@@ -298,7 +298,7 @@ def test_sweep_leaves_a_run_of_another_pid_namespace_alone(monkeypatch: pytest.M
 # labels as the harness does there and prints the labels; it lives until stdin closes.
 OTHER_NAMESPACE_OWNER = """
 import json, subprocess, sys
-from tierharness.runtime.labels import RunIdentity
+from tierharness.engine.labels import RunIdentity
 run_id, pid = sys.argv[1], int(sys.argv[2])
 # The namespace's next process gets `pid`, which names no process outside it.
 with open("/proc/sys/kernel/ns_last_pid", "w") as last:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build.debs import check_lock, index_entries, lock_path, read_lock, write_lock
 from tierharness.config import LogicalImage, load_settings
 from tierharness.errors import LockfileError
+from tierharness.imaging.debs import check_lock, index_entries, lock_path, read_lock, write_lock
 
 
 def _copy(tmp_path: Path, name: str) -> LogicalImage:

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build.buildx import buildx_build
-from tierharness.build.images import RECIPE_LABEL, local_origin, resolve_images
-from tierharness.build.oci import read_oci
 from tierharness.config import Settings, load_settings
 from tierharness.doctor import image_checks
-from tierharness.engine import engine_client, local_image_id, tag_image
-from tierharness.runtime.labels import RunIdentity, new_run_id
+from tierharness.engine.client import engine_client, local_image_id, tag_image
+from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.imaging.buildx import buildx_build
+from tierharness.imaging.resolution import RECIPE_LABEL, local_origin, resolve_images
+from tierharness.oci import read_oci
 from tierharness.supply.publish import push_oci
 from tierharness.supply.registry import Registry, running_registry
 

@@ -11,10 +11,11 @@ import uuid
 import psycopg
 import pytest
 
-from tierharness.build.images import resolve_images
 from tierharness.config import load_settings
-from tierharness.engine import engine_client
+from tierharness.engine.client import engine_client
+from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.errors import HarnessError
+from tierharness.imaging.resolution import resolve_images
 from tierharness.pytest_plugin import HarnessServices
 from tierharness.runtime import containers
 from tierharness.runtime.containers import (
@@ -24,7 +25,6 @@ from tierharness.runtime.containers import (
     start_services,
     stop,
 )
-from tierharness.runtime.labels import LABEL_RUN, RunIdentity
 from tierharness.runtime.networking import (
     LABEL_PORT,
     free_loopback_port,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tierharness.build.buildx import buildx_build
-from tierharness.build.oci import read_oci
 from tierharness.config import load_settings
+from tierharness.imaging.buildx import buildx_build
+from tierharness.oci import read_oci
 from tierharness.repro.check import DockerfileBuild, check_reproducible
 
 CANARIES = {

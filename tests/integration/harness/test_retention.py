@@ -1,4 +1,4 @@
-"""What a build leaves in the engine stays in bounds (tierharness.build.retention), on real
+"""What a build leaves in the engine stays in bounds (tierharness.engine.retention), on real
 engines, and only what the harness made goes. Each test touches only what it made (its own
 ledger, in a machine cache of its own), or works on an engine of its own: a developer's own
 cache and images are safe."""
@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 from docker.errors import ImageNotFound
 
-from tierharness.build.retention import (
+from tierharness.config import child_env
+from tierharness.engine.client import engine_client
+from tierharness.engine.retention import (
     prune_build_cache,
     prune_loopback_pulls,
     prune_old_builds,
@@ -28,10 +30,8 @@ from tierharness.build.retention import (
     record_pull,
     recording_build_cache,
 )
-from tierharness.config import child_env
-from tierharness.engine import engine_client
-from tierharness.runtime.reuse import LABEL_REUSE, LABEL_REUSE_OWNER
-from tierharness.supply.engines import SecondEngine, second_engine
+from tierharness.engine.reuse import LABEL_REUSE, LABEL_REUSE_OWNER
+from tierharness.engine.second_engine import SecondEngine, second_engine
 
 
 @pytest.fixture(autouse=True)
@@ -148,7 +148,7 @@ def _records(engine: SecondEngine) -> list[dict[str, Any]]:
 
 def test_build_cache_the_harness_made_is_pruned_when_idle_and_other_builds_cache_kept(tmp_path: Path) -> None:
     """On an engine of its own: a prune while another build exports can fail that build.
-    Without root, that engine runs in a container (tierharness.supply.engine_container)."""
+    Without root, that engine runs in a container (tierharness.engine.second_engine_container)."""
     with second_engine(tmp_path / "state") as engine:
         client = engine.client()
         foreign = _build_cache_record(engine, tmp_path / "foreign", f"foreign-{uuid.uuid4().hex}")

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests.root import needs_root, require_root
-from tierharness.build.apt import debian_mirror
-from tierharness.build.debs import lock_path, read_lock
-from tierharness.build.images import ROOTFS_FORMAT, rootfs_command
 from tierharness.config import load_settings, machine_cache
+from tierharness.imaging.apt import debian_mirror
+from tierharness.imaging.debs import lock_path, read_lock
+from tierharness.imaging.resolution import ROOTFS_FORMAT, rootfs_command
 
 pytestmark = needs_root
 

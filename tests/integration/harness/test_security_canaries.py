@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build.buildx import buildx_build
 from tierharness.config import load_settings
 from tierharness.errors import HarnessError
-from tierharness.security import dockerfiles, secrets, workflows
+from tierharness.imaging.buildx import buildx_build
+from tierharness.security import dockerfiles, workflows
+from tierharness.security import secret_scan as secrets
 from tierharness.security.image_scan import layer_cache, scan_image, view_image
-from tierharness.security.run import run_security
+from tierharness.security.scan_all import run_security
 from tierharness.security.tools import tool
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -24,13 +24,13 @@ import pytest
 
 from tierharness import config
 from tierharness.config import Settings, SupplyConfig, environment, load_settings
-from tierharness.engine import engine_client
+from tierharness.engine.client import engine_client
+from tierharness.engine.labels import LABEL_RUN, RunIdentity, new_run_id
+from tierharness.engine.reaper import remove_labelled
 from tierharness.errors import HarnessError
-from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id
-from tierharness.runtime.reaper import remove_labelled
 from tierharness.supply.publish import manifest_bytes, push_oci
 from tierharness.supply.registry import Registry, RegistryError, running_registry, start_registry
-from tierharness.supply.sbom import image_components, write_sbom
+from tierharness.supply.sbom_attestation import image_components, write_sbom
 from tierharness.supply.signing import KeyPair, SigningKeyError, attest, create_keys, key_pair, sign
 from tierharness.supply.verify import MANIFEST_TYPES, VerificationError, Verified, verify_image
 
@@ -503,7 +503,7 @@ def test_a_stack_runs_only_a_verified_image_and_starts_nothing_otherwise(
 ) -> None:
     """What the stack fixture (and perf) call before starting anything, on a registry of
     their own: the published image verified against build/image.json and HEAD."""
-    from tierharness.supply.run import head_revision, verified_image
+    from tierharness.supply.stack_image import head_revision, verified_image
 
     pair = key_pair(settings)
     identity = RunIdentity(new_run_id("supply-"), "verify", os.getpid())
@@ -537,7 +537,7 @@ def test_with_a_key_pair_and_no_setting_the_stack_runs_the_image_verified_by_dig
 ) -> None:
     monkeypatch.delenv("HARNESS_VERIFY", raising=False)
     assert settings.verify_before_run  # the pair is there, and the project's pyproject.toml says nothing
-    from tierharness.supply.run import head_revision, image_to_run
+    from tierharness.supply.stack_image import head_revision, image_to_run
 
     pair = key_pair(settings)
     digest = publish_demo(
@@ -558,7 +558,7 @@ def test_with_a_key_pair_and_no_setting_the_stack_runs_the_image_verified_by_dig
 def test_without_a_key_pair_the_stack_runs_the_built_image_and_says_so(
     tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tierharness.supply.run import image_to_run
+    from tierharness.supply.stack_image import image_to_run
 
     monkeypatch.delenv("HARNESS_VERIFY", raising=False)
     monkeypatch.setenv("HARNESS_KEY_DIR", str(tmp_path / "no-keys"))
@@ -578,7 +578,7 @@ def test_without_a_key_pair_the_stack_runs_the_built_image_and_says_so(
 def test_verify_on_without_a_key_pair_is_an_error_naming_the_files_and_the_fix(
     switch: str, tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tierharness.supply.run import image_to_run
+    from tierharness.supply.stack_image import image_to_run
 
     monkeypatch.setenv("HARNESS_KEY_DIR", str(tmp_path / "no-keys"))
     if switch == "HARNESS_VERIFY=1":

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tierharness.build import wheelhouse
-from tierharness.build.lockfiles import parse_lockfile
-from tierharness.build.wheelhouse import fill_wheelhouse
 from tierharness.errors import BuildError
+from tierharness.imaging import wheelhouse
+from tierharness.imaging.lockfiles import parse_lockfile
+from tierharness.imaging.wheelhouse import fill_wheelhouse
 
 
 def _small_lockfile(project_root: Path, folder: Path) -> Path:

@@ -4,7 +4,7 @@ and with no checkout on sys.path, it runs examples/inventory's suite at -n 2, ea
 its own Postgres from the recipes the wheel ships.
 
 The wheel is built from HEAD (as `nox -s dist` builds it): uncommitted changes are not tested
-here. The pinned wheels come from the machine's wheel cache (tierharness.build.wheelhouse):
+here. The pinned wheels come from the machine's wheel cache (tierharness.imaging.wheelhouse):
 the first run on a machine downloads them, the next ones install offline."""
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build.checkout import source_date_epoch
-from tierharness.build.dist import build_dists
-from tierharness.build.wheelhouse import fill_wheelhouse, manylinux_platforms
 from tierharness.config import child_env, machine_cache, pip_child_env
-from tierharness.engine import engine_client
+from tierharness.engine.client import engine_client
+from tierharness.engine.labels import LABEL_RUN
+from tierharness.engine.reaper import containers_of, remove_labelled
+from tierharness.gitrepo import source_date_epoch
+from tierharness.imaging.wheelhouse import fill_wheelhouse, manylinux_platforms
 from tierharness.process import run
-from tierharness.runtime.labels import LABEL_RUN
-from tierharness.runtime.reaper import containers_of, remove_labelled
+from tierharness.distribution import build_dists
 
 # pip and the builds are other projects' code; the example runs in a venv without coverage.
 pytestmark = pytest.mark.usefixtures("untraced_children")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build.image import build_image, context_digest
-from tierharness.build.wheelhouse import fill_wheelhouse, manylinux_platforms
 from tierharness.config import load_settings
 from tierharness.errors import LockfileError
+from tierharness.imaging.project_image import build_image, context_digest
+from tierharness.imaging.wheelhouse import fill_wheelhouse, manylinux_platforms
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_buildkit_cache_locations_reach_buildx_only_when_set(
 ) -> None:
     import subprocess as sp
 
-    from tierharness.build import buildx
+    from tierharness.imaging import buildx
 
     seen: list[list[str]] = []
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build.apt import debian_mirror
-from tierharness.build.buildx import failed_step
 from tierharness.config import load_settings
 from tierharness.errors import HarnessError, ImageError
+from tierharness.imaging.apt import debian_mirror
+from tierharness.imaging.buildx import failed_step
 
 
 def test_project_settings_declare_the_harness_own_logical_images(project_root: Path) -> None:

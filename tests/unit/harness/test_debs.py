@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build.debs import (
+from tierharness.errors import LockfileError
+from tierharness.imaging.debs import (
     Deb,
     check_installed,
     dpkg_installed,
@@ -14,7 +15,6 @@ from tierharness.build.debs import (
     simulated_installs,
     write_lock,
 )
-from tierharness.errors import LockfileError
 
 HASH = "a" * 64
 

@@ -11,7 +11,7 @@ import pytest
 from tierharness.config import load_settings
 from tierharness.deploy import rehearse
 from tierharness.errors import HarnessError
-from tierharness.supply import run as supply_run
+from tierharness.supply import stack_image as supply_run
 
 
 def test_a_failed_verification_refuses_the_deploy_before_anything_starts(

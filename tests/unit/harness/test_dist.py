@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tierharness import distribution as dist
 from tierharness.__main__ import main
-from tierharness.build import dist
-from tierharness.build.dist import Artifact, Dist, TwoBuilds, check_contents, compare, normalise_sdist
 from tierharness.errors import BuildError
+from tierharness.distribution import Artifact, Dist, TwoBuilds, check_contents, compare, normalise_sdist
 
 SDE = 1_700_000_000
 

@@ -9,7 +9,6 @@ import pytest
 
 from tierharness import doctor
 from tierharness.__main__ import main
-from tierharness.build.images import LocalOrigin
 from tierharness.config import LogicalImage, Settings
 from tierharness.doctor import (
     BUILD_CACHE_WARN_ABOVE,
@@ -34,8 +33,9 @@ from tierharness.doctor import (
     render,
     scan_env_reads,
 )
+from tierharness.engine.labels import OwnerPlace
 from tierharness.errors import HarnessError
-from tierharness.runtime.labels import OwnerPlace
+from tierharness.imaging.resolution import LocalOrigin
 
 # --------------------------------------------------------------------------- scanning
 

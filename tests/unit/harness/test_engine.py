@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tierharness import engine
+from tierharness.engine import client as engine
 from tierharness.errors import EngineUnavailableError
 
 

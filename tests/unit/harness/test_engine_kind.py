@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tierharness.engine import second_engine as engines
+from tierharness.engine.second_engine import KIND_VAR, engine_kind, second_engine
 from tierharness.errors import EngineUnavailableError, HarnessError
-from tierharness.supply import engines
-from tierharness.supply.engines import KIND_VAR, engine_kind, second_engine
 
 
 @pytest.mark.parametrize(("euid", "kind"), [(0, "process"), (1001, "container")])
@@ -60,7 +60,7 @@ def test_a_reader_never_sees_a_half_written_engine_record(tmp_path: Path) -> Non
     import json
     import threading
 
-    from tierharness.supply.engines import EngineRecord
+    from tierharness.engine.second_engine import EngineRecord
 
     record = EngineRecord("abc123", str(tmp_path), "/run/x", "hxabc123", "10.1.0.0/24", 1, None)
     record.save()

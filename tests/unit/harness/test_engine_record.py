@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from tests.root import root_only
-from tierharness.runtime.labels import process_start_time
-from tierharness.runtime.reaper import pid_alive
-from tierharness.supply.engines import main, sweep_dead_engines
+from tierharness.engine.labels import process_start_time
+from tierharness.engine.reaper import pid_alive
+from tierharness.engine.second_engine import main, sweep_dead_engines
 
 ENGINE_ID = "a1b2c3"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build.oci import read_oci
 from tierharness.errors import HarnessError
+from tierharness.oci import read_oci
 from tierharness.repro.diff import diff_images, explain, step_label, write_reports
 
 Files = dict[str, tuple[bytes, int, int]]  # path -> (content, mode, mtime)

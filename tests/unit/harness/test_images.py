@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build import rootfs
-from tierharness.build.image_origin import _repository
-from tierharness.build.images import ImageResolver, LocalOrigin, ResolvedImage, recipe_digest
 from tierharness.config import LogicalImage, Settings, load_settings
 from tierharness.errors import HarnessError, ImageError
+from tierharness.imaging import rootfs
+from tierharness.imaging.project_image_origin import _repository
+from tierharness.imaging.resolution import ImageResolver, LocalOrigin, ResolvedImage, recipe_digest
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE = "harness/base:3.13-trixie"

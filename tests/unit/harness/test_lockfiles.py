@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tierharness.build.lockfiles import find_stale, parse_input, parse_lockfile, require_hashes
 from tierharness.errors import LockfileError
+from tierharness.imaging.lockfiles import find_stale, parse_input, parse_lockfile, require_hashes
 
 LOCKS = ["nox", "app", "test", "lint"]
 

@@ -6,7 +6,7 @@ import pytest
 
 from tierharness.config import PerfConfig
 from tierharness.perf.gate import Thresholds, evaluate
-from tierharness.perf.run import render_summary
+from tierharness.perf.locust_run import render_summary
 
 LIMITS = Thresholds(p95_ms=100, max_fail_ratio=0.01, min_rps=50, min_requests=200)
 

@@ -1,5 +1,5 @@
-"""What the harness made, recorded and pruned by that record (tierharness.build.ledger and
-tierharness.build.retention), without an engine: a stand-in answers as the engine does."""
+"""What the harness made, recorded and pruned by that record (tierharness.engine.ledger and
+tierharness.engine.retention), without an engine: a stand-in answers as the engine does."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tierharness.build import retention
-from tierharness.build.ledger import Ledger
-from tierharness.build.retention import prune_build_cache, recording_build_cache
+from tierharness.engine import retention
+from tierharness.engine.ledger import Ledger
+from tierharness.engine.retention import prune_build_cache, recording_build_cache
 
 
 @pytest.fixture(autouse=True)

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from tests.unit.harness.repo_files import repo_file
-from tierharness.build import buildx
-from tierharness.build.image import production_args, public_url
 from tierharness.config import load_settings
 from tierharness.errors import BuildError
+from tierharness.imaging import buildx
+from tierharness.imaging.project_image import production_args, public_url
 
 TOKEN = "tok" + "en-9f8e7d6c5b4a"  # assembled: the tree's own secret scan must stay clean
 
@@ -156,8 +156,8 @@ def test_no_dataclass_of_the_harness_shows_a_secret_in_its_repr() -> None:
     ],
 )
 def test_lockfile_refuses_any_option_but_hash_continuations(tmp_path: Path, option: str) -> None:
-    from tierharness.build.lockfiles import require_hashes
     from tierharness.errors import LockfileError
+    from tierharness.imaging.lockfiles import require_hashes
 
     digest = "a" * 64
     for text in (
@@ -171,7 +171,7 @@ def test_lockfile_refuses_any_option_but_hash_continuations(tmp_path: Path, opti
 
 
 def test_images_lock_lives_in_the_state_directory(tmp_path: Path) -> None:
-    from tierharness.build.images import images_lock_path
+    from tierharness.imaging.resolution import images_lock_path
 
     (tmp_path / "pyproject.toml").write_text('[tool.harness]\nstate-dir = ".state"\n')
     path = images_lock_path(load_settings(tmp_path))
@@ -185,7 +185,7 @@ def test_images_lock_lives_in_the_state_directory(tmp_path: Path) -> None:
 def test_a_tampered_wheel_is_named_before_the_build(tmp_path: Path) -> None:
     import hashlib
 
-    from tierharness.build import wheelhouse
+    from tierharness.imaging import wheelhouse
 
     good, bad = b"the real wheel", b"the tampered wheel"
     lock = tmp_path / "app.txt"
@@ -219,8 +219,8 @@ def _pinned_settings(tmp_path: Path, ref: str) -> Any:
 
 def test_a_pinned_digest_refuses_a_local_copy_that_differs(tmp_path: Path) -> None:
     from tests.unit.harness.test_images import RecordingBackend
-    from tierharness.build.images import ImageResolver
     from tierharness.errors import ImageError
+    from tierharness.imaging.resolution import ImageResolver
 
     ref = f"python:3.13-slim-trixie@{PIN}"
     settings = _pinned_settings(tmp_path, ref)

@@ -11,11 +11,7 @@ from typing import Any
 
 import pytest
 
-from tierharness.errors import HarnessError
-from tierharness.runtime.containers import PostgresInfo, RedisInfo
-from tierharness.runtime.manifest import summary_line
-from tierharness.runtime.networking import host_network_refusal, use_host_network
-from tierharness.runtime.reuse import (
+from tierharness.engine.reuse import (
     LABEL_REUSE,
     LABEL_REUSE_OWNER,
     LABEL_STATE_DIR,
@@ -26,6 +22,10 @@ from tierharness.runtime.reuse import (
     remove_kept,
     reuse_key,
 )
+from tierharness.errors import HarnessError
+from tierharness.runtime.containers import PostgresInfo, RedisInfo
+from tierharness.runtime.manifest import summary_line
+from tierharness.runtime.networking import host_network_refusal, use_host_network
 from tierharness.runtime.templates import render
 from tierharness.runtime.worker import WorkerPlan, render_mapping
 

@@ -15,15 +15,15 @@ from tests.unit.harness.oci_images import write_oci
 from tests.unit.harness.repo_files import ROOT, repo_file
 from tierharness.config import LicencePolicy, load_settings
 from tierharness.errors import HarnessError
+from tierharness.gates import collect_gates, render_gates
 from tierharness.security import image_scan
 from tierharness.security.baseline import apply_baseline, load_baseline
 from tierharness.security.dockerfiles import dockerfile_policy
 from tierharness.security.findings import CheckResult, Finding
-from tierharness.security.gates import collect_gates, render_gates
+from tierharness.security.findings_report import SecurityReport
 from tierharness.security.image_scan import layer_cache, scan_image, view_image
 from tierharness.security.licences import check_licences, expression_allowed
-from tierharness.security.report import SecurityReport
-from tierharness.security.sbom import Component, components, sbom_document
+from tierharness.security.sbom_document import Component, components, sbom_document
 from tierharness.security.vulns import lockfile_hashes
 
 # Secret-shaped values are assembled at run time: the tree itself must stay clean for
@@ -473,7 +473,7 @@ def test_pip_audit_vulnerability_fails_the_gate(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_a_tool_that_cannot_run_fails_its_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tierharness.security.run import _timed
+    from tierharness.security.scan_all import _timed
 
     def broken() -> CheckResult:
         raise HarnessError("the security tool 'zizmor' is not installed", fix="install it")

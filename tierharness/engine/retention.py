@@ -17,7 +17,7 @@ were gone (the engine's own GC frees space, not records). So:
   BuildKit 0.13).
 
 All three touch only what the invoking user's harness runs wrote into their ledger
-(tierharness.build.ledger): the engine is shared, and a `localhost:5000/...` reference, an
+(tierharness.engine.ledger): the engine is shared, and a `localhost:5000/...` reference, an
 `app:<12 hex>` tag or an idle build cache record may be another project's or another user's.
 """
 
@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tierharness.build.ledger import Ledger
 from tierharness.config import Settings
-from tierharness.engine import build_cache_records, engine_client
+from tierharness.engine.client import build_cache_records, engine_client
+from tierharness.engine.ledger import Ledger
 
 __all__ = [
     "CachePruned",

@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tierharness.build.checkout import working_files
 from tierharness.config import machine_cache
+from tierharness.gitrepo import working_files
 from tierharness.security.findings import CheckResult, Finding
 from tierharness.security.kept import keep, read_kept
 from tierharness.security.tools import run_tool, tool

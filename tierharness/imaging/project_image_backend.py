@@ -10,17 +10,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tierharness.build.buildx import buildx_build, docker_load
-from tierharness.build.debs import check_installed, check_lock, lock_path, rootfs_installed
-from tierharness.build.image_origin import RECIPE_LABEL, LocalOrigin, local_origin, recipe_digest
-from tierharness.build.oci import read_oci
-from tierharness.build.rootfs import make_rootfs
 from tierharness.config import LogicalImage, Settings, environment
-from tierharness.engine import engine_client, local_image_id, tag_image
+from tierharness.engine.client import engine_client, local_image_id, tag_image
 from tierharness.errors import ImageError
+from tierharness.imaging.buildx import buildx_build, docker_load
+from tierharness.imaging.debs import check_installed, check_lock, lock_path, rootfs_installed
+from tierharness.imaging.project_image_origin import RECIPE_LABEL, LocalOrigin, local_origin, recipe_digest
+from tierharness.imaging.rootfs import make_rootfs
+from tierharness.oci import read_oci
 
 if TYPE_CHECKING:
-    from tierharness.build.images import ResolvedImage
+    from tierharness.imaging.resolution import ResolvedImage
 
 __all__ = ["DockerImageBackend", "build_rootfs_image"]
 

@@ -1,5 +1,5 @@
 """What a logical image installs today, resolved afresh, for its recipe's packages.lock
-(`nox -s lock -- --images`; tierharness.build.debs reads and checks the lock)."""
+(`nox -s lock -- --images`; tierharness.imaging.debs reads and checks the lock)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tierharness.build.debs import Deb, rootfs_installed, simulated_installs, with_hashes
-from tierharness.build.rootfs import make_rootfs
 from tierharness.config import LogicalImage, Settings
-from tierharness.engine import docker_cli
+from tierharness.engine.client import docker_cli
 from tierharness.errors import ImageError
+from tierharness.imaging.debs import Deb, rootfs_installed, simulated_installs, with_hashes
+from tierharness.imaging.rootfs import make_rootfs
 from tierharness.process import run
 
 __all__ = ["lock_packages"]

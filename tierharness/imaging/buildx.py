@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierharness.build.retention import recording_build_cache
 from tierharness.config import environment
-from tierharness.engine import builder_args, cli_env, docker_cli, require_buildx
+from tierharness.engine.client import builder_args, cli_env, docker_cli, require_buildx
+from tierharness.engine.retention import recording_build_cache
 from tierharness.errors import BuildError
 from tierharness.process import run
 

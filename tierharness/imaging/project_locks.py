@@ -10,10 +10,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from tierharness.build import lockfiles
-from tierharness.build.debs import installs_debs, lock_path, read_lock, write_lock
 from tierharness.config import LogicalImage, Settings
 from tierharness.errors import HarnessError
+from tierharness.imaging import lockfiles
+from tierharness.imaging.debs import installs_debs, lock_path, read_lock, write_lock
 from tierharness.process import run
 
 __all__ = ["check_image_locks", "check_locks", "compile_locks", "image_lock_specs", "lock_images"]
@@ -63,7 +63,7 @@ def image_lock_specs(settings: Settings, names: Sequence[str] = ()) -> list[Logi
 def lock_images(settings: Settings, names: Sequence[str], *, log: Callable[[str], None]) -> int:
     """The named images' (default: all) packages.lock written; the exit code."""
     # Only `lock --images` needs the image code; `lock --check` stays as light as before.
-    from tierharness.build.images import lock_packages  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.imaging.resolution import lock_packages  # noqa: PLC0415  lazy: CLI start-up
 
     if os.geteuid() == 0:  # the hashes come from the machine's apt index: make it current
         run(["apt-get", "update", "-qq"], what="apt-get update", fix="check the machine's apt sources")

@@ -12,9 +12,9 @@ import signal
 import time
 from pathlib import Path
 
-from tierharness.runtime.labels import process_start_time
-from tierharness.runtime.reaper import pid_alive
-from tierharness.supply.engine_record import EngineRecord
+from tierharness.engine.labels import process_start_time
+from tierharness.engine.reaper import pid_alive
+from tierharness.engine.second_engine_record import EngineRecord
 
 __all__ = ["has_options", "own_dockerd", "own_helpers", "process_argv", "stop_process"]
 

@@ -1,5 +1,5 @@
 """The SBOM attested next to a published image: the security gate's CycloneDX document
-(`tierharness.security.sbom`: the virtualenv's distributions and the dpkg status, with versions,
+(`tierharness.security.sbom_document`: the virtualenv's distributions and the dpkg status, with versions,
 licences and hashes), made from the OCI tarball alone. Deterministic, so the same image
 always gets the same SBOM."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tierharness import __version__
 from tierharness.security.image_scan import layer_cache, view_image
-from tierharness.security.sbom import Component, components, sbom_document
-from tierharness.security.sbom import write_sbom as _write_document
+from tierharness.security.sbom_document import Component, components, sbom_document
+from tierharness.security.sbom_document import write_sbom as _write_document
 
 __all__ = ["image_components", "write_sbom"]
 

@@ -7,9 +7,9 @@ import os
 import shutil
 from pathlib import Path
 
-from tierharness.build.apt import debian_mirror
 from tierharness.config import LogicalImage
 from tierharness.errors import ImageError
+from tierharness.imaging.apt import debian_mirror
 from tierharness.process import run
 
 __all__ = ["ROOTFS_FORMAT", "make_rootfs", "rootfs_command"]

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tierharness.build.checkout import export_commit, extract_tar, git_output, source_date_epoch
 from tierharness.config import Settings, child_env, environment
 from tierharness.errors import BuildError
+from tierharness.gitrepo import export_commit, extract_tar, git_output, source_date_epoch
 from tierharness.process import run
 
 __all__ = [

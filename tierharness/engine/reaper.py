@@ -18,7 +18,7 @@ host name) is left alone until it is far older than any run. Each worker sweeps 
 and a reaper sweeps alongside its own run during its grace period, so runs whose
 owners died with the reaper's run are cleaned up then, not only by the next run.
 
-    python -m tierharness.runtime.reaper --run-id ID --pid PID [--grace 12]
+    python -m tierharness.engine.reaper --run-id ID --pid PID [--grace 12]
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from tierharness.config import environment
-from tierharness.process import start_detached
-from tierharness.runtime.labels import (
+from tierharness.engine.labels import (
     LABEL_BOOT,
     LABEL_HOST,
     LABEL_PID,
@@ -48,7 +47,8 @@ from tierharness.runtime.labels import (
     proc_stat,
     process_start_time,
 )
-from tierharness.runtime.reuse import expire_idle
+from tierharness.engine.reuse import expire_idle
+from tierharness.process import start_detached
 
 __all__ = [
     "Verdict",
@@ -203,7 +203,7 @@ def sweep_dead_runs(
 
 def spawn_reaper(run_id: str, pid: int, log_path: Path) -> subprocess.Popen[bytes]:
     """Start the reaper detached: it must outlive a SIGKILL of the process group that started it."""
-    argv = [sys.executable, "-m", "tierharness.runtime.reaper", "--run-id", run_id, "--pid", str(pid)]
+    argv = [sys.executable, "-m", "tierharness.engine.reaper", "--run-id", run_id, "--pid", str(pid)]
     return start_detached(argv, log_path=log_path)
 
 
@@ -211,7 +211,7 @@ def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
     start_time = process_start_time(pid)
     while pid_alive(pid, start_time):
         time.sleep(poll)
-    from tierharness.engine import engine_connection
+    from tierharness.engine.client import engine_connection
 
     # The engine of the run it watches (inherited DOCKER_HOST and TLS), also a remote one.
     client = engine_connection(timeout=30)
@@ -237,7 +237,7 @@ def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tierharness.runtime.reaper", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tierharness.engine.reaper", description=__doc__)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--grace", type=float, default=environment().reaper_grace)

@@ -1,7 +1,7 @@
 """Throwaway mutual-TLS certificates for a second engine's TCP listener: a CA made for that
 one engine, a server certificate for 127.0.0.1 and a client certificate, by openssl.
 
-The container engine (tierharness.supply.engine_container) listens on a published
+The container engine (tierharness.engine.second_engine_container) listens on a published
 127.0.0.1 port, which every user of the machine can connect to: only a client holding the
 key made here, in a folder only its owner can read, gets an answer. The CA's own key is
 deleted once both certificates are signed, so nothing can sign another client later.

@@ -17,9 +17,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from tierharness.build.lockfiles import require_hashes
 from tierharness.config import pip_child_env
 from tierharness.errors import BuildError
+from tierharness.imaging.lockfiles import require_hashes
 from tierharness.process import run
 
 __all__ = ["fill_wheelhouse", "verify_wheelhouse"]

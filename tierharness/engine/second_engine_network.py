@@ -11,9 +11,9 @@ import secrets
 import shutil
 from dataclasses import replace
 
+from tierharness.engine.second_engine_record import EngineRecord
 from tierharness.errors import HarnessError
 from tierharness.process import run
-from tierharness.supply.engine_record import EngineRecord
 
 __all__ = ["FIX_ROOT", "accept_forwarding", "free_subnet", "make_bridge", "remove_networks"]
 

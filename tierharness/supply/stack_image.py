@@ -9,10 +9,10 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tierharness.build.checkout import git_output
 from tierharness.config import Settings, environment
+from tierharness.engine.labels import RunIdentity, new_run_id
 from tierharness.errors import HarnessError
-from tierharness.runtime.labels import RunIdentity, new_run_id
+from tierharness.gitrepo import git_output
 from tierharness.supply.registry import Registry, running_registry
 
 __all__ = [
@@ -55,7 +55,7 @@ def command_registry(
 ) -> Iterator[Registry]:
     """The registry for one command, with a reaper watching this process: if the command is
     killed, the registry container goes with it."""
-    from tierharness.runtime.reaper import spawn_reaper
+    from tierharness.engine.reaper import spawn_reaper
 
     identity = RunIdentity.for_this_process(environment().run_id or new_run_id(), worker)
     spawn_reaper(identity.run_id, os.getpid(), settings.state_dir / "runs" / identity.run_id / "reaper.log")
@@ -69,8 +69,8 @@ def verified_image(
     """The image a stack runs when verify-before-run is on: the published image, verified in
     the registry (see tierharness.supply.verify), then pulled by digest. Returns the reference
     by digest; on any failure nothing has been started but the registry, which is gone again."""
-    from tierharness.build.retention import record_pull
-    from tierharness.engine import docker_cli
+    from tierharness.engine.client import docker_cli
+    from tierharness.engine.retention import record_pull
     from tierharness.process import run
     from tierharness.supply.signing import key_pair
     from tierharness.supply.verify import verify_image

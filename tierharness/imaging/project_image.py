@@ -15,15 +15,15 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tierharness.build.buildx import BuildResult, buildx_build, docker_load
-from tierharness.build.checkout import git_output, source_date_epoch, working_files
-from tierharness.build.images import resolve_images
-from tierharness.build.lockfiles import require_hashes
-from tierharness.build.oci import read_oci
-from tierharness.build.retention import record_build, retain
-from tierharness.build.wheelhouse import fill_wheelhouse
 from tierharness.config import BuildConfig, Settings, environment, machine_cache
-from tierharness.engine import local_image_id, tag_image
+from tierharness.engine.client import local_image_id, tag_image
+from tierharness.engine.retention import record_build, retain
+from tierharness.gitrepo import git_output, source_date_epoch, working_files
+from tierharness.imaging.buildx import BuildResult, buildx_build, docker_load
+from tierharness.imaging.lockfiles import require_hashes
+from tierharness.imaging.resolution import resolve_images
+from tierharness.imaging.wheelhouse import fill_wheelhouse
+from tierharness.oci import read_oci
 
 __all__ = [
     "BuildSource",

@@ -8,12 +8,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tierharness.build import rootfs
 from tierharness.config import LogicalImage
-from tierharness.engine import engine_client
+from tierharness.engine.client import engine_client
+from tierharness.imaging import rootfs
 
 if TYPE_CHECKING:
-    from tierharness.build.images import ResolvedImage
+    from tierharness.imaging.resolution import ResolvedImage
 
 __all__ = ["RECIPE_LABEL", "LocalOrigin", "distrust", "local_origin", "recipe_digest"]
 

@@ -31,13 +31,19 @@ from typing import Literal, Protocol
 
 from filelock import FileLock
 
-from tierharness.build.image_backend import DockerImageBackend, build_rootfs_image
-from tierharness.build.image_origin import RECIPE_LABEL, LocalOrigin, distrust, local_origin, recipe_digest
-from tierharness.build.image_packages import lock_packages
-from tierharness.build.rootfs import ROOTFS_FORMAT, make_rootfs, rootfs_command
 from tierharness.config import LogicalImage, Settings
-from tierharness.engine import local_image_id
+from tierharness.engine.client import local_image_id
 from tierharness.errors import ImageError
+from tierharness.imaging.project_image_backend import DockerImageBackend, build_rootfs_image
+from tierharness.imaging.project_image_origin import (
+    RECIPE_LABEL,
+    LocalOrigin,
+    distrust,
+    local_origin,
+    recipe_digest,
+)
+from tierharness.imaging.project_image_packages import lock_packages
+from tierharness.imaging.rootfs import ROOTFS_FORMAT, make_rootfs, rootfs_command
 
 # With what the resolver builds on (image_origin, image_backend, rootfs, image_packages): callers
 # import it all from here.

@@ -1,5 +1,5 @@
 """`repro-check --independent`: the same commit built on a second Docker engine that shares
-nothing with the first (see tierharness.supply.engines), its base image built there from the
+nothing with the first (see tierharness.engine.second_engine), its base image built there from the
 offline recipe, compared with the first engine's build and with build/image.json.
 
 An independent rebuilder's check, in one command: a difference is explained down to the
@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tierharness.build.images import build_rootfs_image
 from tierharness.config import Settings
-from tierharness.engine import local_image_id
+from tierharness.engine.client import local_image_id
+from tierharness.engine.second_engine import second_engine
 from tierharness.errors import HarnessError
+from tierharness.imaging.resolution import build_rootfs_image
 from tierharness.repro.check import repro_check
 from tierharness.repro.diff import ImageDiff
-from tierharness.supply.engines import second_engine
-from tierharness.supply.run import build_record
+from tierharness.supply.stack_image import build_record
 
 __all__ = ["IndependentRebuild", "independent_rebuild"]
 

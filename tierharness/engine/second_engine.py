@@ -5,7 +5,7 @@ can point DOCKER_HOST at. Two kinds, with one interface (`SecondEngine`, `second
 - `process`: a separate dockerd on the host with its own data root, exec root, socket,
   bridge and containerd namespace. Needs root (ip link, iptables, mounts). Described here.
 - `container`: dockerd in a privileged container on the first engine, reached over TCP with
-  mutual TLS on a published 127.0.0.1 port (tierharness.supply.engine_container). What a
+  mutual TLS on a published 127.0.0.1 port (tierharness.engine.second_engine_container). What a
   member of the docker group gets, who may start privileged containers (root-equivalent).
 
 `second_engine()` takes the host process as root and the container otherwise; `kind=`, or
@@ -18,14 +18,14 @@ bridge once the owner process dies; the next start sweeps records whose owner an
 are both gone. The container kind keeps a record there too, for that sweep. Sweep and
 watcher act as root on what a record names, so a record is acted on only if nobody else
 could have written it and it names only its own engine's things
-(tierharness.supply.engine_record), and a process is signalled only if its start time and
+(tierharness.engine.second_engine_record), and a process is signalled only if its start time and
 command line show it is the engine's own dockerd, containerd or shim
-(tierharness.supply.engine_processes). Its bridge, networks and iptables rules:
-tierharness.supply.engine_network.
+(tierharness.engine.second_engine_processes). Its bridge, networks and iptables rules:
+tierharness.engine.second_engine_network.
 
 Never started with `--bridge none`: that deletes the first engine's docker0.
 
-    python -m tierharness.supply.engines watch RECORD   (what `SecondEngine.start` spawns)
+    python -m tierharness.engine.second_engine watch RECORD   (what `SecondEngine.start` spawns)
 """
 
 from __future__ import annotations
@@ -45,27 +45,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tierharness.config import child_env
-from tierharness.engine import prepare_clients
-from tierharness.errors import EngineUnavailableError, HarnessError
-from tierharness.process import run, start_detached
-from tierharness.runtime.labels import process_start_time
-from tierharness.runtime.reaper import pid_alive
-from tierharness.supply.engine_network import (
+from tierharness.engine.client import prepare_clients
+from tierharness.engine.labels import process_start_time
+from tierharness.engine.reaper import pid_alive
+from tierharness.engine.second_engine_network import (
     FIX_ROOT,
     accept_forwarding,
     free_subnet,
     make_bridge,
     remove_networks,
 )
-from tierharness.supply.engine_processes import own_dockerd, own_helpers, stop_process
-from tierharness.supply.engine_record import (
+from tierharness.engine.second_engine_processes import own_dockerd, own_helpers, stop_process
+from tierharness.engine.second_engine_record import (
     EngineKind,
     EngineRecord,
     RecordRefusedError,
     load_record,
     new_engine_folder,
 )
-from tierharness.supply.tls import EngineTls
+from tierharness.engine.tls import EngineTls
+from tierharness.errors import EngineUnavailableError, HarnessError
+from tierharness.process import run, start_detached
 
 if TYPE_CHECKING:
     # By name: inside SecondEngine, `docker` is its method.
@@ -103,7 +103,7 @@ def remove_engine(record: EngineRecord) -> None:
     """Stop the engine and remove everything it had: processes, mounts, data, bridge; for
     the container kind, its container, volume and folder."""
     if record.kind == "container":
-        from tierharness.supply.engine_container import (  # noqa: PLC0415  lazy: a cycle, engine_container builds on SecondEngine
+        from tierharness.engine.second_engine_container import (  # noqa: PLC0415  lazy: a cycle, engine_container builds on SecondEngine
             remove_container_engine,
         )
 
@@ -223,7 +223,7 @@ def _start(
         root = Path(record.root)
         process = start_detached(_dockerd_argv(dockerd, record, config, tls), log_path=root / "dockerd.log")
         # Removes the engine once this process is gone, however it ends.
-        watch = [sys.executable, "-m", "tierharness.supply.engines", "watch", str(root / "engine.json")]
+        watch = [sys.executable, "-m", "tierharness.engine.second_engine", "watch", str(root / "engine.json")]
         watcher = start_detached(watch, log_path=root / "watch.log")
         record = replace(
             record, dockerd_pid=process.pid, dockerd_start=process_start_time(process.pid),
@@ -368,7 +368,7 @@ def second_engine(
     or certificates made for it). `settings` find the container's image (default: the
     project's, from the current folder); `timeout` is how long it has to answer once started."""
     if engine_kind(kind) == "container":
-        from tierharness.supply.engine_container import (  # noqa: PLC0415  lazy: a cycle, engine_container builds on SecondEngine
+        from tierharness.engine.second_engine_container import (  # noqa: PLC0415  lazy: a cycle, engine_container builds on SecondEngine
             start_container_engine,
         )
 
@@ -408,7 +408,7 @@ def _watch(record_path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tierharness.supply.engines", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tierharness.engine.second_engine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     watch = sub.add_parser("watch", help="remove the engine once its owner process is gone")
     watch.add_argument("record", type=Path)

@@ -12,13 +12,14 @@ from pathlib import Path
 from tierharness import __version__
 from tierharness.config import Settings
 from tierharness.errors import HarnessError
-from tierharness.security import dockerfiles, sast, secrets, shell, vulns, workflows
+from tierharness.security import dockerfiles, sast, shell, vulns, workflows
+from tierharness.security import secret_scan as secrets
 from tierharness.security.baseline import apply_baseline, load_baseline
 from tierharness.security.findings import CheckResult, Finding
+from tierharness.security.findings_report import SecurityReport, write_report
 from tierharness.security.image_scan import layer_cache, scan_image, view_image
 from tierharness.security.licences import check_licences
-from tierharness.security.report import SecurityReport, write_report
-from tierharness.security.sbom import components, sbom_document, validate_sbom, write_sbom
+from tierharness.security.sbom_document import components, sbom_document, validate_sbom, write_sbom
 
 __all__ = ["run_security"]
 
@@ -120,7 +121,7 @@ def _image_checks(
                 "high",
                 str(sbom_path),
                 f"not valid CycloneDX 1.6: {problem}",
-                "fix tierharness/security/sbom.py",
+                "fix tierharness/security/sbom_document.py",
             )
         )
     comps = components(view, settings.build.image)

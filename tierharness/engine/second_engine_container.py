@@ -1,6 +1,6 @@
 """The second engine in a container: Debian's dockerd in a privileged container of the
 `engine` image (tierharness/recipes/engine), started on the first engine. What a member of
-the docker group gets where the host-process engine (tierharness.supply.engines) needs root.
+the docker group gets where the host-process engine (tierharness.engine.second_engine) needs root.
 
 The docker group is root-equivalent already: it can start a privileged container, and this
 module does. What the container keeps apart is the engine, not the machine:
@@ -32,17 +32,17 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
-from tierharness.build.images import resolve_images
 from tierharness.config import Settings, load_settings
-from tierharness.engine import container_log, endpoint, engine_client, wait_until_ready
+from tierharness.engine.client import container_log, endpoint, engine_client, wait_until_ready
+from tierharness.engine.labels import LABEL_RUN, RunIdentity, new_run_id, process_start_time
+from tierharness.engine.reaper import remove_labelled, spawn_reaper
+from tierharness.engine.second_engine import SecondEngine, sweep_dead_engines
+from tierharness.engine.second_engine_network import free_subnet
+from tierharness.engine.second_engine_processes import has_options, process_argv, stop_process
+from tierharness.engine.second_engine_record import EngineRecord, new_engine_folder
+from tierharness.engine.tls import EngineTls, make_certificates
 from tierharness.errors import EngineUnavailableError, HarnessError
-from tierharness.runtime.labels import LABEL_RUN, RunIdentity, new_run_id, process_start_time
-from tierharness.runtime.reaper import remove_labelled, spawn_reaper
-from tierharness.supply.engine_network import free_subnet
-from tierharness.supply.engine_processes import has_options, process_argv, stop_process
-from tierharness.supply.engine_record import EngineRecord, new_engine_folder
-from tierharness.supply.engines import SecondEngine, sweep_dead_engines
-from tierharness.supply.tls import EngineTls, make_certificates
+from tierharness.imaging.resolution import resolve_images
 
 __all__ = ["IMAGE", "ROLE", "remove_container_engine", "start_container_engine"]
 
