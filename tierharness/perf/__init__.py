@@ -1,3 +1,2 @@
 """The performance tier: the gate Locust runs when it quits (`gate`) and the run that
-starts the stack, drives Locust and reports (`run`). Imports `tierharness.runtime` and
-`tierharness.imaging`."""
+starts the stack, drives Locust and reports (`locust_run`)."""

@@ -1,2 +1,2 @@
 """Proving an image reproducible: two clean, varied builds (`check`) and the explanation
-of any difference down to the file (`diff`). Imports `tierharness.imaging`."""
+of any difference down to the file (`diff`); the same build on a second engine (`independent`)."""

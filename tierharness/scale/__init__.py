@@ -1,2 +1,1 @@
-"""Spreading a suite over many runners: shards and the merge of their reports. Imports
-`tierharness.config`, `tierharness.errors`, `tierharness.process`."""
+"""Spreading a suite over many runners: shards and the merge of their reports."""

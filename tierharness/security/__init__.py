@@ -1,7 +1,7 @@
 """Security gates: source, dependencies, Dockerfiles, shell, workflows and the built image.
 
-Each module does one job and returns `Finding` records; `run` runs them all, applies the
-baseline and writes the report; `gates` puts every tier's verdict on one page.
+Each module does one job and returns `Finding` records; `scan_all` runs them all, applies the
+baseline and writes the report (`findings_report`).
 """
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
 """The supply chain: a loopback registry, publishing by digest, signing and attestations,
-verification before run, an independent rebuild on a second engine."""
+verification before run, and the image a stack runs (`stack_image`)."""

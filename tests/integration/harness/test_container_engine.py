@@ -94,7 +94,8 @@ def test_the_container_engine_is_separate_reached_only_with_its_certificate_and_
 
 def test_a_killed_owner_leaves_no_container_engine_behind(state_dir: Path) -> None:
     script = (
-        "import sys, time; from pathlib import Path; from tierharness.engine.second_engine import second_engine\n"
+        "import sys, time; from pathlib import Path\n"
+        "from tierharness.engine.second_engine import second_engine\n"
         "with second_engine(Path(sys.argv[1]), kind='container') as e:\n"
         "    print(e.record.root, flush=True); time.sleep(120)\n"
     )

@@ -50,7 +50,8 @@ def test_a_second_engine_is_separate_and_leaves_nothing(state_dir: Path) -> None
 
 def test_a_killed_owner_leaves_no_engine_behind(state_dir: Path) -> None:
     script = (
-        "import sys, time; from pathlib import Path; from tierharness.engine.second_engine import second_engine\n"
+        "import sys, time; from pathlib import Path\n"
+        "from tierharness.engine.second_engine import second_engine\n"
         "with second_engine(Path(sys.argv[1]), kind='process') as e:\n"
         "    print(e.record.root, flush=True); time.sleep(120)\n"
     )
