@@ -19,10 +19,10 @@ from tierharness.config import Settings
 from tierharness.engine.client import local_image_id
 from tierharness.engine.second_engine import second_engine
 from tierharness.errors import HarnessError
+from tierharness.imaging.image_record import build_record
 from tierharness.imaging.resolution import build_rootfs_image
 from tierharness.repro.check import repro_check
 from tierharness.repro.diff import ImageDiff
-from tierharness.supply.stack_image import build_record
 
 __all__ = ["IndependentRebuild", "independent_rebuild"]
 

@@ -1,22 +1,29 @@
-"""The supply-chain commands' shared steps: a run identity with its reaper, the build
-record, and the registry for the length of a command."""
+"""The image a stack runs: the built one, or with verify-before-run the published one,
+verified and pulled by digest. With the steps the supply-chain commands share for it: the
+checkout's HEAD, the publish record, the registry for the length of a command."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from tierharness.config import Settings, environment
+from tierharness.engine.client import docker_cli
 from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.engine.reaper import spawn_reaper
+from tierharness.engine.retention import record_pull
 from tierharness.errors import HarnessError
 from tierharness.gitrepo import git_output
+from tierharness.imaging.image_record import build_record, read_record
+from tierharness.process import run
 from tierharness.supply.registry import Registry, running_registry
+from tierharness.supply.signing import key_pair
+from tierharness.supply.verify import verify_image
 
 __all__ = [
-    "build_record", "command_registry", "head_revision", "image_to_run", "publish_record", "verified_image",
+    "command_registry", "head_revision", "image_to_run", "publish_record", "verified_image",
 ]  # fmt: skip
 
 
@@ -31,22 +38,9 @@ def head_revision(settings: Settings) -> str:
     return revision
 
 
-def _json(path: Any, fix: str) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise HarnessError(f"cannot read {path}: {exc}", checked=str(path), fix=fix) from None
-    return data
-
-
-def build_record(settings: Settings) -> dict[str, Any]:
-    """build/image.json: what the last build made."""
-    return _json(settings.image_record, "build the image first: `nox -s build`")
-
-
 def publish_record(settings: Settings) -> dict[str, Any]:
     """build/publish.json: what the last publish pushed (repository, tag, digest)."""
-    return _json(settings.build_dir / "publish.json", "publish the image first: `nox -s publish`")
+    return read_record(settings.build_dir / "publish.json", "publish the image first: `nox -s publish`")
 
 
 @contextlib.contextmanager
@@ -55,8 +49,6 @@ def command_registry(
 ) -> Iterator[Registry]:
     """The registry for one command, with a reaper watching this process: if the command is
     killed, the registry container goes with it."""
-    from tierharness.engine.reaper import spawn_reaper
-
     identity = RunIdentity.for_this_process(environment().run_id or new_run_id(), worker)
     spawn_reaper(identity.run_id, os.getpid(), settings.state_dir / "runs" / identity.run_id / "reaper.log")
     with running_registry(settings, identity, log=log) as registry:
@@ -69,12 +61,6 @@ def verified_image(
     """The image a stack runs when verify-before-run is on: the published image, verified in
     the registry (see tierharness.supply.verify), then pulled by digest. Returns the reference
     by digest; on any failure nothing has been started but the registry, which is gone again."""
-    from tierharness.engine.client import docker_cli
-    from tierharness.engine.retention import record_pull
-    from tierharness.process import run
-    from tierharness.supply.signing import key_pair
-    from tierharness.supply.verify import verify_image
-
     published = publish_record(settings)
     expected = str(build_record(settings)["digest"])
     head = head_revision(settings)
