@@ -51,7 +51,7 @@ def harness(session: nox.Session, command: str, *lockfiles: str) -> None:
 
 @nox.session(tags=["ci"])
 def lint(session: nox.Session) -> None:
-    """Ruff (lint and format) over everything; mypy (strict) over the harness and the service."""
+    """Ruff (lint and format) over everything; mypy (strict) over the harness and the service; the layers."""
     install(session, "test", "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -59,6 +59,8 @@ def lint(session: nox.Session) -> None:
     # checks each cached module against its source's hash, so no clone can be misled by another's).
     cache = session.run("python", "-m", "tierharness", "cache-dir", "mypy", silent=True)
     session.run("mypy", env={"MYPY_CACHE_DIR": str(cache).strip()})
+    # The packages' layers ([tool.importlinter] in pyproject.toml): imports run downwards only.
+    session.run("lint-imports")
     session.notify("docs")  # the docs site and its links are checked with the code
 
 

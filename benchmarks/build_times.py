@@ -9,6 +9,7 @@ Prints both times and how many dependency layers the rebuild reused.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,8 +26,6 @@ def main() -> None:
         copy = snapshot(root, Path(tmp) / "tree")
         wheelhouse = load_settings(root).build_dir / "wheelhouse"
         if wheelhouse.exists():  # the download is not what this measures
-            import shutil
-
             shutil.copytree(wheelhouse, copy / "build" / "wheelhouse")
         settings = load_settings(copy)
         cold = build_image(settings, force=True, no_cache=True, log=lambda _m: None)

@@ -38,6 +38,7 @@ from tierharness.engine.client import build_cache_records, docker_cli, engine_cl
 from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.engine.reaper import remove_labelled
 from tierharness.engine.reuse import remove_kept
+from tierharness.engine.second_engine import second_engine
 from tierharness.process import run
 from tierharness.runtime.networking import NETWORK_MODES, use_host_network
 from tierharness.runtime.worker import WorkerPlan, provision
@@ -134,8 +135,6 @@ def _cold_rounds(
 def _on_a_fresh_engine(workers: int, rounds: int, network: str) -> None:
     """The cold rounds again, in a child process whose engine is a second one of its own,
     holding only the Postgres and Redis images; it is removed afterwards."""
-    from tierharness.engine.second_engine import second_engine
-
     settings = load_settings()
     images = [settings.image("postgres").local, settings.image("redis").local]
     with (

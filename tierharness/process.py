@@ -8,6 +8,9 @@ the real one carries values that must not be printed (build arguments, say).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -107,10 +110,6 @@ def start_detached(argv: Sequence[str], *, log_path: Path) -> subprocess.Popen[b
 
 def _die_with_parent() -> None:
     """In the child, before exec: be sent SIGTERM when the harness dies, even by SIGKILL."""
-    import contextlib
-    import ctypes
-    import signal
-
     # Not Linux: no such call; the caller still stops the child on a normal exit.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

@@ -33,15 +33,15 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import Files
 from mkdocs.structure.pages import Page
 
+from tierharness import config
+from tierharness.plugin.options import OPTIONS
+
 _MARKER = re.compile(r"^<!-- (reference|figures): (.+?) -->$", re.MULTILINE)
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*[A-Z0-9]$")
 
 
 def declarations() -> SimpleNamespace:
     """Where the declarations live: the one place to repoint when modules move."""
-    from tierharness import config
-    from tierharness.plugin.options import OPTIONS
-
     return SimpleNamespace(
         plugin_options=OPTIONS,
         environment=config.Environment,

@@ -10,9 +10,9 @@ from services.api_gateway.settings import ConfigError, Settings
 
 
 def _serve() -> int:
-    import uvicorn
+    import uvicorn  # noqa: PLC0415  lazy: `migrate` and `healthcheck` need no server
 
-    from services.api_gateway.app import create_app
+    from services.api_gateway.app import create_app  # noqa: PLC0415  lazy: `migrate` and `healthcheck` need no app
 
     settings = Settings.from_env()
     uvicorn.run(
@@ -31,7 +31,7 @@ def _serve() -> int:
 
 
 def _migrate() -> int:
-    from services.api_gateway.migrations import migrate
+    from services.api_gateway.migrations import migrate  # noqa: PLC0415  lazy: serving needs no migration code
 
     url = os.environ.get("DATABASE_URL")
     if not url and os.environ.get("DATABASE_URL_FILE"):
@@ -45,7 +45,7 @@ def _migrate() -> int:
 
 def _healthcheck() -> int:
     """For the image's HEALTHCHECK: no curl in a production image."""
-    import http.client  # here, not at the top: `migrate` runs once per test worker, and needs none of it
+    import http.client  # noqa: PLC0415  lazy: `migrate` runs once per test worker, and needs none of it
 
     # http.client, not urlopen: a fixed host and scheme, nothing a URL could redirect elsewhere.
     connection = http.client.HTTPConnection("127.0.0.1", int(os.environ.get("PORT", "8000")), timeout=2)

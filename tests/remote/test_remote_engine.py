@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from tests.second_engine import certificates, leftovers
@@ -346,8 +347,6 @@ def _wait(what: str, check: Any, seconds: float) -> None:
 def test_the_tiers_run_on_a_remote_tls_engine_and_never_on_the_local_one(
     tls_engine: tuple[SecondEngine, EngineTls], tmp_path: Path
 ) -> None:
-    import docker
-
     engine, _ = tls_engine
     total = time.monotonic()
     steps: list[_Step] = []

@@ -95,8 +95,8 @@ def endpoint() -> Endpoint:
 
 def _current_context() -> Any:
     """The current docker context unless it is `default` (which is DOCKER_HOST or the socket)."""
-    from docker.context import ContextAPI
-    from docker.errors import DockerException
+    from docker.context import ContextAPI  # noqa: PLC0415  lazy: the docker SDK loads when an engine is used
+    from docker.errors import DockerException  # noqa: PLC0415  lazy: the docker SDK loads when an engine is used
 
     try:
         context = ContextAPI.get_context(environment().docker_context)
@@ -175,7 +175,7 @@ def _trust_engine_ca() -> None:
     request when they are set (psf/requests#3829), as on machines behind a TLS-inspecting
     proxy: every client of a TLS engine, the SDK's and testcontainers', would then reject the
     engine's certificate. The session's own setting wins here, for Docker clients only."""
-    from docker.api.client import APIClient
+    from docker.api.client import APIClient  # noqa: PLC0415  lazy: the docker SDK loads when an engine is used
 
     if getattr(APIClient, "_harness_engine_ca", False):
         return
@@ -197,7 +197,7 @@ def engine_connection(timeout: int) -> docker.DockerClient:
     """A client for the engine, not yet checked (the reaper's: it must try even when the
     engine answers slowly). DOCKER_HOST with DOCKER_TLS_VERIFY / DOCKER_CERT_PATH, which a
     current docker context has been exported as."""
-    import docker as docker_sdk
+    import docker as docker_sdk  # noqa: PLC0415  lazy: the docker SDK loads when an engine is used
 
     prepare_clients()
     return docker_sdk.DockerClient.from_env(timeout=timeout)
@@ -274,7 +274,7 @@ def _unreachable(exc: BaseException, where: Endpoint, timeout: float) -> EngineU
 @cache
 def engine_client() -> docker.DockerClient:
     """A connected Docker SDK client, or EngineUnavailableError saying what to fix."""
-    from docker.errors import DockerException, TLSParameterError
+    from docker.errors import DockerException, TLSParameterError  # noqa: PLC0415  lazy: the docker SDK loads when an engine is used
 
     # Seconds to wait for the daemon to answer a ping: a missing daemon must be
     # reported in seconds, not after the SDK's default 60 s.
@@ -316,7 +316,7 @@ def build_cache_records(client: docker.DockerClient) -> list[dict[str, Any]]:
 
 def local_image_id(ref: str) -> str | None:
     """The id (with the containerd store: the manifest digest) of a local image, or None."""
-    from docker.errors import ImageNotFound
+    from docker.errors import ImageNotFound  # noqa: PLC0415  lazy: the docker SDK loads when an engine is used
 
     try:
         return str(engine_client().images.get(ref).id)

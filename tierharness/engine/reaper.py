@@ -211,7 +211,7 @@ def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
     start_time = process_start_time(pid)
     while pid_alive(pid, start_time):
         time.sleep(poll)
-    from tierharness.engine.client import engine_connection
+    from tierharness.engine.client import engine_connection  # noqa: PLC0415  lazy: a watching reaper loads the docker SDK once its run is gone
 
     # The engine of the run it watches (inherited DOCKER_HOST and TLS), also a remote one.
     client = engine_connection(timeout=30)

@@ -129,7 +129,7 @@ def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned
 
 def _remove(client: Any, reference: str) -> bool:
     """Remove one reference; a reference a container still uses (or already gone) stays put."""
-    from docker.errors import APIError, ImageNotFound
+    from docker.errors import APIError, ImageNotFound  # noqa: PLC0415  lazy: the docker SDK loads when an engine is used
 
     try:
         client.images.remove(reference)

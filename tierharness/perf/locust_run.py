@@ -20,9 +20,13 @@ from typing import Any
 
 from tierharness.config import PERF_OPTIONS, PerfConfig, Settings, child_env
 from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.engine.reaper import spawn_reaper
 from tierharness.errors import HarnessError
+from tierharness.imaging.project_image import build_image
 from tierharness.perf.gate import Verdict
 from tierharness.process import run
+from tierharness.runtime.stack import running_stack
+from tierharness.supply.stack_image import image_to_run
 
 __all__ = ["render_summary", "run_perf"]
 
@@ -32,10 +36,6 @@ def _stack_for_perf(
     settings: Settings, users: int, log: Callable[[str], None]
 ) -> Iterator[tuple[str, list[str]]]:
     """The e2e stack, with one API key per simulated user, under this process's reaper."""
-    from tierharness.engine.reaper import spawn_reaper
-    from tierharness.imaging.project_image import build_image
-    from tierharness.runtime.stack import running_stack
-
     built = build_image(settings, log=log)
     run_id = new_run_id("perf-")
     spawn_reaper(run_id, os.getpid(), settings.state_dir / "reaper.log")
@@ -44,8 +44,6 @@ def _stack_for_perf(
     config = replace(base, api_key_names=(*base.api_key_names, *names))
     identity = RunIdentity(run_id, "perf", os.getpid())
     pg, rd = settings.image("postgres").local, settings.image("redis").local
-    from tierharness.supply.stack_image import image_to_run
-
     image = image_to_run(settings, built.image, identity, log)  # a failed verification starts nothing
     with running_stack(image, pg, rd, identity, config) as stack:
         log(f"stack up: {image} healthy after {stack.health_seconds:.1f}s at {stack.base_url}")

@@ -217,7 +217,7 @@ def start_postgres(
 ) -> tuple[DockerContainer, PostgresInfo]:
     """A labelled Postgres with a random role, password and database, ready for a psycopg
     connection from the host. `on_host`: on the engine's host network, on loopback only."""
-    import psycopg
+    import psycopg  # noqa: PLC0415  lazy: psycopg loads in workers that start Postgres
 
     user, password, dbname = f"u{_token()[:8]}", _token(), f"db_{identity.worker}".replace("-", "_")
     prepare_clients()  # testcontainers makes its client in the constructor: the engine is settled first
@@ -265,7 +265,7 @@ def start_redis(
 ) -> tuple[DockerContainer, RedisInfo]:
     """A labelled Redis with a random password, answering PING from the host. `on_host`: on
     the engine's host network, on loopback only."""
-    import redis
+    import redis  # noqa: PLC0415  lazy: redis loads in workers that start Redis
 
     password = _token()
     prepare_clients()

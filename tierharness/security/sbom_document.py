@@ -174,8 +174,8 @@ def validate_sbom(document: dict[str, Any]) -> str | None:
     """The first schema error, or None. Uses cyclonedx-python-lib's validator when it is
     installed (the security session installs it)."""
     try:
-        from cyclonedx.schema import SchemaVersion
-        from cyclonedx.validation.json import JsonStrictValidator
+        from cyclonedx.schema import SchemaVersion  # noqa: PLC0415  lazy: cyclonedx is the optional `security` extra
+        from cyclonedx.validation.json import JsonStrictValidator  # noqa: PLC0415  lazy: cyclonedx is the optional `security` extra
     except ImportError:
         return None
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(document))

@@ -18,8 +18,10 @@ from typing import Any
 
 from tierharness.config import Settings
 from tierharness.errors import HarnessError
+from tierharness.supply.provenance import write_provenance
 from tierharness.supply.registry import Registry, RegistryError
-from tierharness.supply.signing import KeyPair
+from tierharness.supply.sbom_attestation import write_sbom
+from tierharness.supply.signing import KeyPair, attest, sign
 
 __all__ = ["Published", "Pushed", "manifest_bytes", "publish", "push_oci"]
 
@@ -165,10 +167,6 @@ def publish(
 ) -> Published:
     """Push the built image (build/image.oci.tar, described by `record`), sign it, attach
     its SBOM and provenance attestations; record the result in build/publish.json."""
-    from tierharness.supply.provenance import write_provenance
-    from tierharness.supply.sbom_attestation import write_sbom
-    from tierharness.supply.signing import attest, sign
-
     oci = settings.build_dir / "image.oci.tar"
     seconds: dict[str, float] = {}
     started = time.monotonic()

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tierharness.config import Settings
+from tierharness.imaging.image_record import build_record
 from tierharness.imaging.project_image import build_image
 from tierharness.supply.publish import Published, publish
 from tierharness.supply.signing import key_pair
-from tierharness.imaging.image_record import build_record
 from tierharness.supply.stack_image import command_registry, head_revision, publish_record
 from tierharness.supply.verify import Verified, verify_image
 

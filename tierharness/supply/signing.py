@@ -9,6 +9,7 @@ digest in the loopback registry. The key password reaches cosign through its env
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,8 +47,6 @@ class KeyPair:
 
 
 def cosign() -> str:
-    import shutil
-
     path = shutil.which("cosign")
     if path is None:
         raise HarnessError("cosign is not installed", checked="`cosign` on PATH", fix=_COSIGN_FIX)

@@ -18,6 +18,8 @@ from tierharness.config import load_settings
 from tierharness.deploy.rehearse import run_rehearsal
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN, new_run_id
+from tierharness.imaging.buildx import buildx_build
+from tierharness.imaging.project_image import build_image
 
 
 def _leftovers(run_id: str) -> list[str]:
@@ -60,9 +62,6 @@ def test_a_candidate_whose_failures_the_proxy_retried_does_not_pass(
 ) -> None:
     """A green that drops one API connection in ten without an answer: the proxy retries each,
     so clients see no failure and no alert fires; the retries still fail the rehearsal."""
-    from tierharness.imaging.buildx import buildx_build
-    from tierharness.imaging.project_image import build_image
-
     settings = load_settings()
     base = build_image(settings, log=lambda _m: None).image
     canary = Path(__file__).parent / "canary"

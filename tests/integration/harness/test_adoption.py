@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,8 +178,6 @@ def _decoy(identity: RunIdentity) -> Iterator[str]:
                 with psycopg.connect(url, connect_timeout=1):
                     break
             except psycopg.OperationalError:
-                import time
-
                 time.sleep(0.05)
         yield url
     finally:

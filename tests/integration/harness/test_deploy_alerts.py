@@ -11,14 +11,13 @@ import pytest
 from tierharness.config import load_settings
 from tierharness.deploy.monitor import rehearsal_rules, run_rule_tests
 from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.imaging.resolution import resolve_images
 
 pytestmark = pytest.mark.usefixtures("harness_reaper")
 
 
 @pytest.fixture(scope="module")
 def prometheus_image() -> str:
-    from tierharness.imaging.resolution import resolve_images
-
     settings = load_settings()
     return resolve_images(settings, ["prometheus"], log=lambda _m: None)[0].ref
 

@@ -14,14 +14,13 @@ from tierharness.deploy.rehearsal_stack import rehearsal
 from tierharness.deploy.timeline import Timeline
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN, RunIdentity, new_run_id
+from tierharness.imaging.resolution import resolve_images
 
 pytestmark = pytest.mark.usefixtures("harness_reaper")
 
 
 @pytest.fixture(scope="module")
 def haproxy_image() -> str:
-    from tierharness.imaging.resolution import resolve_images
-
     return resolve_images(load_settings(), ["haproxy"], log=lambda _m: None)[0].ref
 
 

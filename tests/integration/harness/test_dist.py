@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tierharness.config import load_settings
-from tierharness.gitrepo import git_output, source_date_epoch
 from tierharness.distribution import build_twice, make_dist
+from tierharness.gitrepo import git_output, source_date_epoch
 
 # The builds run setuptools and pypa's build, not the harness: not measured (4 builds: 12.7 s traced).
 pytestmark = pytest.mark.usefixtures("untraced_children")

@@ -13,7 +13,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from testcontainers.core.container import DockerContainer
 
 from tests.root import root_only
 from tierharness.config import load_settings
@@ -136,8 +138,6 @@ class _LookingAfterItExited(HostProbe):
 @pytest.mark.parametrize("status_passed", [False, True], ids=["exited-at-status-check", "exited-after-it"])
 @pytest.mark.usefixtures("harness_reaper")
 def test_a_container_that_exits_before_its_port_is_read_fails_with_its_logs(status_passed: bool) -> None:
-    from testcontainers.core.container import DockerContainer
-
     identity = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "early", os.getpid())
     prepare_clients()  # as the harness does before testcontainers makes its client
     container = DockerContainer(load_settings().image("base").local)
@@ -416,8 +416,6 @@ def test_a_failing_build_step_names_stage_and_step_and_shows_output(tmp_path: Pa
 def test_reset_strategies_empty_tables_restart_ids_and_keep_migration_state(
     harness_services: HarnessServices, strategy: str
 ) -> None:
-    import psycopg
-
     reset = StateReset(harness_services.postgres, harness_services.redis, ["schema_migrations"], strategy)
     assert reset.redis is not None  # this project's workers get Redis too
     try:

@@ -13,8 +13,12 @@ import io
 import json
 import os
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +26,9 @@ from typing import Any
 
 import pytest
 
+from tests.integration.harness.test_adoption import _run
 from tierharness import config
+from tierharness.__main__ import main
 from tierharness.config import Settings, SupplyConfig, environment, load_settings
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN, RunIdentity, new_run_id
@@ -32,6 +38,7 @@ from tierharness.supply.publish import manifest_bytes, push_oci
 from tierharness.supply.registry import Registry, RegistryError, running_registry, start_registry
 from tierharness.supply.sbom_attestation import image_components, write_sbom
 from tierharness.supply.signing import KeyPair, SigningKeyError, attest, create_keys, key_pair, sign
+from tierharness.supply.stack_image import head_revision, image_to_run, verified_image
 from tierharness.supply.verify import MANIFEST_TYPES, VerificationError, Verified, verify_image
 
 PASSWORD = "correct horse battery staple"  # pragma: allowlist secret (a test key's password)
@@ -382,9 +389,6 @@ def test_children_never_see_the_key_password_and_cosign_still_gets_it(
     """HARNESS_KEY_PASSWORD set for a pytest run: neither its xdist worker nor the project's
     migration command inherits it. Set for `harness keys`: cosign gets it, and the pair it
     makes signs with that password."""
-    from tests.integration.harness.test_adoption import _run
-    from tierharness.__main__ import main
-
     assert os.environ["HARNESS_KEY_PASSWORD"] == PASSWORD  # what the `env` fixture exports
     project = tmp_path / "project"
     project.mkdir()
@@ -503,8 +507,6 @@ def test_a_stack_runs_only_a_verified_image_and_starts_nothing_otherwise(
 ) -> None:
     """What the stack fixture (and perf) call before starting anything, on a registry of
     their own: the published image verified against build/image.json and HEAD."""
-    from tierharness.supply.stack_image import head_revision, verified_image
-
     pair = key_pair(settings)
     identity = RunIdentity(new_run_id("supply-"), "verify", os.getpid())
     head = head_revision(settings)
@@ -537,8 +539,6 @@ def test_with_a_key_pair_and_no_setting_the_stack_runs_the_image_verified_by_dig
 ) -> None:
     monkeypatch.delenv("HARNESS_VERIFY", raising=False)
     assert settings.verify_before_run  # the pair is there, and the project's pyproject.toml says nothing
-    from tierharness.supply.stack_image import head_revision, image_to_run
-
     pair = key_pair(settings)
     digest = publish_demo(
         tmp_path, registry, docker_config, pair, repository="demo/auto", sbom_signer=pair,
@@ -558,8 +558,6 @@ def test_with_a_key_pair_and_no_setting_the_stack_runs_the_image_verified_by_dig
 def test_without_a_key_pair_the_stack_runs_the_built_image_and_says_so(
     tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tierharness.supply.stack_image import image_to_run
-
     monkeypatch.delenv("HARNESS_VERIFY", raising=False)
     monkeypatch.setenv("HARNESS_KEY_DIR", str(tmp_path / "no-keys"))
     lines: list[str] = []
@@ -578,8 +576,6 @@ def test_without_a_key_pair_the_stack_runs_the_built_image_and_says_so(
 def test_verify_on_without_a_key_pair_is_an_error_naming_the_files_and_the_fix(
     switch: str, tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tierharness.supply.stack_image import image_to_run
-
     monkeypatch.setenv("HARNESS_KEY_DIR", str(tmp_path / "no-keys"))
     if switch == "HARNESS_VERIFY=1":
         monkeypatch.setenv("HARNESS_VERIFY", "1")
@@ -601,11 +597,6 @@ def test_verify_on_without_a_key_pair_is_an_error_naming_the_files_and_the_fix(
 
 def test_a_killed_command_leaves_no_registry_behind(tmp_path: Path, project_root: Path) -> None:
     """`python -m tierharness registry` SIGKILLed: the reaper it started removes the container."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     env = {
         **os.environ,
         "HARNESS_STATE_DIR": str(tmp_path / "state"),

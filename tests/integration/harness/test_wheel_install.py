@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 from tierharness.config import child_env, machine_cache, pip_child_env
+from tierharness.distribution import build_dists
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN
 from tierharness.engine.reaper import containers_of, remove_labelled
 from tierharness.gitrepo import source_date_epoch
 from tierharness.imaging.wheelhouse import fill_wheelhouse, manylinux_platforms
 from tierharness.process import run
-from tierharness.distribution import build_dists
 
 # pip and the builds are other projects' code; the example runs in a venv without coverage.
 pytestmark = pytest.mark.usefixtures("untraced_children")

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import subprocess as sp
 from pathlib import Path
 
 import pytest
 
 from tierharness.config import load_settings
 from tierharness.errors import LockfileError
+from tierharness.imaging import buildx
 from tierharness.imaging.project_image import build_image, context_digest
 from tierharness.imaging.wheelhouse import fill_wheelhouse, manylinux_platforms
 
@@ -70,10 +72,6 @@ def test_context_digest_changes_with_content_only(tmp_path: Path) -> None:
 def test_buildkit_cache_locations_reach_buildx_only_when_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import subprocess as sp
-
-    from tierharness.imaging import buildx
-
     seen: list[list[str]] = []
 
     def fake_run(argv: list[str], **_kw: object) -> sp.CompletedProcess[str]:

@@ -14,8 +14,8 @@ import pytest
 
 from tierharness import distribution as dist
 from tierharness.__main__ import main
-from tierharness.errors import BuildError
 from tierharness.distribution import Artifact, Dist, TwoBuilds, check_contents, compare, normalise_sdist
+from tierharness.errors import BuildError
 
 SDE = 1_700_000_000
 

@@ -3,12 +3,14 @@ otherwise, unless the caller or HARNESS_SECOND_ENGINE forces one."""
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
 
 import pytest
 
 from tierharness.engine import second_engine as engines
-from tierharness.engine.second_engine import KIND_VAR, engine_kind, second_engine
+from tierharness.engine.second_engine import KIND_VAR, EngineRecord, engine_kind, second_engine
 from tierharness.errors import EngineUnavailableError, HarnessError
 
 
@@ -57,11 +59,6 @@ def test_the_host_process_without_root_says_root_and_names_the_container(
 def test_a_reader_never_sees_a_half_written_engine_record(tmp_path: Path) -> None:
     """The watcher reads the record while its owner rewrites it (the watcher's own pid goes in
     after it started); a half-written file read as "no record" sent the watcher away."""
-    import json
-    import threading
-
-    from tierharness.engine.second_engine import EngineRecord
-
     record = EngineRecord("abc123", str(tmp_path), "/run/x", "hxabc123", "10.1.0.0/24", 1, None)
     record.save()
     done = threading.Event()

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import pytest
 
-from tierharness.config import PerfConfig
-from tierharness.perf.gate import Thresholds, evaluate
+from tierharness.__main__ import build_parser
+from tierharness.config import PERF_OPTIONS, PerfConfig, load_settings
+from tierharness.errors import HarnessError
+from tierharness.perf.gate import Thresholds, evaluate, install
 from tierharness.perf.locust_run import render_summary
 
 LIMITS = Thresholds(p95_ms=100, max_fail_ratio=0.01, min_rps=50, min_requests=200)
@@ -70,9 +73,6 @@ def test_summary_shows_endpoints_thresholds_and_the_change() -> None:
 
 
 def test_perf_config_refuses_unknown_keys(tmp_path: Any) -> None:
-    from tierharness.config import load_settings
-    from tierharness.errors import HarnessError
-
     (tmp_path / "pyproject.toml").write_text("[tool.harness.perf]\np95 = 3\n")
     with pytest.raises(HarnessError, match=r"unknown key\(s\) in \[tool.harness.perf\]: p95"):
         load_settings(tmp_path)
@@ -85,12 +85,6 @@ def test_overrides_replace_only_what_was_given() -> None:
 
 
 def test_cli_and_locust_flags_are_generated_from_the_one_declaration() -> None:
-    import argparse
-
-    from tierharness.__main__ import build_parser
-    from tierharness.config import PERF_OPTIONS
-    from tierharness.perf.gate import install
-
     args = build_parser().parse_args(["perf", "--p95-ms", "5", "--users", "3"])
     assert (args.p95_ms, args.users, args.min_rps) == (5.0, 3, None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,8 +40,6 @@ def test_shown_replaces_the_argv_in_messages() -> None:
 
 
 def test_explain_and_log_path(tmp_path: object) -> None:
-    from pathlib import Path
-
     log = Path(str(tmp_path)) / "out.log"
     with pytest.raises(HarnessError, match="only this"):
         run(

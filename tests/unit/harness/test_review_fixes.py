@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import importlib
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -10,11 +14,15 @@ from typing import Any
 
 import pytest
 
+import tierharness
 from tests.unit.harness.repo_files import repo_file
+from tests.unit.harness.test_images import RecordingBackend
 from tierharness.config import load_settings
-from tierharness.errors import BuildError
-from tierharness.imaging import buildx
+from tierharness.errors import BuildError, HarnessError, ImageError, LockfileError
+from tierharness.imaging import buildx, wheelhouse
+from tierharness.imaging.lockfiles import require_hashes
 from tierharness.imaging.project_image import production_args, public_url
+from tierharness.imaging.resolution import ImageResolver, images_lock_path
 
 TOKEN = "tok" + "en-9f8e7d6c5b4a"  # assembled: the tree's own secret scan must stay clean
 
@@ -115,12 +123,6 @@ def test_workflow_pins_every_action_by_commit_and_keeps_no_credentials() -> None
 
 def test_no_dataclass_of_the_harness_shows_a_secret_in_its_repr() -> None:
     # Reprs end up in JUnit XML and tracebacks; every field holding a secret opts out.
-    import dataclasses
-    import importlib
-    import pkgutil
-
-    import tierharness
-
     secretish = re.compile(r"password|secret|token|api_keys?$|^env$")
     not_secrets = {
         "StackConfig.env",  # templates such as {postgres.password}, not their values
@@ -156,9 +158,6 @@ def test_no_dataclass_of_the_harness_shows_a_secret_in_its_repr() -> None:
     ],
 )
 def test_lockfile_refuses_any_option_but_hash_continuations(tmp_path: Path, option: str) -> None:
-    from tierharness.errors import LockfileError
-    from tierharness.imaging.lockfiles import require_hashes
-
     digest = "a" * 64
     for text in (
         f"{option}\nfastapi==1.0 \\\n    --hash=sha256:{digest}\n",
@@ -171,8 +170,6 @@ def test_lockfile_refuses_any_option_but_hash_continuations(tmp_path: Path, opti
 
 
 def test_images_lock_lives_in_the_state_directory(tmp_path: Path) -> None:
-    from tierharness.imaging.resolution import images_lock_path
-
     (tmp_path / "pyproject.toml").write_text('[tool.harness]\nstate-dir = ".state"\n')
     path = images_lock_path(load_settings(tmp_path))
     assert path.parent == tmp_path / ".state"
@@ -183,10 +180,6 @@ def test_images_lock_lives_in_the_state_directory(tmp_path: Path) -> None:
 
 
 def test_a_tampered_wheel_is_named_before_the_build(tmp_path: Path) -> None:
-    import hashlib
-
-    from tierharness.imaging import wheelhouse
-
     good, bad = b"the real wheel", b"the tampered wheel"
     lock = tmp_path / "app.txt"
     lock.write_text(f"demo==1.0 \\\n    --hash=sha256:{hashlib.sha256(good).hexdigest()}\n")
@@ -218,10 +211,6 @@ def _pinned_settings(tmp_path: Path, ref: str) -> Any:
 
 
 def test_a_pinned_digest_refuses_a_local_copy_that_differs(tmp_path: Path) -> None:
-    from tests.unit.harness.test_images import RecordingBackend
-    from tierharness.errors import ImageError
-    from tierharness.imaging.resolution import ImageResolver
-
     ref = f"python:3.13-slim-trixie@{PIN}"
     settings = _pinned_settings(tmp_path, ref)
     other = "sha256:" + "cd" * 32
@@ -243,7 +232,5 @@ def test_a_pinned_digest_refuses_a_local_copy_that_differs(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("ref", ["python:3.13@sha256:abc", "python@md5:" + "a" * 32])
 def test_a_malformed_pin_is_refused(tmp_path: Path, ref: str) -> None:
-    from tierharness.errors import HarnessError
-
     with pytest.raises(HarnessError, match="not pinned by a sha256 digest"):
         _pinned_settings(tmp_path, ref)

@@ -14,9 +14,12 @@ import pytest
 from tests.unit.harness.oci_images import write_oci
 from tests.unit.harness.repo_files import ROOT, repo_file
 from tierharness.config import LicencePolicy, load_settings
+from tierharness.deploy.report import Outcome
+from tierharness.deploy.report import write_verdict as _verdict
+from tierharness.deploy.timeline import Timeline
 from tierharness.errors import HarnessError
 from tierharness.gates import collect_gates, render_gates
-from tierharness.security import image_scan
+from tierharness.security import image_scan, vulns
 from tierharness.security.baseline import apply_baseline, load_baseline
 from tierharness.security.dockerfiles import dockerfile_policy
 from tierharness.security.findings import CheckResult, Finding
@@ -24,6 +27,7 @@ from tierharness.security.findings_report import SecurityReport
 from tierharness.security.image_scan import layer_cache, scan_image, view_image
 from tierharness.security.licences import check_licences, expression_allowed
 from tierharness.security.sbom_document import Component, components, sbom_document
+from tierharness.security.scan_all import _timed
 from tierharness.security.vulns import lockfile_hashes
 
 # Secret-shaped values are assembled at run time: the tree itself must stay clean for
@@ -383,9 +387,6 @@ def test_gates_page_reads_reports_and_says_not_run_and_unchecked(tmp_path: Path)
 def test_gates_page_shows_the_deploy_rehearsal_with_its_rollback_from_the_first_bad_request(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tierharness.deploy.report import Outcome
-    from tierharness.deploy.report import write_verdict as _verdict
-    from tierharness.deploy.timeline import Timeline
 
     (tmp_path / "pyproject.toml").write_text("[tool.harness]\n")
     (tmp_path / "deploy" / "k8s").mkdir(parents=True)
@@ -451,7 +452,6 @@ SKIPPED = {"name": "fastapi", "skip_reason": "Dependency not found on PyPI and c
 def test_pip_audit_that_reached_nothing_is_unchecked_never_passed(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, strict: bool
 ) -> None:
-    from tierharness.security import vulns
 
     # What pip-audit prints (exit 0, "No known vulnerabilities found") when the service is away.
     monkeypatch.setattr(vulns, "run_tool", lambda *a, **k: {"dependencies": [SKIPPED], "fixes": []})
@@ -461,7 +461,6 @@ def test_pip_audit_that_reached_nothing_is_unchecked_never_passed(
 
 
 def test_pip_audit_vulnerability_fails_the_gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from tierharness.security import vulns
 
     vuln = {"id": "PYSEC-0000-1", "fix_versions": ["2.0"], "description": "bad"}
     dep = {"name": "demo", "version": "1.0", "vulns": [vuln]}
@@ -473,7 +472,6 @@ def test_pip_audit_vulnerability_fails_the_gate(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_a_tool_that_cannot_run_fails_its_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tierharness.security.scan_all import _timed
 
     def broken() -> CheckResult:
         raise HarnessError("the security tool 'zizmor' is not installed", fix="install it")
