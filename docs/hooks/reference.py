@@ -22,6 +22,7 @@ import inspect
 import json
 import re
 import textwrap
+import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,6 +36,8 @@ from mkdocs.structure.pages import Page
 
 from tierharness import config
 from tierharness.plugin.options import OPTIONS
+
+_ROOT = Path(__file__).resolve().parents[2]  # the repository: docs/hooks/reference.py
 
 _MARKER = re.compile(r"^<!-- (reference|figures): (.+?) -->$", re.MULTILINE)
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*[A-Z0-9]$")
@@ -202,7 +205,33 @@ def images(d: SimpleNamespace) -> str:
     return _table(("image", "ref", "local", "kind", "depends-on", "packages"), rows)
 
 
+def layers(_d: SimpleNamespace) -> str:
+    """The import-linter contract's layers, highest first, as `pyproject.toml` declares them."""
+    project = tomllib.loads((_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contract = project["tool"]["importlinter"]["contracts"][0]
+    rows = [
+        (str(n), " · ".join(f"`{member.strip()}`" for member in layer.split("|")))
+        for n, layer in enumerate(contract["layers"], 1)
+    ]
+    return _table(("layer (1 = highest)", "packages and modules"), rows)
+
+
+def modules(_d: SimpleNamespace) -> str:
+    """Every module of the package with the first line of its docstring."""
+    package = _ROOT / "tierharness"
+    rows = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "__init__.py" and path.parent == package:
+            continue
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        first = " ".join(doc.split("\n\n")[0].split())
+        rows.append((f"`{path.relative_to(_ROOT).as_posix()}`", _text(first)))
+    return _table(("module", "what it holds"), rows)
+
+
 _TABLES = {
+    "layers": layers,
+    "modules": modules,
     "plugin-options": plugin_options,
     "environment": environment,
     "sections": sections,

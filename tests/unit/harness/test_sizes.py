@@ -12,30 +12,10 @@ from pathlib import Path
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 
-# path: lines when listed
-KNOWN_LONG_MODULES = {
-    "tierharness/__main__.py": 662,
-    "tierharness/config.py": 908,
-    "tierharness/deploy/bluegreen.py": 780,
-    "tierharness/doctor.py": 675,
-    "tierharness/engine/second_engine.py": 532,
-    "tierharness/imaging/resolution.py": 499,
-    "tierharness/pytest_plugin.py": 610,
-}
-# path::qualified name: lines when listed
-KNOWN_LONG_FUNCTIONS = {
-    "tierharness/__main__.py::build_parser": 171,
-    "tierharness/deploy/bluegreen.py::deploy_candidate": 82,
-    "tierharness/deploy/bluegreen.py::rehearsal": 148,
-    "tierharness/deploy/bluegreen.py::run_rehearsal": 81,
-    "tierharness/deploy/rotate.py::run_rotation": 64,
-    "tierharness/engine/second_engine.py::_start": 86,
-    "tierharness/engine/second_engine_container.py::start_container_engine": 89,
-    "tierharness/imaging/buildx.py::buildx_build": 83,
-    "tierharness/imaging/project_image.py::build_image": 68,
-    "tierharness/security/image_scan.py::scan_image": 107,
-    "tierharness/supply/registry.py::start_registry": 62,
-}
+# path: lines when listed (none: a longer module is split, not listed)
+KNOWN_LONG_MODULES: dict[str, int] = {}
+# path::qualified name: lines when listed (none)
+KNOWN_LONG_FUNCTIONS: dict[str, int] = {}
 
 
 def _modules(project_root: Path) -> dict[str, Path]:
