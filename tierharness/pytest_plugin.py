@@ -24,13 +24,10 @@ from tierharness.config import withhold_secrets
 from tierharness.errors import HarnessError
 from tierharness.plugin.failures import repeat_lines, shorten_repeat
 from tierharness.plugin.fixtures import HarnessServices, clean_fixture, services_fixture, stack_fixture
-from tierharness.plugin.guard import guard_before_commands
 from tierharness.plugin.identity import claim_identity
 from tierharness.plugin.options import add_options
-from tierharness.plugin.provisioning import provision_early
 from tierharness.plugin.records import ensure_reaper, merge_manifests, write_manifest
 from tierharness.plugin.session import EARLY, SUMMARY, options_of
-from tierharness.scale.shards import stale_durations
 
 __all__ = ["HarnessServices", "HarnessWarning", "clean_fixture", "services_fixture", "stack_fixture"]
 
@@ -51,8 +48,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
     # harness_seed: none of them inherits the key password.
     withhold_secrets()
     if claim_identity(early_config):
+        from tierharness.plugin.guard import guard_before_commands  # noqa: PLC0415  lazy: plugin start-up time (an unused plugin costs nothing)
+
         guard_before_commands(early_config)
     if options_of(early_config).provision == "early":
+        from tierharness.plugin.provisioning import provision_early  # noqa: PLC0415  lazy: plugin start-up time (an unused plugin costs nothing)
+
         provision_early(early_config)
     return (yield)
 
@@ -90,6 +91,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     durations = getattr(config.option, "durations_path", None)
     if not getattr(config.option, "splits", None) or not durations:
         return
+    from tierharness.scale.shards import stale_durations  # noqa: PLC0415  lazy: plugin start-up time (only with shards)
+
     stale = stale_durations(Path(durations), {item.nodeid for item in items})
     if stale:
         config.issue_config_time_warning(

@@ -12,15 +12,14 @@ from typing import TYPE_CHECKING, Literal
 
 import pytest
 
-from tierharness.engine.labels import RunIdentity
 from tierharness.errors import HarnessError
 from tierharness.plugin.identity import identity
 from tierharness.plugin.plans import image_for, settings_of
-from tierharness.plugin.provisioning import start_worker
 from tierharness.plugin.records import ensure_reaper, write_manifest
 from tierharness.plugin.session import EARLY, options_of
 
 if TYPE_CHECKING:
+    from tierharness.engine.labels import RunIdentity
     from tierharness.runtime.containers import PostgresInfo, RedisInfo
     from tierharness.runtime.reset import StateReset
     from tierharness.runtime.stack import Stack
@@ -72,6 +71,8 @@ def services_fixture(
         if early is not None:
             yield _services_of(early)
             return
+        from tierharness.plugin.provisioning import start_worker  # noqa: PLC0415  lazy: plugin start-up time (an unused plugin costs nothing)
+
         try:
             worker = start_worker(config)
         except Exception as exc:

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from tierharness.errors import HarnessError
-from tierharness.plugin.plans import mapping_plan
 from tierharness.plugin.session import options_of
-from tierharness.runtime.envguard import guard_commands, parse_ignore
 
 __all__ = ["guard_before_commands"]
 
@@ -31,6 +29,9 @@ def guard_before_commands(config: pytest.Config) -> None:
     }
     if not commands:
         return
+    from tierharness.plugin.plans import mapping_plan  # noqa: PLC0415  lazy: plugin start-up time (no command, no guard)
+    from tierharness.runtime.envguard import guard_commands, parse_ignore  # noqa: PLC0415  lazy: plugin start-up time (no command, no guard)
+
     rootdir = Path(config.rootpath)
     try:
         mapping = set(mapping_plan(options, rootdir).templates())

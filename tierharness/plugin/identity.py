@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tierharness.config import environment
-from tierharness.engine.labels import RunIdentity, new_run_id
 from tierharness.plugin.session import OWNER_PID, RUN_ID, STARTED
+
+if TYPE_CHECKING:
+    from tierharness.engine.labels import RunIdentity
 
 __all__ = ["CONTROLLER_VAR", "claim_identity", "identity"]
 
@@ -25,6 +28,8 @@ def claim_identity(config: pytest.Config) -> bool:
     if inherited is not None:
         config.stash[RUN_ID], config.stash[OWNER_PID] = inherited
     else:
+        from tierharness.engine.labels import new_run_id  # noqa: PLC0415  lazy: plugin start-up time (the engine's client, ssl)
+
         config.stash[RUN_ID] = environment().run_id or new_run_id()
         config.stash[OWNER_PID] = os.getpid()
         os.environ[CONTROLLER_VAR] = f"{config.stash[RUN_ID]}:{os.getpid()}"
@@ -34,6 +39,8 @@ def claim_identity(config: pytest.Config) -> bool:
 
 def identity(config: pytest.Config) -> RunIdentity:
     """This process's identity in the run: what its containers are labelled with."""
+    from tierharness.engine.labels import RunIdentity  # noqa: PLC0415  lazy: plugin start-up time (the engine's client, ssl)
+
     return RunIdentity(config.stash[RUN_ID], _worker_id(), config.stash[OWNER_PID])
 
 

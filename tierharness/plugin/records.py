@@ -9,10 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tierharness.engine.reaper import spawn_reaper
 from tierharness.plugin.plans import state_dir
 from tierharness.plugin.session import OWNER_PID, RUN_ID, STARTED, SUMMARY, options_of
-from tierharness.runtime import manifest
 
 if TYPE_CHECKING:
     from tierharness.runtime.worker import Worker
@@ -38,10 +36,14 @@ def ensure_reaper(config: pytest.Config) -> None:
         marker.touch(exist_ok=False)
     except FileExistsError:
         return
+    from tierharness.engine.reaper import spawn_reaper  # noqa: PLC0415  lazy: plugin start-up time (filelock, ctypes)
+
     spawn_reaper(run_id, config.stash[OWNER_PID], where / "reaper.log")
 
 
 def write_manifest(config: pytest.Config, worker: Worker) -> None:
+    from tierharness.runtime import manifest  # noqa: PLC0415  lazy: plugin start-up time
+
     manifest.write_worker(
         run_state_dir(config), worker.identity.run_id, worker.identity.worker, worker.record
     )
@@ -51,6 +53,10 @@ def merge_manifests(config: pytest.Config) -> None:
     """In the controller, at the session's end: the workers' manifests in one, and the line
     the terminal summary prints about it."""
     where = run_state_dir(config)
+    if not (where / "runs" / config.stash[RUN_ID]).is_dir():
+        return  # no worker started anything, so wrote no manifest
+    from tierharness.runtime import manifest  # noqa: PLC0415  lazy: plugin start-up time
+
     merged = manifest.merge_run(
         where, config.stash[RUN_ID], {"started": config.stash.get(STARTED, ""), "pid": os.getpid()}
     )
