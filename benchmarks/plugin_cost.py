@@ -1,0 +1,83 @@
+"""What the pytest plugin costs a run that uses none of it.
+
+Generates a suite of trivial tests (no harness fixture, no early provisioning) in a temporary
+directory with its own minimal `pyproject.toml`, runs it N times at `-n 0` and `-n 2` with the
+plugin and with `-p no:harness`, and prints the median wall time of each and the difference.
+Goal: the plugin adds at most 50 ms at either.
+
+    python benchmarks/plugin_cost.py [--runs 5] [--tests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from record import figure, write_record
+
+PLUGIN = "harness"  # the pytest11 entry point's name in pyproject.toml
+GOAL_MS = 50.0
+
+
+def make_suite(where: Path, tests: int) -> None:
+    (where / "pyproject.toml").write_text(
+        '[project]\nname = "trivial"\nversion = "0"\n\n[tool.pytest.ini_options]\naddopts = "-q"\n',
+        encoding="utf-8",
+    )
+    body = "".join(f"def test_{i}():\n    assert {i} == {i}\n\n\n" for i in range(tests))
+    (where / "test_trivial.py").write_text(body, encoding="utf-8")
+
+
+def run_once(where: Path, workers: int, *, plugin: bool) -> float:
+    argv = [sys.executable, "-m", "pytest", "-n", str(workers), "-p", "no:cacheprovider"]
+    if not plugin:
+        argv += ["-p", f"no:{PLUGIN}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))}
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, cwd=where, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tests", type=int, default=200)
+    args = parser.parse_args()
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="plugin-cost-") as tmp:
+        where = Path(tmp)
+        make_suite(where, args.tests)
+        for workers in (0, 2):
+            run_once(where, workers, plugin=True)  # warm the file cache and the bytecode
+            samples: dict[bool, list[float]] = {True: [], False: []}
+            for _ in range(args.runs):
+                for plugin in (False, True):  # interleaved: a slow moment hits both
+                    samples[plugin].append(run_once(where, workers, plugin=plugin))
+            without = statistics.median(samples[False]) * 1000
+            with_plugin = statistics.median(samples[True]) * 1000
+            added = with_plugin - without
+            print(
+                f"-n {workers}: without the plugin {without:.0f} ms, with it {with_plugin:.0f} ms, "
+                f"added {added:+.0f} ms (median of {args.runs}; goal <= {GOAL_MS:.0f} ms)",
+                flush=True,
+            )
+            figures += [
+                figure(f"-n {workers}, {args.tests} trivial tests, -p no:{PLUGIN}, median", without, "ms"),
+                figure(f"-n {workers}, {args.tests} trivial tests, plugin loaded, median", with_plugin, "ms"),
+                figure(f"-n {workers}, added by the unused plugin", added, "ms", f"<= {GOAL_MS:.0f} ms"),
+            ]
+    figures.append(figure("runs", args.runs))
+    write_record("plugin_cost", figures)
+
+
+if __name__ == "__main__":
+    main()
