@@ -25,6 +25,7 @@ from tierharness.runtime.networking import LABEL_PORT, free_loopback_port
 from tierharness.runtime.readiness import HostProbe
 
 __all__ = [
+    "CHEAP_SCRAM_ITERATIONS",
     "PostgresInfo",
     "RedisInfo",
     "publish_on_loopback",
@@ -45,6 +46,26 @@ _PORT_ATTEMPTS = 3
 FAST_POSTGRES = (
     "postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
 )
+
+# PBKDF2 rounds in the role's SCRAM verifier: Postgres's default 4,096 make every connection
+# cost milliseconds of CPU on both ends. Safe for these clusters: the server listens on
+# 127.0.0.1 or a private network only, the password is random per run and the container
+# lives for one run (or one reuse key); SCRAM still never sends the password. Few rounds
+# only cheapen an offline guess at the stored verifier, which is removed with the container.
+CHEAP_SCRAM_ITERATIONS = 1
+_SCRAM_ITERATIONS_SINCE = 160000  # scram_iterations is a setting from Postgres 16 on
+
+
+def _cheapen_password(conn: Any, user: str, password: str, iterations: int) -> None:
+    """Set `user`'s password again, hashed with `iterations` PBKDF2 rounds: the verifier is
+    computed when a password is set, so the entrypoint's one has the default's. A server
+    older than 16 has no such setting and keeps its verifier."""
+    from psycopg import sql  # noqa: PLC0415  lazy: psycopg loads in workers that start Postgres
+
+    if conn.info.server_version < _SCRAM_ITERATIONS_SINCE:
+        return
+    conn.execute(sql.SQL("SET scram_iterations = {}").format(sql.Literal(iterations)))
+    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(password)))
 
 
 def _masked(info: object) -> dict[str, Any]:
@@ -210,13 +231,15 @@ def start_postgres(
     identity: RunIdentity,
     *,
     command: str = FAST_POSTGRES,
+    scram_iterations: int | None = CHEAP_SCRAM_ITERATIONS,
     network: Network | None = None,
     alias: str | None = None,
     extra_labels: Mapping[str, str] | None = None,
     on_host: bool = False,
 ) -> tuple[DockerContainer, PostgresInfo]:
     """A labelled Postgres with a random role, password and database, ready for a psycopg
-    connection from the host. `on_host`: on the engine's host network, on loopback only."""
+    connection from the host. `on_host`: on the engine's host network, on loopback only.
+    `scram_iterations`: the rounds of the role's stored verifier (None: the image's own)."""
     import psycopg  # noqa: PLC0415  lazy: psycopg loads in workers that start Postgres
 
     user, password, dbname = f"u{_token()[:8]}", _token(), f"db_{identity.worker}".replace("-", "_")
@@ -238,8 +261,10 @@ def start_postgres(
         conninfo = (
             f"host={host} port={port} user={user} password={password} dbname={dbname} connect_timeout=2"
         )
-        with psycopg.connect(conninfo) as conn:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute("SELECT 1")
+            if scram_iterations is not None:  # in the first connection, before any test's
+                _cheapen_password(conn, user, password, scram_iterations)
 
     container, host, port, ready = _on_a_port(
         build,
