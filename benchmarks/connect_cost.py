@@ -22,9 +22,9 @@ from record import figure, write_record
 
 from tierharness.config import load_settings
 from tierharness.engine.client import engine_client
+from tierharness.engine.labels import RunIdentity
 from tierharness.runtime.containers import CHEAP_SCRAM_ITERATIONS, PostgresInfo, start_postgres, stop
 from tierharness.runtime.networking import use_host_network
-from tierharness.engine.labels import RunIdentity
 
 
 def _iterations(info: PostgresInfo) -> str:
