@@ -19,7 +19,7 @@
 #                             made by another interpreter is recreated.
 #   HARNESS_BOOTSTRAP_ENGINE  0 skips the Docker engine step (default 1).
 #   HARNESS_CACHE_DIR         the machine's cache (default $XDG_CACHE_HOME/harness, or
-#                             ~/.cache/harness), as for the harness itself (tierharness/config.py).
+#                             ~/.cache/harness), as for the harness itself (tierharness/config/variables.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -3,7 +3,7 @@ Redis) container, migrated once, reset before every test that asks for it.
 
 Registered through the `pytest11` entry point. This module holds the hooks and the public
 API; the machinery is in `tierharness.plugin` (its options, each declared once in
-`tierharness.plugin.options.OPTIONS`, both a command-line option and an ini key: see README).
+`tierharness.plugin.options.OPTIONS`, both a command-line option and an ini key: docs/reference.md).
 Fixtures are built by factories (`services_fixture`, `clean_fixture`, `stack_fixture`); the
 default ones are created at the bottom.
 

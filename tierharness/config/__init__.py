@@ -8,7 +8,7 @@ dataclasses, and every environment variable the harness honours.
 - `settings`: `load_settings`, which finds the project and puts it all together.
 
 The pytest plugin's own options live with the plugin (`tierharness.plugin.options`).
-The README lists every setting.
+docs/reference.md lists every setting, rendered from these declarations.
 """
 
 from __future__ import annotations

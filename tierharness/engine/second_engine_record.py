@@ -27,8 +27,8 @@ EngineKind = Literal["process", "container"]
 ENGINE_ID = re.compile(r"[0-9a-f]{6}")
 _RUN_ID = re.compile(r"engine-[0-9]{10}-[0-9a-f]{6}")  # new_run_id("engine-")
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
-_OWN_RANGE = ipaddress.IPv4Network("10.0.0.0/8")  # where engine_network.free_subnet cuts networks from
-_CHAINS = ("", "DOCKER-USER", "FORWARD")  # what engine_network chooses from
+_OWN_RANGE = ipaddress.IPv4Network("10.0.0.0/8")  # where second_engine_network.free_subnet cuts networks from
+_CHAINS = ("", "DOCKER-USER", "FORWARD")  # what second_engine_network chooses from
 _FIX = (
     "remove the folder by hand once you know whose it is; keep the state dir (HARNESS_STATE_DIR) "
     "writable only by its owner (chmod go-w), and run the harness as the user who owns it"

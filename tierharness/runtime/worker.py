@@ -4,7 +4,7 @@ mapping exported, migrations and seed run, the reset prepared, the manifest reco
 The pytest plugin calls `provision()` either early (before conftests and test modules are
 imported, so settings read at import time see the worker's database) or from the first
 fixture that asks; both paths are this one. With `reuse`, the worker's containers are kept
-after the run and taken back by the next one (see `runtime.reuse`).
+after the run and taken back by the next one (see `engine.reuse`).
 """
 
 from __future__ import annotations
