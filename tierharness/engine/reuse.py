@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,12 +51,24 @@ _MIGRATION_DIRS = {"migrations", "alembic", "versions"}
 
 
 def migrations_digest(rootdir: Path, *commands: str | None) -> str:
-    """A digest of the commands and of every file under a folder named migrations, alembic or
-    versions: a change to the schema's history means fresh containers."""
+    """A digest of the commands, of the files they name (`python seed.py`, `manage.py`) and of
+    every file under a folder named migrations, alembic or versions: a change to the schema's
+    history or to the seed means fresh containers."""
     digest = hashlib.sha256("\0".join(c or "" for c in commands).encode())
-    for path in sorted(_migration_files(rootdir)):
+    for path in sorted(set(_migration_files(rootdir)) | _named_files(rootdir, commands)):
         digest.update(str(path.relative_to(rootdir)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def _named_files(rootdir: Path, commands: tuple[str | None, ...]) -> set[Path]:
+    """The files inside `rootdir` that the commands' words name."""
+    named: set[Path] = set()
+    for word in (w for c in commands for w in shlex.split(c or "")):
+        with contextlib.suppress(OSError, ValueError):
+            path = (rootdir / word).resolve()
+            if path.is_file() and path.is_relative_to(rootdir.resolve()):
+                named.add(rootdir / path.relative_to(rootdir.resolve()))
+    return named
 
 
 def _migration_files(folder: Path, inside: bool = False) -> list[Path]:
