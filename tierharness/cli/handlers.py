@@ -184,13 +184,15 @@ def clean(args: argparse.Namespace) -> int:
     from tierharness.engine.client import engine_client  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.engine.reaper import sweep_dead_runs  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.engine.reuse import kept_containers, remove_kept  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.runtime.migrated import remove_migrated  # noqa: PLC0415  lazy: CLI start-up
 
     client = engine_client()
     kept = remove_kept(client, all_users=args.all_users)
     dead = sweep_dead_runs(client)
+    migrated = remove_migrated(client, all_users=args.all_users)  # after the sweep: none in use
     whose = "every user's" if args.all_users else "this user's"
     print(
-        f"removed {kept} kept (--harness-reuse) container(s), {whose}; "
+        f"removed {kept} kept (--harness-reuse) container(s) and {migrated} migrated image(s), {whose}; "
         f"cleaned {len(dead)} run(s) whose owner is gone"
     )
     if not args.all_users and (others := len(kept_containers(client, all_users=True))):

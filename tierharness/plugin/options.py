@@ -74,6 +74,13 @@ OPTIONS: tuple[Option, ...] = (
         switch=True,
     ),
     Option(
+        "migrate-once",
+        "start each worker from a local image of the migrated and seeded database, committed by the "
+        "first worker of each migrations' digest (1/0)",
+        "1",
+        "bool",
+    ),
+    Option(
         "network",
         "how tests reach the worker's services: auto (the engine's host network when the engine runs "
         "on this machine, else ports published on loopback), host or bridge",
@@ -132,6 +139,7 @@ class HarnessOptions:
     reset_scope: str
     autoclean: bool
     reuse: bool
+    migrate_once: bool
     network: str
     state_dir: str | None  # given on the command line (it beats HARNESS_STATE_DIR), else the ini's
     state_dir_given: bool
@@ -164,6 +172,7 @@ class HarnessOptions:
             # Set but empty is off, the reaper's default of 1 notwithstanding.
             autoclean=(text["autoclean"] or "0").lower() in _TRUE,
             reuse=(text["reuse"] or "0").lower() in _TRUE,
+            migrate_once=(text["migrate_once"] or "0").lower() in _TRUE,
             network=text["network"] or "auto",
             state_dir=text["state_dir"],
             state_dir_given=command_line(option("state-dir")) is not None,

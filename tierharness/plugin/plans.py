@@ -67,6 +67,7 @@ def worker_plan(options: HarnessOptions, rootdir: Path) -> WorkerPlan:
         keep_tables=options.keep_tables,
         reset=options.reset,
         reuse=options.reuse,
+        migrate_once=options.migrate_once,
         network=options.network,
     )
 

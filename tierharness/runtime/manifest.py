@@ -57,6 +57,12 @@ def summary_line(manifest: dict[str, Any], path: Path) -> str:
             f"{name}: pg {w['postgres']['container_id'][:12]} ({w['postgres']['ready_seconds']:.2f}s), "
             + (f"redis {redis['container_id'][:12]} ({redis['ready_seconds']:.2f}s), " if redis else "")
             + ("reused, " if w.get("reused") else "")
+            + ("started migrated, " if w.get("migrated_image") else "")
+            + (
+                f"migrated image committed in {w['commit_seconds']:.2f}s, "
+                if w.get("migrated_image_committed")
+                else ""
+            )
             + f"ready+migrated {w['provision_seconds']:.2f}s, {resets}"
         )
     provision = statistics.median(w["provision_seconds"] for w in workers.values())

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import docker.errors
+
 from tierharness.config import environment
 from tierharness.engine.client import engine_client, local_image_id
 from tierharness.engine.labels import RunIdentity
@@ -34,6 +36,7 @@ from tierharness.engine.reuse import (
 from tierharness.errors import HarnessError
 from tierharness.runtime import containers
 from tierharness.runtime.containers import PostgresInfo, RedisInfo
+from tierharness.runtime.migrated import capture, committable, migrated_image, migrated_key
 from tierharness.runtime.migrations import run_migrations, run_project_command
 from tierharness.runtime.networking import LABEL_PORT, use_host_network
 from tierharness.runtime.reset import StateReset
@@ -80,6 +83,7 @@ class WorkerPlan:
     keep_tables: tuple[str, ...] = ()
     reset: str = "deletion"
     reuse: bool = False
+    migrate_once: bool = False  # start from, or else commit, the migrated image (runtime.migrated)
     network: str = "auto"  # auto, host or bridge: see tierharness.runtime.networking
 
     def templates(self) -> dict[str, str]:
@@ -100,6 +104,7 @@ class Worker:
     env: dict[str, str] = field(repr=False)
     record: dict[str, Any] = field(repr=False)
     reused: bool = False
+    migrated: bool = False  # started from a migrated image: no migration or seed ran
     _containers: list[Any] = field(default_factory=list, repr=False)
     _slot: ReuseSlot | None = field(default=None, repr=False)
 
@@ -211,26 +216,89 @@ def _provision(plan: WorkerPlan, identity: RunIdentity, client: Any, log: Callab
         )
         candidate = ReuseSlot(plan.state_dir, key, env.reuse_idle)
         slot = candidate if candidate.acquire() else None
-
     started = time.monotonic()
+    # Kept containers migrate once per key already: only fresh ones start migrated.
+    migrated, to_commit = _migrated(plan, client) if slot is None else (None, None)
     adopted = _adopt(client, slot.key, plan, on_host) if slot is not None else None
     try:
         if adopted is not None:
             postgres, redis_info, kept = adopted
         else:
-            postgres, redis_info, kept = _start(plan, identity, client, slot, on_host=on_host)
-        worker = _prepare(plan, identity, postgres, redis_info, kept, slot=slot, reused=adopted is not None)
+            postgres, redis_info, kept, migrated = _start_fresh(
+                plan, identity, client, slot, migrated, on_host=on_host
+            )
+        worker = _prepare(
+            plan,
+            identity,
+            postgres,
+            redis_info,
+            kept,
+            slot=slot,
+            reused=adopted is not None,
+            migrated=bool(migrated),
+        )
     except BaseException:
         if slot is not None:
             slot.release(used=False)
         raise
+    if to_commit is not None:
+        _commit(plan, client, worker, to_commit, log)
     worker.record["provision_seconds"] = round(time.monotonic() - started, 3)
     worker.record["host_network"] = on_host
     return worker
 
 
+def _migrated(plan: WorkerPlan, client: Any) -> tuple[str | None, str | None]:
+    """(the migrated image to start from, or None; the key to commit one for, or None)."""
+    if not plan.migrate_once or not (plan.migrate or plan.seed):
+        return None, None
+    image_id = local_image_id(plan.postgres_image) or plan.postgres_image
+    key = migrated_key(image_id, migrations_digest(plan.rootdir, plan.migrate, plan.seed))
+    found = migrated_image(client, key)
+    if found is not None:
+        return found, None
+    return None, (key if committable(client, plan.postgres_image) else None)
+
+
+def _start_fresh(
+    plan: WorkerPlan,
+    identity: RunIdentity,
+    client: Any,
+    slot: ReuseSlot | None,
+    migrated: str | None,
+    *,
+    on_host: bool,
+) -> tuple[PostgresInfo, RedisInfo | None, list[Any], str | None]:
+    """New containers: from the migrated image when there is one, else (or when it was removed
+    since it was found, by a `clean` beside the run) from the plan's image."""
+    if migrated is not None:
+        try:
+            return (*_start(plan, identity, client, slot, migrated, on_host=on_host), migrated)
+        except docker.errors.APIError:
+            if local_image_id(migrated) is not None:
+                raise
+    return (*_start(plan, identity, client, slot, plan.postgres_image, on_host=on_host), None)
+
+
+def _commit(plan: WorkerPlan, client: Any, worker: Worker, key: str, log: Callable[[str], None]) -> None:
+    """The worker's Postgres, migrated and seeded, committed as the migrated image of `key`."""
+    started = time.monotonic()
+    committed = capture(
+        client, worker._containers[0], worker.postgres, base_image=plan.postgres_image, key=key,
+        rootdir=plan.rootdir, state_dir=plan.state_dir, log=log,
+    )  # fmt: skip
+    worker.record["migrated_image_committed"] = committed is not None
+    worker.record["commit_seconds"] = round(time.monotonic() - started, 3)
+
+
 def _start(
-    plan: WorkerPlan, identity: RunIdentity, client: Any, slot: ReuseSlot | None, *, on_host: bool
+    plan: WorkerPlan,
+    identity: RunIdentity,
+    client: Any,
+    slot: ReuseSlot | None,
+    postgres_image: str,
+    *,
+    on_host: bool,
 ) -> tuple[PostgresInfo, RedisInfo | None, list[Any]]:
     if slot is not None:
         remove_kept(client, slot.key)  # an incomplete or stopped set: start over
@@ -239,7 +307,7 @@ def _start(
     else:
         extra = {}
     (pg_container, postgres), redis_started = containers.start_services(
-        plan.postgres_image,
+        postgres_image,
         plan.redis_image,
         identity,
         extra_labels=extra,
@@ -262,19 +330,20 @@ def _prepare(
     *,
     slot: ReuseSlot | None,
     reused: bool,
+    migrated: bool,
 ) -> Worker:
     """Export the mapping, migrate, seed, and open the reset; a failure removes what started."""
     try:
         # Rendered now (a bad placeholder fails before anything runs), exported at the end.
         mapping = render_mapping(plan, postgres, redis_info)
         migrate_seconds = 0.0
-        if plan.migrate and not reused:
+        if plan.migrate and not (reused or migrated):
             migrate_seconds = run_migrations(plan.migrate, postgres, rootdir=plan.rootdir, env=mapping)
         reset = StateReset(postgres, redis_info, plan.keep_tables, plan.reset)
         try:
             if reused:
                 reset.empty()  # the last run's rows: back to "clean and migrated"
-            if plan.seed:
+            if plan.seed and not migrated:  # a migrated image holds the seed's rows
                 run_project_command(
                     plan.seed,
                     rootdir=plan.rootdir,
@@ -298,8 +367,9 @@ def _prepare(
         "redis": {**redis_info.as_dict(), "image": plan.redis_image} if redis_info else None,
         "migrate_seconds": round(migrate_seconds, 3),
         "reused": reused,
+        "migrated_image": migrated,
     }
-    return Worker(identity, postgres, redis_info, reset, mapping, record, reused, started, slot)
+    return Worker(identity, postgres, redis_info, reset, mapping, record, reused, migrated, started, slot)
 
 
 def worker_error(exc: BaseException) -> HarnessError:
