@@ -1,0 +1,158 @@
+"""Migrate once, start migrated: the first worker of a migrations' digest migrates, seeds and
+commits; the next starts from that image with no migration process, under credentials of its
+own; a changed migration is a new key, so its workers migrate afresh; the tables-exist guard
+still stops a migration that creates nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tierharness.config import load_settings
+from tierharness.engine.client import engine_client
+from tierharness.engine.labels import LABEL_RUN, RunIdentity
+from tierharness.engine.reaper import remove_labelled
+from tierharness.errors import HarnessError
+from tierharness.runtime.migrated import LABEL_KEY, remove_migrated
+from tierharness.runtime.worker import Worker, WorkerPlan, provision
+
+# Each run of the command leaves a line in ran.log: how the test knows it ran (or not).
+MIGRATE = """
+import pathlib, psycopg
+pathlib.Path("ran.log").open("a").write("migrate\\n")
+with psycopg.connect("", autocommit=True) as conn:
+    conn.execute("CREATE TABLE IF NOT EXISTS users (id serial PRIMARY KEY, name text NOT NULL)")
+# {salt}
+"""
+SEED = """
+import pathlib, psycopg
+pathlib.Path("ran.log").open("a").write("seed\\n")
+with psycopg.connect("", autocommit=True) as conn:
+    conn.execute("INSERT INTO users (name) VALUES ('admin')")
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[WorkerPlan]:
+    """A project whose migrations no earlier run has seen (a salt in the file), its plan, and
+    afterwards everything its workers started or committed removed, the environment restored."""
+    root = tmp_path / "project"
+    (root / "migrations").mkdir(parents=True)
+    (root / "migrations" / "migrate.py").write_text(MIGRATE.format(salt=uuid.uuid4().hex))
+    (root / "seed.py").write_text(SEED)
+    images = load_settings().images
+    plan = WorkerPlan(
+        rootdir=root,
+        state_dir=root / ".harness",
+        postgres_image=images["postgres"].local,
+        redis_image=None,
+        migrate="python migrations/migrate.py",
+        seed="python seed.py",
+        migrate_once=True,
+    )
+    saved = dict(os.environ)
+    client = engine_client()
+    keys_before = {i.id for i in client.images.list(filters={"label": LABEL_KEY})}
+    try:
+        yield plan
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        remove_labelled(client, {"label": [f"{LABEL_RUN}={plan.rootdir.name}-{tmp_path.name}"]})
+        for image in client.images.list(filters={"label": LABEL_KEY}):
+            if image.id not in keys_before:
+                client.images.remove(image.id, force=True)
+
+
+def _worker(plan: WorkerPlan, name: str) -> Worker:
+    run_id = f"{plan.rootdir.name}-{plan.rootdir.parent.name}"
+    return provision(plan, RunIdentity.for_this_process(run_id, name))
+
+
+def _ran(plan: WorkerPlan) -> list[str]:
+    log = plan.rootdir / "ran.log"
+    return log.read_text().split() if log.exists() else []
+
+
+def _users(worker: Worker) -> list[str]:
+    with psycopg.connect(worker.postgres.url) as conn:
+        return [row[0] for row in conn.execute("SELECT name FROM users ORDER BY id")]
+
+
+def test_the_second_worker_starts_migrated_under_its_own_credentials(project: WorkerPlan) -> None:
+    first = _worker(project, "gw0")
+    try:
+        assert first.record["migrated_image"] is False
+        assert first.record["migrated_image_committed"] is True
+        assert _ran(project) == ["migrate", "seed"]
+        second = _worker(project, "gw1")
+        try:
+            assert second.record["migrated_image"] is True
+            assert second.record["migrate_seconds"] == 0
+            assert _ran(project) == ["migrate", "seed"]  # neither command ran again
+            assert _users(second) == ["admin"]  # the seed's rows came with the image
+            assert second.postgres.user != first.postgres.user
+            assert second.postgres.dbname == "db_gw1"
+            # The first worker's password opens nothing in the second's server.
+            theirs = replace(second.postgres, user=first.postgres.user, password=first.postgres.password)
+            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                psycopg.connect(theirs.url, connect_timeout=5).close()
+            image = engine_client().images.get(second._containers[0].attrs["Config"]["Image"])
+            config = json.dumps(image.attrs["Config"]) + json.dumps(image.history())
+            assert first.postgres.password not in config  # not in its environment, labels or history
+            assert "POSTGRES_PASSWORD=" in config
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
+def test_a_changed_migration_gets_fresh_migrated_workers(project: WorkerPlan) -> None:
+    _worker(project, "gw0").close()
+    migration = project.rootdir / "migrations" / "migrate.py"
+    migration.write_text(migration.read_text().replace("name text NOT NULL", "name text NOT NULL, email text"))
+    changed = _worker(project, "gw1")
+    try:
+        assert changed.record["migrated_image"] is False  # a new key: migrated, not the old image
+        assert _ran(project) == ["migrate", "seed", "migrate", "seed"]
+        with psycopg.connect(changed.postgres.url) as conn:
+            columns = [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
+                                                  "WHERE table_name = 'users' ORDER BY ordinal_position")]  # fmt: skip
+        assert columns == ["id", "name", "email"]
+    finally:
+        changed.close()
+    again = _worker(project, "gw2")
+    try:
+        assert again.record["migrated_image"] is True
+        with psycopg.connect(again.postgres.url) as conn:
+            assert conn.execute("SELECT email FROM users").fetchall() == [(None,)]
+    finally:
+        again.close()
+
+
+def test_the_guard_still_stops_a_migration_that_creates_nothing(project: WorkerPlan) -> None:
+    nothing = replace(project, migrate="python -c pass", seed=None)
+    for attempt in ("gw0", "gw1"):  # and never commits what it did not migrate
+        with pytest.raises(HarnessError, match="created nothing in the worker's database"):
+            _worker(nothing, attempt)
+
+
+def test_clean_removes_the_migrated_images_and_a_worker_then_migrates(project: WorkerPlan) -> None:
+    _worker(project, "gw0").close()
+    client = engine_client()
+    # Only this project's: the suite's own workers start from theirs beside this test.
+    assert remove_migrated(client, rootdir=project.rootdir) == 1
+    assert remove_migrated(client, rootdir=project.rootdir) == 0
+    after = _worker(project, "gw1")
+    try:
+        assert after.record["migrated_image"] is False
+        assert _ran(project) == ["migrate", "seed", "migrate", "seed"]
+    finally:
+        after.close()
