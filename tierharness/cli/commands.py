@@ -120,7 +120,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "clean",
-        "remove your kept (--harness-reuse) containers and leftovers of runs whose owner died",
+        "remove your kept (--harness-reuse) containers, migrated images and leftovers of dead runs",
         (
             _flag(
                 "--prune",
@@ -128,7 +128,7 @@ COMMANDS: tuple[Command, ...] = (
                 "HARNESS_BUILD_CACHE_IDLE, images they pulled from their own registries, their builds "
                 "beyond keep-images; only while no build or stack runs on the engine",
             ),
-            _flag("--all-users", "remove every user's kept containers, not only yours"),
+            _flag("--all-users", "remove every user's kept containers and migrated images, not only yours"),
         ),
         handlers.clean,
     ),

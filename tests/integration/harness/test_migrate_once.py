@@ -117,15 +117,16 @@ def test_the_second_worker_starts_migrated_under_its_own_credentials(project: Wo
 def test_a_changed_migration_gets_fresh_migrated_workers(project: WorkerPlan) -> None:
     _worker(project, "gw0").close()
     migration = project.rootdir / "migrations" / "migrate.py"
-    migration.write_text(migration.read_text().replace("name text NOT NULL", "name text NOT NULL, email text"))
+    added = migration.read_text().replace("name text NOT NULL", "name text NOT NULL, email text")
+    migration.write_text(added)
     changed = _worker(project, "gw1")
     try:
         assert changed.record["migrated_image"] is False  # a new key: migrated, not the old image
         assert _ran(project) == ["migrate", "seed", "migrate", "seed"]
+        query = "SELECT column_name FROM information_schema.columns WHERE table_name = 'users' ORDER BY 1"
         with psycopg.connect(changed.postgres.url) as conn:
-            columns = [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
-                                                  "WHERE table_name = 'users' ORDER BY ordinal_position")]  # fmt: skip
-        assert columns == ["id", "name", "email"]
+            columns = sorted(r[0] for r in conn.execute(query))
+        assert columns == ["email", "id", "name"]
     finally:
         changed.close()
     again = _worker(project, "gw2")
