@@ -82,7 +82,8 @@ def lock(session: nox.Session) -> None:
 
 @nox.session
 def clean(session: nox.Session) -> None:
-    """`harness clean --prune`: killed runs' leftovers, stale build cache, pulls, old builds."""
+    """`harness clean --prune`: killed runs' leftovers, stale build cache, pulls, old builds;
+    `-- --keep-migrated` leaves the migrated images (.ci/run does: they are keyed by migrations)."""
     install(session, "test")
     session.run("python", "-m", "tierharness", "clean", "--prune", *session.posargs)
 

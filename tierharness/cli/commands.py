@@ -129,6 +129,7 @@ COMMANDS: tuple[Command, ...] = (
                 "beyond keep-images; only while no build or stack runs on the engine",
             ),
             _flag("--all-users", "remove every user's kept containers and migrated images, not only yours"),
+            _flag("--keep-migrated", "leave the migrated images (a CI runner's warm start)"),
         ),
         handlers.clean,
     ),

@@ -189,7 +189,8 @@ def clean(args: argparse.Namespace) -> int:
     client = engine_client()
     kept = remove_kept(client, all_users=args.all_users)
     dead = sweep_dead_runs(client)
-    migrated = remove_migrated(client, all_users=args.all_users)  # after the sweep: none in use
+    # After the sweep, so no dead run's container holds one.
+    migrated = 0 if args.keep_migrated else remove_migrated(client, all_users=args.all_users)
     whose = "every user's" if args.all_users else "this user's"
     print(
         f"removed {kept} kept (--harness-reuse) container(s) and {migrated} migrated image(s), {whose}; "

@@ -23,6 +23,7 @@ from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.engine.reaper import containers_of, remove_labelled
 from tierharness.engine.reuse import kept_containers, remove_kept
 from tierharness.pytest_plugin import HarnessServices
+from tierharness.runtime.migrated import LABEL_KEY
 from tierharness.runtime.networking import LABEL_PORT
 
 # Settings read at import time, as real projects do: this is what early provisioning is for.
@@ -195,10 +196,12 @@ def test_a_migration_relying_on_libpq_defaults_reaches_the_worker_not_the_decoy(
 ) -> None:
     """The same project as above under two xdist workers: each worker's early provisioning,
     mapping and snapshot resets hold, and the developer's database is untouched."""
-    root = _project(tmp_path, EARLY)
+    # Migrating in every worker, as the point is where the migration goes, not a migrated image.
+    root = _project(tmp_path, EARLY + "harness_migrate_once = false\n")
     proc = _run(root, "-n", "2", run_id=run_id)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "6 passed" in proc.stdout
+    assert "started migrated" not in proc.stdout
     assert _decoy_tables(decoy) == []  # the developer's database is untouched
     assert containers_of(engine_client(), run_id) == []  # removed at the end of the run
 
@@ -293,8 +296,10 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
             kept |= {c.id for c in now}
             assert now
             assert all(LABEL_PORT not in c.labels and c.ports for c in now)
+        migrated = {i.id for i in engine_client().images.list(filters={"label": LABEL_KEY})}
         cleaned = subprocess.run(
-            [sys.executable, "-m", "tierharness", "clean"],
+            # The migrated images stay: the suite's other workers start from them meanwhile.
+            [sys.executable, "-m", "tierharness", "clean", "--keep-migrated"],
             cwd=root,
             capture_output=True,
             text=True,
@@ -302,6 +307,8 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
         )
         assert cleaned.returncode == 0, cleaned.stderr
         assert not kept & {c.id for c in kept_containers(engine_client())}
+        assert migrated <= {i.id for i in engine_client().images.list(filters={"label": LABEL_KEY})}
+        assert "and 0 migrated image(s)" in cleaned.stdout
     finally:
         for container in kept_containers(engine_client()):
             if container.id in kept:
