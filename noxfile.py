@@ -127,7 +127,9 @@ def tests(session: nox.Session) -> None:
     args = [*paths, *shard_args]
     junit = f"build/junit/tests-{shard}.xml" if shard else "build/junit/tests.xml"
     session.run("coverage", "erase")
-    pytest = ("pytest", "-n", "auto", f"--junitxml={junit}", *args)
+    # worksteal: a worker that runs out takes pending tests from the other, where `load` left
+    # one worker finishing a batch of long tests while the other idled.
+    pytest = ("pytest", "-n", "auto", "--dist", "worksteal", f"--junitxml={junit}", *args)
     session.run("coverage", "run", "-m", *pytest, env=LEAN_PYTEST)
     session.run("coverage", "combine", "--quiet")
     if shard:

@@ -1,0 +1,63 @@
+"""How much faster the project's own unit and integration tiers run at `-n 2` than at `-n 0`.
+
+Runs `pytest tests/unit tests/integration` in this environment, as `nox -s tests` does but
+without coverage (it taxes both runs alike and would hide the harness's own share): once at
+`-n 0`, once at `-n 2` with the session's scheduling (`--dist worksteal`), and with
+`--dist load` (xdist's default) for comparison. Prints each wall time and the speed-ups.
+Goal: `-n 2` at least 1.8 times faster than `-n 0`.
+
+    python benchmarks/suite_speedup.py [--paths tests/unit tests/integration]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from record import figure, write_record
+
+ROOT = Path(__file__).resolve().parent.parent
+GOAL = 1.8
+RUNS = (("-n 0", ["-n", "0"]), ("-n 2, worksteal", ["-n", "2", "--dist", "worksteal"]),
+        ("-n 2, load", ["-n", "2", "--dist", "load"]))  # fmt: skip
+
+
+def run_once(paths: list[str], extra: list[str]) -> tuple[float, str]:
+    """Seconds of wall time and pytest's summary line; a failed run stops the benchmark."""
+    # The root-only tests are `nox -s root-tests`' own: the same suite whoever runs this.
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not needs_root"]
+    argv += [*extra, *paths]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "COV_", "COVERAGE_"))}
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - started
+    summary = next((ln for ln in reversed(proc.stdout.splitlines()) if re.search(r"\d+ passed", ln)), "")
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+    return seconds, summary.strip("= ")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--paths", nargs="+", default=["tests/unit", "tests/integration"])
+    args = parser.parse_args()
+    walls: dict[str, float] = {}
+    for name, extra in RUNS:
+        walls[name], summary = run_once(args.paths, extra)
+        print(f"{name}: {walls[name]:.1f} s ({summary})", flush=True)
+    figures = [figure(f"wall time, {name}", seconds, "s") for name, seconds in walls.items()]
+    for name, seconds in walls.items():
+        if name != "-n 0":
+            speedup = walls["-n 0"] / seconds
+            print(f"speed-up of {name} over -n 0: {speedup:.2f}x (goal >= {GOAL}x)")
+            figures.append(figure(f"speed-up, {name} over -n 0", speedup, "x", f">= {GOAL}x"))
+    write_record("suite_speedup", figures)
+
+
+if __name__ == "__main__":
+    main()
