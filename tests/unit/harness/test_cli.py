@@ -113,7 +113,7 @@ COMMANDS = {
     "repro-check": ["--help", "--independent", "--keep", "-h"],
     "dist": ["--check", "--help", "-h"],
     "diff": ["--help", "--report-dir", "-h", "first", "second"],
-    "clean": ["--all-users", "--help", "--prune", "-h"],
+    "clean": ["--all-users", "--help", "--keep-migrated", "--prune", "-h"],
     "cache-dir": ["--help", "-h", "name"],
     "shard": ["--help", "-h", "spec"],
     "merge-reports": ["--help", "-h"],
