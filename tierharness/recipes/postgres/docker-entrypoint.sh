@@ -41,8 +41,8 @@ if [ "$(sed -n 3p "$marker" 2>/dev/null)" != "$applied" ]; then
     else
         role_sql="ALTER ROLE $(ident "$held_user") RENAME TO $(ident "$user")"
     fi
-    password_sql="ALTER ROLE $(ident "$user") WITH PASSWORD $(literal "$password")"
-    [ -n "$password" ] || password_sql="ALTER ROLE $(ident "$user") WITH PASSWORD NULL"
+    login_sql="ALTER ROLE $(ident "$user") WITH PASSWORD $(literal "$password")"
+    [ -n "$password" ] || login_sql="ALTER ROLE $(ident "$user") WITH PASSWORD NULL"
     if [ "$db" = "$held_db" ] || [ "$db" = postgres ]; then
         db_sql=""
     elif [ "$held_db" != postgres ]; then
@@ -57,7 +57,7 @@ ALTER DATABASE $(ident "$db") OWNER TO $(ident "$user")"
     fi
     # Single-user mode: each line is one statement in its own transaction, so
     # CREATE DATABASE is allowed, and no client can connect before we are done.
-    printf '%s\n%s\n%s\n' "$role_sql" "$password_sql" "$db_sql" | postgres --single -D "$PGDATA" -c fsync=off postgres >/dev/null
+    printf '%s\n%s\n%s\n' "$role_sql" "$login_sql" "$db_sql" | postgres --single -D "$PGDATA" -c fsync=off postgres >/dev/null
     printf '%s\n%s\n%s\n' "$user" "$db" "$applied" > "$marker"
 fi
 exec "$@"
