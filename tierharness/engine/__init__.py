@@ -3,7 +3,6 @@
 (`labels`), the reaper that removes it after a killed run (`reaper`), kept containers
 (`reuse`), and what builds made (`ledger`, `retention`).
 
-The client's names are re-exported, so `from tierharness.engine import engine_client` works."""
-
-from tierharness.engine.client import *  # noqa: F403
-from tierharness.engine.client import __all__ as __all__
+Nothing is imported here: importing `labels` (which the pytest plugin's controller does on
+every run, for the run's id) must not import the client and what it needs (ssl, ctypes).
+Import the submodule that holds a name: `from tierharness.engine.client import engine_client`."""

@@ -28,7 +28,7 @@ def claim_identity(config: pytest.Config) -> bool:
     if inherited is not None:
         config.stash[RUN_ID], config.stash[OWNER_PID] = inherited
     else:
-        from tierharness.engine.labels import new_run_id  # noqa: PLC0415  lazy: plugin start-up time (the engine's client, ssl)
+        from tierharness.engine.labels import new_run_id  # noqa: PLC0415  lazy: plugin start-up time (a worker inherits the run's id)
 
         config.stash[RUN_ID] = environment().run_id or new_run_id()
         config.stash[OWNER_PID] = os.getpid()
@@ -39,7 +39,7 @@ def claim_identity(config: pytest.Config) -> bool:
 
 def identity(config: pytest.Config) -> RunIdentity:
     """This process's identity in the run: what its containers are labelled with."""
-    from tierharness.engine.labels import RunIdentity  # noqa: PLC0415  lazy: plugin start-up time (the engine's client, ssl)
+    from tierharness.engine.labels import RunIdentity  # noqa: PLC0415  lazy: plugin start-up time (only what starts something labels it)
 
     return RunIdentity(config.stash[RUN_ID], _worker_id(), config.stash[OWNER_PID])
 
