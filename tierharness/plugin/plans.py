@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tierharness.config import Settings, environment, load_settings
+from tierharness.config import environment
 from tierharness.errors import HarnessError
 from tierharness.plugin.options import HarnessOptions
 
 if TYPE_CHECKING:
+    from tierharness.config import Settings
     from tierharness.runtime.worker import WorkerPlan
 
 __all__ = ["image_for", "mapping_plan", "settings_of", "state_dir", "worker_plan"]
@@ -19,6 +20,8 @@ __all__ = ["image_for", "mapping_plan", "settings_of", "state_dir", "worker_plan
 
 def settings_of(rootdir: Path) -> Settings:
     """The rootdir's [tool.harness] (the defaults where it has none)."""
+    from tierharness.config import load_settings  # noqa: PLC0415  lazy: plugin start-up time (every process reads state_dir; only provisioning reads the settings)
+
     return load_settings(rootdir, required=False)
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from tierharness import config
 from tierharness.config import PERF_OPTIONS, Environment, PerfConfig, load_settings
 from tierharness.errors import HarnessError
 
@@ -109,3 +114,29 @@ def test_deploy_table_refuses_unknown_keys_and_wrong_types(tmp_path: Path) -> No
     (tmp_path / "pyproject.toml").write_text(table)
     deploy = load_settings(tmp_path).deploy
     assert (deploy.settle_seconds, deploy.proxy_port) == (3.0, 18080)
+
+
+def test_each_public_name_is_its_submodules_own() -> None:
+    """The package imports its submodules when a name is asked for: each name in `__all__` is
+    there, the very object the submodule that defines it holds, and nothing else is."""
+    submodules = [
+        importlib.import_module(f"tierharness.config.{m.name}") for m in pkgutil.iter_modules(config.__path__)
+    ]
+    for name in config.__all__:
+        homes = [m for m in submodules if getattr(m, name, None) is not None and name in m.__all__]
+        assert len(homes) == 1, f"{name}: defined in {[m.__name__ for m in homes]}"
+        assert getattr(config, name) is getattr(homes[0], name)
+    with pytest.raises(AttributeError):
+        _ = config.no_such_setting
+
+
+def test_the_environment_alone_imports_no_other_submodule() -> None:
+    """What the pytest plugin imports in every process of a run: the sections and settings are
+    parsed only when something asks for them (a fresh interpreter: this one has them all)."""
+    probe = (
+        "import sys\n"
+        "from tierharness.config import environment, withhold_secrets\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tierharness.config.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['tierharness.config.variables']"
