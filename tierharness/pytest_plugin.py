@@ -26,7 +26,6 @@ from tierharness.plugin.failures import repeat_lines, shorten_repeat
 from tierharness.plugin.fixtures import HarnessServices, clean_fixture, services_fixture, stack_fixture
 from tierharness.plugin.identity import claim_identity
 from tierharness.plugin.options import add_options
-from tierharness.plugin.records import ensure_reaper, merge_manifests, write_manifest
 from tierharness.plugin.session import EARLY, SUMMARY, options_of
 
 __all__ = ["HarnessServices", "HarnessWarning", "clean_fixture", "services_fixture", "stack_fixture"]
@@ -67,6 +66,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def harness_reaper(request: pytest.FixtureRequest) -> None:
     """The run's reaper, for tests that start labelled resources of their own: if the run is
     killed, it removes the run's resources and sweeps every run whose owner is gone."""
+    from tierharness.plugin.records import ensure_reaper  # noqa: PLC0415  lazy: plugin start-up time (an unused plugin costs nothing)
+
     ensure_reaper(request.config)
 
 
@@ -118,9 +119,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     early = config.stash.get(EARLY, None)
     if early is not None and not isinstance(early, HarnessError):
+        from tierharness.plugin.records import write_manifest  # noqa: PLC0415  lazy: plugin start-up time (an unused plugin costs nothing)
+
         early.record["isolation"] = early.reset.stats()  # before the controller merges the manifest
         write_manifest(config, early)
     if not hasattr(config, "workerinput"):
+        # Even when it started nothing itself: its workers may have.
+        from tierharness.plugin.records import merge_manifests  # noqa: PLC0415  lazy: plugin start-up time (only the controller merges)
+
         merge_manifests(config)
 
 

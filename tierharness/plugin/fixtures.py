@@ -14,8 +14,6 @@ import pytest
 
 from tierharness.errors import HarnessError
 from tierharness.plugin.identity import identity
-from tierharness.plugin.plans import image_for, settings_of
-from tierharness.plugin.records import ensure_reaper, write_manifest
 from tierharness.plugin.session import EARLY, options_of
 
 if TYPE_CHECKING:
@@ -72,6 +70,7 @@ def services_fixture(
             yield _services_of(early)
             return
         from tierharness.plugin.provisioning import start_worker  # noqa: PLC0415  lazy: plugin start-up time (an unused plugin costs nothing)
+        from tierharness.plugin.records import write_manifest  # noqa: PLC0415  lazy: plugin start-up time (an unused plugin costs nothing)
 
         try:
             worker = start_worker(config)
@@ -123,6 +122,8 @@ def stack_fixture(
 
     @pytest.fixture(scope=scope)
     def _stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+        from tierharness.plugin.plans import image_for, settings_of  # noqa: PLC0415  lazy: plugin start-up time (an unused plugin costs nothing)
+        from tierharness.plugin.records import ensure_reaper  # noqa: PLC0415  lazy: plugin start-up time (an unused plugin costs nothing)
         from tierharness.runtime.stack import (  # noqa: PLC0415  lazy: plugin start-up time (docker)
             running_stack,
         )
