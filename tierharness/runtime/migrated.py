@@ -15,7 +15,7 @@ What the image holds: the migrated database, and the SCRAM verifier of the first
 random password, which opens nothing once that worker's container is gone (every container
 started from the image sets its own first). The image's environment names no password, it
 is never pushed, and only those who can read the running containers' environment (the
-engine's users) can read it. Each user keeps the newest few keys of a project;
+engine's users) can read it. Each user keeps the newest ten;
 `python -m tierharness clean` removes them all.
 """
 
@@ -48,13 +48,14 @@ __all__ = [
 REPOSITORY = "tierharness-migrated/postgres"
 LABEL_KEY = "harness.migrated-key"
 _LABEL_OWNER = "harness.migrated-owner"  # the uid whose run committed it
-_LABEL_PROJECT = "harness.migrated-project"  # a digest of the rootdir: the unit old keys are pruned by
+_LABEL_PROJECT = "harness.migrated-project"  # a digest of the rootdir that committed it
 # On a Postgres image whose entrypoint renames a committed cluster's role and database to the
 # new container's and sets its password (tierharness/recipes/postgres/docker-entrypoint.sh).
 LABEL_TAKEOVER = "harness.credentials-takeover"
 _PGDATA = "/var/lib/postgresql/data"
-# Keys kept per project and user: switching branches back and forth stays warm.
-_KEEP_PER_PROJECT = 3
+# Images kept per user, the newest: a few projects, each switching branches back and forth,
+# stay warm; a key no run asks for any more (an old migration, an old Postgres image) goes.
+_KEEP = 10
 
 
 def migrated_key(postgres_image_id: str, migrations: str) -> str:
@@ -122,7 +123,7 @@ def capture(
         image = container.commit(
             REPOSITORY, key, conf=_config(client, container, base_image, key, rootdir), pause=True
         )
-        _prune(client, rootdir)
+        _prune(client)
         return str(image.id)
     except Exception as exc:  # a courtesy: the worker has what it needs
         log(f"harness: the migrated database could not be kept as an image ({type(exc).__name__}: {exc})")
@@ -161,13 +162,11 @@ def _names(env: list[str] | None) -> list[str]:
     return [item.split("=", 1)[0] for item in env or []]
 
 
-def _prune(client: Any, rootdir: Path) -> None:
-    """The invoking user's migrated images of this project beyond the newest few. One a
-    container still runs is refused by the engine, and skipped."""
-    images = sorted(
-        _mine(client, f"{_LABEL_PROJECT}={_project(rootdir)}"), key=lambda i: i.attrs.get("Created", "")
-    )
-    for image in images[:-_KEEP_PER_PROJECT]:
+def _prune(client: Any) -> None:
+    """The invoking user's migrated images beyond the newest few. One a container still runs
+    is refused by the engine, and skipped."""
+    images = sorted(_mine(client, LABEL_KEY), key=lambda i: str(i.attrs.get("Created", "")))
+    for image in images[:-_KEEP]:
         with contextlib.suppress(Exception):
             client.images.remove(image.id)
 

@@ -23,7 +23,6 @@ from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.engine.reaper import containers_of, remove_labelled
 from tierharness.engine.reuse import kept_containers, remove_kept
 from tierharness.pytest_plugin import HarnessServices
-from tierharness.runtime.migrated import LABEL_KEY
 from tierharness.runtime.networking import LABEL_PORT
 
 # Settings read at import time, as real projects do: this is what early provisioning is for.
@@ -296,7 +295,6 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
             kept |= {c.id for c in now}
             assert now
             assert all(LABEL_PORT not in c.labels and c.ports for c in now)
-        migrated = {i.id for i in engine_client().images.list(filters={"label": LABEL_KEY})}
         cleaned = subprocess.run(
             # The migrated images stay: the suite's other workers start from them meanwhile.
             [sys.executable, "-m", "tierharness", "clean", "--keep-migrated"],
@@ -307,8 +305,7 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
         )
         assert cleaned.returncode == 0, cleaned.stderr
         assert not kept & {c.id for c in kept_containers(engine_client())}
-        assert migrated <= {i.id for i in engine_client().images.list(filters={"label": LABEL_KEY})}
-        assert "and 0 migrated image(s)" in cleaned.stdout
+        assert "and 0 migrated image(s)" in cleaned.stdout  # it removed none
     finally:
         for container in kept_containers(engine_client()):
             if container.id in kept:

@@ -20,7 +20,7 @@ from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.engine.reaper import remove_labelled
 from tierharness.errors import HarnessError
-from tierharness.runtime.migrated import LABEL_KEY, remove_migrated
+from tierharness.runtime.migrated import remove_migrated
 from tierharness.runtime.worker import Worker, WorkerPlan, provision
 
 # Each run of the command leaves a line in ran.log: how the test knows it ran (or not).
@@ -59,16 +59,13 @@ def project(tmp_path: Path) -> Iterator[WorkerPlan]:
     )
     saved = dict(os.environ)
     client = engine_client()
-    keys_before = {i.id for i in client.images.list(filters={"label": LABEL_KEY})}
     try:
         yield plan
     finally:
         os.environ.clear()
         os.environ.update(saved)
         remove_labelled(client, {"label": [f"{LABEL_RUN}={plan.rootdir.name}-{tmp_path.name}"]})
-        for image in client.images.list(filters={"label": LABEL_KEY}):
-            if image.id not in keys_before:
-                client.images.remove(image.id, force=True)
+        remove_migrated(client, rootdir=plan.rootdir)  # its own: the suite's others are in use
 
 
 def _worker(plan: WorkerPlan, name: str) -> Worker:
