@@ -55,6 +55,7 @@ from tierharness.config import load_settings
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_ROLE, LABEL_RUN, RunIdentity
 from tierharness.runtime.containers import start_services, stop
+from tierharness.runtime.networking import use_host_network
 
 PLUGIN = "harness"  # the pytest11 entry point's name in pyproject.toml
 GOAL_MS = 1.5
@@ -186,7 +187,11 @@ class Raw:
 def raw_services(run_id: str) -> Iterator[Raw]:
     images = load_settings().images
     identity = RunIdentity.for_this_process(run_id)
-    (pg, pg_info), redis_pair = start_services(images["postgres"].local, images["redis"].local, identity)
+    # On the host network where the harness's workers would be (harness_network = auto).
+    on_host = use_host_network("auto", engine_client())
+    (pg, pg_info), redis_pair = start_services(
+        images["postgres"].local, images["redis"].local, identity, on_host=on_host
+    )
     try:
         assert redis_pair is not None
         rd, rd_info = redis_pair
