@@ -22,7 +22,7 @@ from tierharness.runtime.envguard import (
     unset_fix,
     unset_variables,
 )
-from tierharness.runtime.worker import DEFAULT_ENV, REDIS_ENV
+from tierharness.runtime.plan import DEFAULT_ENV, REDIS_ENV
 
 __all__ = ["commands_set", "env_coverage_checks", "env_mapping", "migrate_check"]
 

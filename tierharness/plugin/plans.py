@@ -13,7 +13,7 @@ from tierharness.plugin.options import HarnessOptions
 
 if TYPE_CHECKING:
     from tierharness.config import Settings
-    from tierharness.runtime.worker import WorkerPlan
+    from tierharness.runtime.plan import WorkerPlan
 
 __all__ = ["image_for", "mapping_plan", "settings_of", "state_dir", "worker_plan"]
 
@@ -33,8 +33,9 @@ def state_dir(options: HarnessOptions, rootdir: Path) -> Path:
 
 def mapping_plan(options: HarnessOptions, rootdir: Path) -> WorkerPlan:
     """A plan with the worker's mapping (its `templates()`) and no images: what the guard and
-    the placeholders need, without resolving or building an image."""
-    from tierharness.runtime.worker import WorkerPlan  # noqa: PLC0415  lazy: plugin start-up time (docker)
+    the placeholders need, without resolving or building an image, nor importing the docker
+    SDK (runtime.plan, not runtime.worker: the controller that runs the guard starts nothing)."""
+    from tierharness.runtime.plan import WorkerPlan  # noqa: PLC0415  lazy: plugin start-up time
 
     return WorkerPlan(
         rootdir=rootdir,
@@ -47,7 +48,7 @@ def mapping_plan(options: HarnessOptions, rootdir: Path) -> WorkerPlan:
 
 def worker_plan(options: HarnessOptions, rootdir: Path) -> WorkerPlan:
     """What this worker should start, from the settings; images made available first."""
-    from tierharness.runtime.worker import WorkerPlan  # noqa: PLC0415  lazy: plugin start-up time (docker)
+    from tierharness.runtime.plan import WorkerPlan  # noqa: PLC0415  lazy: plugin start-up time
 
     services = options.service_names
     unknown = services - {"postgres", "redis"}

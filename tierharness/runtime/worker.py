@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,6 +38,7 @@ from tierharness.runtime.containers import PostgresInfo, RedisInfo
 from tierharness.runtime.migrated import capture, committable, migrated_image, migrated_key
 from tierharness.runtime.migrations import run_migrations, run_project_command
 from tierharness.runtime.networking import LABEL_PORT, use_host_network
+from tierharness.runtime.plan import DEFAULT_ENV, LIBPQ_REDIRECTS, REDIS_ENV, WorkerPlan
 from tierharness.runtime.reset import StateReset
 from tierharness.runtime.templates import render
 
@@ -52,45 +52,6 @@ __all__ = [
     "render_mapping",
     "worker_error",
 ]
-
-# Always exported, so a command or library that relies on libpq's defaults (psql, a bare
-# psycopg.connect(""), alembic with an empty URL) reaches the worker's database, never
-# whatever listens on the default host and port.
-DEFAULT_ENV: Mapping[str, str] = {
-    "PGHOST": "{postgres.host}",
-    "PGPORT": "{postgres.port}",
-    "PGUSER": "{postgres.user}",
-    "PGPASSWORD": "{postgres.password}",
-    "PGDATABASE": "{postgres.dbname}",
-    "DATABASE_URL": "{postgres.url}",
-}
-REDIS_ENV: Mapping[str, str] = {"REDIS_URL": "{redis.url}"}
-# libpq variables that would send a connection elsewhere despite PGHOST/PGPORT.
-_LIBPQ_REDIRECTS = ("PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE")
-
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    """What a worker needs: images, the project's commands, the env mapping, the reset."""
-
-    rootdir: Path
-    state_dir: Path
-    postgres_image: str
-    redis_image: str | None  # None: no Redis
-    migrate: str | None = None
-    seed: str | None = None
-    env_templates: Mapping[str, str] = field(default_factory=dict)
-    keep_tables: tuple[str, ...] = ()
-    reset: str = "deletion"
-    reuse: bool = False
-    migrate_once: bool = False  # start from, or else commit, the migrated image (runtime.migrated)
-    network: str = "auto"  # auto, host or bridge: see tierharness.runtime.networking
-
-    def templates(self) -> dict[str, str]:
-        """The whole mapping: the defaults, then the project's own (which may override). A plan
-        made before images are resolved (the guard, the xdist controller's placeholders) has an empty
-        image name but Redis all the same: only None means no Redis."""
-        return {**DEFAULT_ENV, **(REDIS_ENV if self.redis_image is not None else {}), **self.env_templates}
 
 
 @dataclass
@@ -177,7 +138,7 @@ def render_mapping(plan: WorkerPlan, postgres: PostgresInfo, redis_info: RedisIn
 def export_mapping(mapping: Mapping[str, str]) -> None:
     """Into this process's own environment: the tests' process and every child it starts.
     libpq variables that would send a connection elsewhere go."""
-    for name in _LIBPQ_REDIRECTS:
+    for name in LIBPQ_REDIRECTS:
         os.environ.pop(name, None)
     os.environ.update(mapping)
 

@@ -102,3 +102,20 @@ def test_an_unused_plugin_starts_and_writes_nothing(tmp_path: Path, workers: int
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert listed == "", f"containers of the unused plugin's run: {listed}"
+
+
+def test_the_guard_before_the_projects_commands_imports_no_engine_client(tmp_path: Path) -> None:
+    """With harness_migrate set, the process that runs the guard (an xdist controller, which
+    starts no container) reads the worker's mapping without importing the docker SDK or
+    testcontainers: they cost it a CPU-second of start-up, before any worker starts."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "pyproject.toml").write_text(
+        '[project]\nname = "guarded"\nversion = "0"\n\n'
+        '[tool.pytest.ini_options]\nharness_migrate = "python -c pass"\n'
+    )
+    (suite / "conftest.py").write_text(CONFTEST)
+    (suite / "test_trivial.py").write_text("def test_one():\n    assert 1 == 1\n")
+    record = _run(suite, tmp_path / "guarded.json", f"guarded-{uuid.uuid4().hex[:8]}")
+    assert not [m for m in record["modules"] if m.split(".")[0] in ("docker", "testcontainers")]  # type: ignore[attr-defined]
+    assert "tierharness.runtime.worker" not in record["modules"]  # type: ignore[operator]
