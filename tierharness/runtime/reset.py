@@ -31,6 +31,7 @@ from typing import Any, Self
 import psycopg
 import redis
 from psycopg import sql
+from redis.connection import Connection
 
 from tierharness.errors import HarnessError
 from tierharness.runtime.containers import PostgresInfo, RedisInfo
@@ -158,26 +159,71 @@ class StateReset:
 
     def empty(self) -> None:
         """Back to "clean and migrated" whatever the strategy (before a seed, say)."""
-        if self.deletion is not None:
-            self.conn.execute(self.deletion)
-        if self.redis is not None:
-            self.redis.flushdb()
+        flushing = self._send_flush()
+        try:
+            if self.deletion is not None:
+                self.conn.execute(self.deletion)
+        finally:
+            self._end_flush(flushing)
 
     def reset(self) -> float:
         started = time.perf_counter()
-        if self.strategy == "snapshot":
-            self._restore()
-        elif self.strategy == "truncation" and self.names:
-            self.conn.execute(
-                sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(sql.SQL(", ").join(self.names))
-            )
-        elif self.deletion is not None:
-            self.conn.execute(self.deletion)
-        if self.redis is not None:
-            self.redis.flushdb()
+        flushing = self._send_flush()
+        try:
+            if self.strategy == "snapshot":
+                self._restore()
+            elif self.strategy == "truncation" and self.names:
+                self.conn.execute(
+                    sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(sql.SQL(", ").join(self.names))
+                )
+            elif self.deletion is not None:
+                self.conn.execute(self.deletion)
+        finally:
+            self._end_flush(flushing)
         elapsed = time.perf_counter() - started
         self.samples.append(elapsed)
         return elapsed
+
+    def _send_flush(self) -> Connection | None:
+        """Send Redis its FLUSHDB without waiting for the reply, which `_end_flush` reads after
+        the Postgres reset: both servers work at once, and a reset waits for one round trip
+        instead of two. None: no Redis, or the send failed (`_end_flush` flushes the usual way)."""
+        if self.redis is None:
+            return None
+        pool = self.redis.connection_pool
+        try:
+            conn = pool.get_connection()
+        except (redis.ConnectionError, redis.TimeoutError):
+            return None
+        try:
+            conn.send_command("FLUSHDB")  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()  # type: ignore[no-untyped-call]
+            pool.release(conn)
+            return None
+        return conn
+
+    def _end_flush(self, conn: Connection | None) -> None:
+        """Read FLUSHDB's reply; if the connection broke, flush through the client, whose
+        retries reconnect (as a plain `flushdb()` would have)."""
+        if self.redis is None:
+            return
+        if conn is None:
+            self.redis.flushdb()
+            return
+        pool = self.redis.connection_pool
+        try:
+            conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()  # type: ignore[no-untyped-call]  # the next use opens a fresh socket
+            pool.release(conn)
+            self.redis.flushdb()
+            return
+        except BaseException:
+            conn.disconnect()  # type: ignore[no-untyped-call]
+            pool.release(conn)
+            raise
+        pool.release(conn)
 
     def close(self) -> None:
         self.conn.close()

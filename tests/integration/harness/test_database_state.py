@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from psycopg import sql
 
 from tierharness.errors import HarnessError
@@ -118,3 +119,62 @@ def test_a_migration_that_creates_nothing_is_refused(scratch_database: PostgresI
         HarnessError, match="created nothing in the worker's database: does it read DATABASE_URL"
     ):
         run_migrations("python migrate.py", scratch_database, rootdir=tmp_path, env=env)
+
+
+@pytest.fixture
+def scratch_reset(harness_services: HarnessServices, scratch_database: PostgresInfo) -> Iterator[StateReset]:
+    """A reset of a scratch database with one table, and of the worker's Redis."""
+    with psycopg.connect(scratch_database.url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL)")
+    assert harness_services.redis is not None  # this project's workers get Redis too
+    with StateReset(scratch_database, harness_services.redis, []) as reset:
+        yield reset
+
+
+def _other_redis(reset: StateReset) -> redis.Redis:
+    info = reset.redis.connection_pool.connection_kwargs  # type: ignore[union-attr]
+    return redis.Redis(host=info["host"], port=info["port"], password=info["password"])
+
+
+def test_resets_flush_redis_and_leave_its_connection_in_step(scratch_reset: StateReset) -> None:
+    """FLUSHDB's reply is read after the Postgres reset: every later reply answers its own command."""
+    client = scratch_reset.redis
+    assert client is not None
+    for n in range(3):
+        client.set("left-over", f"v{n}")
+        client.incr("counter")
+        scratch_reset.reset()
+        assert client.dbsize() == 0
+        assert client.set("after", "x") is True
+        assert client.get("after") == b"x"
+    scratch_reset.empty()
+    assert client.dbsize() == 0
+
+
+def test_a_reset_whose_postgres_part_fails_still_flushes_redis(
+    scratch_database: PostgresInfo, scratch_reset: StateReset
+) -> None:
+    client = scratch_reset.redis
+    assert client is not None
+    client.set("left-over", "1")
+    with psycopg.connect(scratch_database.url, autocommit=True) as conn:
+        conn.execute("DROP TABLE items")  # the reset's DELETE now fails
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        scratch_reset.reset()
+    assert client.dbsize() == 0
+    assert client.get("left-over") is None
+
+
+def test_a_reset_whose_redis_connection_was_dropped_flushes_over_a_new_one(scratch_reset: StateReset) -> None:
+    client = scratch_reset.redis
+    assert client is not None
+    other = _other_redis(scratch_reset)
+    try:
+        killed = other.client_kill_filter(_id=client.client_id())
+        assert killed == 1
+        other.set("left-over", "1")
+        scratch_reset.reset()
+        assert other.dbsize() == 0
+        assert client.get("left-over") is None
+    finally:
+        other.close()
