@@ -60,6 +60,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
 def pytest_configure(config: pytest.Config) -> None:
     """The plugin registered from a conftest (`pytest_plugins`) misses the hook above."""
     withhold_secrets()
+    if options_of(config).autoclean and not config.pluginmanager.has_plugin(_AUTOCLEAN):
+        config.pluginmanager.register(_AutoClean(), _AUTOCLEAN)
 
 
 @pytest.fixture(scope="session")
@@ -79,10 +81,16 @@ def _harness_early(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("harness_services")
 
 
-@pytest.fixture(autouse=True)
-def _harness_autoclean(request: pytest.FixtureRequest) -> None:
-    """With harness_autoclean, every test gets harness_clean without asking for it."""
-    if options_of(request.config).autoclean:
+_AUTOCLEAN = "harness-autoclean"
+
+
+class _AutoClean:
+    """Registered only with harness_autoclean: an autouse fixture costs every test a setup and
+    a teardown, whether it does anything or not."""
+
+    @pytest.fixture(autouse=True)
+    def _harness_autoclean(self, request: pytest.FixtureRequest) -> None:
+        """Every test gets harness_clean without asking for it."""
         request.getfixturevalue("harness_clean")
 
 
