@@ -76,9 +76,15 @@ class Worker:
         if self._slot is not None:
             self._slot.release()
             return
-        for container in self._containers:
-            with contextlib.suppress(Exception):  # the reaper may have got there first
-                container.remove(force=True, v=True)
+        # At once: each removal is mostly the engine waiting on its own container, and the
+        # run's end waits for the last worker's.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harness-remove") as pool:
+            list(pool.map(_remove, self._containers))
+
+
+def _remove(container: Any) -> None:
+    with contextlib.suppress(Exception):  # the reaper may have got there first
+        container.remove(force=True, v=True)
 
 
 def _engine_host() -> str:
