@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -15,24 +14,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = Path(item.path).relative_to(ROOT).parts
         if len(parts) > 1 and parts[0] == "tests" and parts[1] in TIERS:
             item.add_marker(getattr(pytest.mark, parts[1]))
-    _longest_files_first(items)
-
-
-def _longest_files_first(items: list[pytest.Item]) -> None:
-    """The files in order of their recorded durations (tests/durations.json), longest first; a
-    file's tests stay together and in order, so module fixtures are set up once. xdist hands
-    tests out in this order: the short ones come last and the workers end together, where a
-    long test handed out late kept one worker busy while the other idled."""
-    recorded = ROOT / "tests" / "durations.json"
-    if not recorded.exists():
-        return
-    durations: dict[str, float] = json.loads(recorded.read_text())
-    per_file: dict[str, float] = {}
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        per_file[path] = per_file.get(path, 0.0) + durations.get(item.nodeid, 0.0)
-    first_seen = {path: n for n, path in enumerate(dict.fromkeys(i.nodeid.split("::", 1)[0] for i in items))}
-    items.sort(key=lambda i: (-per_file[i.nodeid.split("::", 1)[0]], first_seen[i.nodeid.split("::", 1)[0]]))
 
 
 @pytest.fixture(scope="session")

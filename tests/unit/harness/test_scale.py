@@ -37,12 +37,9 @@ import json, os
 import pytest
 from pytest_split import algorithms
 
-from tests.conftest import _longest_files_first
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_collection_modifyitems(config, items):
     whole = list(items)
-    _longest_files_first(whole)  # the order pytest-split is given: the suite's conftest's
     yield
     with open(config.option.durations_path, encoding="utf-8") as f:
         durations = json.load(f)
