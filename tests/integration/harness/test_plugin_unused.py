@@ -116,6 +116,9 @@ def test_the_guard_before_the_projects_commands_imports_no_engine_client(tmp_pat
     )
     (suite / "conftest.py").write_text(CONFTEST)
     (suite / "test_trivial.py").write_text("def test_one():\n    assert 1 == 1\n")
-    record = _run(suite, tmp_path / "guarded.json", f"guarded-{uuid.uuid4().hex[:8]}")
-    assert not [m for m in record["modules"] if m.split(".")[0] in ("docker", "testcontainers")]  # type: ignore[attr-defined]
-    assert "tierharness.runtime.worker" not in record["modules"]  # type: ignore[operator]
+    records = _run(suite, tmp_path / "guarded", f"guarded-{uuid.uuid4().hex[:8]}", 2)
+    assert set(records) == {"controller", "gw0", "gw1"}
+    for who, record in records.items():
+        heavy = [m for m in record["modules"] if m.split(".")[0] in ("docker", "testcontainers")]
+        assert not heavy, (who, heavy)
+        assert "tierharness.runtime.worker" not in record["modules"], who
