@@ -397,6 +397,8 @@ def test_children_never_see_the_key_password_and_cosign_still_gets_it(
         "[tool.pytest.ini_options]\n"
         'harness_provision = "early"\nharness_services = "postgres"\nharness_migrate = "python migrate.py"\n'
         f'harness_postgres_image = "{postgres}"\n'
+        # The migration's own environment is what is checked: it must run, not a migrated image.
+        "harness_migrate_once = false\n"
     )
     (project / "migrate.py").write_text(_RECORDING_MIGRATION)
     (project / "test_worker.py").write_text(_WORKER_TEST)
