@@ -279,6 +279,22 @@ def start_postgres(
     return container, info
 
 
+def postgres_of(container: Any, host: str, port: int) -> PostgresInfo:
+    """A running harness Postgres's connection record, from its own configuration (a kept
+    container's, which no run in this process started)."""
+    env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"] if "=" in item)
+    return PostgresInfo(
+        container.id, host, port, env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"], 0.0
+    )
+
+
+def redis_of(container: Any, host: str, port: int) -> RedisInfo:
+    """A running harness Redis's connection record, from its own command line."""
+    args = list(container.attrs["Config"]["Cmd"] or [])
+    password = args[args.index("--requirepass") + 1] if "--requirepass" in args else ""
+    return RedisInfo(container.id, host, port, password, 0.0)
+
+
 def start_redis(
     image: str,
     identity: RunIdentity,

@@ -47,7 +47,9 @@ __all__ = [
     "REDIS_ENV",
     "Worker",
     "WorkerPlan",
+    "engine_host",
     "export_mapping",
+    "host_port",
     "provision",
     "render_mapping",
     "worker_error",
@@ -87,7 +89,8 @@ def _remove(container: Any) -> None:
         container.remove(force=True, v=True)
 
 
-def _engine_host() -> str:
+def engine_host() -> str:
+    """Where this process reaches the engine's containers' ports."""
     env = environment()
     if env.engine_is_local:
         return "127.0.0.1"
@@ -106,26 +109,15 @@ def _adopt(
         return None
     if (LABEL_PORT in pg.labels) != on_host:  # harness_network changed since they were kept
         return None
-    host = _engine_host()
-    env = dict(item.split("=", 1) for item in pg.attrs["Config"]["Env"] if "=" in item)
-    postgres = PostgresInfo(
-        pg.id,
-        host,
-        _host_port(pg, 5432),
-        env["POSTGRES_USER"],
-        env["POSTGRES_PASSWORD"],
-        env["POSTGRES_DB"],
-        0.0,
-    )
+    host = engine_host()
+    postgres = containers.postgres_of(pg, host, host_port(pg, 5432))
     redis_info = None
     if wanted_redis and rd is not None:
-        args = list(rd.attrs["Config"]["Cmd"] or [])
-        password = args[args.index("--requirepass") + 1] if "--requirepass" in args else ""
-        redis_info = RedisInfo(rd.id, host, _host_port(rd, 6379), password, 0.0)
+        redis_info = containers.redis_of(rd, host, host_port(rd, 6379))
     return postgres, redis_info, [c for c in (pg, rd if wanted_redis else None) if c is not None]
 
 
-def _host_port(container: Any, port: int) -> int:
+def host_port(container: Any, port: int) -> int:
     """Where the host reaches a kept container's `port`: its label on the host network,
     else its published mapping."""
     if LABEL_PORT in container.labels:
