@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -21,7 +22,7 @@ from tierharness.config import load_settings
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.engine.reaper import containers_of, remove_labelled
-from tierharness.engine.reuse import kept_containers, remove_kept
+from tierharness.engine.reuse import LABEL_STATE_DIR, kept_containers, remove_kept
 from tierharness.pytest_plugin import HarnessServices
 from tierharness.runtime.networking import LABEL_PORT
 
@@ -256,8 +257,14 @@ def test_a_run_that_uses_no_harness_fixture_starts_nothing(tmp_path: Path, run_i
     assert not (root / ".harness").exists()
 
 
+def _kept_of(root: Path) -> list[Any]:
+    """The kept containers of this project's runs (its state folder's), not another test's."""
+    return [c for c in kept_containers(engine_client())
+            if c.labels.get(LABEL_STATE_DIR, "").startswith(str(root.resolve()))]  # fmt: skip
+
+
 def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_them(
-    tmp_path: Path, run_id: str
+    tmp_path: Path, run_id: str, kept_lock: None
 ) -> None:
     root = _project(tmp_path, EARLY)
     kept: set[str] = set()
@@ -267,17 +274,17 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
         idle = {"CI": "", "HARNESS_REUSE_IDLE": "60", "HARNESS_REAPER_GRACE": "20"}
         first = _run(root, "-n", "0", "--harness-reuse", run_id=run_id, env=idle)
         assert first.returncode == 0, first.stdout
-        kept = {c.id for c in kept_containers(engine_client())}
-        mine = {c.id for c in kept_containers(engine_client()) if c.name.endswith("-master-postgres")}
+        kept = {c.id for c in _kept_of(root)}
+        mine = {c.id for c in _kept_of(root) if c.name.endswith("-master-postgres")}
         assert mine, "the first run kept nothing"
         second = _run(root, "-n", "0", "--harness-reuse", run_id=f"{run_id}-2", env=idle)
         assert second.returncode == 0, second.stdout
         assert "reused" in second.stdout  # the run's summary line
-        assert mine <= {c.id for c in kept_containers(engine_client())}
+        assert mine <= {c.id for c in _kept_of(root)}
         in_ci = _run(root, "-n", "0", "--harness-reuse", run_id=f"{run_id}-3", env={"CI": "true"})
         assert in_ci.returncode == 0, in_ci.stdout
         assert "reused" not in in_ci.stdout
-        if all(LABEL_PORT in c.labels for c in kept_containers(engine_client()) if c.id in mine):
+        if all(LABEL_PORT in c.labels for c in _kept_of(root) if c.id in mine):
             # Kept on the host network, asked for on a bridge: fresh containers, published ports.
             bridged = _run(
                 root,
@@ -291,7 +298,7 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
             )
             assert bridged.returncode == 0, bridged.stdout
             assert "reused" not in bridged.stdout
-            now = [c for c in kept_containers(engine_client()) if c.name.endswith("-master-postgres")]
+            now = [c for c in _kept_of(root) if c.name.endswith("-master-postgres")]
             kept |= {c.id for c in now}
             assert now
             assert all(LABEL_PORT not in c.labels and c.ports for c in now)
@@ -304,10 +311,10 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
             check=False,
         )
         assert cleaned.returncode == 0, cleaned.stderr
-        assert not kept & {c.id for c in kept_containers(engine_client())}
+        assert not kept & {c.id for c in _kept_of(root)}
         assert "and 0 migrated image(s)" in cleaned.stdout  # it removed none
     finally:
-        for container in kept_containers(engine_client()):
+        for container in _kept_of(root):
             if container.id in kept:
                 remove_kept(engine_client(), container.labels.get("harness.reuse-key"))
 
