@@ -26,6 +26,7 @@ from tierharness.plugin.failures import repeat_lines, shorten_repeat
 from tierharness.plugin.fixtures import HarnessServices, clean_fixture, services_fixture, stack_fixture
 from tierharness.plugin.identity import claim_identity
 from tierharness.plugin.options import add_options
+from tierharness.plugin.postmortem import keep_if_failed, summary_lines
 from tierharness.plugin.session import EARLY, SUMMARY, options_of
 
 __all__ = ["HarnessServices", "HarnessWarning", "clean_fixture", "services_fixture", "stack_fixture"]
@@ -116,9 +117,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """A harness setup failure is shown in full once; every other test it stopped says
-    "same error" in one line."""
+    "same error" in one line. With --harness-keep-failed, a failed test's state is kept."""
     report = yield
     shorten_repeat(item, call, report)
+    keep_if_failed(item, report)  # before the next test's reset wipes what explains the failure
     return report
 
 
@@ -139,7 +141,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    for line in repeat_lines(terminalreporter):
+    for line in [*repeat_lines(terminalreporter), *summary_lines(terminalreporter)]:
         terminalreporter.write_line(line)
     summary = config.stash.get(SUMMARY, None)
     if summary:

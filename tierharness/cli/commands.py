@@ -37,6 +37,7 @@ class Command:
     help: str
     arguments: tuple[Argument, ...]
     handler: Callable[[argparse.Namespace], int]
+    passthrough: str | None = None  # what the words after `--` are for; None: the command takes none
 
 
 _PERF = (
@@ -120,7 +121,8 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "clean",
-        "remove your kept (--harness-reuse) containers, migrated images and leftovers of dead runs",
+        "remove your kept containers (--harness-reuse, --harness-keep-failed), migrated images and "
+        "leftovers of dead runs",
         (
             _flag(
                 "--prune",
@@ -132,6 +134,18 @@ COMMANDS: tuple[Command, ...] = (
             _flag("--keep-migrated", "leave the migrated images (a CI runner's warm start)"),
         ),
         handlers.clean,
+    ),
+    Command(
+        "connect",
+        "psql (or redis-cli) into the copy of a failed test's database (and Redis) that "
+        "--harness-keep-failed kept; its password never shows unless --url asks for it",
+        (
+            _arg("test", help="the failed test's id, as its report printed it (or a part naming it alone)"),
+            _flag("--redis", "redis-cli into the kept Redis instead of psql"),
+            _flag("--url", "print the URLs, passwords included, instead of connecting"),
+        ),
+        handlers.connect,
+        passthrough="arguments for psql (or, with --redis, redis-cli)",
     ),
     Command(
         "cache-dir",

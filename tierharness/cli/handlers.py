@@ -22,6 +22,7 @@ __all__ = [
     "build",
     "cache_dir",
     "clean",
+    "connect",
     "deploy",
     "diff",
     "dist",
@@ -193,7 +194,8 @@ def clean(args: argparse.Namespace) -> int:
     migrated = 0 if args.keep_migrated else remove_migrated(client, all_users=args.all_users)
     whose = "every user's" if args.all_users else "this user's"
     print(
-        f"removed {kept} kept (--harness-reuse) container(s) and {migrated} migrated image(s), {whose}; "
+        f"removed {kept} kept container(s) (--harness-reuse, --harness-keep-failed) and {migrated} "
+        f"migrated image(s), {whose}; "
         f"cleaned {len(dead)} run(s) whose owner is gone"
     )
     if not args.all_users and (others := len(kept_containers(client, all_users=True))):
@@ -217,6 +219,24 @@ def _prune(client: object) -> int:
         f"unused for {idle:.0f} s (HARNESS_BUILD_CACHE_IDLE): of each, only what this user's runs made"
     )
     return 0
+
+
+def connect(args: argparse.Namespace) -> int:
+    """Into a failed test's kept copy: psql or redis-cli in its container, or its URLs."""
+    import os  # noqa: PLC0415  lazy: CLI start-up
+    import subprocess  # noqa: PLC0415  lazy: CLI start-up
+
+    from tierharness.engine.client import engine_client  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.runtime.postmortem import connection, find_kept, urls  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.runtime.worker import engine_host, host_port  # noqa: PLC0415  lazy: CLI start-up
+
+    test, found = find_kept(engine_client(), args.test)
+    if args.url:
+        print(f"# {test}", *urls(found, engine_host(), host_port), sep="\n")
+        return 0
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    how = connection(found, to_redis=args.redis, extra=args.passthrough, tty=tty)
+    return subprocess.call(how.argv, env={**os.environ, **how.env})
 
 
 def cache_dir(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import pytest
 
 from tierharness.errors import HarnessError
 from tierharness.plugin.identity import identity
-from tierharness.plugin.session import EARLY, options_of
+from tierharness.plugin.session import EARLY, LAZY, options_of
 
 if TYPE_CHECKING:
     from tierharness.engine.labels import RunIdentity
@@ -77,9 +77,11 @@ def services_fixture(
         except Exception as exc:
             raise worker_error(exc) from exc
         write_manifest(config, worker)
+        config.stash[LAZY] = worker
         try:
             yield _services_of(worker)
         finally:
+            del config.stash[LAZY]
             worker.close()
             write_manifest(config, worker)
 

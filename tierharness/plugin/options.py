@@ -81,6 +81,15 @@ OPTIONS: tuple[Option, ...] = (
         "bool",
     ),
     Option(
+        "keep-failed",
+        "keep a failed test's database and Redis in labelled containers for a post-mortem "
+        "(`python -m tierharness connect <test id>`); with CI set, only from the command line (1/0)",
+        "0",
+        "bool",
+        switch=True,
+    ),
+    Option("keep-failed-max", "at most this many failed tests kept per run (--harness-keep-failed)", "3"),
+    Option(
         "network",
         "how tests reach the worker's services: auto (the engine's host network when the engine runs "
         "on this machine, else ports published on loopback), host or bridge",
@@ -140,6 +149,9 @@ class HarnessOptions:
     autoclean: bool
     reuse: bool
     migrate_once: bool
+    keep_failed: bool
+    keep_failed_given: bool  # on the command line: the one way to keep anything in CI
+    keep_failed_max: str | None  # raw: `keep_failed_limit` checks it
     network: str
     state_dir: str | None  # given on the command line (it beats HARNESS_STATE_DIR), else the ini's
     state_dir_given: bool
@@ -173,6 +185,9 @@ class HarnessOptions:
             autoclean=(text["autoclean"] or "0").lower() in _TRUE,
             reuse=(text["reuse"] or "0").lower() in _TRUE,
             migrate_once=(text["migrate_once"] or "0").lower() in _TRUE,
+            keep_failed=(text["keep_failed"] or "0").lower() in _TRUE,
+            keep_failed_given=command_line(option("keep-failed")) is not None,
+            keep_failed_max=text["keep_failed_max"],
             network=text["network"] or "auto",
             state_dir=text["state_dir"],
             state_dir_given=command_line(option("state-dir")) is not None,

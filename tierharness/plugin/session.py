@@ -13,13 +13,16 @@ if TYPE_CHECKING:
     from tierharness.errors import HarnessError
     from tierharness.runtime.worker import Worker
 
-__all__ = ["EARLY", "FAILURES", "OWNER_PID", "RUN_ID", "STARTED", "SUMMARY", "options_of"]
+__all__ = ["EARLY", "FAILURES", "LAZY", "OWNER_PID", "RUN_ID", "STARTED", "SUMMARY", "options_of"]
 
 RUN_ID = pytest.StashKey[str]()
 OWNER_PID = pytest.StashKey[int]()
 STARTED = pytest.StashKey[str]()
 SUMMARY = pytest.StashKey[str]()
 EARLY: pytest.StashKey[Worker | HarnessError] = pytest.StashKey()
+# The worker the first fixture started (lazy provisioning), while it runs: a failed test's
+# post-mortem copies its services.
+LAZY: pytest.StashKey[Worker] = pytest.StashKey()
 FAILURES = pytest.StashKey[dict[str, list[str]]]()
 _OPTIONS = pytest.StashKey[HarnessOptions]()
 

@@ -114,6 +114,7 @@ COMMANDS = {
     "dist": ["--check", "--help", "-h"],
     "diff": ["--help", "--report-dir", "-h", "first", "second"],
     "clean": ["--all-users", "--help", "--keep-migrated", "--prune", "-h"],
+    "connect": ["--help", "--redis", "--url", "-h", "test"],
     "cache-dir": ["--help", "-h", "name"],
     "shard": ["--help", "-h", "spec"],
     "merge-reports": ["--help", "-h"],
@@ -150,6 +151,17 @@ def test_the_commands_and_their_options_are_those_of_the_interface() -> None:
         for name, parser in sub.choices.items()
     }
     assert options == COMMANDS
+
+
+def test_words_after_a_double_dash_go_to_the_command_that_takes_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["clean", "--", "-c", "select 1"])
+    assert exit_.value.code == 2
+    assert "`clean` takes no arguments after --" in capsys.readouterr().err
+    args = build_parser().parse_args(["connect", "t::x", "--redis"])
+    assert args.passthrough == []  # connect takes them (main fills them in)
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))

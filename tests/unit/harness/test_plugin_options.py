@@ -73,5 +73,5 @@ def test_the_doctor_reads_the_ini_through_the_same_declarations(tmp_path: Path) 
 
 def test_a_switch_takes_no_value_on_the_command_line() -> None:
     switches = [o.name for o in OPTIONS if o.switch]
-    assert switches == ["reuse"]
+    assert switches == ["reuse", "keep-failed"]
     assert all(isinstance(o, Option) and o.type == "bool" for o in OPTIONS if o.switch)
