@@ -26,7 +26,7 @@ from tierharness.plugin.failures import repeat_lines, shorten_repeat
 from tierharness.plugin.fixtures import HarnessServices, clean_fixture, services_fixture, stack_fixture
 from tierharness.plugin.identity import claim_identity
 from tierharness.plugin.options import add_options
-from tierharness.plugin.postmortem import keep_if_failed, summary_lines
+from tierharness.plugin.postmortem import keep_failed_limit, keep_if_failed, summary_lines
 from tierharness.plugin.session import EARLY, SUMMARY, options_of
 
 __all__ = ["HarnessServices", "HarnessWarning", "clean_fixture", "services_fixture", "stack_fixture"]
@@ -61,6 +61,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
 def pytest_configure(config: pytest.Config) -> None:
     """The plugin registered from a conftest (`pytest_plugins`) misses the hook above."""
     withhold_secrets()
+    if options_of(config).keep_failed:
+        try:  # at the start, not at the first failure
+            keep_failed_limit(options_of(config).keep_failed_max)
+        except HarnessError as exc:
+            raise pytest.UsageError(str(exc)) from exc
     if options_of(config).autoclean and not config.pluginmanager.has_plugin(_AUTOCLEAN):
         config.pluginmanager.register(_AutoClean(), _AUTOCLEAN)
 
