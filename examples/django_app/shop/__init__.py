@@ -1,0 +1,1 @@
+"""A small shop: categories, products, and a JSON list of them cached in Redis."""
