@@ -20,9 +20,10 @@ nox.options.sessions = ["lint", "tests"]
 REQ = "requirements"
 # Every pytest process loads every installed plugin: the e2e tier's fuzzing (schemathesis,
 # hypothesis) and Locust's cost each one ~1.6 s of imports. The unit and integration tiers,
-# their xdist workers and the projects they run pytest on use none of them.
+# their xdist workers and the projects they run pytest on use none of them. pytest-django
+# (examples/django_app's) is loaded for that example only (EXAMPLES).
 # (A developer's own PYTEST_ADDOPTS is kept, after these.)
-_UNUSED_PLUGINS = "-p no:schemathesis -p no:hypothesispytest -p no:locust -p no:anyio"
+_UNUSED_PLUGINS = "-p no:schemathesis -p no:hypothesispytest -p no:locust -p no:anyio -p no:django"
 LEAN_PYTEST = {"PYTEST_ADDOPTS": f"{_UNUSED_PLUGINS} {os.environ.get('PYTEST_ADDOPTS', '')}".strip()}
 # The sessions' environments are nox's own, so their modules are worth compiling once: with
 # PYTHONDONTWRITEBYTECODE set (many container images and CI machines set it, this one among
@@ -141,10 +142,12 @@ def tests(session: nox.Session) -> None:
         # The 80 % gate ([tool.coverage.report] fail_under) holds for the whole tiers, not a subset.
         session.run("coverage", "report", *(() if whole_tier else ("--fail-under=0",)))
     if whole_tier and last:
-        # A project adopting the harness, in the same environment (the last shard's), in one
-        # process; at -n 2 it runs in the tier itself, from the built wheel in a venv of its own
-        # (tests/integration/harness/test_wheel_install.py).
-        run_example(session, workers=("0",))
+        # The projects adopting the harness, in the same environment (the last shard's).
+        # inventory in one process: at -n 2 it runs in the tier itself, from the built wheel in
+        # a venv of its own (tests/integration/harness/test_wheel_install.py); django_app at
+        # -n 2, its workers starting from the migrated image, and in one process.
+        run_example(session, "examples/inventory", workers=("0",))
+        run_example(session, "examples/django_app")
 
 
 @nox.session
@@ -178,21 +181,29 @@ def merge_reports(session: nox.Session) -> None:
     harness(session, "merge-reports")
 
 
-EXAMPLE = "examples/inventory"
+# The adoption examples, and the pytest plugins each loads beyond the lean set.
+EXAMPLES = {"examples/inventory": (), "examples/django_app": ("-p", "django")}
 
 
-def run_example(session: nox.Session, *args: str, workers: tuple[str, ...] = ("2", "0")) -> None:
-    """The adoption example, as its own project (its own rootdir and ini), at -n 2 and -n 0."""
-    common = ("-p", "no:cacheprovider", "--rootdir", EXAMPLE, "-c", f"{EXAMPLE}/pyproject.toml", *args)
+def run_example(
+    session: nox.Session, example: str, *args: str, workers: tuple[str, ...] = ("2", "0")
+) -> None:
+    """One adoption example, as its own project (its own rootdir and ini), at -n 2 and -n 0."""
+    plugins = ("-p", "no:cacheprovider", *EXAMPLES[example])
+    common = (*plugins, "--rootdir", example, "-c", f"{example}/pyproject.toml")
     for count in workers:
-        session.run("pytest", "-n", count, *common, f"{EXAMPLE}/tests", env=LEAN_PYTEST)
+        session.run("pytest", "-n", count, *common, *args, f"{example}/tests", env=LEAN_PYTEST)
 
 
 @nox.session
 def example(session: nox.Session) -> None:
-    """examples/inventory (SQLAlchemy + Alembic) on the harness by configuration only, -n 2 and -n 0."""
+    """examples/inventory (SQLAlchemy + Alembic) and examples/django_app (Django, pytest-django)
+    on the harness by configuration only, -n 2 and -n 0 (`-- examples/django_app`: that one)."""
     install(session, "test")
-    run_example(session, *session.posargs)
+    chosen = [a.rstrip("/") for a in session.posargs if a.rstrip("/") in EXAMPLES] or list(EXAMPLES)
+    rest = [a for a in session.posargs if a.rstrip("/") not in EXAMPLES]
+    for name in chosen:
+        run_example(session, name, *rest)
 
 
 @nox.session(tags=["ci"])
