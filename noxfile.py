@@ -33,15 +33,17 @@ LEAN_PYTEST = {"PYTEST_ADDOPTS": f"{_UNUSED_PLUGINS} {os.environ.get('PYTEST_ADD
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
+# The lockfiles carry PyPI's hashes; the machine's own pip config may add local
+# mirrors and constraints that would only get in the way.
+# uv reads no pip configuration; it trusts the platform's certificate store, as pip does.
+PIP_ENV = {"PIP_CONSTRAINT": "", "PIP_CONFIG_FILE": os.devnull, "UV_NATIVE_TLS": "1"}
+
+
 def install(session: nox.Session, *lockfiles: str) -> None:
     """Pinned dependencies first, with hashes; then the harness itself with --no-deps."""
-    # The lockfiles carry PyPI's hashes; the machine's own pip config may add local
-    # mirrors and constraints that would only get in the way.
-    # uv reads no pip configuration; it trusts the platform's certificate store, as pip does.
-    env = {"PIP_CONSTRAINT": "", "PIP_CONFIG_FILE": os.devnull, "UV_NATIVE_TLS": "1"}
     requirements = [arg for name in lockfiles for arg in ("-r", f"{REQ}/{name}.txt")]
-    session.install("--require-hashes", *requirements, env=env)
-    session.install("--no-deps", "--no-build-isolation", "-e", ".", env=env)
+    session.install("--require-hashes", *requirements, env=PIP_ENV)
+    session.install("--no-deps", "--no-build-isolation", "-e", ".", env=PIP_ENV)
 
 
 def harness(session: nox.Session, command: str, *lockfiles: str) -> None:
@@ -275,8 +277,10 @@ def security(session: nox.Session) -> None:
 
 @nox.session
 def gates(session: nox.Session) -> None:
-    """Every quality gate on one page (build/gates.md): PASS / FAIL / UNCHECKED / NOT RUN."""
-    # It only reads reports, with the standard library: run from the checkout, nothing to install.
+    """Every quality gate on one page (build/gates.md), and the report around them (build/report/)."""
+    # It only reads reports, with the standard library, from the checkout; the report's plots
+    # need matplotlib alone, from its own lockfile (without it gates.md is the same, unplotted).
+    session.install("--require-hashes", "-r", f"{REQ}/report.txt", env=PIP_ENV)
     session.run("python", "-m", "tierharness", "gates", *session.posargs)
 
 

@@ -232,8 +232,9 @@ def render_gates(gates: list[Gate]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_gates(settings: Settings) -> tuple[str, int]:
-    gates = collect_gates(settings)
+def write_gates(settings: Settings, gates: list[Gate] | None = None) -> tuple[str, int]:
+    """build/gates.md from `gates` (collected here when None); the text and the exit code."""
+    gates = collect_gates(settings) if gates is None else gates
     text = render_gates(gates)
     out = settings.build_dir / "gates.md"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -322,12 +322,15 @@ def security(args: argparse.Namespace) -> int:
 
 
 def gates(args: argparse.Namespace) -> int:
-    from tierharness.gates import write_gates  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.gates import collect_gates, write_gates  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.report.page import write_report  # noqa: PLC0415  lazy: CLI start-up
 
     settings = load_settings()
-    text, code = write_gates(settings)
+    found = collect_gates(settings)  # once: the page and the report show the same verdicts
+    text, code = write_gates(settings, found)
     print(text, end="")
     print(f"written to {settings.build_dir / 'gates.md'}")
+    print(f"report: {write_report(settings, found)}")
     return code
 
 
