@@ -6,7 +6,8 @@
 #
 # 1. the Docker engine and the tools the sessions run (cosign, mmdebstrap, diffoscope), through
 #    scripts/provision-docker.sh: as root, or through `sudo -n` for a user who has it (a hosted
-#    runner); otherwise only checked;
+#    runner); otherwise only checked; and Debian's chromium with its chromedriver, the browser
+#    the report's test opens (build/report/index.html), the same way;
 # 2. .venv, made by HARNESS_PYTHON (default python3), with nox installed from
 #    requirements/nox.txt with --require-hashes. A stock Debian 12 or Ubuntu 24.04 Python
 #    refuses `pip install` outside a venv (PEP 668): nox lives in the project's own venv,
@@ -76,6 +77,50 @@ provision_engine() {
         "fix: sudo bash scripts/provision-docker.sh, then rerun bash scripts/bootstrap.sh;" \
         "     if the engine runs but this user cannot reach it, join the docker group (or set DOCKER_HOST);" \
         "     HARNESS_BOOTSTRAP_ENGINE=0 bash scripts/bootstrap.sh sets up nox without an engine"
+}
+
+# --- 1b. the browser the report's test opens ---------------------------------
+# Debian's own chromium and the chromedriver built with it (one version, from the machine's
+# apt sources, as mmdebstrap and diffoscope are): installed when missing, else left alone.
+BROWSER_PACKAGES=(chromium chromium-driver)
+
+has_browser() { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }
+browser_candidate() { apt-cache policy chromium-driver 2>/dev/null | awk '/Candidate:/ {print $2}'; }
+
+ensure_browser() {
+    has_browser && return
+    local as=()
+    if ! is_root; then
+        if ! can_sudo; then
+            say "warning: chromium or chromedriver is missing and this is not root; the report's browser test will fail"
+            say "  fix: sudo apt-get install ${BROWSER_PACKAGES[*]}, or rerun this script as root"
+            return
+        fi
+        as=(sudo -n)
+    fi
+    command -v apt-get >/dev/null || die "chromium and chromedriver are missing, and there is no apt-get to install them" \
+        "checked: command -v chromium chromedriver apt-get" \
+        "fix: install Chromium and its matching chromedriver from your distribution, then rerun this script"
+    local candidate
+    candidate=$(browser_candidate)
+    if [[ -z $candidate || $candidate == "(none)" ]]; then  # never updated, or not in the sources
+        "${as[@]}" apt-get update -qq || true
+        candidate=$(browser_candidate)
+    fi
+    if [[ -z $candidate || $candidate == "(none)" ]]; then
+        # Ubuntu, for one, has them only as snaps: said, not fatal; the test then fails, saying so.
+        say "warning: the apt sources have no chromium-driver; the report's browser test will fail"
+        say "  fix: add a Debian source (HARNESS_DEBIAN_MIRROR, see scripts/provision-docker.sh) or install Chromium and its chromedriver yourself"
+        return
+    fi
+    say "installing ${BROWSER_PACKAGES[*]} (the report's test in a headless browser)"
+    local install=("${as[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${BROWSER_PACKAGES[@]}")
+    "${install[@]}" >/dev/null 2>&1 || { "${as[@]}" apt-get update -qq && "${install[@]}" >/dev/null; } ||
+        die "installing ${BROWSER_PACKAGES[*]} failed (see apt-get's lines above)" \
+            "checked: apt-get install ${BROWSER_PACKAGES[*]}" \
+            "fix: act on apt-get's error (apt-cache policy ${BROWSER_PACKAGES[*]}), then rerun this script"
+    has_browser || die "chromium and chromedriver are still not on PATH after installing ${BROWSER_PACKAGES[*]}" \
+        "checked: command -v chromium chromedriver" "fix: dpkg -L chromium-driver shows where it went; put it on PATH"
 }
 
 # --- 2. the interpreter and its venv module ----------------------------------
@@ -208,6 +253,7 @@ ensure_user() {
 }
 
 provision_engine
+ensure_browser
 ensure_user
 check_interpreter
 ensure_venv_module
