@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import shlex
 import shutil
 import signal
 from collections.abc import Iterator
@@ -24,10 +25,9 @@ from tierharness.config import load_settings
 from tierharness.gates import collect_gates
 from tierharness.report.page import write_report
 
-BROWSER_FIX = (
-    "install Debian's chromium and chromium-driver: as root, bash scripts/bootstrap.sh "
-    "(or apt-get install chromium chromium-driver)"
-)
+# The programs the test runs, and the Debian package of each.
+BROWSER_TOOLS = {"chromium": "chromium", "chromedriver": "chromium-driver", "setpriv": "util-linux"}
+BROWSER_FIX = "as root, bash scripts/bootstrap.sh (or apt-get install {packages})"
 # Each plot's drawing box and how many shapes it holds, as the browser laid them out.
 _PLOTS_SCRIPT = """
 return Array.from(document.querySelectorAll('figure.plot svg')).map(function (svg) {
@@ -42,15 +42,27 @@ def _die_with_this_process() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
+def _dying_with_its_driver(chromium: str, folder: Path) -> Path:
+    """A launcher that makes Chromium SIGKILLed when its chromedriver dies (setpriv, from
+    util-linux): a killed test run leaves no browser behind."""
+    launcher = folder / "chromium"
+    launcher.write_text(f'#!/bin/sh\nexec setpriv --pdeathsig KILL {shlex.quote(chromium)} "$@"\n')
+    launcher.chmod(0o755)
+    return launcher
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        missing = [n for n, p in (("chromium", chromium), ("chromedriver", driver)) if p is None]
-        pytest.fail(f"{' and '.join(missing)} not found on PATH; {BROWSER_FIX}")
+    found = {name: shutil.which(name) for name in BROWSER_TOOLS}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        packages = " ".join(BROWSER_TOOLS[name] for name in missing)
+        pytest.fail(f"{', '.join(missing)} not found on PATH; fix: {BROWSER_FIX.format(packages=packages)}")
+    chromium, driver = str(found["chromium"]), str(found["chromedriver"])
+    folder = tmp_path_factory.mktemp("chromium")
     options = Options()
-    options.binary_location = chromium
-    profile = tmp_path_factory.mktemp("chromium-profile")
+    options.binary_location = str(_dying_with_its_driver(chromium, folder))
+    profile = folder / "profile"
     # --no-sandbox: the pages are this test's own files, and a container (or root) has no
     # user namespaces for Chromium's sandbox.
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
