@@ -19,6 +19,8 @@
 #   HARNESS_PYTHON            interpreter for .venv (default python3; >= 3.11). A .venv
 #                             made by another interpreter is recreated.
 #   HARNESS_BOOTSTRAP_ENGINE  0 skips the Docker engine step (default 1).
+#   HARNESS_BOOTSTRAP_BROWSER 0 skips the browser step (default 1): for a machine that never
+#                             runs the test tiers (lint, the gates page).
 #   HARNESS_CACHE_DIR         the machine's cache (default $XDG_CACHE_HOME/harness, or
 #                             ~/.cache/harness), as for the harness itself (tierharness/config/variables.py).
 set -euo pipefail
@@ -26,6 +28,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${HARNESS_PYTHON:-python3}
 ENGINE=${HARNESS_BOOTSTRAP_ENGINE:-1}
+BROWSER=${HARNESS_BOOTSTRAP_BROWSER:-1}
 VENV=.venv
 NOX_LOCK=requirements/nox.txt
 WHEELS=${HARNESS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/harness}/bootstrap-wheels
@@ -88,6 +91,13 @@ has_browser() { command -v chromium >/dev/null && command -v chromedriver >/dev/
 browser_candidate() { apt-cache policy chromium-driver 2>/dev/null | awk '/Candidate:/ {print $2}'; }
 
 ensure_browser() {
+    case $BROWSER in
+        0) say "skipping the browser step (HARNESS_BOOTSTRAP_BROWSER=0)"; return ;;
+        1) ;;
+        *) die "HARNESS_BOOTSTRAP_BROWSER=$BROWSER is neither 0 nor 1" \
+            "checked: the environment variable HARNESS_BOOTSTRAP_BROWSER" \
+            "fix: set it to 0 (skip the browser step) or 1, or unset it (default 1)" ;;
+    esac
     has_browser && return
     local as=()
     if ! is_root; then

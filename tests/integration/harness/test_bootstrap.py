@@ -6,7 +6,8 @@ the uv the bootstrap installs (`requirements/nox.txt`), which is what nox's sess
 them with.
 
 The engine step is switched off (HARNESS_BOOTSTRAP_ENGINE=0): the engine is already up,
-and provisioning it is scripts/provision-docker.sh's job, not this test's.
+and provisioning it is scripts/provision-docker.sh's job, not this test's; so is the browser
+step (HARNESS_BOOTSTRAP_BROWSER=0), which the report's own test needs.
 """
 
 from __future__ import annotations
@@ -60,7 +61,11 @@ def _facts(python: Path) -> tuple[str, str, str]:
 
 
 def _bootstrap(tree: Path, python: Path, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
-    settings = {"HARNESS_PYTHON": str(python), "HARNESS_BOOTSTRAP_ENGINE": "0"}
+    settings = {
+        "HARNESS_PYTHON": str(python),
+        "HARNESS_BOOTSTRAP_ENGINE": "0",
+        "HARNESS_BOOTSTRAP_BROWSER": "0",
+    }
     return run(
         ["bash", "scripts/bootstrap.sh"],
         cwd=tree,
