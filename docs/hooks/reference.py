@@ -190,10 +190,14 @@ def sections(d: SimpleNamespace) -> str:
 
 def perf_options(d: SimpleNamespace) -> str:
     rows = [
-        (f"`{o.name}`", f"`--{o.name}`", _cell(o.default), "yes" if o.gate else "", _text(o.help))
+        (f"`{o.name}`", f"`--{o.name}`", _cell(o.default), _to_locust(o), _text(o.help))
         for o in d.perf_options
     ]
-    return _table(("key", "flag", "default", "gates the run", "meaning"), rows)
+    return _table(("key", "flag", "default", "passed to Locust", "meaning"), rows)
+
+
+def _to_locust(option: Any) -> str:
+    return "every run" if option.gate else "capacity runs" if option.shape else ""
 
 
 def images(d: SimpleNamespace) -> str:

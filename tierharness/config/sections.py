@@ -105,13 +105,15 @@ class StackConfig:
 @dataclass(frozen=True)
 class PerfOption:
     """One perf option, declared once: its `[tool.harness.perf]` key is `name`, its flag `--name`
-    (both for `harness perf` and, when `gate` is set, for Locust, where the gate reads it)."""
+    (both for `harness perf` and, when `gate` or `shape` is set, for Locust, where the gate or the
+    capacity run's step shape reads it)."""
 
     name: str
     kind: type[float] | type[int] | type[str]
     default: float | int | str
     help: str
-    gate: bool = False
+    gate: bool = False  # passed to Locust on every run; the gate and the capacity steps read it
+    shape: bool = False  # passed to Locust on capacity runs only; the step shape reads it
 
     @property
     def attr(self) -> str:
@@ -126,6 +128,17 @@ PERF_OPTIONS: tuple[PerfOption, ...] = (
     PerfOption("max-fail-ratio", float, 0.01, "fail when more than this share of requests fail", gate=True),
     PerfOption("min-rps", float, 50.0, "fail when fewer requests per second were served", gate=True),
     PerfOption("min-requests", int, 200, "declare the run invalid below this many requests", gate=True),
+    # `--capacity` runs: users step up until a step's own p95 or fail ratio breaks its threshold above.
+    PerfOption("capacity-start-users", int, 10, "capacity run: users in the first step", shape=True),
+    PerfOption("capacity-step-users", int, 10, "capacity run: users added at each step", shape=True),
+    PerfOption(
+        "capacity-step-seconds", float, 10.0, "capacity run: how long each step is measured", shape=True
+    ),
+    PerfOption(
+        "capacity-max-users", int, 50, "capacity run: stop stepping up at this many users", shape=True
+    ),
+    PerfOption("knee-tolerance", float, 0.2, "fail when the knee's RPS is this share below the baseline's"),
+    PerfOption("knee-baseline", str, "perf-baseline.json", "the recorded knee (committed), from the root"),
 )
 _PERF_DEFAULTS = {o.attr: o.default for o in PERF_OPTIONS}
 
@@ -142,6 +155,12 @@ class PerfConfig:
     max_fail_ratio: float = float(_PERF_DEFAULTS["max_fail_ratio"])
     min_rps: float = float(_PERF_DEFAULTS["min_rps"])
     min_requests: int = int(_PERF_DEFAULTS["min_requests"])
+    capacity_start_users: int = int(_PERF_DEFAULTS["capacity_start_users"])
+    capacity_step_users: int = int(_PERF_DEFAULTS["capacity_step_users"])
+    capacity_step_seconds: float = float(_PERF_DEFAULTS["capacity_step_seconds"])
+    capacity_max_users: int = int(_PERF_DEFAULTS["capacity_max_users"])
+    knee_tolerance: float = float(_PERF_DEFAULTS["knee_tolerance"])
+    knee_baseline: str = str(_PERF_DEFAULTS["knee_baseline"])
 
     @classmethod
     def parse(cls, raw: Any, path: Path) -> PerfConfig:
