@@ -50,6 +50,12 @@ _PERF = (
         for option in PERF_OPTIONS
     ),
     _arg("--target-url", help="load an already running service instead of starting the stack"),
+    _flag(
+        "--capacity", "step the users up to the knee (the last step within the thresholds) and gate its RPS"
+    ),
+    _flag(
+        "--accept-knee", "with --capacity: record this run's knee as the baseline (knee-baseline), to commit"
+    ),
 )
 
 COMMANDS: tuple[Command, ...] = (

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tierharness.config import PERF_OPTIONS, Settings, load_settings
+from tierharness.errors import HarnessError
 
 if TYPE_CHECKING:
     from tierharness.repro.diff import ImageDiff
@@ -281,9 +282,22 @@ def merge_reports(args: argparse.Namespace) -> int:
 def perf(args: argparse.Namespace) -> int:
     from tierharness.perf.locust_run import run_perf  # noqa: PLC0415  lazy: CLI start-up
 
+    if args.accept_knee and not args.capacity:
+        raise HarnessError(
+            "--accept-knee records a capacity run's knee, and this is not a capacity run",
+            checked="the flags of `perf`",
+            fix="add --capacity: `nox -s perf -- --capacity --accept-knee`",
+        )
     settings = load_settings()
     cfg = settings.perf.override(**{o.attr: getattr(args, o.attr) for o in PERF_OPTIONS})
-    return run_perf(settings, cfg, target_url=args.target_url, log=_log)
+    return run_perf(
+        settings,
+        cfg,
+        target_url=args.target_url,
+        capacity=args.capacity,
+        accept_knee=args.accept_knee,
+        log=_log,
+    )
 
 
 def deploy(args: argparse.Namespace) -> int:

@@ -1,6 +1,8 @@
 """`perf`: Locust, headless, against the built image running beside its own Postgres and
 Redis (or against a URL), gated by thresholds; a summary table, the HTML report and CSV
-stats under build/perf/, and a history with the change against the previous run.
+stats under build/perf/, and a history with the change against the previous run. With
+`capacity`, the users step up instead (`perf.capacity_shape`) and the knee is gated
+(`perf.capacity_run`).
 """
 
 from __future__ import annotations
@@ -22,13 +24,19 @@ from tierharness.config import PERF_OPTIONS, PerfConfig, Settings, child_env
 from tierharness.engine.labels import RunIdentity, new_run_id
 from tierharness.engine.reaper import spawn_reaper
 from tierharness.errors import HarnessError
+from tierharness.gitrepo import git_output
 from tierharness.imaging.project_image import build_image
-from tierharness.perf.gate import Verdict
+from tierharness.perf.capacity_run import check_plan, gate_knee, render_steps
+from tierharness.perf.gate import GATE_FAILED, Verdict
 from tierharness.process import run
 from tierharness.runtime.stack import running_stack
 from tierharness.supply.stack_image import image_to_run
 
 __all__ = ["render_summary", "run_perf"]
+
+# Loaded by Locust beside the locustfile on capacity runs; never imported here (Locust patches
+# the standard library when imported).
+_CAPACITY_SHAPE = Path(__file__).with_name("capacity_shape.py")
 
 
 @contextmanager
@@ -50,21 +58,36 @@ def _stack_for_perf(
         yield stack.base_url, [stack.api_keys[n] for n in names]
 
 
+def _load_args(cfg: PerfConfig, capacity: bool) -> list[str]:
+    """A fixed load, or (capacity) the step shape's options instead: Locust ignores --users with a shape."""
+    passed = [o for o in PERF_OPTIONS if o.gate or (capacity and o.shape)]
+    options = [arg for o in passed for arg in (f"--{o.name}", str(getattr(cfg, o.attr)))]
+    if capacity:
+        return options
+    return [
+        "--users",
+        str(cfg.users),
+        "--spawn-rate",
+        str(cfg.spawn_rate),
+        "--run-time",
+        cfg.duration,
+        *options,
+    ]
+
+
 def _locust(
-    settings: Settings, cfg: PerfConfig, url: str, keys: list[str], out: Path
+    settings: Settings, cfg: PerfConfig, url: str, keys: list[str], out: Path, *, capacity: bool
 ) -> tuple[int, dict[str, Any]]:
     results = out / "results.json"
     results.unlink(missing_ok=True)
-    gate = [arg for o in PERF_OPTIONS if o.gate for arg in (f"--{o.name}", str(getattr(cfg, o.attr)))]
+    files = [str(settings.root / cfg.locustfile), *([str(_CAPACITY_SHAPE)] if capacity else [])]
     cmd = [
-        sys.executable, "-m", "locust", "-f", str(settings.root / cfg.locustfile), "--headless",
-        "--host", url, "--users", str(cfg.users), "--spawn-rate", str(cfg.spawn_rate),
-        "--run-time", cfg.duration,
+        sys.executable, "-m", "locust", "-f", ",".join(files), "--headless", "--host", url,
         "--stop-timeout", "5", "--only-summary", "--loglevel", "WARNING",
         "--csv", str(out / "stats"), "--html", str(out / "report.html"),
         # Request failures are judged by the fail-ratio threshold, not by Locust's default exit code.
         "--exit-code-on-error", "0",
-        *gate, "--harness-results", str(results),
+        *_load_args(cfg, capacity), "--harness-results", str(results),
     ]  # fmt: skip
     # Locust's own output goes to the terminal; the verdict is read from the gate's results.
     proc = run(
@@ -86,10 +109,20 @@ def _locust(
 
 
 def _previous(history: Path) -> dict[str, Any] | None:
+    """The last fixed-load run: a capacity run's totals span every step, and compare with nothing."""
     if not history.exists():
         return None
-    lines = [line for line in history.read_text().splitlines() if line.strip()]
-    return json.loads(lines[-1]) if lines else None
+    records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    fixed = [r for r in records if "knee" not in r]
+    return fixed[-1] if fixed else None
+
+
+def _commit(root: Path) -> str | None:
+    """The checkout's commit, when git can tell (not in an exported tree, nor without git)."""
+    try:
+        return git_output(root, "rev-parse", "HEAD") or None
+    except HarnessError:
+        return None
 
 
 def _delta(now: float, before: float | None, unit: str) -> str:
@@ -132,46 +165,74 @@ def render_summary(result: dict[str, Any], previous: dict[str, Any] | None) -> s
     return "\n".join(lines)
 
 
+def _report(
+    settings: Settings,
+    cfg: PerfConfig,
+    result: dict[str, Any],
+    history: Path,
+    *,
+    capacity: bool,
+    accept: bool,
+) -> tuple[bool, dict[str, Any]]:
+    """Print the run's table and verdict; whether it passed, and what the history records of it."""
+    commit = _commit(settings.root)
+    record: dict[str, Any] = {"commit": commit}
+    if not capacity:
+        print(render_summary(result, _previous(history)))
+        verdict = Verdict.from_results(result)
+        for line in verdict.failures():
+            print(f"perf: {line}")
+        return verdict.passed, record
+    print(render_steps(result))
+    step = result["knee"]
+    knee = {"users": step["users"], "rps": step["rps"], "p95_ms": step["p95_ms"]} if step else None
+    record |= {"knee": knee, "steps": result["steps"], "stopped": result["stopped"]}
+    valid = result["passed"]  # decided in Locust: a knee, no task exceptions, a trustworthy generator
+    gated = gate_knee(knee if valid else None, cfg, settings.root, commit, accept=accept, log=print)
+    return valid and gated, record
+
+
 def run_perf(
     settings: Settings,
     cfg: PerfConfig,
     *,
     target_url: str | None = None,
+    capacity: bool = False,
+    accept_knee: bool = False,
     log: Callable[[str], None] = print,
 ) -> int:
     """Run the tier; returns the exit code (non-zero when a threshold is breached or the run is invalid)."""
+    if capacity:
+        check_plan(cfg)
     out = settings.build_dir / "perf"
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    users = cfg.capacity_max_users if capacity else cfg.users
     if target_url:
-        keys = [secrets.token_hex(16) for _ in range(cfg.users)]
-        code, result = _locust(settings, cfg, target_url, keys, out)
+        keys = [secrets.token_hex(16) for _ in range(users)]
+        code, result = _locust(settings, cfg, target_url, keys, out, capacity=capacity)
     else:
-        with _stack_for_perf(settings, cfg.users, log) as (url, keys):
-            code, result = _locust(settings, cfg, url, keys, out)
+        with _stack_for_perf(settings, users, log) as (url, keys):
+            code, result = _locust(settings, cfg, url, keys, out, capacity=capacity)
     history = out / "history.jsonl"
-    previous = _previous(history)
-    print(render_summary(result, previous))
+    passed, extra = _report(settings, cfg, result, history, capacity=capacity, accept=accept_knee)
     record = {
         "id": uuid.uuid4().hex[:12],
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "target": target_url or "stack",
         "config": asdict(cfg),
-        "passed": result["passed"],
+        "passed": passed,
         "stats": {"total": result["stats"]["total"], "endpoints": result["stats"]["endpoints"]},
         "seconds": round(time.monotonic() - started, 1),
+        **extra,
     }
     with history.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
-    verdict = Verdict.from_results(result)
-    for line in verdict.failures():
-        print(f"perf: {line}")
-    passed = verdict.passed and code == 0
     print(
-        f"perf {'PASSED' if passed else 'FAILED'}; report {out / 'report.html'}, "
+        f"perf {'PASSED' if passed and code == 0 else 'FAILED'}; report {out / 'report.html'}, "
         f"stats {out / 'stats_stats.csv'}, history {history}"
     )
-    if verdict.passed and code != 0:
+    if passed and code != 0:
         print(f"(Locust itself exited {code})")
         return code
-    return verdict.exit_code
+    return 0 if passed else GATE_FAILED

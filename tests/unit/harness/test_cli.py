@@ -119,6 +119,8 @@ COMMANDS = {
     "shard": ["--help", "-h", "spec"],
     "merge-reports": ["--help", "-h"],
     "perf": [
+        "--accept-knee",
+        "--capacity",
         "--capacity-max-users",
         "--capacity-start-users",
         "--capacity-step-seconds",
