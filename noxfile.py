@@ -292,7 +292,7 @@ def deploy(session: nox.Session) -> None:
 
 @nox.session(name="perf-gate", tags=["ci"])
 def perf_gate(session: nox.Session) -> None:
-    """Prove the perf gate fails on breaches: latency, errors, an impossible p95."""
+    """Prove the perf gate fails on breaches: latency, errors, an impossible p95, a slowed knee."""
     install(session, "test")
     # One at a time: two Locust runs of 4 s side by side can miss their request floor.
     session.run("pytest", "-p", "no:xdist", "--junitxml=build/junit/perf-gate.xml", "tests/performance")
