@@ -1,7 +1,9 @@
 """The capacity run's load shape, run inside Locust: users step up until a step breaks a threshold.
 
-`harness perf --capacity` passes this file to Locust beside the locustfile (`-f a.py,this.py`), so
-Locust uses `CapacityShape`, its `LoadTestShape`, instead of a fixed number of users. Each step is
+`harness perf --capacity` passes `locustfiles/capacity.py` to Locust beside the locustfile
+(`-f a.py,capacity.py`); it makes `CapacitySteps` a `LoadTestShape`, which Locust then runs instead
+of a fixed number of users. This module never imports Locust at its top: importing Locust patches
+the standard library (gevent), which only Locust's own process may have. Each step is
 judged on its own requests only (`tierharness.perf.steps`), its p95 by Locust's own percentile
 function. The run stops at the first step whose p95 or fail ratio breaks its threshold (`p95-ms`,
 `max-fail-ratio`), or after the step at `capacity-max-users`. Its results file has every step and
@@ -16,14 +18,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from locust import LoadTestShape, events
-from locust.stats import calculate_response_time_percentile
-
 from tierharness.config import PERF_OPTIONS
 from tierharness.perf.gate import GATE_FAILED, snapshot
 from tierharness.perf.steps import Step, StepCounts, Totals, judge, knee_of
 
-__all__ = ["CapacityShape"]
+__all__ = ["CapacitySteps", "install"]
 
 # Users that never all start (a locustfile failing in on_start) must not hold a step forever.
 SPAWN_WAIT_SECONDS = 10.0
@@ -34,17 +33,22 @@ def _totals(entry: Any) -> Totals:
 
 
 def _judged(users: int, before: Totals, after: Totals, options: Any) -> Step:
+    from locust.stats import calculate_response_time_percentile  # noqa: PLC0415  lazy: Locust patches the standard library; this runs inside Locust only
+
     counts = StepCounts.between(before, after)
     p95 = float(calculate_response_time_percentile(counts.response_times, counts.requests, 0.95))
     return judge(users, counts, p95, limit_p95_ms=options.p95_ms, max_fail_ratio=options.max_fail_ratio)
 
 
-class CapacityShape(LoadTestShape):
+class CapacitySteps:
     """Steps of `capacity-step-users` more users, each measured for `capacity-step-seconds` once
-    all its users run, from `capacity-start-users` up to `capacity-max-users`."""
+    all its users run, from `capacity-start-users` up to `capacity-max-users`. Mixed into Locust's
+    `LoadTestShape` (which sets `runner`) by `locustfiles/capacity.py`."""
+
+    runner: Any = None
 
     def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # Locust's own is unannotated
+        super().__init__()
         self.steps: list[Step] = []
         self.users = 0
         self.asked = 0.0  # when this step's users were asked for
@@ -56,8 +60,7 @@ class CapacityShape(LoadTestShape):
         return users, float(max(users, 1))  # the step's users within about a second
 
     def tick(self) -> tuple[int, float] | None:
-        assert self.runner is not None  # noqa: S101 - Locust sets it before the first tick
-        options: Any = self.runner.environment.parsed_options
+        options = self.runner.environment.parsed_options
         total = self.runner.environment.stats.total
         if not self.users:
             return self._next(options.capacity_start_users)
@@ -93,7 +96,7 @@ def _options(parser: Any) -> None:
 def _results(environment: Any, **_kwargs: Any) -> None:
     """The steps and the knee into the results file; invalid runs and runs without a knee fail here."""
     shape = environment.shape_class
-    if not isinstance(shape, CapacityShape):
+    if not isinstance(shape, CapacitySteps):
         return
     stats = snapshot(environment)
     knee = knee_of(shape.steps)
@@ -121,9 +124,7 @@ def _results(environment: Any, **_kwargs: Any) -> None:
         environment.process_exit_code = GATE_FAILED
 
 
-def _install(hooks: Any) -> None:
-    hooks.init_command_line_parser.add_listener(_options)
-    hooks.quitting.add_listener(_results)
-
-
-_install(events)
+def install(events: Any) -> None:
+    """Register the steps' options and the listener that writes their results with Locust."""
+    events.init_command_line_parser.add_listener(_options)
+    events.quitting.add_listener(_results)

@@ -34,9 +34,9 @@ from tierharness.supply.stack_image import image_to_run
 
 __all__ = ["render_summary", "run_perf"]
 
-# Loaded by Locust beside the locustfile on capacity runs; never imported here (Locust patches
-# the standard library when imported).
-_CAPACITY_SHAPE = Path(__file__).with_name("capacity_shape.py")
+# Loaded by Locust beside the locustfile on capacity runs; never imported (Locust patches the
+# standard library when imported).
+_CAPACITY_SHAPE = Path(__file__).parent / "locustfiles" / "capacity.py"
 
 
 @contextmanager
