@@ -129,13 +129,13 @@ PERF_OPTIONS: tuple[PerfOption, ...] = (
     PerfOption("min-rps", float, 50.0, "fail when fewer requests per second were served", gate=True),
     PerfOption("min-requests", int, 200, "declare the run invalid below this many requests", gate=True),
     # `--capacity` runs: users step up until a step's own p95 or fail ratio breaks its threshold above.
-    PerfOption("capacity-start-users", int, 10, "capacity run: users in the first step", shape=True),
-    PerfOption("capacity-step-users", int, 10, "capacity run: users added at each step", shape=True),
+    PerfOption("capacity-start-users", int, 20, "capacity run: users in the first step", shape=True),
+    PerfOption("capacity-step-users", int, 20, "capacity run: users added at each step", shape=True),
     PerfOption(
         "capacity-step-seconds", float, 10.0, "capacity run: how long each step is measured", shape=True
     ),
     PerfOption(
-        "capacity-max-users", int, 50, "capacity run: stop stepping up at this many users", shape=True
+        "capacity-max-users", int, 120, "capacity run: stop stepping up at this many users", shape=True
     ),
     PerfOption("knee-tolerance", float, 0.2, "fail when the knee's RPS is this share below the baseline's"),
     PerfOption("knee-baseline", str, "perf-baseline.json", "the recorded knee (committed), from the root"),
