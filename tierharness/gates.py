@@ -125,8 +125,9 @@ def _perf(settings: Settings) -> Gate:
     path = settings.build_dir / "perf" / "history.jsonl"
     threshold = f"p95 <= {settings.perf.p95_ms:g} ms, >= {settings.perf.min_rps:g} RPS"
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    # The fixed-load runs: a capacity run (with a "knee") is judged by its steps, not these thresholds.
-    fixed = [record for record in map(json.loads, filter(str.strip, lines)) if "knee" not in record]
+    # The fixed-load runs: a capacity run (with a "knee") is judged by its steps, not these
+    # thresholds. A line that is not a run's record (a torn write, say) is left out.
+    fixed = [record for record in map(_record, lines) if record is not None and "knee" not in record]
     if not fixed:
         return Gate(
             "performance", "-", threshold, NOT_RUN, "no fixed-load run" if lines else "history.jsonl missing"
@@ -139,6 +140,15 @@ def _perf(settings: Settings) -> Gate:
     return Gate(
         "performance", value or "see report", threshold, PASS if last.get("passed") else FAIL, _age(path)
     )
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """A history line as a run's record, or None."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _repro(settings: Settings) -> Gate:
