@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 LABEL_KEPT_FAILED = "harness.kept-failed"  # the failed test's id
-_DUMP = "/tmp/harness-failed.dump"  # noqa: S108  inside the kept container, not on the host
+_DUMP = "/harness-failed.dump"  # in the kept container, which holds nothing else of anyone's
 
 
 @dataclass(frozen=True)
