@@ -17,17 +17,19 @@ from pathlib import Path
 import pytest
 
 NORMAL = 0.002  # seconds per request: far above the steps' load
-# 40 requests a second at most: one user (about 8 a second, the locustfile waiting 0.05-0.15 s
-# between tasks) is served in 25 ms, far inside the p95 even on a busy machine; nine queue past
-# it. So its knee is at one or five users and well under the normal candidate's RPS: the knee
-# gate, not a missing knee, is what fails it.
-SLOWED = 0.025
+# 20 requests a second at most. One user (about 8 a second: the locustfile waits 0.05-0.15 s
+# between tasks) is served in 50 ms, far inside the p95 limit below even on a loaded machine;
+# nine users queue for about 350 ms, past it. Its knee is at one or five users, at most 20 RPS,
+# against the normal candidate's 50-80 (lower when .ci/run's other lanes load the machine).
+SLOWED = 0.05
 
-# Steps of 1, 5 and 9 users, 3 s each. The p95 limit is loose enough for a busy machine's noise,
-# and far below what five users queueing on the slowed candidate wait.
+# Steps of 1, 5 and 9 users, 3 s each. The limits are the test's, not the project's: what a
+# shared 2-core machine under .ci/run's load does to a normal candidate (seen: p95 110 ms at
+# nine users, and a knee RPS 35 % below the baseline's a minute earlier) stays inside them,
+# and the slowed candidate's queue and RPS stay far outside.
 STEPS = (
     "--capacity", "--capacity-start-users", "1", "--capacity-step-users", "4", "--capacity-max-users", "9",
-    "--capacity-step-seconds", "3", "--p95-ms", "100", "--max-fail-ratio", "0.01", "--knee-tolerance", "0.2",
+    "--capacity-step-seconds", "3", "--p95-ms", "250", "--max-fail-ratio", "0.01", "--knee-tolerance", "0.5",
 )  # fmt: skip
 
 
