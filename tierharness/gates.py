@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tierharness.config import Settings
+from tierharness.perf.history import last_fixed_load, read_history
 
 __all__ = ["Gate", "collect_gates", "render_gates", "write_gates"]
 
@@ -124,15 +125,10 @@ def _security(settings: Settings) -> list[Gate]:
 def _perf(settings: Settings) -> Gate:
     path = settings.build_dir / "perf" / "history.jsonl"
     threshold = f"p95 <= {settings.perf.p95_ms:g} ms, >= {settings.perf.min_rps:g} RPS"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    # The fixed-load runs: a capacity run (with a "knee") is judged by its steps, not these
-    # thresholds. A line that is not a run's record (a torn write, say) is left out.
-    fixed = [record for record in map(_record, lines) if record is not None and "knee" not in record]
-    if not fixed:
-        return Gate(
-            "performance", "-", threshold, NOT_RUN, "no fixed-load run" if lines else "history.jsonl missing"
-        )
-    last = fixed[-1]
+    last = last_fixed_load(read_history(path))
+    if last is None:
+        why = "no fixed-load run" if path.is_file() else "history.jsonl missing"
+        return Gate("performance", "-", threshold, NOT_RUN, why)
     total = last.get("stats", {}).get("total", {})
     value = ", ".join(
         f"{k} {v}" for k, v in total.items() if k in ("p95_ms", "rps", "fail_ratio", "requests")
@@ -140,15 +136,6 @@ def _perf(settings: Settings) -> Gate:
     return Gate(
         "performance", value or "see report", threshold, PASS if last.get("passed") else FAIL, _age(path)
     )
-
-
-def _record(line: str) -> dict[str, Any] | None:
-    """A history line as a run's record, or None."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def _repro(settings: Settings) -> Gate:

@@ -28,6 +28,7 @@ from tierharness.gitrepo import git_output
 from tierharness.imaging.project_image import build_image
 from tierharness.perf.capacity_run import check_plan, gate_knee, render_steps
 from tierharness.perf.gate import GATE_FAILED, Verdict
+from tierharness.perf.history import last_fixed_load, read_history
 from tierharness.process import run
 from tierharness.runtime.stack import running_stack
 from tierharness.supply.stack_image import image_to_run
@@ -108,15 +109,6 @@ def _locust(
     return proc.returncode, json.loads(results.read_text())
 
 
-def _previous(history: Path) -> dict[str, Any] | None:
-    """The last fixed-load run: a capacity run's totals span every step, and compare with nothing."""
-    if not history.exists():
-        return None
-    records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-    fixed = [r for r in records if "knee" not in r]
-    return fixed[-1] if fixed else None
-
-
 def _commit(root: Path) -> str | None:
     """The checkout's commit, when git can tell (not in an exported tree, nor without git)."""
     try:
@@ -178,7 +170,7 @@ def _report(
     commit = _commit(settings.root)
     record: dict[str, Any] = {"commit": commit}
     if not capacity:
-        print(render_summary(result, _previous(history)))
+        print(render_summary(result, last_fixed_load(read_history(history))))
         verdict = Verdict.from_results(result)
         for line in verdict.failures():
             print(f"perf: {line}")

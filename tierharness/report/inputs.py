@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tierharness.config import Settings
+from tierharness.perf.history import read_history
 
 __all__ = [
     "Benchmark",
@@ -96,15 +97,9 @@ def _knee(raw: Any) -> Knee | None:
 
 def perf_history(settings: Settings) -> list[PerfRun]:
     """The perf tier's runs, oldest first; lines that are not a run's record are left out."""
-    path = settings.build_dir / "perf" / "history.jsonl"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
     runs = []
-    for line in lines:
+    for record in read_history(settings.build_dir / "perf" / "history.jsonl"):
         try:
-            record = json.loads(line)
             total = record["stats"]["total"]
             p95, rps = float(total["p95_ms"]), float(total["rps"])
         except (ValueError, KeyError, TypeError):
