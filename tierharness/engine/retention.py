@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tierharness.config import Settings
-from tierharness.engine.client import build_cache_records, engine_client
+from tierharness.engine.client import build_cache_records, engine_client, listed_images
 from tierharness.engine.ledger import Ledger
 
 __all__ = [
@@ -155,7 +155,7 @@ def prune_old_builds(repository: str, keep: int, *, protect: str = "", client: A
     if not recorded:
         return ()
     tagged: list[tuple[str, str, str]] = []  # (created, tag, its ledger entry)
-    for image in client.images.list(name=repository):
+    for image in listed_images(client, name=repository):
         created = str(image.attrs.get("Created", ""))
         for tag in image.tags:
             name, _, version = tag.rpartition(":")
@@ -191,14 +191,16 @@ def prune_loopback_pulls(*, client: Any = None) -> tuple[str, ...]:
     recorded = ledger.entries()
     if not recorded:
         return ()
-    present = {ref for image in client.images.list() for ref in _references(image)}
+    # The list's own references, with no inspection of each image (which another run's removal
+    # can fail).
+    present = {ref for image in client.api.images() for ref in _references(image)}
     removed = tuple(ref for ref in recorded if ref in present and _remove(client, ref))
     ledger.forget(ref for ref in recorded if ref not in present or ref in removed)
     return removed
 
 
-def _references(image: Any) -> list[str]:
-    return [*image.tags, *(image.attrs.get("RepoDigests") or [])]
+def _references(summary: dict[str, Any]) -> list[str]:
+    return [*(summary.get("RepoTags") or []), *(summary.get("RepoDigests") or [])]
 
 
 def retain(settings: Settings, *, protect: str = "", log: Callable[[str], None] = print) -> None:

@@ -32,6 +32,7 @@ import docker.errors
 import psycopg
 from filelock import FileLock, Timeout
 
+from tierharness.engine.client import listed_images
 from tierharness.runtime.containers import PostgresInfo
 
 __all__ = [
@@ -65,7 +66,7 @@ def migrated_key(postgres_image_id: str, migrations: str) -> str:
 
 
 def _mine(client: Any, label: str) -> list[Any]:
-    found = client.images.list(filters={"label": label})
+    found = listed_images(client, label=label)
     return [i for i in found if i.labels.get(_LABEL_OWNER) == str(os.getuid())]
 
 
@@ -175,7 +176,7 @@ def remove_migrated(client: Any, *, all_users: bool = False, rootdir: Path | Non
     """Remove migrated images (the invoking user's, or with `all_users` every user's; with
     `rootdir`, only that project's); returns how many. One a container still runs is left."""
     label = f"{_LABEL_PROJECT}={_project(rootdir)}" if rootdir is not None else LABEL_KEY
-    images = client.images.list(filters={"label": label})
+    images = listed_images(client, label=label)
     if not all_users:
         images = [i for i in images if i.labels.get(_LABEL_OWNER) == str(os.getuid())]
     removed = 0

@@ -21,7 +21,7 @@ import pytest
 from docker.errors import ImageNotFound
 
 from tierharness.config import child_env
-from tierharness.engine.client import engine_client
+from tierharness.engine.client import engine_client, engine_connection, listed_images
 from tierharness.engine.retention import (
     prune_build_cache,
     prune_loopback_pulls,
@@ -64,7 +64,7 @@ def _exists(reference: str, client: Any = None) -> bool:
 def repository() -> Iterator[str]:
     name = f"harness-test/retention-{uuid.uuid4().hex[:8]}"
     yield name
-    for image in engine_client().images.list(name=name):
+    for image in listed_images(engine_client(), name=name):
         for tag in image.tags:
             if tag.startswith(f"{name}:"):
                 engine_client().images.remove(tag)
@@ -217,3 +217,30 @@ def test_clean_prune_removes_what_the_harness_made_and_leaves_other_projects_and
 
         clean("--all-users")  # asked for explicitly
         assert theirs not in {c.id for c in client.containers.list(all=True)}
+
+
+def _removing_after_list(victim: str) -> Any:
+    """A client of its own whose image list is followed at once by another run's removal of
+    `victim`: the moment between a list and the inspection of what it named."""
+    client = engine_connection(timeout=30)
+    listed = client.api.images
+
+    def then_removed(*args: Any, **kwargs: Any) -> Any:
+        summaries = listed(*args, **kwargs)
+        with contextlib.suppress(ImageNotFound):
+            engine_client().images.remove(victim)
+        return summaries
+
+    client.api.images = then_removed
+    return client
+
+
+def test_an_image_removed_between_list_and_inspection_is_left_out_not_an_error(repository: str) -> None:
+    kept = _tiny_image(f"{repository}:kept", "stays")
+    victim = _tiny_image(f"{repository}:gone", "removed by another run")
+    found = listed_images(_removing_after_list(victim), name=repository)
+    assert [tag for image in found for tag in image.tags] == [kept]
+    # The canary: the SDK's own list inspects each image it listed, and fails on the removed one.
+    _tiny_image(victim, "removed by another run, again")
+    with pytest.raises(ImageNotFound):
+        _removing_after_list(victim).images.list(name=repository)
