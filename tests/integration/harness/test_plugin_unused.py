@@ -55,8 +55,12 @@ def pytest_sessionfinish(session):
 def _run(where: Path, record: Path, run_id: str, workers: int, *extra: str) -> dict[str, dict[str, Any]]:
     """Each process's record, by "controller" or the xdist worker's id."""
     record.mkdir()
+    # PYTEST_ADDOPTS stays: under `nox -s tests` it leaves out the plugins no tier here uses,
+    # which cost each of these processes about a second and a half of imports.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))}
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))},
+        **inherited,
+        **{k: v for k, v in os.environ.items() if k == "PYTEST_ADDOPTS"},
         "HARNESS_RUN_ID": run_id,
         "HARNESS_STATE_DIR": str(where / "state"),
         "RECORD": str(record),
