@@ -54,6 +54,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
     if options_of(early_config).provision == "early":
         from tierharness.plugin.provisioning import provision_early  # noqa: PLC0415  lazy: plugin start-up time (an unused plugin costs nothing)
 
+        _register_early(early_config)  # before the conftests: its autouse fixture comes first
         provision_early(early_config)
     return (yield)
 
@@ -66,6 +67,8 @@ def pytest_configure(config: pytest.Config) -> None:
             keep_failed_limit(options_of(config).keep_failed_max)
         except HarnessError as exc:
             raise pytest.UsageError(str(exc)) from exc
+    if options_of(config).provision == "early":
+        _register_early(config)
     if options_of(config).autoclean and not config.pluginmanager.has_plugin(_AUTOCLEAN):
         config.pluginmanager.register(_AutoClean(), _AUTOCLEAN)
 
@@ -79,15 +82,25 @@ def harness_reaper(request: pytest.FixtureRequest) -> None:
     ensure_reaper(request.config)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _harness_early(request: pytest.FixtureRequest) -> None:
-    """With early provisioning, the worker's services come before any other session fixture
-    (a project's seed, say), so a failure to provision is the error every test reports."""
-    if request.config.stash.get(EARLY, None) is not None:
-        request.getfixturevalue("harness_services")
-
-
+_EARLY = "harness-early"
 _AUTOCLEAN = "harness-autoclean"
+
+
+class _EarlyServices:
+    """Registered only with early provisioning: an autouse fixture, even a session one, costs
+    every test's fixture resolution, whether it does anything or not."""
+
+    @pytest.fixture(scope="session", autouse=True)
+    def _harness_early(self, request: pytest.FixtureRequest) -> None:
+        """The worker's services come before any other session fixture (a project's seed,
+        say), so a failure to provision is the error every test reports."""
+        if request.config.stash.get(EARLY, None) is not None:
+            request.getfixturevalue("harness_services")
+
+
+def _register_early(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin(_EARLY):
+        config.pluginmanager.register(_EarlyServices(), _EARLY)
 
 
 class _AutoClean:
