@@ -42,7 +42,8 @@ from tests.second_engine import certificates, leftovers
 from tierharness.config import load_settings
 from tierharness.engine import client as harness_engine
 from tierharness.engine.client import engine_client, prepare_clients
-from tierharness.engine.labels import LABEL_ROLE, LABEL_RUN, RunIdentity, new_run_id
+from tierharness.engine.labels import LABEL_ROLE, LABEL_RUN, RunIdentity
+from tierharness.engine.run_ids import new_run_id
 from tierharness.engine.second_engine import EngineTls, SecondEngine, second_engine
 from tierharness.errors import EngineUnavailableError
 from tierharness.gitrepo import snapshot

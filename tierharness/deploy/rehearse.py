@@ -22,8 +22,9 @@ from tierharness.deploy.rehearsal_stack import rehearsal
 from tierharness.deploy.report import Outcome, rule_timing, write_verdict
 from tierharness.deploy.state_lock import state_lock
 from tierharness.deploy.timeline import Timeline
-from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.engine.labels import RunIdentity
 from tierharness.engine.reaper import spawn_reaper
+from tierharness.engine.run_ids import new_run_id
 from tierharness.imaging.project_image import build_image
 from tierharness.supply.stack_image import image_to_run
 

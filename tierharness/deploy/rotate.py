@@ -30,8 +30,9 @@ from tierharness.deploy.report import write_rotation_verdict
 from tierharness.deploy.secrets import write_secret
 from tierharness.deploy.state_lock import state_lock
 from tierharness.deploy.timeline import Timeline
-from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.engine.labels import RunIdentity
 from tierharness.engine.reaper import spawn_reaper
+from tierharness.engine.run_ids import new_run_id
 from tierharness.errors import HarnessError
 from tierharness.imaging.project_image import build_image
 

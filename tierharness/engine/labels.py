@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = [
@@ -20,7 +18,6 @@ __all__ = [
     "LABEL_WORKER",
     "OwnerPlace",
     "RunIdentity",
-    "new_run_id",
     "proc_stat",
     "process_start_time",
 ]
@@ -35,11 +32,6 @@ LABEL_HOST = "harness.host"
 LABEL_BOOT = "harness.boot-id"
 LABEL_PID_NS = "harness.pid-ns"
 LABEL_ROLE = "harness.role"
-
-
-def new_run_id(prefix: str = "") -> str:
-    """A run id: sortable by time, unique by a random suffix (names, labels, manifests)."""
-    return f"{prefix}{datetime.now(UTC):%m%d%H%M%S}-{secrets.token_hex(3)}"
 
 
 def proc_stat(pid: int) -> list[str] | None:

@@ -34,8 +34,9 @@ from typing import Any
 
 from tierharness.config import Settings, load_settings
 from tierharness.engine.client import container_log, endpoint, engine_client, wait_until_ready
-from tierharness.engine.labels import LABEL_RUN, RunIdentity, new_run_id, process_start_time
+from tierharness.engine.labels import LABEL_RUN, RunIdentity, process_start_time
 from tierharness.engine.reaper import remove_labelled, spawn_reaper
+from tierharness.engine.run_ids import new_run_id
 from tierharness.engine.second_engine import SecondEngine, sweep_dead_engines
 from tierharness.engine.second_engine_network import free_subnet
 from tierharness.engine.second_engine_processes import has_options, process_argv, stop_process

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from tierharness.config import PERF_OPTIONS, PerfConfig, Settings, child_env
-from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.engine.labels import RunIdentity
 from tierharness.engine.reaper import spawn_reaper
+from tierharness.engine.run_ids import new_run_id
 from tierharness.errors import HarnessError
 from tierharness.gitrepo import git_output
 from tierharness.imaging.project_image import build_image

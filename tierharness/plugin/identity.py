@@ -28,7 +28,7 @@ def claim_identity(config: pytest.Config) -> bool:
     if inherited is not None:
         config.stash[RUN_ID], config.stash[OWNER_PID] = inherited
     else:
-        from tierharness.engine.labels import new_run_id  # noqa: PLC0415  lazy: plugin start-up time (a worker inherits the run's id)
+        from tierharness.engine.run_ids import new_run_id  # noqa: PLC0415  lazy: plugin start-up time (a worker inherits the run's id)
 
         config.stash[RUN_ID] = environment().run_id or new_run_id()
         config.stash[OWNER_PID] = os.getpid()

@@ -11,9 +11,10 @@ from typing import Any
 
 from tierharness.config import Settings, environment
 from tierharness.engine.client import docker_cli
-from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.engine.labels import RunIdentity
 from tierharness.engine.reaper import spawn_reaper
 from tierharness.engine.retention import record_pull
+from tierharness.engine.run_ids import new_run_id
 from tierharness.errors import HarnessError
 from tierharness.gitrepo import git_output
 from tierharness.imaging.image_record import build_record, read_record

@@ -17,7 +17,8 @@ import pytest
 from tierharness.config import load_settings
 from tierharness.deploy.rehearse import run_rehearsal
 from tierharness.engine.client import engine_client
-from tierharness.engine.labels import LABEL_RUN, new_run_id
+from tierharness.engine.labels import LABEL_RUN
+from tierharness.engine.run_ids import new_run_id
 from tierharness.imaging.buildx import buildx_build
 from tierharness.imaging.project_image import build_image
 

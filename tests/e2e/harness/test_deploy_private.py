@@ -10,7 +10,8 @@ import stat
 from tierharness.config import load_settings
 from tierharness.deploy.rehearsal_stack import rehearsal
 from tierharness.deploy.timeline import Timeline
-from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.engine.labels import RunIdentity
+from tierharness.engine.run_ids import new_run_id
 from tierharness.imaging.project_image import build_image
 
 

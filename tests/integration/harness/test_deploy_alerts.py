@@ -10,7 +10,8 @@ import pytest
 
 from tierharness.config import load_settings
 from tierharness.deploy.monitor import rehearsal_rules, run_rule_tests
-from tierharness.engine.labels import RunIdentity, new_run_id
+from tierharness.engine.labels import RunIdentity
+from tierharness.engine.run_ids import new_run_id
 from tierharness.imaging.resolution import resolve_images
 
 pytestmark = pytest.mark.usefixtures("harness_reaper")

@@ -13,7 +13,8 @@ from tierharness.deploy.proxy import ProxyError, check_config, haproxy_config
 from tierharness.deploy.rehearsal_stack import rehearsal
 from tierharness.deploy.timeline import Timeline
 from tierharness.engine.client import engine_client
-from tierharness.engine.labels import LABEL_RUN, RunIdentity, new_run_id
+from tierharness.engine.labels import LABEL_RUN, RunIdentity
+from tierharness.engine.run_ids import new_run_id
 from tierharness.imaging.resolution import resolve_images
 
 pytestmark = pytest.mark.usefixtures("harness_reaper")

@@ -29,8 +29,9 @@ from filelock import FileLock
 from tests.integration.harness.test_adoption import _free, _run
 from tierharness.config import load_settings
 from tierharness.engine.client import engine_client
-from tierharness.engine.labels import LABEL_RUN, RunIdentity, new_run_id
+from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.engine.reaper import containers_of, remove_labelled
+from tierharness.engine.run_ids import new_run_id
 from tierharness.runtime.networking import free_loopback_port
 
 # app/core/config.py: the environment first, then the project's .env (as pydantic-settings'

@@ -31,8 +31,9 @@ from tierharness import config
 from tierharness.__main__ import main
 from tierharness.config import Settings, SupplyConfig, environment, load_settings
 from tierharness.engine.client import engine_client
-from tierharness.engine.labels import LABEL_RUN, RunIdentity, new_run_id
+from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.engine.reaper import remove_labelled
+from tierharness.engine.run_ids import new_run_id
 from tierharness.errors import HarnessError
 from tierharness.supply.publish import manifest_bytes, push_oci
 from tierharness.supply.registry import Registry, RegistryError, running_registry, start_registry
