@@ -90,8 +90,10 @@ class _EarlyServices:
     """Registered only with early provisioning: an autouse fixture, even a session one, costs
     every test's fixture resolution, whether it does anything or not."""
 
+    # A class method: pytest deprecates session fixtures that are instance methods.
     @pytest.fixture(scope="session", autouse=True)
-    def _harness_early(self, request: pytest.FixtureRequest) -> None:
+    @classmethod
+    def _harness_early(cls, request: pytest.FixtureRequest) -> None:
         """The worker's services come before any other session fixture (a project's seed,
         say), so a failure to provision is the error every test reports."""
         if request.config.stash.get(EARLY, None) is not None:

@@ -141,6 +141,7 @@ def test_early_provisioning_mapping_and_snapshot_resets(tmp_path: Path, run_id: 
     proc = _run(root, "-n", "0", run_id=run_id)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "6 passed" in proc.stdout
+    assert "warning" not in proc.stdout, proc.stdout  # pytest's deprecations of the plugin's fixtures
     assert containers_of(engine_client(), run_id) == []  # removed at the end of the run
 
 
