@@ -43,6 +43,7 @@ __all__ = [
     "KeptFailure",
     "connection",
     "find_kept",
+    "forget_stale_claims",
     "keep_failed",
     "kept_count",
     "urls",
@@ -91,6 +92,19 @@ def _records(state_dir: Path, run_id: str) -> Iterator[Path]:
                 yield path
 
 
+def forget_stale_claims(state_dir: Path, idle_seconds: float) -> int:
+    """Remove the claims older than a kept copy lives (`idle_seconds`): they only count toward
+    their own run's bound, and that run is long over. Returns how many went."""
+    gone = 0
+    for path in (state_dir / "failed").glob("*.json"):
+        with suppress(OSError, ValueError):
+            at = float(json.loads(path.read_text(encoding="utf-8")).get("at", 0))
+            if time.time() - at > idle_seconds:
+                path.unlink()
+                gone += 1
+    return gone
+
+
 @contextmanager
 def _run_lock(state_dir: Path) -> Iterator[None]:
     """The run's workers count and claim under one lock, so the bound holds across them."""
@@ -119,6 +133,7 @@ def keep_failed(failed: FailedWorker, test_id: str, *, idle_seconds: float, limi
     digest = hashlib.sha256(f"{os.getuid()}\n{failed.run_id}\n{test_id}".encode()).hexdigest()[:16]
     key = f"failed-{digest}"
     with _run_lock(failed.state_dir):
+        forget_stale_claims(failed.state_dir, idle_seconds)
         if kept_count(failed.state_dir, failed.run_id) >= limit:
             return None
         record = failed.state_dir / "failed" / f"{key}.json"

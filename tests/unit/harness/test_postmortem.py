@@ -3,6 +3,9 @@ prints (no password), and the commands `connect` runs."""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from tierharness.errors import HarnessError
 from tierharness.plugin.postmortem import keep_failed_limit
 from tierharness.runtime.containers import PostgresInfo, RedisInfo
-from tierharness.runtime.postmortem import KeptFailure, connection
+from tierharness.runtime.postmortem import KeptFailure, connection, forget_stale_claims, kept_count
 
 PG = PostgresInfo("c1", "127.0.0.1", 5544, "ukept", "pg-secret-1", "db_gw0")
 RD = RedisInfo("c2", "127.0.0.1", 6644, "rd-secret-2")
@@ -62,3 +65,18 @@ def test_connect_runs_psql_without_a_password_and_redis_cli_with_it_in_its_envir
     assert cli.argv[:6] == ["docker", "exec", "-it", "-e", "REDISCLI_AUTH", "id-redis"]
     with pytest.raises(HarnessError, match="no redis container"):
         connection(found[:1], to_redis=True, extra=[], tty=False)
+
+
+def test_claims_older_than_a_kept_copy_lives_are_forgotten_and_newer_ones_still_count(tmp_path: Path) -> None:
+    folder = tmp_path / "failed"
+    folder.mkdir()
+    now = time.time()
+    for name, run, age in [("old", "run-a", 5 * 3600), ("new", "run-b", 60), ("this", "run-c", 1)]:
+        claim = {"run": run, "test": f"t::{name}", "at": now - age}
+        (folder / f"failed-{name}.json").write_text(json.dumps(claim), encoding="utf-8")
+    (folder / "failed-torn.json").write_text("{", encoding="utf-8")  # another writer's, mid-write
+
+    assert forget_stale_claims(tmp_path, idle_seconds=4 * 3600) == 1
+    assert sorted(p.stem for p in folder.glob("*.json")) == ["failed-new", "failed-this", "failed-torn"]
+    assert kept_count(tmp_path, "run-b") == 1
+    assert kept_count(tmp_path, "run-a") == 0
