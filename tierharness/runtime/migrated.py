@@ -43,6 +43,7 @@ __all__ = [
     "committable",
     "migrated_image",
     "migrated_key",
+    "prune_migrated",
     "remove_migrated",
 ]
 
@@ -124,7 +125,7 @@ def capture(
         image = container.commit(
             REPOSITORY, key, conf=_config(client, container, base_image, key, rootdir), pause=True
         )
-        _prune(client)
+        prune_migrated(client)
         return str(image.id)
     except Exception as exc:  # a courtesy: the worker has what it needs
         log(f"harness: the migrated database could not be kept as an image ({type(exc).__name__}: {exc})")
@@ -163,8 +164,8 @@ def _names(env: list[str] | None) -> list[str]:
     return [item.split("=", 1)[0] for item in env or []]
 
 
-def _prune(client: Any) -> None:
-    """The invoking user's migrated images beyond the newest few. One a container still runs
+def prune_migrated(client: Any) -> None:
+    """The invoking user's migrated images beyond the newest ten. One a container still runs
     is refused by the engine, and skipped."""
     images = sorted(_mine(client, LABEL_KEY), key=lambda i: str(i.attrs.get("Created", "")))
     for image in images[:-_KEEP]:

@@ -32,6 +32,7 @@ from tierharness.engine.retention import (
 )
 from tierharness.engine.reuse import LABEL_REUSE, LABEL_REUSE_OWNER
 from tierharness.engine.second_engine import SecondEngine, second_engine
+from tierharness.runtime.migrated import LABEL_KEY, REPOSITORY, prune_migrated
 
 
 @pytest.fixture(autouse=True)
@@ -244,3 +245,29 @@ def test_an_image_removed_between_list_and_inspection_is_left_out_not_an_error(r
     _tiny_image(victim, "removed by another run, again")
     with pytest.raises(ImageNotFound):
         _removing_after_list(victim).images.list(name=repository)
+
+
+def _migrated_image(client: Any, key: str, owner: int) -> str:
+    """An image labelled as a migrated image of `owner` (as commit_migrated labels its commits)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("stamp")
+        info.size = len(key)
+        tar.addfile(info, io.BytesIO(key.encode()))
+    changes = [f"LABEL {LABEL_KEY}={key}", f"LABEL harness.migrated-owner={owner}"]
+    client.api.import_image_from_data(buf.getvalue(), repository=REPOSITORY, tag=key, changes=changes)
+    return f"{REPOSITORY}:{key}"
+
+
+def test_a_users_migrated_images_beyond_the_newest_ten_go_and_another_users_stay(tmp_path: Path) -> None:
+    """On an engine of its own: the prune would take a developer's own oldest migrated images."""
+    with second_engine(tmp_path / "state") as engine:
+        client = engine.client()
+        theirs = [_migrated_image(client, f"theirs{n}", os.getuid() + 1) for n in range(2)]
+        mine = []
+        for n in range(12):
+            mine.append(_migrated_image(client, f"mine{n:02d}", os.getuid()))
+            time.sleep(0.01)  # creation times apart: the prune keeps the newest by them
+        prune_migrated(client)
+        assert [ref for ref in mine if _exists(ref, client)] == mine[2:]
+        assert all(_exists(ref, client) for ref in theirs)
