@@ -33,7 +33,13 @@ from record import figure, write_record
 from tierharness.config import load_settings
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import RunIdentity
-from tierharness.runtime.containers import CHEAP_SCRAM_ITERATIONS, PostgresInfo, start_postgres, stop
+from tierharness.runtime.containers import (
+    CHEAP_SCRAM_ITERATIONS,
+    FAST_POSTGRES,
+    PostgresInfo,
+    start_postgres,
+    stop,
+)
 from tierharness.runtime.networking import use_host_network
 
 
@@ -130,6 +136,27 @@ def _measure(image: str, on_host: bool, iterations: int | None, rounds: int) -> 
     return {"iterations": stored, "psycopg": via_psycopg, "libpq": via_libpq, "floor": floor}
 
 
+# What a backend attaches to, made as small as it goes: if these sized its start, the floor
+# would move with them.
+LEAN_SERVER = (
+    " -c shared_buffers=16MB -c max_connections=20 -c huge_pages=off -c max_wal_senders=0"
+    " -c max_worker_processes=0 -c autovacuum=off"
+)
+
+
+def _lean_floor(image: str, on_host: bool, rounds: int) -> float:
+    """The pgbench -C floor of the harness's server with LEAN_SERVER's settings added."""
+    identity = RunIdentity(f"bench-{uuid.uuid4().hex[:8]}", "bench", os.getpid())
+    command = FAST_POSTGRES.replace("-c max_connections=200", "") + LEAN_SERVER
+    container, info = start_postgres(image, identity, command=command, on_host=on_host)
+    try:
+        floor = _pgbench_floor(container.get_wrapped_container(), info, on_host, rounds)
+    finally:
+        stop(container)
+    print(f"{'':>8}the same floor, a lean server ({LEAN_SERVER.strip()}): {floor:6.2f} ms", flush=True)
+    return floor
+
+
 def _figures(label: str, result: dict[str, Any], goal: str) -> list[dict[str, Any]]:
     where = f"{label} ({result['iterations']} iterations)"
     psy, raw = result["psycopg"], result["libpq"]
@@ -156,6 +183,8 @@ def main() -> None:
     default = _measure(image, on_host, None, args.rounds)
     cheap = _measure(image, on_host, CHEAP_SCRAM_ITERATIONS, args.rounds)
     figures = _figures("default", default, "") + _figures("harness", cheap, "<= 2 ms")
+    lean = _lean_floor(image, on_host, args.rounds)
+    figures.append(figure(f"pgbench -C floor, the harness's server with{LEAN_SERVER}", lean, "ms"))
     figures += [figure("rounds", args.rounds), figure("host network", str(on_host).lower())]
     write_record("connect_cost", figures)
 
