@@ -3,7 +3,9 @@
 Runs `pytest tests/unit tests/integration` in this environment, as `nox -s tests` does but
 without coverage (it taxes both runs alike and would hide the harness's own share): once at
 `-n 0`, once at `-n 2` with the session's scheduling (`--dist worksteal`), and with
-`--dist load` (xdist's default) for comparison. Prints each wall time and the speed-ups.
+`--dist load` (xdist's default) for comparison, and at `-n 4`: more workers than these
+machines' two cores, which gains where tests wait rather than compute. Prints each wall time
+and the speed-ups.
 Goal: `-n 2` at least 1.8 times faster than `-n 0`.
 
     python benchmarks/suite_speedup.py [--paths tests/unit tests/integration]
@@ -24,7 +26,9 @@ from record import figure, write_record
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 1.8
 RUNS = (("-n 0", ["-n", "0"]), ("-n 2, worksteal", ["-n", "2", "--dist", "worksteal"]),
-        ("-n 2, load", ["-n", "2", "--dist", "load"]))  # fmt: skip
+        ("-n 2, load", ["-n", "2", "--dist", "load"]),
+        # More workers than cores: how much of the suite's time is waiting, not computing.
+        ("-n 4, worksteal", ["-n", "4", "--dist", "worksteal"]))  # fmt: skip
 
 
 def run_once(paths: list[str], extra: list[str]) -> tuple[float, str]:
@@ -54,8 +58,9 @@ def main() -> None:
     for name, seconds in walls.items():
         if name != "-n 0":
             speedup = walls["-n 0"] / seconds
-            print(f"speed-up of {name} over -n 0: {speedup:.2f}x (goal >= {GOAL}x)")
-            figures.append(figure(f"speed-up, {name} over -n 0", speedup, "x", f">= {GOAL}x"))
+            goal = f">= {GOAL}x" if name.startswith("-n 2") else ""
+            print(f"speed-up of {name} over -n 0: {speedup:.2f}x" + (f" (goal {goal})" if goal else ""))
+            figures.append(figure(f"speed-up, {name} over -n 0", speedup, "x", goal))
     write_record("suite_speedup", figures)
 
 
