@@ -198,8 +198,7 @@ class StateReset:
         try:
             conn.send_command("FLUSHDB")  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         except (redis.ConnectionError, redis.TimeoutError):
-            conn.disconnect()  # type: ignore[no-untyped-call]
-            pool.release(conn)
+            self._drop(conn)
             return None
         return conn
 
@@ -211,19 +210,23 @@ class StateReset:
         if conn is None:
             self.redis.flushdb()
             return
-        pool = self.redis.connection_pool
         try:
             conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError):
-            conn.disconnect()  # type: ignore[no-untyped-call]  # the next use opens a fresh socket
-            pool.release(conn)
+            self._drop(conn)
             self.redis.flushdb()
-            return
         except BaseException:
-            conn.disconnect()  # type: ignore[no-untyped-call]
-            pool.release(conn)
+            self._drop(conn)
             raise
-        pool.release(conn)
+        else:
+            self.redis.connection_pool.release(conn)
+
+    def _drop(self, conn: Connection) -> None:
+        """Give back a connection that broke, or whose reply may still be on its way: closed
+        first, so the next use opens a fresh socket."""
+        conn.disconnect()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        if self.redis is not None:
+            self.redis.connection_pool.release(conn)
 
     def close(self) -> None:
         self.conn.close()
