@@ -118,15 +118,6 @@ def _shard(session: nox.Session, posargs: list[str]) -> tuple[list[str], list[st
     return rest, list(shard["pytest_args"]), str(shard["name"]), bool(shard["last"])
 
 
-def _test_workers() -> int:
-    """Twice the cores this process may use, at most 8. The tiers wait on containers, builds and
-    the pytest runs their tests start more than they compute, so workers beyond the cores keep
-    the cores busy (benchmarks/suite_speedup.py's -n 4 row, on two cores). At most 8: each
-    worker holds a Postgres, a Redis and a Python process, and the builds share one engine."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(2 * cores, 8)
-
-
 @nox.session(tags=["ci"])
 def tests(session: nox.Session) -> None:
     """Unit and integration tiers under pytest-xdist, one Postgres and Redis per worker."""
@@ -141,7 +132,7 @@ def tests(session: nox.Session) -> None:
     session.run("coverage", "erase")
     # worksteal: a worker that runs out takes pending tests from the other, where `load` left
     # one worker finishing a batch of long tests while the other idled.
-    pytest = ("pytest", "-n", str(_test_workers()), "--dist", "worksteal", f"--junitxml={junit}", *args)
+    pytest = ("pytest", "-n", "auto", "--dist", "worksteal", f"--junitxml={junit}", *args)
     session.run("coverage", "run", "-m", *pytest, env=LEAN_PYTEST)
     session.run("coverage", "combine", "--quiet")
     if shard:
