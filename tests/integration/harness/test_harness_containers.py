@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from docker.errors import APIError
 from testcontainers.core.container import DockerContainer
 
 from tests.root import root_only
@@ -71,14 +72,23 @@ def _owner() -> subprocess.Popen[Any]:
     return _dying_with_this_process(["sleep", "300"])
 
 
-def _idle_container(identity: RunIdentity, relabel: dict[str, str] | None = None) -> None:
+def _idle_container(
+    identity: RunIdentity, relabel: dict[str, str] | None = None, *, dead: bool = False
+) -> None:
+    """`dead`: its labels alone say its run is gone, so any sweeper on this engine (another
+    worker's, a reaper) may remove it between its creation and its start, which is a sweep
+    doing its job, not a failure to start it."""
     image = load_settings().image("base").local
     # auto_remove: a container no sweep may judge (another pid namespace's) still goes after
     # its sleep if this test is killed before its own cleanup.
-    engine_client().containers.run(
-        image, ["sleep", "300"], detach=True, labels={**identity.labels("idle"), **(relabel or {})},
-        name=identity.name("idle"), auto_remove=True,
-    )  # fmt: skip
+    try:
+        engine_client().containers.run(
+            image, ["sleep", "300"], detach=True, labels={**identity.labels("idle"), **(relabel or {})},
+            name=identity.name("idle"), auto_remove=True,
+        )  # fmt: skip
+    except APIError as exc:
+        if not (dead and exc.status_code in (404, 409)):  # gone, or "marked for removal"
+            raise
 
 
 def test_each_worker_has_its_own_labelled_containers(harness_services: HarnessServices) -> None:
@@ -270,7 +280,7 @@ def test_sweep_leaves_a_run_of_another_pid_namespace_alone(monkeypatch: pytest.M
             # As a run's owner in a CI job's own pid namespace labels it.
             _idle_container(elsewhere, {LABEL_PID_NS: "pid:[4026531999]"})
             _idle_container(local)
-            _idle_container(rebooted, {LABEL_BOOT: "00000000-0000-0000-0000-000000000000"})
+            _idle_container(rebooted, {LABEL_BOOT: "00000000-0000-0000-0000-000000000000"}, dead=True)
             owner.kill()
             owner.wait()  # its pid now names no process here
             swept = sweep_dead_runs(engine_client())
