@@ -19,7 +19,10 @@ MIGRATION_TABLES = "alembic_version,django_migrations,schema_migrations"
 _TRUE = ("1", "true", "yes", "on")
 
 
-@dataclass(frozen=True)
+# eq=False here and on HarnessOptions: nothing compares them, and each generated method is
+# compiled when the module is imported, in every pytest process, whether the run uses the
+# harness or not (about a millisecond for these two).
+@dataclass(frozen=True, eq=False)
 class Option:
     """One setting of the plugin: both a command-line option and an ini key."""
 
@@ -130,7 +133,7 @@ def _text(value: object) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HarnessOptions:
     """The options of one session, typed. A text option set to "" reads as unset (None)."""
 
