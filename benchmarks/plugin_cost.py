@@ -10,7 +10,7 @@ Both arms load their plugins as a user's run does, through the entry points, and
 the environment's other plugins (Locust's, schemathesis'...): those cost each process about a
 second and a half of imports in both arms, and their noise, not the harness, set the spread
 of the differences. Loading the harness with `-p` instead would add an entry-point scan of
-its own (about 3 ms) that a user's run never pays.
+its own to every process, which a user's run never pays.
 
     python benchmarks/plugin_cost.py [--runs 150] [--tests 200] [--workers 0,2]
 """

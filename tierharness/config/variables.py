@@ -15,8 +15,8 @@ from tierharness.errors import HarnessError
 __all__ = ["Environment", "child_env", "environment", "machine_cache", "pip_child_env", "withhold_secrets"]
 
 
-# eq=False: nothing compares two readings, and its 34-field __eq__ and __hash__ are compiled
-# at import, in every pytest process the plugin loads in, used or not.
+# eq=False: nothing compares two readings, and an __eq__ and __hash__ over every field are
+# compiled at import, in every pytest process the plugin loads in, used or not.
 @dataclass(frozen=True, eq=False)
 class Environment:
     """Every environment variable the harness reads, read when asked (never at import)."""

@@ -21,7 +21,7 @@ _TRUE = ("1", "true", "yes", "on")
 
 # eq=False here and on HarnessOptions: nothing compares them, and each generated method is
 # compiled when the module is imported, in every pytest process, whether the run uses the
-# harness or not (about a millisecond for these two).
+# harness or not (`plugin_cost` in docs/benchmarks.md).
 @dataclass(frozen=True, eq=False)
 class Option:
     """One setting of the plugin: both a command-line option and an ini key."""
