@@ -37,6 +37,7 @@ from tierharness.runtime.containers import PostgresInfo
 
 __all__ = [
     "LABEL_KEY",
+    "LABEL_OWNER",
     "LABEL_TAKEOVER",
     "REPOSITORY",
     "capture",
@@ -49,7 +50,7 @@ __all__ = [
 
 REPOSITORY = "tierharness-migrated/postgres"
 LABEL_KEY = "harness.migrated-key"
-_LABEL_OWNER = "harness.migrated-owner"  # the uid whose run committed it
+LABEL_OWNER = "harness.migrated-owner"  # the uid whose run committed it
 _LABEL_PROJECT = "harness.migrated-project"  # a digest of the rootdir that committed it
 # On a Postgres image whose entrypoint renames a committed cluster's role and database to the
 # new container's and sets its password (tierharness/recipes/postgres/docker-entrypoint.sh).
@@ -68,7 +69,7 @@ def migrated_key(postgres_image_id: str, migrations: str) -> str:
 
 def _mine(client: Any, label: str) -> list[Any]:
     found = listed_images(client, label=label)
-    return [i for i in found if i.labels.get(_LABEL_OWNER) == str(os.getuid())]
+    return [i for i in found if i.labels.get(LABEL_OWNER) == str(os.getuid())]
 
 
 def migrated_image(client: Any, key: str) -> str | None:
@@ -79,7 +80,7 @@ def migrated_image(client: Any, key: str) -> str | None:
         image = client.images.get(f"{REPOSITORY}:{key}")
     except docker.errors.ImageNotFound:
         return None
-    mine = image.labels.get(LABEL_KEY) == key and image.labels.get(_LABEL_OWNER) == str(os.getuid())
+    mine = image.labels.get(LABEL_KEY) == key and image.labels.get(LABEL_OWNER) == str(os.getuid())
     return str(image.id) if mine else None
 
 
@@ -149,7 +150,7 @@ def _config(client: Any, container: Any, base_image: str, key: str, rootdir: Pat
     labels.update(
         {
             LABEL_KEY: key,
-            _LABEL_OWNER: str(os.getuid()),
+            LABEL_OWNER: str(os.getuid()),
             _LABEL_PROJECT: _project(rootdir),
         }
     )
@@ -179,7 +180,7 @@ def remove_migrated(client: Any, *, all_users: bool = False, rootdir: Path | Non
     label = f"{_LABEL_PROJECT}={_project(rootdir)}" if rootdir is not None else LABEL_KEY
     images = listed_images(client, label=label)
     if not all_users:
-        images = [i for i in images if i.labels.get(_LABEL_OWNER) == str(os.getuid())]
+        images = [i for i in images if i.labels.get(LABEL_OWNER) == str(os.getuid())]
     removed = 0
     for image in images:
         with contextlib.suppress(Exception):

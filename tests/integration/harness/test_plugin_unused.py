@@ -57,10 +57,13 @@ def _run(where: Path, record: Path, run_id: str, workers: int, *extra: str) -> d
     record.mkdir()
     # PYTEST_ADDOPTS stays: under `nox -s tests` it leaves out the plugins no tier here uses,
     # which cost each of these processes about a second and a half of imports.
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "PYTEST_"))}
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if k == "PYTEST_ADDOPTS" or not k.startswith(("HARNESS_", "PYTEST_"))
+    }
     env = {
         **inherited,
-        **{k: v for k, v in os.environ.items() if k == "PYTEST_ADDOPTS"},
         "HARNESS_RUN_ID": run_id,
         "HARNESS_STATE_DIR": str(where / "state"),
         "RECORD": str(record),

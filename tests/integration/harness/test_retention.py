@@ -32,7 +32,7 @@ from tierharness.engine.retention import (
 )
 from tierharness.engine.reuse import LABEL_REUSE, LABEL_REUSE_OWNER
 from tierharness.engine.second_engine import SecondEngine, second_engine
-from tierharness.runtime.migrated import LABEL_KEY, REPOSITORY, prune_migrated
+from tierharness.runtime.migrated import LABEL_KEY, LABEL_OWNER, REPOSITORY, prune_migrated
 
 
 @pytest.fixture(autouse=True)
@@ -254,7 +254,7 @@ def _migrated_image(client: Any, key: str, owner: int) -> str:
         info = tarfile.TarInfo("stamp")
         info.size = len(key)
         tar.addfile(info, io.BytesIO(key.encode()))
-    changes = [f"LABEL {LABEL_KEY}={key}", f"LABEL harness.migrated-owner={owner}"]
+    changes = [f"LABEL {LABEL_KEY}={key}", f"LABEL {LABEL_OWNER}={owner}"]
     client.api.import_image_from_data(buf.getvalue(), repository=REPOSITORY, tag=key, changes=changes)
     return f"{REPOSITORY}:{key}"
 
