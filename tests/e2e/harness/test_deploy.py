@@ -78,10 +78,20 @@ def test_a_candidate_whose_failures_the_proxy_retried_does_not_pass(
     assert summary["requests"].split(", ")[1] == "0 failed", output  # what the retries hid
 
 
+# Ctrl-C reaches the rehearsal as it would in a terminal, whoever started the tier: a shell's
+# background job (`nox -s e2e &` in a script) has SIGINT ignored, an ignored signal stays ignored
+# across exec, and Python then installs no KeyboardInterrupt handler, so the SIGINT below would
+# be lost and the rehearsal would run to its end.
+_WITH_CTRL_C = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('tierharness', run_name='__main__', alter_sys=True)"
+)
+
+
 def _start(run_id: str) -> subprocess.Popen[str]:
     env = {**os.environ, "HARNESS_RUN_ID": run_id}
     return subprocess.Popen(
-        [sys.executable, "-m", "tierharness", "deploy"],
+        [sys.executable, "-c", _WITH_CTRL_C, "deploy"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
