@@ -12,6 +12,9 @@ Beside each wall time, the machine's busy and idle CPU seconds over the run (eve
 pytest, the engine, the containers; run it on a machine that has nothing else to do). The `-n 2`
 run's busy CPU over the cores is the wall time it would take if no core ever idled, and `-n 0`'s
 wall time over that is the speed-up that `-n 2` could reach on these cores without cutting work.
+And the engine's build cache records when it starts: every container started and removed costs
+containerd more the more of them there are (docs/image-build.md, "What stays in the engine"), so
+records taken on engines that hold very different numbers of them do not compare.
 
     python benchmarks/suite_speedup.py [--paths tests/unit tests/integration]
 """
@@ -28,6 +31,8 @@ from pathlib import Path
 
 import psutil
 from record import figure, write_record
+
+from tierharness.engine.client import build_cache_records, engine_client
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 1.8
@@ -68,7 +73,9 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", default=["tests/unit", "tests/integration"])
     args = parser.parse_args()
     walls: dict[str, float] = {}
-    figures = []
+    records = len(build_cache_records(engine_client()))
+    print(f"the engine holds {records} build cache records", flush=True)
+    figures = [figure("engine build cache records at the start", records, "records")]
     cores = psutil.cpu_count() or 1
     for name, extra in RUNS:
         walls[name], summary, busy, idle = run_once(args.paths, extra)
