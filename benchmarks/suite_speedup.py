@@ -16,6 +16,10 @@ And the engine's build cache records when it starts: every container started and
 containerd more the more of them there are (docs/image-build.md, "What stays in the engine"), so
 records taken on engines that hold very different numbers of them do not compare.
 
+Run it as a user in the `docker` group, as the README's test command runs: as root, some tests
+take root's own paths (a second engine as a host process, the bootstrap test's real apt-get),
+so a root record measures a heavier suite.
+
     python benchmarks/suite_speedup.py [--paths tests/unit tests/integration]
 """
 
