@@ -10,9 +10,7 @@ engine's own id: a DOCKER_HOST naming another engine reads another ledger) and p
 - `pulls`: references pulled into the engine from a run's own loopback registry;
 - `builds`: the project image's per-commit tags, each with the image id it was given (a tag
   moved by hand to another image is no longer the harness's);
-- `build-cache`: the BuildKit records that appeared while a harness build ran;
-- `build-cache-single-use`: the same, for builds whose RUN steps were their own (a
-  reproducibility check's), whose records no later build can use.
+- `build-cache`: the BuildKit records that appeared while a harness build ran.
 
 An entry is a line; entries of what is gone from the engine are forgotten by whoever finds
 them gone. Appends and rewrites hold the ledger's lock, so concurrent runs lose nothing.

@@ -10,8 +10,7 @@ were gone (the engine's own GC frees space, not records). So:
   removed (never the one just built, never one a container still runs: the engine refuses,
   and it is skipped);
 - `python -m tierharness clean --prune` prunes the build cache that no build used for
-  `HARNESS_BUILD_CACHE_IDLE` seconds (and at once that of reproducibility checks' builds,
-  which no later build can use), and the references pulled by digest from runs' own
+  `HARNESS_BUILD_CACHE_IDLE` seconds, and the references pulled by digest from runs' own
   loopback registries. Only there, and only while no build or stack runs: the pulls may be a
   running stack's image (run beside the e2e tier, it took the stack's image away), and a
   build cache prune beside a build made that build fail ("failed to solve: not found",
@@ -59,18 +58,11 @@ class CachePruned:
     size: int  # bytes
 
 
-# The ledgers of build cache records: those any later build may use, pruned once idle, and
-# those of builds whose RUN steps were their own (`buildx_build(unshared=True)`: the clean,
-# varied builds of a reproducibility check), which no later build can use.
-_REUSABLE, _SINGLE_USE = "build-cache", "build-cache-single-use"
-
-
 @contextlib.contextmanager
-def recording_build_cache(client: Any = None, *, reusable: bool = True) -> Iterator[None]:
+def recording_build_cache(client: Any = None) -> Iterator[None]:
     """Around one build on the engine's own builder (`client`'s engine; by default the
     harness's): the build cache records that appear while it runs go into the invoking user's
-    ledger, for `prune_build_cache`; with `reusable` False, into the ledger it prunes whatever
-    their age. A courtesy: failing to write it never fails the build."""
+    ledger, for `prune_build_cache`. A courtesy: failing to write it never fails the build."""
     before: set[str] | None = None
     with contextlib.suppress(Exception):
         client = client or engine_client()
@@ -81,7 +73,7 @@ def recording_build_cache(client: Any = None, *, reusable: bool = True) -> Itera
         if before is not None:
             with contextlib.suppress(Exception):
                 after = {str(r["ID"]) for r in build_cache_records(client)}
-                ledger = Ledger.of(client, _REUSABLE if reusable else _SINGLE_USE)
+                ledger = Ledger.of(client, "build-cache")
                 ledger.add(sorted(after - before))
                 # Where `clean --prune` never runs, the engine's own GC removes records: their
                 # ids go from a ledger grown past a few thousand of them.
@@ -90,15 +82,8 @@ def recording_build_cache(client: Any = None, *, reusable: bool = True) -> Itera
 
 
 def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned:
-    """The build cache records of the invoking user's harness builds (its ledgers) that no
-    build used for `idle_seconds`, and those of its builds that no later build can use
-    (`recording_build_cache(reusable=False)`) whatever their age; records in use are never
-    pruned.
-
-    Why the second: a reproducibility check's two builds run every RUN step anew and as their
-    own, so their records are never hit again, and a runner that checks on every push piles up
-    a clean build's worth of them per check (the deps stage's installed packages included)
-    well within any idle time that keeps the warm builds' cache.
+    """The build cache records of the invoking user's harness builds (its ledger) that no
+    build used for `idle_seconds`; records in use are never pruned.
 
     Why by id: BuildKit's cache records carry no owner, project or label. The engine's prune
     filters are `until`, `id` (a regular expression), `parent`, `type`, `description`,
@@ -111,17 +96,10 @@ def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned
     of the records that appeared during the harness's builds (`recording_build_cache`), in
     one regular expression per batch, with `until` on top. Its one blur: a record that another
     build on the same engine made while a harness build ran is counted as the harness's, and
-    pruned once nobody used it for `idle_seconds`, or at the next prune if that harness build
-    was a single-use one (that other build then misses its cache once; nothing in use goes).
+    pruned once nobody used it for `idle_seconds`.
     """
     client = client or engine_client()
-    reusable = _prune_recorded(client, Ledger.of(client, _REUSABLE), idle_seconds)
-    single_use = _prune_recorded(client, Ledger.of(client, _SINGLE_USE), 0)
-    return CachePruned(reusable.records + single_use.records, reusable.size + single_use.size)
-
-
-def _prune_recorded(client: Any, ledger: Ledger, idle_seconds: float) -> CachePruned:
-    """The records of `ledger` that no build used for `idle_seconds` (at least a second)."""
+    ledger = Ledger.of(client, "build-cache")
     recorded = ledger.entries()
     if not recorded:
         return CachePruned(0, 0)

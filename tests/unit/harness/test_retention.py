@@ -30,13 +30,12 @@ def test_a_ledger_keeps_each_entry_once_and_forgets_only_what_it_is_told(tmp_pat
 
 
 class _Engine:
-    """The engine's build cache as the API shows it: `prune_builds` honours `until` (a record
-    is as old as `age` says, and old enough for any `until` if it says nothing) and the `id`
-    regular expression, and a record with a child left stays."""
+    """The engine's build cache as the API shows it: `prune_builds` honours `until` (every
+    record is old enough here) and the `id` regular expression, and a record with a child
+    left stays."""
 
     def __init__(self, records: dict[str, str | None]) -> None:  # id -> parent
         self.records = dict(records)
-        self.age: dict[str, int] = {}  # seconds since a build used the record
         self.filters: list[dict[str, str]] = []
         self.api = self
 
@@ -56,9 +55,7 @@ class _Engine:
         self.filters.append(filters)
         pattern = re.compile(filters["id"])
         parents = {p for p in self.records.values() if p}
-        until = int(filters["until"].removesuffix("s"))
-        old = [i for i in self.records if self.age.get(i, until + 1) > until]
-        gone = [i for i in old if pattern.search(i) and i not in parents]
+        gone = [i for i in self.records if pattern.search(i) and i not in parents]
         for i in gone:
             del self.records[i]
         return {"CachesDeleted": gone or None, "SpaceReclaimed": 10 * len(gone)}
@@ -85,23 +82,6 @@ def test_the_build_cache_prune_takes_only_recorded_records_across_batches(
     assert prune_build_cache(3600, client=engine).records == 1
     assert sorted(engine.records) == ["foreign1"]
     assert Ledger.of(engine, "build-cache").entries() == []
-
-
-def test_single_use_build_cache_is_pruned_whatever_its_age_and_reusable_cache_waits() -> None:
-    engine = _Engine({})
-    with recording_build_cache(engine):
-        engine.records.update({"reusable": None})
-    with recording_build_cache(engine, reusable=False):  # as a reproducibility check's builds
-        engine.records.update({"single-use": None})
-    engine.age = {"reusable": 60, "single-use": 60}
-
-    pruned = prune_build_cache(3600, client=engine)
-
-    assert pruned.records == 1
-    assert sorted(engine.records) == ["reusable"]
-    assert sorted(f["until"] for f in engine.filters) == ["1s", "3600s"]
-    assert Ledger.of(engine, "build-cache").entries() == ["reusable"]
-    assert Ledger.of(engine, "build-cache-single-use").entries() == []
 
 
 def test_a_grown_build_cache_ledger_drops_what_the_engine_lost(monkeypatch: pytest.MonkeyPatch) -> None:
