@@ -103,7 +103,12 @@ def test_fast_clean_server_passes(
     fake_service: tuple[str, Faults], project_root: Path, tmp_path: Path
 ) -> None:
     url, _ = fake_service
-    result = perf(project_root, tmp_path, "--target-url", url, *SHORT)
+    # The p95 limit is the test's, as in test_capacity.py: the fake server answers in
+    # milliseconds, but beside .ci/run's other lanes (workers' and stacks' containers starting,
+    # at the engine's priority) its p95 reached 110-140 ms against the project's 100 ms. What is
+    # judged here is that a clean server passes every threshold it meets; the breach of the
+    # p95 has a test of its own (test_latency_breaches_the_p95).
+    result = perf(project_root, tmp_path, "--target-url", url, *SHORT, "--p95-ms", "250")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "perf PASSED" in result.stdout
     assert "PASS  p95" in result.stdout
