@@ -18,6 +18,7 @@ its own to every process, which a user's run never pays.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import os
 import resource
@@ -45,10 +46,12 @@ def make_suite(where: Path, tests: int) -> None:
     (where / "test_trivial.py").write_text(body, encoding="utf-8")
 
 
-def _blocked() -> list[str]:
-    """`-p no:<name>` for every installed pytest plugin but xdist and the harness."""
+@functools.cache
+def _blocked() -> tuple[str, ...]:
+    """`-p no:<name>` for every installed pytest plugin but xdist and the harness: read once,
+    not for each of the hundreds of runs."""
     names = {ep.name for ep in importlib.metadata.entry_points(group="pytest11")} - KEPT
-    return [arg for name in sorted(names) for arg in ("-p", f"no:{name}")]
+    return tuple(arg for name in sorted(names) for arg in ("-p", f"no:{name}"))
 
 
 def run_once(where: Path, workers: int, *, plugin: bool) -> tuple[float, float]:
