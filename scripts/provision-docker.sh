@@ -14,6 +14,14 @@ MIN_BUILDX_MINOR=13            # buildx 0.13 gives rewrite-timestamp on the OCI 
 LOG=${HARNESS_DOCKERD_LOG:-/var/log/harness-dockerd.log}
 SOCK=/var/run/docker.sock
 WAIT_SECONDS=${HARNESS_DOCKERD_WAIT:-60}
+DAEMON_JSON=/etc/docker/daemon.json
+# BuildKit keeps a build's history record (its logs, trace and provenance, in containerd's
+# content store) until it is both beyond the newest 50 and 48 hours old. The harness's canary
+# builds make hundreds a day, and containerd's garbage collector walks every one of them on
+# each container removal, so every container of every tier cost more as they piled up.
+# Kept: the newest 50, and any from the last hour.
+HISTORY_MAX_AGE=1h
+HISTORY_MAX_ENTRIES=50
 
 say() { printf 'provision-docker: %s\n' "$*" >&2; }
 die() {
@@ -26,13 +34,47 @@ die() {
 # The engine this script started itself records its pid here (dockerd's default pid file).
 PIDFILE=/var/run/docker.pid
 
-stop_own_daemon() {  # only the dockerd of $PIDFILE: other users' rootless engines are not ours
+own_dockerd() {  # the pid of the dockerd that $PIDFILE names, if it runs
     local pid
     pid=$(cat "$PIDFILE" 2>/dev/null || true)
-    [[ $pid =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]] || return 0
-    say "dockerd ($pid) is running but does not qualify; restarting it with the new configuration"
+    [[ $pid =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]] && echo "$pid"
+}
+
+stop_own_daemon() {  # only the dockerd of $PIDFILE: other users' rootless engines are not ours
+    local pid why=${1:-"is running but does not qualify"}
+    pid=$(own_dockerd) || return 0
+    say "dockerd ($pid) $why; restarting it with the new configuration"
     kill "$pid"
     for _ in $(seq 1 30); do [[ -d /proc/$pid ]] || break; sleep 1; done
+}
+
+configure_daemon() {  # FILE: dockerd's configuration, with what the harness needs; "changed" if rewritten
+    # The containerd image store is what lets the OCI exporter's output be loaded as-is;
+    # without it `docker load` of a rewritten-timestamp image fails. A build history bound
+    # already there is the owner's, and stays.
+    mkdir -p "$(dirname "$1")"
+    python3 - "$1" "$HISTORY_MAX_AGE" "$HISTORY_MAX_ENTRIES" <<'PY'
+import copy, json, pathlib, sys
+path, max_age, max_entries = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+text = path.read_text() if path.exists() else ""
+try:
+    before = json.loads(text) if text.strip() else {}
+    problem = None if isinstance(before, dict) else f"its top level is a JSON {type(before).__name__}"
+    problem = problem or next((f'"{k}" is not an object' for k in ("features", "builder")
+                               if not isinstance(before.get(k, {}), dict)), None)
+except json.JSONDecodeError as exc:
+    problem = f"it is not JSON ({exc})"
+if problem:
+    sys.exit(f"provision-docker: ERROR: {path} cannot take the engine's settings: {problem}\n"
+             f"provision-docker:   checked: {path} as a JSON object whose features and builder are objects\n"
+             "provision-docker:   fix: correct it (dockerd refuses what is not JSON too), then rerun; it was left as it was")
+cfg = copy.deepcopy(before)
+cfg.setdefault("features", {})["containerd-snapshotter"] = True
+cfg.setdefault("builder", {}).setdefault("history", {"maxAge": max_age, "maxEntries": max_entries})
+if cfg != before:
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+    print("changed")
+PY
 }
 
 # `provision-docker.sh stop-own-daemon [PIDFILE]` runs only that step, which start_daemon takes
@@ -40,6 +82,12 @@ stop_own_daemon() {  # only the dockerd of $PIDFILE: other users' rootless engin
 if [[ ${1:-} == stop-own-daemon ]]; then
     PIDFILE=${2:-$PIDFILE}
     stop_own_daemon
+    exit 0
+fi
+# `provision-docker.sh configure-daemon FILE` only edits FILE as it would dockerd's configuration.
+if [[ ${1:-} == configure-daemon ]]; then
+    [[ -n ${2:-} ]] || die "configure-daemon needs the file to edit" "fix: bash $0 configure-daemon FILE"
+    configure_daemon "$2"
     exit 0
 fi
 
@@ -144,14 +192,6 @@ if ! command -v diffoscope >/dev/null && [[ $(id -u) -eq 0 ]]; then
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends diffoscope >/dev/null; }
 fi
 
-if engine_qualifies; then
-    say "engine $(docker version --format '{{.Server.Version}}') with buildx $(docker buildx version | awk '{print $2}') and the containerd image store is already running: nothing to do"
-    exit 0
-fi
-
-[[ $(id -u) -eq 0 ]] || die "installing and starting the engine needs root" \
-    "checked: id -u = $(id -u)" "fix: rerun as root (sudo bash $0)"
-
 install_engine() {
     add_trixie
     export DEBIAN_FRONTEND=noninteractive
@@ -161,26 +201,13 @@ install_engine() {
         iptables ca-certificates >/dev/null
 }
 
-configure_daemon() {
-    # The containerd image store is what lets the OCI exporter's output be
-    # loaded as-is; without it `docker load` of a rewritten-timestamp image fails.
-    mkdir -p /etc/docker
-    python3 - <<'PY'
-import json, pathlib
-p = pathlib.Path("/etc/docker/daemon.json")
-cfg = json.loads(p.read_text()) if p.exists() and p.read_text().strip() else {}
-cfg.setdefault("features", {})["containerd-snapshotter"] = True
-p.write_text(json.dumps(cfg, indent=2) + "\n")
-PY
-}
-
-start_daemon() {
+start_daemon() {  # [WHY]: why a running dockerd of our own is restarted
     # Where the service manager runs the engine (a hosted runner, a workstation), it restarts it.
     if command -v systemctl >/dev/null && systemctl is-active --quiet docker 2>/dev/null; then
         say "restarting docker.service with the new configuration"
         systemctl restart docker
     else
-        stop_own_daemon
+        stop_own_daemon "${1:-}"
         rm -f "$PIDFILE"
         say "starting dockerd (log: $LOG)"
         # setsid: the daemon must outlive this script and the shell that ran it.
@@ -203,8 +230,36 @@ have_engine_binaries() {
     [[ -n $(buildx_minor) && $(buildx_minor) -ge $MIN_BUILDX_MINOR ]]
 }
 
+apply_to_running() {  # daemon.json changed under an engine that qualifies: restarted only if ours and idle
+    say "$DAEMON_JSON updated: build history bounded (kept: the newest $HISTORY_MAX_ENTRIES, and any from the last $HISTORY_MAX_AGE)"
+    if command -v systemctl >/dev/null && systemctl is-active --quiet docker 2>/dev/null; then
+        say "it takes effect when docker.service restarts (systemctl restart docker)"
+    elif ! own_dockerd >/dev/null; then
+        say "it takes effect when the engine restarts ($PIDFILE names no running dockerd: not started here)"
+    elif [[ -n $(docker ps -q) ]]; then
+        say "it takes effect when dockerd restarts: containers are running, so it was left running"
+    else
+        start_daemon "runs no container"
+    fi
+}
+
+if engine_qualifies; then
+    ready="engine $(docker version --format '{{.Server.Version}}') with buildx $(docker buildx version | awk '{print $2}') and the containerd image store is already running"
+    changed=""
+    if [[ $(id -u) -eq 0 ]]; then changed=$(configure_daemon "$DAEMON_JSON"); fi
+    if [[ -n $changed ]]; then
+        apply_to_running
+    else
+        say "$ready: nothing to do"
+    fi
+    exit 0
+fi
+
+[[ $(id -u) -eq 0 ]] || die "installing and starting the engine needs root" \
+    "checked: id -u = $(id -u)" "fix: rerun as root (sudo bash $0)"
+
 have_engine_binaries || install_engine
-configure_daemon
+configure_daemon "$DAEMON_JSON" >/dev/null
 start_daemon
 engine_qualifies || die "the engine started but does not qualify" \
     "checked: engine >= $MIN_ENGINE_MAJOR ($(engine_major || echo none)), buildx >= 0.$MIN_BUILDX_MINOR ($(buildx_minor || echo none)), containerd image store" \

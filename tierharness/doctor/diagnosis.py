@@ -3,11 +3,13 @@ every check run against them."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from docker.errors import DockerException
@@ -103,6 +105,25 @@ def _build_cache(client: Any) -> Check:
     return host.build_cache_check(len(records), sum(unused_for(r) > idle for r in records), idle)
 
 
+# A rootful engine's configuration file (dockerd's default --config-file).
+ENGINE_CONFIG = Path("/etc/docker/daemon.json")
+
+
+def _build_history(root_dir: str | None) -> Check | None:
+    """The build history bound of a local rootful engine's configuration; None for any other
+    engine, whose file is elsewhere or out of reach (remote, rootless, a desktop VM)."""
+    if not environment().engine_is_local or root_dir != "/var/lib/docker":
+        return None
+    try:
+        settings = json.loads(ENGINE_CONFIG.read_text() or "{}") if ENGINE_CONFIG.exists() else {}
+    except (OSError, ValueError) as exc:
+        return host.build_history_check(str(ENGINE_CONFIG), None, str(exc).splitlines()[0][:300])
+    builder = settings.get("builder") if isinstance(settings, dict) else None
+    return host.build_history_check(
+        str(ENGINE_CONFIG), builder.get("history") if isinstance(builder, dict) else None
+    )
+
+
 def _labelled(client: Any) -> list[tuple[str, Mapping[str, str]]]:
     flt = {"label": [LABEL_RUN]}
     found: list[tuple[str, Mapping[str, str]]] = []
@@ -126,6 +147,9 @@ def diagnose(settings: Settings) -> list[Check]:
             checks.extend(image_checks(settings.images.values(), local_image_id, local_origin))
             checks.append(_disk(facts.root_dir))
             checks.append(_build_cache(client))
+            history = _build_history(facts.root_dir)
+            if history is not None:
+                checks.append(history)
             checks.extend(leftover_checks(_labelled(client), here=OwnerPlace.here()))
             mode = options.network.strip()
             checks.append(host.network_check(mode, refusal_here(client)))

@@ -3,6 +3,7 @@ disk, the build cache, and how tests reach a worker's services."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -155,3 +156,26 @@ def build_cache_check(records: int, stale: int, idle_seconds: float) -> Check:
             "used for HARNESS_BUILD_CACHE_IDLE (lower it to prune more); other builds' cache is its owners'",
         )
     return Check("build cache", "PASS", detail)
+
+
+def build_history_check(config: str, history: object, problem: str | None = None) -> Check:
+    """Whether the engine's configuration file `config` bounds BuildKit's build history: its
+    `builder.history` (None when unset), or the `problem` that kept it from being read."""
+    if problem is not None:
+        return Check(
+            "build history",
+            "WARN",
+            f"{config} not read: {problem}",
+            f"check {config}: dockerd reads it at start",
+        )
+    if history:
+        return Check("build history", "PASS", f"bounded in {config}: builder.history = {json.dumps(history)}")
+    return Check(
+        "build history",
+        "WARN",
+        f"{config} sets no builder.history: BuildKit keeps each build's record until it is both beyond "
+        "the newest 50 and 48 hours old, and containerd walks every record on each container removal, "
+        "so each container of every tier costs more as builds pile up",
+        f"{PROVISION} (as root) adds a bound and restarts the engine it started if no container runs; "
+        f"or set builder.history in {config} yourself, then restart the engine",
+    )

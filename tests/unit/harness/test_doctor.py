@@ -18,6 +18,7 @@ from tierharness.doctor import (
     EnvRead,
     IniOptions,
     build_cache_check,
+    build_history_check,
     buildx_check,
     disk_check,
     engine_checks,
@@ -621,3 +622,21 @@ def test_a_broken_configuration_exits_2(project: Path, capsys: pytest.CaptureFix
     (project / "pyproject.toml").write_text("[tool.harness\n")
     assert main(["doctor"]) == 2
     assert "fix the TOML syntax" in capsys.readouterr().err
+
+
+def test_an_engine_configuration_without_a_build_history_bound_warns_with_the_provisioning_fix() -> None:
+    bounded = build_history_check("/etc/docker/daemon.json", {"maxAge": "1h", "maxEntries": 50})
+    assert (bounded.status, bounded.detail) == (
+        "PASS",
+        'bounded in /etc/docker/daemon.json: builder.history = {"maxAge": "1h", "maxEntries": 50}',
+    )
+    unbounded = build_history_check("/etc/docker/daemon.json", None)
+    assert unbounded.status == "WARN"
+    assert "sets no builder.history" in unbounded.detail
+    assert unbounded.fix is not None
+    assert "bash scripts/provision-docker.sh" in unbounded.fix
+    unread = build_history_check("/etc/docker/daemon.json", None, "Expecting value: line 1 column 1")
+    assert (unread.status, unread.detail) == (
+        "WARN",
+        "/etc/docker/daemon.json not read: Expecting value: line 1 column 1",
+    )
