@@ -68,7 +68,7 @@ def test_a_configuration_it_cannot_take_is_named_and_left_as_it_was(
     assert config.read_text() == text
 
 
-# dockerd looks its helpers (docker-proxy) up on PATH, which a user's often lacks these in.
+# dockerd looks its helper docker-proxy up on PATH, and a user's PATH often lacks /usr/sbin.
 ENGINE_PATH = "/usr/sbin:/usr/bin:/usr/libexec/docker"
 
 
@@ -80,6 +80,7 @@ def test_dockerd_accepts_the_configuration_it_writes(tmp_path: Path) -> None:
     assert _configure(config).returncode == 0
     proc = subprocess.run(
         [dockerd, "--validate", "--config-file", str(config)],
+        env={**os.environ, "PATH": f"{ENGINE_PATH}:{os.environ.get('PATH', '')}"},
         capture_output=True,
         text=True,
         timeout=60,
