@@ -11,8 +11,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from testcontainers.community.postgres import PostgresContainer
-from testcontainers.community.redis import RedisContainer
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
@@ -117,14 +115,6 @@ class RedisInfo:
 def _token() -> str:
     # Hex: safe in URLs, in SQL literals and on a command line without quoting.
     return secrets.token_hex(12)
-
-
-class _HostCheckedPostgres(PostgresContainer):
-    """PostgresContainer whose readiness is its HostProbe (a real connection from the host);
-    the stock check runs psql inside the container once a second."""
-
-    def _connect(self) -> None:
-        pass
 
 
 def stop(container: DockerContainer | None) -> None:
@@ -246,7 +236,13 @@ def start_postgres(
     prepare_clients()  # testcontainers makes its client in the constructor: the engine is settled first
 
     def build(port: int | None) -> tuple[DockerContainer, HostProbe]:
-        container = _HostCheckedPostgres(image, username=user, password=password, dbname=dbname, driver=None)
+        # A plain DockerContainer, configured as testcontainers' PostgresContainer would be:
+        # importing that module imports all of SQLAlchemy wherever it is installed (for one
+        # exception class), in every worker. Its readiness check (psql inside the container,
+        # once a second) is HostProbe's job here.
+        container = DockerContainer(image).with_exposed_ports(5432)
+        for name, value in (("POSTGRES_USER", user), ("POSTGRES_PASSWORD", password), ("POSTGRES_DB", dbname)):
+            container.with_env(name, value)
         listen = f" -c port={port} -c listen_addresses=127.0.0.1" if port is not None else ""
         container.with_command(command + listen)
         wait = HostProbe(
@@ -312,9 +308,10 @@ def start_redis(
     prepare_clients()
 
     def build(port: int | None) -> tuple[DockerContainer, HostProbe]:
-        container = RedisContainer(image, password=password)
-        if port is not None:
-            container.with_command(f"redis-server --requirepass {password} --port {port} --bind 127.0.0.1")
+        # As testcontainers' RedisContainer would run it (its readiness check is HostProbe's).
+        listen = f" --port {port} --bind 127.0.0.1" if port is not None else ""
+        container = DockerContainer(image).with_exposed_ports(6379)
+        container.with_command(f"redis-server --requirepass {password}{listen}")
         wait = HostProbe(port or 6379, probe, waited_for="a Redis PING", published=port is None)
         return container, wait
 
