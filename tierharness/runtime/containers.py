@@ -241,7 +241,11 @@ def start_postgres(
         # exception class), in every worker. Its readiness check (psql inside the container,
         # once a second) is HostProbe's job here.
         container = DockerContainer(image).with_exposed_ports(5432)
-        for name, value in (("POSTGRES_USER", user), ("POSTGRES_PASSWORD", password), ("POSTGRES_DB", dbname)):
+        for name, value in (
+            ("POSTGRES_USER", user),
+            ("POSTGRES_PASSWORD", password),
+            ("POSTGRES_DB", dbname),
+        ):
             container.with_env(name, value)
         listen = f" -c port={port} -c listen_addresses=127.0.0.1" if port is not None else ""
         container.with_command(command + listen)
