@@ -117,6 +117,16 @@ def _token() -> str:
     return secrets.token_hex(12)
 
 
+def _postgres_container(image: str, user: str, password: str, dbname: str) -> DockerContainer:
+    """A plain DockerContainer, configured as testcontainers' PostgresContainer would be:
+    importing that module imports all of SQLAlchemy wherever it is installed (for one
+    exception class), in every worker. Its readiness check (psql inside the container, once a
+    second) is HostProbe's job here."""
+    container = DockerContainer(image).with_exposed_ports(5432)
+    container.with_env("POSTGRES_USER", user).with_env("POSTGRES_PASSWORD", password)
+    return container.with_env("POSTGRES_DB", dbname)
+
+
 def stop(container: DockerContainer | None) -> None:
     """Remove a container and its anonymous volumes; already gone is fine."""
     if container is None:
@@ -236,17 +246,7 @@ def start_postgres(
     prepare_clients()  # testcontainers makes its client in the constructor: the engine is settled first
 
     def build(port: int | None) -> tuple[DockerContainer, HostProbe]:
-        # A plain DockerContainer, configured as testcontainers' PostgresContainer would be:
-        # importing that module imports all of SQLAlchemy wherever it is installed (for one
-        # exception class), in every worker. Its readiness check (psql inside the container,
-        # once a second) is HostProbe's job here.
-        container = DockerContainer(image).with_exposed_ports(5432)
-        for name, value in (
-            ("POSTGRES_USER", user),
-            ("POSTGRES_PASSWORD", password),
-            ("POSTGRES_DB", dbname),
-        ):
-            container.with_env(name, value)
+        container = _postgres_container(image, user, password, dbname)
         listen = f" -c port={port} -c listen_addresses=127.0.0.1" if port is not None else ""
         container.with_command(command + listen)
         wait = HostProbe(
