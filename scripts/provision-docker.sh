@@ -244,13 +244,12 @@ apply_to_running() {  # daemon.json changed under an engine that qualifies: rest
 }
 
 if engine_qualifies; then
-    ready="engine $(docker version --format '{{.Server.Version}}') with buildx $(docker buildx version | awk '{print $2}') and the containerd image store is already running"
     changed=""
     if [[ $(id -u) -eq 0 ]]; then changed=$(configure_daemon "$DAEMON_JSON"); fi
     if [[ -n $changed ]]; then
         apply_to_running
     else
-        say "$ready: nothing to do"
+        say "engine $(docker version --format '{{.Server.Version}}') with buildx $(docker buildx version | awk '{print $2}') and the containerd image store is already running: nothing to do"
     fi
     exit 0
 fi
