@@ -217,7 +217,8 @@ def _prune(client: object) -> int:
         f"removed {len(pulls)} reference(s) pulled from runs' own registries; "
         f"{len(builds)} old build(s) of {settings.build.image} (keep-images = {keep}); "
         f"{cache.records} build cache record(s) ({cache.size / 2**20:.0f} MiB) "
-        f"unused for {idle:.0f} s (HARNESS_BUILD_CACHE_IDLE): of each, only what this user's runs made"
+        f"unused for {idle:.0f} s (HARNESS_BUILD_CACHE_IDLE) or made by --no-cache builds: of each, "
+        "only what this user's runs made"
     )
     return 0
 

@@ -10,7 +10,8 @@ engine's own id: a DOCKER_HOST naming another engine reads another ledger) and p
 - `pulls`: references pulled into the engine from a run's own loopback registry;
 - `builds`: the project image's per-commit tags, each with the image id it was given (a tag
   moved by hand to another image is no longer the harness's);
-- `build-cache`: the BuildKit records that appeared while a harness build ran.
+- `build-cache`: the BuildKit records that appeared while a harness build ran;
+- `clean-build-cache`: those that appeared while a clean (`--no-cache`) harness build ran.
 
 An entry is a line; entries of what is gone from the engine are forgotten by whoever finds
 them gone. Appends and rewrites hold the ledger's lock, so concurrent runs lose nothing.

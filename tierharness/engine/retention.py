@@ -10,11 +10,11 @@ were gone (the engine's own GC frees space, not records). So:
   removed (never the one just built, never one a container still runs: the engine refuses,
   and it is skipped);
 - `python -m tierharness clean --prune` prunes the build cache that no build used for
-  `HARNESS_BUILD_CACHE_IDLE` seconds, and the references pulled by digest from runs' own
-  loopback registries. Only there, and only while no build or stack runs: the pulls may be a
-  running stack's image (run beside the e2e tier, it took the stack's image away), and a
-  build cache prune beside a build made that build fail ("failed to solve: not found",
-  BuildKit 0.13).
+  `HARNESS_BUILD_CACHE_IDLE` seconds, that of clean (`--no-cache`) builds whatever its idle
+  time, and the references pulled by digest from runs' own loopback registries. Only there,
+  and only while no build or stack runs: the pulls may be a running stack's image (run beside
+  the e2e tier, it took the stack's image away), and a build cache prune beside a build made
+  that build fail ("failed to solve: not found", BuildKit 0.13).
 
 All three touch only what the invoking user's harness runs wrote into their ledger
 (tierharness.engine.ledger): the engine is shared, and a `localhost:5000/...` reference, an
@@ -48,6 +48,7 @@ _REVISION_TAG = re.compile(r"^[0-9a-f]{12}$")  # what `harness build` tags: the 
 _LOOPBACK = re.compile(r"^(127\.0\.0\.1|localhost):\d+/")  # a run's own registry
 _IDS_PER_PRUNE = 200  # build cache ids in one prune's filter: a request of a few kilobytes
 _LEDGER_COMPACT_AT = 128 * 1024  # bytes of build cache ids (26 each) before gone ones are dropped
+_BUILDS, _CLEAN_BUILDS = "build-cache", "clean-build-cache"  # the ledgers of the two kinds of build
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,11 @@ class CachePruned:
 
 
 @contextlib.contextmanager
-def recording_build_cache(client: Any = None) -> Iterator[None]:
+def recording_build_cache(client: Any = None, *, clean: bool = False) -> Iterator[None]:
     """Around one build on the engine's own builder (`client`'s engine; by default the
     harness's): the build cache records that appear while it runs go into the invoking user's
-    ledger, for `prune_build_cache`. A courtesy: failing to write it never fails the build."""
+    ledger, for `prune_build_cache`; a `clean` build's (`--no-cache`) into a ledger of their
+    own. A courtesy: failing to write it never fails the build."""
     before: set[str] | None = None
     with contextlib.suppress(Exception):
         client = client or engine_client()
@@ -73,7 +75,7 @@ def recording_build_cache(client: Any = None) -> Iterator[None]:
         if before is not None:
             with contextlib.suppress(Exception):
                 after = {str(r["ID"]) for r in build_cache_records(client)}
-                ledger = Ledger.of(client, "build-cache")
+                ledger = Ledger.of(client, _CLEAN_BUILDS if clean else _BUILDS)
                 ledger.add(sorted(after - before))
                 # Where `clean --prune` never runs, the engine's own GC removes records: their
                 # ids go from a ledger grown past a few thousand of them.
@@ -82,8 +84,15 @@ def recording_build_cache(client: Any = None) -> Iterator[None]:
 
 
 def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned:
-    """The build cache records of the invoking user's harness builds (its ledger) that no
-    build used for `idle_seconds`; records in use are never pruned.
+    """The build cache records of the invoking user's harness builds (its ledgers) that no
+    build used for `idle_seconds`, and those of its clean builds whatever their idle time;
+    records in use are never pruned.
+
+    Why clean builds' at once: a `--no-cache` build (repro-check's two, and every canary of
+    it) writes a fresh record for each of its steps beside the cached one, and nothing looks
+    them up again but by chance. Kept for the idle time, they were most of an engine's
+    records after a day of CI runs, and containerd's per-container work grows with them
+    (docs/image-build.md, "What stays in the engine").
 
     Why by id: BuildKit's cache records carry no owner, project or label. The engine's prune
     filters are `until`, `id` (a regular expression), `parent`, `type`, `description`,
@@ -95,15 +104,20 @@ def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned
     recorded here, and is its owner's to prune). So the most exact scope available is the ids
     of the records that appeared during the harness's builds (`recording_build_cache`), in
     one regular expression per batch, with `until` on top. Its one blur: a record that another
-    build on the same engine made while a harness build ran is counted as the harness's, and
-    pruned once nobody used it for `idle_seconds`.
+    build on the same engine made while a harness build ran is counted as the harness's (as a
+    clean build's, if that one was clean), and pruned once nobody used it for `idle_seconds`
+    (at the next prune).
     """
     client = client or engine_client()
-    ledger = Ledger.of(client, "build-cache")
-    recorded = ledger.entries()
-    if not recorded:
-        return CachePruned(0, 0)
     present = {str(r["ID"]) for r in build_cache_records(client)}
+    cached = _prune_recorded(client, Ledger.of(client, _BUILDS), present, idle_seconds)
+    clean = _prune_recorded(client, Ledger.of(client, _CLEAN_BUILDS), present, 0)
+    return CachePruned(cached.records + clean.records, cached.size + clean.size)
+
+
+def _prune_recorded(client: Any, ledger: Ledger, present: set[str], idle_seconds: float) -> CachePruned:
+    """The records in `ledger` that no build used for `idle_seconds` (at least a second)."""
+    recorded = ledger.entries()
     ledger.forget(i for i in recorded if i not in present)
     remaining = [i for i in recorded if i in present]
     deleted: list[str] = []

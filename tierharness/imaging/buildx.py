@@ -135,7 +135,7 @@ def buildx_build(
     # listing does not show it, and is its owner's to prune; another engine (DOCKER_HOST in
     # `env`) is a second engine, gone with its command.
     own_builder = not environment().builder and "DOCKER_HOST" not in run_env
-    with recording_build_cache() if own_builder else contextlib.nullcontext():
+    with recording_build_cache(clean=no_cache) if own_builder else contextlib.nullcontext():
         proc = run(
             cmd,
             what="image build",

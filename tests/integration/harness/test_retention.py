@@ -155,12 +155,19 @@ def test_build_cache_the_harness_made_is_pruned_when_idle_and_other_builds_cache
         foreign = _build_cache_record(engine, tmp_path / "foreign", f"foreign-{uuid.uuid4().hex}")
         with recording_build_cache(client):  # as buildx_build records the harness's builds
             stale = _build_cache_record(engine, tmp_path / "stale", f"stale-{uuid.uuid4().hex}")
+        before = {str(r["ID"]) for r in _records(engine)}
+        with recording_build_cache(client, clean=True):  # and its --no-cache ones
+            clean = _build_cache_record(engine, tmp_path / "clean", f"clean-{uuid.uuid4().hex}")
+        made_clean = {str(r["ID"]) for r in _records(engine)} - before  # its step's, and its sources'
         time.sleep(3)
         with recording_build_cache(client):
             fresh = _build_cache_record(engine, tmp_path / "fresh", f"fresh-{uuid.uuid4().hex}")
         fresh_built = time.monotonic()
 
-        assert prune_build_cache(3600, client=client).records == 0  # used seconds ago: kept
+        # Used seconds ago, all three builds' records: only the clean build's go.
+        assert clean in made_clean
+        assert prune_build_cache(3600, client=client).records == len(made_clean)
+        assert not made_clean & {str(r["ID"]) for r in _records(engine)}
         # Older than the fresh record by a margin, younger than the stale one. A busy engine
         # may hold a record a moment after its build returned: asked again until it lets go.
         deadline = fresh_built + 20

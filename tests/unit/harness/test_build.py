@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import subprocess as sp
@@ -89,3 +90,22 @@ def test_buildkit_cache_locations_reach_buildx_only_when_set(
     ]
     assert "--cache-to" in seen[0]
     assert "--cache-from" not in seen[1]  # off by default: nothing is sent anywhere
+
+
+def test_a_clean_build_records_its_cache_apart_for_the_next_prune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded: list[bool] = []
+
+    def recording(*, clean: bool = False) -> contextlib.AbstractContextManager[None]:
+        recorded.append(clean)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(buildx, "recording_build_cache", recording)
+    monkeypatch.setattr(buildx, "run", lambda argv, **_kw: sp.CompletedProcess(argv, 0, "", ""))
+    monkeypatch.setattr(buildx, "require_buildx", lambda: "buildx v0.13")
+    monkeypatch.setattr(buildx, "docker_cli", lambda: "docker")
+    monkeypatch.delenv("HARNESS_BUILDER", raising=False)
+    buildx.buildx_build(tmp_path, no_cache=True)
+    buildx.buildx_build(tmp_path)
+    assert recorded == [True, False]

@@ -30,12 +30,13 @@ def test_a_ledger_keeps_each_entry_once_and_forgets_only_what_it_is_told(tmp_pat
 
 
 class _Engine:
-    """The engine's build cache as the API shows it: `prune_builds` honours `until` (every
-    record is old enough here) and the `id` regular expression, and a record with a child
-    left stays."""
+    """The engine's build cache as the API shows it: `prune_builds` honours `until` (a record
+    not in `unused` is older than any) and the `id` regular expression, and a record with a
+    child left stays."""
 
-    def __init__(self, records: dict[str, str | None]) -> None:  # id -> parent
-        self.records = dict(records)
+    def __init__(self, records: dict[str, str | None], unused: dict[str, int] | None = None) -> None:
+        self.records = dict(records)  # id -> parent
+        self.unused = dict(unused or {})  # id -> seconds since a build last used it
         self.filters: list[dict[str, str]] = []
         self.api = self
 
@@ -53,9 +54,12 @@ class _Engine:
 
     def prune_builds(self, *, filters: dict[str, str], all: bool) -> dict[str, Any]:
         self.filters.append(filters)
-        pattern = re.compile(filters["id"])
+        pattern, until = re.compile(filters["id"]), int(filters["until"].removesuffix("s"))
         parents = {p for p in self.records.values() if p}
-        gone = [i for i in self.records if pattern.search(i) and i not in parents]
+        gone = [
+            i for i in self.records
+            if pattern.search(i) and i not in parents and self.unused.get(i, 10**9) >= until
+        ]  # fmt: skip
         for i in gone:
             del self.records[i]
         return {"CachesDeleted": gone or None, "SpaceReclaimed": 10 * len(gone)}
@@ -93,3 +97,19 @@ def test_a_grown_build_cache_ledger_drops_what_the_engine_lost(monkeypatch: pyte
     with recording_build_cache(engine):
         engine.records.update({"new": None})
     assert Ledger.of(engine, "build-cache").entries() == ["new"]
+
+
+def test_a_clean_builds_records_go_at_the_next_prune_and_a_cached_builds_once_idle() -> None:
+    engine = _Engine({}, unused={"cached": 60, "clean": 60, "clean-in-use": 0})
+    with recording_build_cache(engine):
+        engine.records["cached"] = None
+    with recording_build_cache(engine, clean=True):  # as buildx_build records a --no-cache build
+        engine.records.update({"clean": None, "clean-in-use": None})
+
+    pruned = prune_build_cache(3600, client=engine)
+
+    assert pruned.records == 1
+    assert sorted(engine.records) == ["cached", "clean-in-use"]
+    assert sorted(f["until"] for f in engine.filters) == ["1s", "1s", "3600s"]  # two rounds for clean
+    assert Ledger.of(engine, "build-cache").entries() == ["cached"]
+    assert Ledger.of(engine, "clean-build-cache").entries() == ["clean-in-use"]
