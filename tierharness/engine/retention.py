@@ -90,8 +90,8 @@ def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned
 
     Why clean builds' at once: a `--no-cache` build (repro-check's two, and every canary of
     it) writes a fresh record for each of its steps beside the cached one, and nothing looks
-    them up again but by chance. Kept for the idle time, they were most of an engine's
-    records after a day of CI runs, and containerd's per-container work grows with them
+    them up again but by chance. Kept for the idle time, they were most of what each warm
+    `.ci/run` added to the engine, and containerd's per-container work grows with the records
     (docs/image-build.md, "What stays in the engine").
 
     Why by id: BuildKit's cache records carry no owner, project or label. The engine's prune
@@ -104,11 +104,13 @@ def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned
     recorded here, and is its owner's to prune). So the most exact scope available is the ids
     of the records that appeared during the harness's builds (`recording_build_cache`), in
     one regular expression per batch, with `until` on top. Its one blur: a record that another
-    build on the same engine made while a harness build ran is counted as the harness's (as a
-    clean build's, if that one was clean), and pruned once nobody used it for `idle_seconds`
-    (at the next prune).
+    build on the same engine made while a harness build ran is counted as the harness's, and
+    pruned once nobody used it for `idle_seconds`, or at the next prune if that harness build
+    was a clean one.
     """
     client = client or engine_client()
+    if not (Ledger.of(client, _BUILDS).entries() or Ledger.of(client, _CLEAN_BUILDS).entries()):
+        return CachePruned(0, 0)
     present = {str(r["ID"]) for r in build_cache_records(client)}
     cached = _prune_recorded(client, Ledger.of(client, _BUILDS), present, idle_seconds)
     clean = _prune_recorded(client, Ledger.of(client, _CLEAN_BUILDS), present, 0)
