@@ -109,17 +109,20 @@ def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned
     was a clean one.
     """
     client = client or engine_client()
-    if not (Ledger.of(client, _BUILDS).entries() or Ledger.of(client, _CLEAN_BUILDS).entries()):
+    ledgers = [(Ledger.of(client, _BUILDS), idle_seconds), (Ledger.of(client, _CLEAN_BUILDS), 0.0)]
+    recorded = [(ledger, ledger.entries(), idle) for ledger, idle in ledgers]
+    if not any(entries for _, entries, _ in recorded):
         return CachePruned(0, 0)
     present = {str(r["ID"]) for r in build_cache_records(client)}
-    cached = _prune_recorded(client, Ledger.of(client, _BUILDS), present, idle_seconds)
-    clean = _prune_recorded(client, Ledger.of(client, _CLEAN_BUILDS), present, 0)
-    return CachePruned(cached.records + clean.records, cached.size + clean.size)
+    pruned = [_prune_recorded(client, ledger, entries, present, idle) for ledger, entries, idle in recorded]
+    return CachePruned(sum(p.records for p in pruned), sum(p.size for p in pruned))
 
 
-def _prune_recorded(client: Any, ledger: Ledger, present: set[str], idle_seconds: float) -> CachePruned:
-    """The records in `ledger` that no build used for `idle_seconds` (at least a second)."""
-    recorded = ledger.entries()
+def _prune_recorded(
+    client: Any, ledger: Ledger, recorded: list[str], present: set[str], idle_seconds: float
+) -> CachePruned:
+    """The records in `ledger` (its entries: `recorded`) that no build used for `idle_seconds`
+    (at least a second)."""
     ledger.forget(i for i in recorded if i not in present)
     remaining = [i for i in recorded if i in present]
     deleted: list[str] = []
