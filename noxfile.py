@@ -103,19 +103,18 @@ def _with_default_paths(posargs: list[str], defaults: tuple[str, ...]) -> tuple[
     return (list(posargs), False) if named else ([*posargs, *defaults], True)
 
 
-def _shard(session: nox.Session, posargs: list[str]) -> tuple[list[str], list[str], str | None, bool]:
+def _shard(session: nox.Session, posargs: list[str]) -> tuple[list[str], list[str], str | None]:
     """`--shard K/N` taken out of posargs: the rest, pytest-split's arguments for it (the
-    harness validates the spec), the shard's name for its reports (or None), and whether it
-    is the last shard."""
+    harness validates the spec), and the shard's name for its reports (or None)."""
     if "--shard" not in posargs:
-        return posargs, [], None, True
+        return posargs, [], None
     at = posargs.index("--shard")
     if at + 1 >= len(posargs):
         session.error("Usage: nox -s tests -- --shard K/N")
     out = session.run("python", "-m", "tierharness", "shard", posargs[at + 1], silent=True)
     shard = json.loads(str(out))
     rest = [*posargs[:at], *posargs[at + 2 :]]
-    return rest, list(shard["pytest_args"]), str(shard["name"]), bool(shard["last"])
+    return rest, list(shard["pytest_args"]), str(shard["name"])
 
 
 @nox.session(tags=["ci"])
@@ -125,7 +124,7 @@ def tests(session: nox.Session) -> None:
     install(session, "test", "security", "dist")
     # The workers' two, and the base that the integration tier's canaries build on.
     session.run("python", "-m", "tierharness", "images", "--quiet", "base", "postgres", "redis")
-    posargs, shard_args, shard, last = _shard(session, session.posargs)
+    posargs, shard_args, shard = _shard(session, session.posargs)
     paths, whole_tier = _with_default_paths(posargs, ("tests/unit", "tests/integration"))
     args = [*paths, *shard_args]
     junit = f"build/junit/tests-{shard}.xml" if shard else "build/junit/tests.xml"
@@ -143,13 +142,6 @@ def tests(session: nox.Session) -> None:
         session.run("coverage", "xml", "--quiet", "--fail-under=0", "-o", "build/coverage/coverage.xml")
         # The 80 % gate ([tool.coverage.report] fail_under) holds for the whole tiers, not a subset.
         session.run("coverage", "report", *(() if whole_tier else ("--fail-under=0",)))
-    if whole_tier and last:
-        # The projects adopting the harness, in the same environment (the last shard's).
-        # inventory in one process: at -n 2 it runs in the tier itself, from the built wheel in
-        # a venv of its own (tests/integration/harness/test_wheel_install.py); django_app at
-        # -n 2, its workers starting from the migrated image, and in one process.
-        run_example(session, "examples/inventory", workers=("0",))
-        run_example(session, "examples/django_app")
 
 
 @nox.session

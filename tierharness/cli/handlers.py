@@ -254,7 +254,7 @@ def shard(args: argparse.Namespace) -> int:
     from tierharness.scale.shards import Shard  # noqa: PLC0415  lazy: CLI start-up
 
     one = Shard.parse(args.spec)
-    print(json.dumps({"name": one.name, "last": one.index == one.count, "pytest_args": one.pytest_args()}))
+    print(json.dumps({"name": one.name, "pytest_args": one.pytest_args()}))
     return 0
 
 
