@@ -97,8 +97,9 @@ def test_the_built_wheel_runs_the_example_suite_from_a_fresh_venv(
         fix="see above",
     )
 
-    example = shutil.copytree(project_root / EXAMPLE, tmp_path / "inventory",
-                              ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))  # fmt: skip
+    # Without the checkout's state folder: test_examples.py may be running the example in it.
+    skipped = shutil.ignore_patterns("__pycache__", ".pytest_cache", ".harness")
+    example = shutil.copytree(project_root / EXAMPLE, tmp_path / "inventory", ignore=skipped)
     env = _as_a_user(venv, project_root, run_id)
     code = "import sysconfig, tierharness; print(tierharness.__file__, sysconfig.get_paths()['purelib'])"
     where = run(
