@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from filelock import FileLock
 
+from tests.projects import project_env
 from tierharness.config import load_settings
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN, RunIdentity
@@ -108,10 +109,7 @@ def _project(tmp_path: Path, ini: str, *, migrate: str = MIGRATE_WITH_LIBPQ_DEFA
 def _run(
     root: Path, *args: str, run_id: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    child = {**os.environ, "HARNESS_RUN_ID": run_id, **(env or {})}
-    for name in ("PYTEST_XDIST_WORKER", "HARNESS_CONTROLLER", "COV_CORE_SOURCE", "PGHOST", "PGPORT",
-                 "PGUSER", "PGPASSWORD", "PGDATABASE", "DATABASE_URL", "REDIS_URL"):  # fmt: skip
-        child.pop(name, None)
+    child = project_env(run_id, env)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={root}", *args],
         cwd=root, env=child, capture_output=True, text=True, timeout=300, check=False,

@@ -8,7 +8,6 @@ migrated image, then in one process; one test, so its two runs never share its s
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.projects import project_env
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN
 from tierharness.engine.reaper import containers_of, remove_labelled
@@ -26,19 +26,13 @@ from tierharness.engine.reaper import containers_of, remove_labelled
 pytestmark = pytest.mark.usefixtures("untraced_children")
 
 SUITE_TIMEOUT = 300.0
-# What this worker's own run set, which would point an example's run at this worker's
-# services or make it think it is one of this run's workers.
-OUTER_RUN = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "HARNESS_CONTROLLER", "COV_CORE_SOURCE",
-             "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "DATABASE_URL",
-             "REDIS_URL")  # fmt: skip
 
 
 def _run_example(project_root: Path, example: str, workers: str, *plugins: str) -> str:
     """pytest on EXAMPLE at -n WORKERS, as `nox -s example` runs it; its output. It must pass,
     and leave none of its containers behind."""
     run_id = f"example-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if k not in OUTER_RUN}
-    env["HARNESS_RUN_ID"] = run_id
+    env = project_env(run_id)
     cmd = [sys.executable, "-m", "pytest", "-n", workers, "-p", "no:cacheprovider", *plugins,
            "--rootdir", example, "-c", f"{example}/pyproject.toml", f"{example}/tests"]  # fmt: skip
     try:
