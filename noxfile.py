@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import nox
+
+# The checkout's own `tests` package: nox's console script puts no working folder on sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests.plugin_selection import lean_addopts
 
 nox.needs_version = ">=2024.10.9"
 nox.options.error_on_missing_interpreters = True
@@ -18,13 +23,8 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
 REQ = "requirements"
-# Every pytest process loads every installed plugin: the e2e tier's fuzzing (schemathesis,
-# hypothesis) and Locust's cost each one ~1.6 s of imports. The unit and integration tiers,
-# their xdist workers and the projects they run pytest on use none of them. pytest-django
-# (examples/django_app's) is loaded for that example only (EXAMPLES).
-# (A developer's own PYTEST_ADDOPTS is kept, after these.)
-_UNUSED_PLUGINS = "-p no:schemathesis -p no:hypothesispytest -p no:locust -p no:anyio -p no:django"
-LEAN_PYTEST = {"PYTEST_ADDOPTS": f"{_UNUSED_PLUGINS} {os.environ.get('PYTEST_ADDOPTS', '')}".strip()}
+# The unit and integration tiers leave out the plugins only the e2e and performance tiers use.
+LEAN_PYTEST = {"PYTEST_ADDOPTS": lean_addopts(os.environ.get("PYTEST_ADDOPTS", ""))}
 # The sessions' environments are nox's own, so their modules are worth compiling once: with
 # PYTHONDONTWRITEBYTECODE set (many container images and CI machines set it, this one among
 # them), every process compiled every import from source again. Importing pytest took 0.65 s

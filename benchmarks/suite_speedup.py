@@ -1,17 +1,19 @@
 """How much faster the project's own unit and integration tiers run at `-n 2` than at `-n 0`.
 
-Runs `pytest tests/unit tests/integration` in this environment, as `nox -s tests` does but
-without coverage (it taxes both runs alike and would hide the harness's own share): once at
-`-n 0`, once at `-n 2` with the session's scheduling (`--dist worksteal`), and with
-`--dist load` (xdist's default) for comparison, and at `-n 4`: more workers than these
-machines' two cores, which gains where tests wait rather than compute. Prints each wall time
-and the speed-ups.
+Runs `pytest tests/unit tests/integration` in this environment, as `nox -s tests` does (with the
+same pytest plugins left out, tests/plugin_selection.py) but without coverage (it taxes both runs
+alike and would hide the harness's own share): once at `-n 0`, once at `-n 2` with the session's
+scheduling (`--dist worksteal`), and with `--dist load` (xdist's default) for comparison, and at
+`-n 4`: more workers than these machines' two cores, which gains where tests wait rather than
+compute. Prints each wall time and the speed-ups.
 Goal: `-n 2` at least 1.8 times faster than `-n 0`.
 
 Beside each wall time, the machine's busy and idle CPU seconds over the run (every process:
 pytest, the engine, the containers; run it on a machine that has nothing else to do). The `-n 2`
 run's busy CPU over the cores is the wall time it would take if no core ever idled, and `-n 0`'s
 wall time over that is the speed-up that `-n 2` could reach on these cores without cutting work.
+The same tests take more busy CPU at `-n 2` than at `-n 0`, and the ratio of the two is printed
+too: the share of the cores that running two workers at once costs, on top of the idle.
 And the engine's build cache records when it starts: every container started and removed costs
 containerd more the more of them there are (docs/image-build.md, "What stays in the engine"), so
 records taken on engines that hold very different numbers of them do not compare.
@@ -31,14 +33,15 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
-from record import figure, write_record
+from record import ROOT, figure, write_record
 
 from tierharness.engine.client import build_cache_records, engine_client
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the checkout's own `tests` package: the session's plugin selection
+from tests.plugin_selection import lean_addopts
+
 GOAL = 1.8
 RUNS = (("-n 0", ["-n", "0"]), ("-n 2, worksteal", ["-n", "2", "--dist", "worksteal"]),
         ("-n 2, load", ["-n", "2", "--dist", "load"]),
@@ -61,6 +64,10 @@ def run_once(paths: list[str], extra: list[str]) -> tuple[float, str, float, flo
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not needs_root"]
     argv += [*extra, *paths]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "COV_", "COVERAGE_"))}
+    # Unselected, every pytest process (the workers, and each project run the tests start)
+    # would import the e2e tier's plugins too: CPU that parallelises perfectly, and so a
+    # speed-up that the session's runs do not have.
+    env["PYTEST_ADDOPTS"] = lean_addopts(os.environ.get("PYTEST_ADDOPTS", ""))
     busy0, idle0 = _machine_cpu()
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
@@ -77,12 +84,14 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", default=["tests/unit", "tests/integration"])
     args = parser.parse_args()
     walls: dict[str, float] = {}
+    busies: dict[str, float] = {}
     records = len(build_cache_records(engine_client()))
     print(f"the engine holds {records} build cache records", flush=True)
     figures = [figure("engine build cache records at the start", records, "records")]
     cores = psutil.cpu_count() or 1
     for name, extra in RUNS:
         walls[name], summary, busy, idle = run_once(args.paths, extra)
+        busies[name] = busy
         print(
             f"{name}: {walls[name]:.1f} s ({summary}); machine CPU busy {busy:.0f} s, idle {idle:.0f} s "
             f"({busy / (walls[name] * cores):.0%} of {cores} cores)",
@@ -95,11 +104,14 @@ def main() -> None:
         ]
         if name == "-n 2, worksteal":
             floor = busy / cores
+            growth = busy / busies["-n 0"]
             print(
-                f"{name} with no core idle: {floor:.1f} s, a speed-up of {walls['-n 0'] / floor:.2f}x",
+                f"{name} with no core idle: {floor:.1f} s, a speed-up of {walls['-n 0'] / floor:.2f}x; "
+                f"its busy CPU is {growth:.2f}x -n 0's, for the same tests",
                 flush=True,
             )
             figures += [
+                figure(f"machine CPU busy, {name}, over -n 0's", growth, "x"),
                 figure(f"{name}, busy CPU over {cores} cores (no core idle)", floor, "s"),
                 figure(f"speed-up, {name} with no core idle, over -n 0", walls["-n 0"] / floor, "x"),
             ]
