@@ -12,8 +12,8 @@ Beside each wall time, the machine's busy and idle CPU seconds over the run (eve
 pytest, the engine, the containers; run it on a machine that has nothing else to do). The `-n 2`
 run's busy CPU over the cores is the wall time it would take if no core ever idled, and `-n 0`'s
 wall time over that is the speed-up that `-n 2` could reach on these cores without cutting work.
-The same tests take more busy CPU at `-n 2` than at `-n 0`, and the ratio of the two is printed
-too: the share of the cores that running two workers at once costs, on top of the idle.
+The ratio of the `-n 2` run's busy CPU to `-n 0`'s is printed too: what running two workers at
+once adds to the cores' work for the same tests, if anything.
 And the engine's build cache records when it starts: every container started and removed costs
 containerd more the more of them there are (docs/image-build.md, "What stays in the engine"), so
 records taken on engines that hold very different numbers of them do not compare.
@@ -65,8 +65,7 @@ def run_once(paths: list[str], extra: list[str]) -> tuple[float, str, float, flo
     argv += [*extra, *paths]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "COV_", "COVERAGE_"))}
     # Unselected, every pytest process (the workers, and each project run the tests start)
-    # would import the e2e tier's plugins too: CPU that parallelises perfectly, and so a
-    # speed-up that the session's runs do not have.
+    # would import the e2e tier's plugins too: a heavier suite than the session's.
     env["PYTEST_ADDOPTS"] = lean_addopts(os.environ.get("PYTEST_ADDOPTS", ""))
     busy0, idle0 = _machine_cpu()
     started = time.monotonic()

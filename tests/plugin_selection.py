@@ -1,11 +1,11 @@
 """The installed pytest plugins that the unit and integration tiers do without.
 
-Every pytest process loads every installed plugin: the e2e tier's fuzzing (schemathesis,
-hypothesis) and Locust's cost each one ~1.6 s of imports. The unit and integration tiers, their
-xdist workers and the projects they run pytest on use none of them. pytest-django
-(examples/django_app's) is loaded for that example only. `nox -s tests` and the benchmark of the
-suite's speed-up (benchmarks/suite_speedup.py) run the same selection, so that the benchmark
-measures the suite that the session runs.
+Every pytest process loads every installed plugin, and the e2e tier's fuzzing (schemathesis,
+hypothesis) and Locust are heavy imports. The unit and integration tiers, their xdist workers and
+the projects they run pytest on use none of them. pytest-django (examples/django_app's) is loaded
+for that example only. `nox -s tests` and the benchmark of the suite's speed-up
+(benchmarks/suite_speedup.py) run the same selection, so that the benchmark measures the suite
+that the session runs.
 """
 
 from __future__ import annotations
