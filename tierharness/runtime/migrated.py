@@ -126,13 +126,18 @@ def capture(
         image = container.commit(
             REPOSITORY, key, conf=_config(client, container, base_image, key, rootdir), pause=True
         )
-        prune_migrated(client)
-        return str(image.id)
     except Exception as exc:  # a courtesy: the worker has what it needs
         log(f"harness: the migrated database could not be kept as an image ({type(exc).__name__}: {exc})")
         return None
     finally:
         lock.release()
+    # Apart: the image is kept whatever befalls the others' pruning, which lists and inspects
+    # every migrated image while other runs and users may be removing theirs.
+    try:
+        prune_migrated(client)
+    except Exception as exc:  # the next commit prunes again
+        log(f"harness: older migrated images were not pruned ({type(exc).__name__}: {exc})")
+    return str(image.id)
 
 
 def _config(client: Any, container: Any, base_image: str, key: str, rootdir: Path) -> dict[str, Any]:

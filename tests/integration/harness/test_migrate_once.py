@@ -1,7 +1,8 @@
 """Migrate once, start migrated: the first worker of a migrations' digest migrates, seeds and
 commits; the next starts from that image with no migration process, under credentials of its
 own; a changed migration is a new key, so its workers migrate afresh; the tables-exist guard
-still stops a migration that creates nothing; `clean` removes the images."""
+still stops a migration that creates nothing; a failed pruning of older images keeps the
+commit; `clean` removes the images."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.engine.reaper import remove_labelled
 from tierharness.errors import HarnessError
+from tierharness.runtime import migrated
 from tierharness.runtime.migrated import remove_migrated
 from tierharness.runtime.worker import Worker, WorkerPlan, provision
 
@@ -68,9 +70,10 @@ def project(tmp_path: Path) -> Iterator[WorkerPlan]:
         remove_migrated(client, rootdir=plan.rootdir)  # its own: the suite's others are in use
 
 
-def _worker(plan: WorkerPlan, name: str) -> Worker:
+def _worker(plan: WorkerPlan, name: str, said: list[str] | None = None) -> Worker:
     run_id = f"{plan.rootdir.name}-{plan.rootdir.parent.name}"
-    return provision(plan, RunIdentity.for_this_process(run_id, name))
+    log = said.append if said is not None else lambda _m: None
+    return provision(plan, RunIdentity.for_this_process(run_id, name), log=log)
 
 
 def _ran(plan: WorkerPlan) -> list[str]:
@@ -84,10 +87,11 @@ def _users(worker: Worker) -> list[str]:
 
 
 def test_the_second_worker_starts_migrated_under_its_own_credentials(project: WorkerPlan) -> None:
-    first = _worker(project, "gw0")
+    said: list[str] = []
+    first = _worker(project, "gw0", said)
     try:
         assert first.record["migrated_image"] is False
-        assert first.record["migrated_image_committed"] is True
+        assert first.record["migrated_image_committed"] is True, (first.record, said)
         assert _ran(project) == ["migrate", "seed"]
         second = _worker(project, "gw1")
         try:
@@ -149,3 +153,23 @@ def test_the_guard_still_stops_a_migration_that_creates_nothing(project: WorkerP
     with pytest.raises(HarnessError, match="created nothing in the worker's database"):
         _worker(nothing, "gw0")
     assert remove_migrated(engine_client(), rootdir=project.rootdir) == 0  # and committed nothing
+
+
+def test_a_failed_pruning_of_older_images_keeps_the_commit(
+    project: WorkerPlan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pruning lists and inspects every migrated image while other runs remove theirs: when it
+    fails, the image just committed is still kept and reported, and the failure is said."""
+
+    def refused(_client: object) -> None:
+        raise RuntimeError("an image went while it was inspected")
+
+    monkeypatch.setattr(migrated, "prune_migrated", refused)
+    said: list[str] = []
+    first = _worker(project, "gw0", said)
+    try:
+        assert first.record["migrated_image_committed"] is True, (first.record, said)
+        assert any("older migrated images were not pruned (RuntimeError" in line for line in said), said
+    finally:
+        first.close()
+    assert remove_migrated(engine_client(), rootdir=project.rootdir) == 1  # the image was kept
