@@ -13,6 +13,7 @@ import nox
 # The checkout's own `tests` package: nox's console script puts no working folder on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests.plugin_selection import lean_addopts
+from tests.projects import EXAMPLES, example_args
 
 nox.needs_version = ">=2024.10.9"
 nox.options.error_on_missing_interpreters = True
@@ -175,18 +176,12 @@ def merge_reports(session: nox.Session) -> None:
     harness(session, "merge-reports")
 
 
-# The adoption examples, and the pytest plugins each loads beyond the lean set.
-EXAMPLES = {"examples/inventory": (), "examples/django_app": ("-p", "django")}
-
-
 def run_example(
     session: nox.Session, example: str, *args: str, workers: tuple[str, ...] = ("2", "0")
 ) -> None:
     """One adoption example, as its own project (its own rootdir and ini), at -n 2 and -n 0."""
-    plugins = ("-p", "no:cacheprovider", *EXAMPLES[example])
-    common = (*plugins, "--rootdir", example, "-c", f"{example}/pyproject.toml")
     for count in workers:
-        session.run("pytest", "-n", count, *common, *args, f"{example}/tests", env=LEAN_PYTEST)
+        session.run("pytest", *example_args(example, count, *args), env=LEAN_PYTEST)
 
 
 @nox.session

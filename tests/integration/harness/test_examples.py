@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.projects import project_env
+from tests.projects import example_args, project_env
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN
 from tierharness.engine.reaper import containers_of, remove_labelled
@@ -28,13 +28,12 @@ pytestmark = pytest.mark.usefixtures("untraced_children")
 SUITE_TIMEOUT = 300.0
 
 
-def _run_example(project_root: Path, example: str, workers: str, *plugins: str) -> str:
+def _run_example(project_root: Path, example: str, workers: str) -> str:
     """pytest on EXAMPLE at -n WORKERS, as `nox -s example` runs it; its output. It must pass,
     and leave none of its containers behind."""
     run_id = f"example-{uuid.uuid4().hex[:8]}"
     env = project_env(run_id)
-    cmd = [sys.executable, "-m", "pytest", "-n", workers, "-p", "no:cacheprovider", *plugins,
-           "--rootdir", example, "-c", f"{example}/pyproject.toml", f"{example}/tests"]  # fmt: skip
+    cmd = [sys.executable, "-m", "pytest", *example_args(example, workers)]
     try:
         proc = subprocess.run(
             cmd, cwd=project_root, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT, check=False
@@ -53,6 +52,6 @@ def test_inventory_passes_in_one_process(project_root: Path) -> None:
 
 
 def test_django_app_passes_at_two_workers_and_in_one_process(project_root: Path) -> None:
-    out = _run_example(project_root, "examples/django_app", "2", "-p", "django")
+    out = _run_example(project_root, "examples/django_app", "2")
     assert "created: 2/2 workers" in out, out
-    _run_example(project_root, "examples/django_app", "0", "-p", "django")
+    _run_example(project_root, "examples/django_app", "0")
