@@ -35,7 +35,7 @@ import docker
 from record import figure, write_record
 
 from tierharness.engine.labels import LABEL_PID, LABEL_PID_START, LABEL_ROLE, LABEL_RUN, LABEL_WORKER
-from tierharness.engine.reaper import pid_alive
+from tierharness.owners import pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "KILL_CHECK_ROUND"

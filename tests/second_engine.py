@@ -9,9 +9,9 @@ from pathlib import Path
 
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN
-from tierharness.engine.reaper import pid_alive
 from tierharness.engine.second_engine import EngineRecord
 from tierharness.engine.tls import EngineTls, make_certificates
+from tierharness.owners import pid_alive
 
 __all__ = ["certificates", "leftovers"]
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 from tierharness.doctor.verdicts import CLEAN, Check
 from tierharness.engine.labels import LABEL_PID, LABEL_RUN, OwnerPlace
-from tierharness.engine.reaper import judge_owner, pid_alive
+from tierharness.engine.reaper import judge_owner
 from tierharness.engine.reuse import LABEL_REUSE, owner_of
+from tierharness.owners import pid_alive
 
 __all__ = ["leftover_checks"]
 

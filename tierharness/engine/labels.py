@@ -7,6 +7,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from tierharness.owners import pid_namespace, process_start_time
+
 __all__ = [
     "LABEL_BOOT",
     "LABEL_HOST",
@@ -18,8 +20,6 @@ __all__ = [
     "LABEL_WORKER",
     "OwnerPlace",
     "RunIdentity",
-    "proc_stat",
-    "process_start_time",
 ]
 
 LABEL_RUN = "harness.run-id"
@@ -32,23 +32,6 @@ LABEL_HOST = "harness.host"
 LABEL_BOOT = "harness.boot-id"
 LABEL_PID_NS = "harness.pid-ns"
 LABEL_ROLE = "harness.role"
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (state first), or None when
-    there is no such process or no /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses; what follows is plain.
-    return stat[stat.rindex(")") + 2 :].split()
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of `pid` (clock ticks since boot), or None off Linux."""
-    fields = proc_stat(pid)
-    return fields[19] if fields and len(fields) > 19 else None
 
 
 @dataclass(frozen=True)
@@ -66,11 +49,7 @@ class OwnerPlace:
             boot: str | None = Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
         except OSError:
             boot = None
-        try:
-            pid_ns: str | None = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
-        except OSError:
-            pid_ns = None
-        return cls(socket.gethostname(), boot, pid_ns)
+        return cls(socket.gethostname(), boot, pid_namespace())
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -44,37 +43,19 @@ from tierharness.engine.labels import (
     LABEL_PID_START,
     LABEL_RUN,
     OwnerPlace,
-    proc_stat,
-    process_start_time,
 )
 from tierharness.engine.reuse import expire_idle
+from tierharness.owners import pid_alive, process_start_time
 from tierharness.process import start_detached
 
 __all__ = [
     "Verdict",
     "containers_of",
     "judge_owner",
-    "pid_alive",
     "remove_labelled",
     "spawn_reaper",
     "sweep_dead_runs",
 ]
-
-
-def pid_alive(pid: int, start_time: str | None = None) -> bool:
-    fields = proc_stat(pid)
-    if fields is None:
-        # Not Linux, or gone: fall back to the portable probe.
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    if fields[0] in ("Z", "X"):  # a zombie is dead, its parent just has not reaped it
-        return False
-    return not (start_time is not None and process_start_time(pid) != start_time)
 
 
 def containers_of(client: Any, run_id: str) -> list[Any]:

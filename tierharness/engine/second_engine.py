@@ -46,8 +46,6 @@ from typing import TYPE_CHECKING
 
 from tierharness.config import child_env
 from tierharness.engine.client import prepare_clients
-from tierharness.engine.labels import process_start_time
-from tierharness.engine.reaper import pid_alive
 from tierharness.engine.second_engine_network import (
     FIX_ROOT,
     accept_forwarding,
@@ -65,6 +63,7 @@ from tierharness.engine.second_engine_record import (
 )
 from tierharness.engine.tls import EngineTls
 from tierharness.errors import EngineUnavailableError, HarnessError
+from tierharness.owners import pid_alive, process_start_time
 from tierharness.process import run, start_detached
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from typing import Any
 
 from tierharness.config import Settings, load_settings
 from tierharness.engine.client import container_log, endpoint, engine_client, wait_until_ready
-from tierharness.engine.labels import LABEL_RUN, RunIdentity, process_start_time
+from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.engine.reaper import remove_labelled, spawn_reaper
 from tierharness.engine.run_ids import new_run_id
 from tierharness.engine.second_engine import SecondEngine, sweep_dead_engines
@@ -44,6 +44,7 @@ from tierharness.engine.second_engine_record import EngineRecord, new_engine_fol
 from tierharness.engine.tls import EngineTls, make_certificates
 from tierharness.errors import EngineUnavailableError, HarnessError
 from tierharness.imaging.resolution import resolve_images
+from tierharness.owners import process_start_time
 
 __all__ = ["IMAGE", "ROLE", "remove_container_engine", "start_container_engine"]
 

@@ -12,9 +12,8 @@ import signal
 import time
 from pathlib import Path
 
-from tierharness.engine.labels import process_start_time
-from tierharness.engine.reaper import pid_alive
 from tierharness.engine.second_engine_record import EngineRecord
+from tierharness.owners import pid_alive, process_start_time
 
 __all__ = ["has_options", "own_dockerd", "own_helpers", "process_argv", "stop_process"]
 

@@ -19,9 +19,9 @@ import pytest
 from tests.root import needs_root, require_root
 from tests.second_engine import certificates, leftovers
 from tierharness.engine.client import engine_client
-from tierharness.engine.reaper import pid_alive
 from tierharness.engine.second_engine import EngineRecord, second_engine, sweep_dead_engines
 from tierharness.engine.second_engine_network import free_subnet
+from tierharness.owners import pid_alive
 
 pytestmark = needs_root
 

@@ -22,10 +22,11 @@ from tests.root import root_only
 from tierharness.config import load_settings
 from tierharness.engine.client import engine_client, prepare_clients
 from tierharness.engine.labels import LABEL_BOOT, LABEL_PID_NS, LABEL_RUN, OwnerPlace, RunIdentity
-from tierharness.engine.reaper import containers_of, pid_alive, remove_labelled, sweep_dead_runs
+from tierharness.engine.reaper import containers_of, remove_labelled, sweep_dead_runs
 from tierharness.errors import BuildError, HarnessError, ReadinessError
 from tierharness.imaging.buildx import buildx_build
 from tierharness.imaging.resolution import resolve_images
+from tierharness.owners import pid_alive
 from tierharness.pytest_plugin import HarnessServices
 from tierharness.runtime.containers import publish_on_loopback, start_postgres, stop
 from tierharness.runtime.readiness import HostProbe

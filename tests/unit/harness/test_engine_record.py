@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from tests.root import root_only
-from tierharness.engine.labels import process_start_time
-from tierharness.engine.reaper import pid_alive
 from tierharness.engine.second_engine import main, sweep_dead_engines
+from tierharness.owners import pid_alive, process_start_time
 
 ENGINE_ID = "a1b2c3"
 
