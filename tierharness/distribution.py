@@ -35,7 +35,6 @@ import os
 import shutil
 import sys
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from tierharness.config import Settings, child_env, environment
 from tierharness.errors import BuildError
 from tierharness.gitrepo import export_commit, extract_tar, git_output, source_date_epoch
 from tierharness.process import run
+from tierharness.scratch import scratch_folder
 
 __all__ = [
     "FIRST",
@@ -376,7 +376,7 @@ def make_dist(settings: Settings, *, check: bool = False, log: Callable[[str], N
     if git_output(root, "status", "--porcelain", "--untracked-files=no"):
         log(f"uncommitted changes are not in the build: it is of {revision[:12]} (commit them to ship them)")
     out = settings.build_dir / "dist"
-    with tempfile.TemporaryDirectory(prefix="harness-dist-") as tmp:
+    with scratch_folder("dist") as tmp:
         work = Path(tmp)
         if check:
             twice = build_twice(root, work, revision=revision, source_date_epoch=sde)

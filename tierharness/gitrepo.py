@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from tierharness.config import child_env
 from tierharness.errors import HarnessError
 from tierharness.process import run
+from tierharness.scratch import scratch_folder
 
 __all__ = [
     "commit_all",
@@ -49,7 +49,7 @@ def export_commit(root: Path, dest: Path, revision: str = "HEAD") -> Path:
     """The tree of `revision` (committed files only: nothing untracked, ignored or changed
     since) extracted into `dest`, through `git archive`."""
     dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="harness-export-") as tmp:
+    with scratch_folder("export") as tmp:
         archive = Path(tmp) / "tree.tar"
         run(
             ["git", "archive", "--format=tar", f"--output={archive}", revision],

@@ -9,7 +9,6 @@ import contextlib
 import json
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -163,8 +162,9 @@ def diff(args: argparse.Namespace) -> int:
     from tierharness.oci import read_oci  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.process import run  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.repro.diff import diff_images, write_reports  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.scratch import scratch_folder  # noqa: PLC0415  lazy: CLI start-up
 
-    with tempfile.TemporaryDirectory(prefix="harness-diff-") as tmp:
+    with scratch_folder("diff") as tmp:
         oci = []
         for n, ref in enumerate((args.first, args.second)):
             path = Path(ref)
@@ -187,8 +187,10 @@ def clean(args: argparse.Namespace) -> int:
     from tierharness.engine.reaper import sweep_dead_runs  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.engine.reuse import kept_containers, remove_kept  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.runtime.migrated import remove_migrated  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.scratch import sweep_scratch  # noqa: PLC0415  lazy: CLI start-up
 
     client = engine_client()
+    folders = sweep_scratch()
     kept = remove_kept(client, all_users=args.all_users)
     dead = sweep_dead_runs(client)
     # After the sweep, so no dead run's container holds one.
@@ -197,7 +199,8 @@ def clean(args: argparse.Namespace) -> int:
     print(
         f"removed {kept} kept container(s) (--harness-reuse, --harness-keep-failed) and {migrated} "
         f"migrated image(s), {whose}; "
-        f"cleaned {len(dead)} run(s) whose owner is gone"
+        f"cleaned {len(dead)} run(s) whose owner is gone, and {len(folders)} temporary folder(s) of "
+        "processes that are gone"
     )
     if not args.all_users and (others := len(kept_containers(client, all_users=True))):
         print(f"left {others} kept container(s) of other users (--all-users removes them too)")

@@ -1,4 +1,5 @@
-"""Removes a run's containers, networks and volumes once the run's process is gone.
+"""Removes a run's containers, networks and volumes once the run's process is gone, and the
+temporary folders of processes that are gone (tierharness.scratch).
 
 Testcontainers' Ryuk cannot be pulled here, so the harness brings its own reaper:
 a small host process, started in its own session by the run's controlling
@@ -47,6 +48,7 @@ from tierharness.engine.labels import (
 from tierharness.engine.reuse import expire_idle
 from tierharness.owners import pid_alive, process_start_time
 from tierharness.process import start_detached
+from tierharness.scratch import sweep_scratch
 
 __all__ = [
     "Verdict",
@@ -200,8 +202,12 @@ def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
     deadline = time.monotonic() + grace
     total = 0
     swept: set[str] = set()
+    folders: list[Path] = []
     while True:
         total += remove_labelled(client, flt)
+        # The temporary folders that SIGKILL left, the run's workers' among them (a worker may
+        # outlive the controller by a moment, so at every round).
+        folders += sweep_scratch()
         # Runs whose owners died with this one (a test's made-up runs, a nested run) have
         # no reaper of their own, or lost it: clean them up too, not only at the next run.
         try:
@@ -211,7 +217,11 @@ def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
         if time.monotonic() >= deadline:
             break
         time.sleep(1.0)
-    print(f"reaper: run {run_id}: owner {pid} gone, removed {total} resource(s)", flush=True)
+    print(
+        f"reaper: run {run_id}: owner {pid} gone, removed {total} resource(s) "
+        f"and {len(folders)} temporary folder(s) of processes that are gone",
+        flush=True,
+    )
     if swept:
         print(f"reaper: run {run_id}: swept runs whose owner is gone: {', '.join(sorted(swept))}", flush=True)
     return 0

@@ -5,7 +5,6 @@ they were built from (`image_origin.recipe_digest`)."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from tierharness.imaging.debs import check_installed, check_lock, lock_path, roo
 from tierharness.imaging.project_image_origin import RECIPE_LABEL, LocalOrigin, local_origin, recipe_digest
 from tierharness.imaging.rootfs import make_rootfs
 from tierharness.oci import read_oci
+from tierharness.scratch import scratch_folder
 
 if TYPE_CHECKING:
     from tierharness.imaging.resolution import ResolvedImage
@@ -90,7 +90,7 @@ def build_rootfs_image(spec: LogicalImage, out: Path, *, env: Mapping[str, str] 
     # first); the rootfs is then checked to hold nothing else.
     locked = check_lock(spec)
     include = [f"{d.name}={d.version}" for d in locked] or list(spec.packages)
-    with tempfile.TemporaryDirectory(prefix=f"harness-{spec.name}-") as tmp:
+    with scratch_folder(spec.name) as tmp:
         context = Path(tmp)
         shutil.copy2(spec.recipe / "Dockerfile", context / "Dockerfile")
         rootfs = make_rootfs(spec, context / "rootfs.tar", include)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from tierharness.errors import ImageError
 from tierharness.imaging.debs import Deb, rootfs_installed, simulated_installs, with_hashes
 from tierharness.imaging.rootfs import make_rootfs
 from tierharness.process import run
+from tierharness.scratch import scratch_folder
 
 __all__ = ["lock_packages"]
 
@@ -22,7 +22,7 @@ def lock_packages(settings: Settings, spec: LogicalImage, log: Callable[[str], N
     package set (mmdebstrap, unpinned), or what a Dockerfile image adds to its base (apt's
     simulation inside the base image). Written to the recipe's packages.lock by the caller."""
     if spec.kind == "rootfs":
-        with tempfile.TemporaryDirectory(prefix=f"harness-lock-{spec.name}-") as tmp:
+        with scratch_folder(f"lock-{spec.name}") as tmp:
             installed = rootfs_installed(make_rootfs(spec, Path(tmp) / "rootfs.tar", list(spec.packages)))
     else:
         if not spec.depends_on or not spec.packages:

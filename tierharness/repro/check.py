@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from tierharness.imaging.buildx import buildx_build
 from tierharness.imaging.project_image import build_materials, build_source, production_args
 from tierharness.oci import read_oci
 from tierharness.repro.diff import ImageDiff, diff_images, write_reports
+from tierharness.scratch import make_scratch
 
 __all__ = [
     "FIRST",
@@ -105,7 +105,7 @@ def check_reproducible(
     """Build twice (FIRST, then SECOND), compare, write report.json and report.md. With
     `second_env` (DOCKER_HOST of another engine), the second build runs on that engine."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="harness-repro-"))
+    work = make_scratch("repro")
     try:
         tarballs: list[Path] = []
         for variation in (FIRST, SECOND):

@@ -7,13 +7,13 @@ import json
 import re
 import shutil
 import struct
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tierharness.oci import FileEntry, OciImage
 from tierharness.process import run
+from tierharness.scratch import scratch_folder
 
 __all__ = ["ChangedFile", "ImageDiff", "LayerDiff", "diff_images", "explain", "step_label", "write_reports"]
 
@@ -238,7 +238,7 @@ def _deep_diff(a: OciImage, b: OciImage, index: int, path: str) -> str | None:
     tool = shutil.which("diffoscope")
     if tool is None:
         return None
-    with tempfile.TemporaryDirectory(prefix="harness-diffoscope-") as tmp:
+    with scratch_folder("diffoscope") as tmp:
         files = []
         for side, image in (("first", a), ("second", b)):
             target = Path(tmp) / side / Path(path).name

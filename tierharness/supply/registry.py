@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import socket
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from tierharness.engine.client import container_log, engine_client, wait_until_r
 from tierharness.engine.labels import RunIdentity
 from tierharness.errors import HarnessError
 from tierharness.imaging.resolution import resolve_images
+from tierharness.scratch import make_scratch
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -85,7 +85,7 @@ class Registry:
     def docker_config(self) -> Iterator[Path]:
         """A private DOCKER_CONFIG folder holding this registry's credentials, for cosign and
         the docker client: the user's own ~/.docker/config.json is never written."""
-        folder = Path(tempfile.mkdtemp(prefix="harness-docker-config-"))
+        folder = make_scratch("docker-config")
         try:
             folder.chmod(0o700)
             token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
@@ -189,7 +189,7 @@ def _run_credentials() -> tuple[Path, str, str]:
     """(folder, user, password): credentials for this run only, with the registry's config, in
     a private folder to be mounted read-only: not in the container's environment, where
     `docker inspect` would show them."""
-    folder = Path(tempfile.mkdtemp(prefix="harness-registry-"))
+    folder = make_scratch("registry")
     folder.chmod(0o700)
     user, password = f"harness-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
     for name, text in (("user", user), ("password", password), ("config.yml", _CONFIG)):

@@ -599,11 +599,15 @@ def test_verify_on_without_a_key_pair_is_an_error_naming_the_files_and_the_fix(
 
 
 def test_a_killed_command_leaves_no_registry_behind(tmp_path: Path, project_root: Path) -> None:
-    """`python -m tierharness registry` SIGKILLed: the reaper it started removes the container."""
+    """`python -m tierharness registry` SIGKILLed: the reaper it started removes the container,
+    and the folders of the registry's credentials and of the client's (no `finally` ran)."""
+    temporary = tmp_path / "tmp"  # the command's and its reaper's temporary folder
+    temporary.mkdir()
     env = {
         **os.environ,
         "HARNESS_STATE_DIR": str(tmp_path / "state"),
         "HARNESS_PROJECT_ROOT": str(project_root),
+        "TMPDIR": str(temporary),
     }
     command = subprocess.Popen(
         [sys.executable, "-m", "tierharness", "registry"], stdout=subprocess.PIPE, text=True, env=env
@@ -613,12 +617,16 @@ def test_a_killed_command_leaves_no_registry_behind(tmp_path: Path, project_root
         assert command.stdout.readline().startswith("registry  127.0.0.1:")
         flt = {"label": ["harness.role=registry", f"harness.pid={command.pid}"]}
         assert len(engine_client().containers.list(filters=flt)) == 1
+        assert len(list(temporary.iterdir())) == 2  # the credentials: the registry's, the client's
         command.send_signal(signal.SIGKILL)
         command.wait()
 
         # ignore_removed: the reaper may remove the container between the listing and its inspection.
         def left() -> list[object]:
-            return engine_client().containers.list(all=True, filters=flt, ignore_removed=True)
+            return [
+                *engine_client().containers.list(all=True, filters=flt, ignore_removed=True),
+                *temporary.iterdir(),
+            ]
 
         deadline = time.monotonic() + 20
         while left() and time.monotonic() < deadline:

@@ -1,0 +1,92 @@
+"""Temporary folders that a killed run does not leave behind.
+
+A folder the harness makes for a while (a build's trees, a registry's credentials, an export)
+carries its owner in its name, in the temporary folder (TMPDIR):
+
+    harness-registry@<pid>.<start time>.<pid namespace>-XXXXXXXX
+
+A run killed with SIGKILL runs no `finally`, so `sweep_scratch` removes the invoking user's
+folders whose owner is gone. The run's reaper sweeps once its run is gone; `clean` sweeps, and
+so does every new folder's making, for runs that had no reaper.
+
+A folder is removed only when all of these hold: it is a folder (not a link), the invoking
+user's, named in this pid namespace (a container sharing the temporary folder has pids of its
+own), and no process has its owner's pid and start time. Another user's folder, or a live
+run's, is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from tierharness.owners import pid_alive, pid_namespace, process_start_time
+
+__all__ = ["make_scratch", "scratch_folder", "sweep_scratch"]
+
+_OWNED = re.compile(r"harness-[a-z0-9-]+@(\d+)\.(\d+)\.(\d+)-")
+
+
+def _namespace() -> str | None:
+    """The digits of this pid namespace's name ("pid:[4026531836]"), or None off Linux."""
+    name = pid_namespace()
+    found = re.search(r"\d+", name or "")
+    return found.group() if found else None
+
+
+def _owner() -> str | None:
+    """`<pid>.<start time>.<pid namespace>` of this process, or None where they are unknown."""
+    pid = os.getpid()
+    start, namespace = process_start_time(pid), _namespace()
+    return f"{pid}.{start}.{namespace}" if start and namespace else None
+
+
+def make_scratch(what: str) -> Path:
+    """A new private folder (mode 0700) named for `what` and this process; the caller removes
+    it. Dead owners' folders are swept first."""
+    sweep_scratch()
+    what = re.sub(r"[^a-z0-9-]+", "-", what.lower()).strip("-") or "scratch"
+    owner = _owner()
+    # Off Linux the owner is unknown: the folder is then never swept, only removed by its maker.
+    return Path(tempfile.mkdtemp(prefix=f"harness-{what}@{owner}-" if owner else f"harness-{what}-"))
+
+
+@contextlib.contextmanager
+def scratch_folder(what: str) -> Iterator[Path]:
+    """`make_scratch(what)`, removed when the block ends, however it ends."""
+    folder = make_scratch(what)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_scratch() -> list[Path]:
+    """Remove the invoking user's scratch folders whose owner is gone; return them."""
+    namespace, uid = _namespace(), os.getuid()
+    removed = []
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        return []
+    for entry in entries:
+        found = _OWNED.match(entry.name)
+        if not found or found.group(3) != namespace:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # removed meanwhile
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid:
+            continue
+        if pid_alive(int(found.group(1)), found.group(2)):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
