@@ -3,9 +3,10 @@
 Each round starts `nox -s tests -- -n 2` from the project root in its own process group,
 SIGKILLs the whole group at a moment drawn uniformly from [--earliest, --latest] seconds
 after the start, waits --wait seconds, then counts the containers, networks and volumes
-labelled `harness.run-id` that were not there before the check started. Those leftovers are
-reported (run id, role, worker, owner pid) and only then removed, so the next round starts
-clean. Exits 1 if any round saw a leftover.
+labelled `harness.run-id` that were not there before the check started, and the harness's
+temporary folders (`harness-*`) in the round's own temporary folder (its TMPDIR). Those
+leftovers are reported (run id, role, worker, owner pid; the folder's name) and only then
+removed, so the next round starts clean. Exits 1 if any round saw a leftover.
 
 Resources of other runs on this engine (a concurrent CI run, say) are told apart by their
 owner: a live owner process that is not a descendant of a kill check round is not ours, and
@@ -22,9 +23,11 @@ import argparse
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -119,8 +122,8 @@ def _prepare() -> None:
     subprocess.run(["nox", "-s", "tests", "--install-only"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
-def _round(n: int, at: float) -> tuple[str, str]:
-    """One start-and-kill; returns (its token, how it ended)."""
+def _round(n: int, at: float, temporary: Path) -> tuple[str, str]:
+    """One start-and-kill, with `temporary` as its TMPDIR; returns (its token, how it ended)."""
     token = f"{n}-{uuid.uuid4().hex[:8]}"
     log = ROOT / "build" / "kill_check" / f"round-{n}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +131,7 @@ def _round(n: int, at: float) -> tuple[str, str]:
         proc = subprocess.Popen(
             ["nox", "-s", "tests", "--", "-n", "2"],
             cwd=ROOT,
-            env={**os.environ, MARK: token},
+            env={**os.environ, MARK: token, "TMPDIR": str(temporary)},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -170,10 +173,11 @@ def main() -> int:
         flush=True,
     )
     tokens: set[str] = set()
-    total = 0
+    total = folders_left = 0
     for n in range(1, args.kills + 1):
         at = rng.uniform(args.earliest, args.latest)
-        token, ended = _round(n, at)
+        temporary = Path(tempfile.mkdtemp(prefix=f"kill-check-{n}-"))
+        token, ended = _round(n, at, temporary)
         tokens.add(token)
         time.sleep(args.wait)
         now = _labelled(client)
@@ -181,15 +185,20 @@ def main() -> int:
         leftovers = [r for r in new if _ours(r, tokens)]
         others = len(new) - len(leftovers)
         survivors = _round_processes(token)
+        folders = sorted(p.name for p in temporary.glob("harness-*"))
         total += len(leftovers)
+        folders_left += len(folders)
         print(
-            f"kill {n}: {ended}; leftovers after {args.wait:g}s: {len(leftovers)}"
+            f"kill {n}: {ended}; leftovers after {args.wait:g}s: {len(leftovers)}, "
+            f"and {len(folders)} temporary folder(s)"
             + (f" (ignored {others} of live runs not started here)" if others else "")
             + (f"; {len(survivors)} surviving process(es) of the round" if survivors else ""),
             flush=True,
         )
         for resource in leftovers:
             print(f"  leftover {resource.describe()}", flush=True)
+        for name in folders:
+            print(f"  leftover temporary folder {name}", flush=True)
         for pid in survivors:
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -201,16 +210,22 @@ def main() -> int:
         # Only after counting: clear the leftovers so the next round starts clean.
         for resource in leftovers:
             _remove(client, resource)
-    print(f"kill check: {args.kills} kill(s), {total} leftover(s) in all, seed {seed}", flush=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+    print(
+        f"kill check: {args.kills} kill(s), {total} leftover(s) and {folders_left} temporary folder(s) "
+        f"in all, seed {seed}",
+        flush=True,
+    )
     write_record(
         "kill_check",
         [
             figure("SIGKILLs of `nox -s tests -- -n 2` at random moments", args.kills),
             figure(f"leftovers {args.wait:g} s after each kill, in all", total, "", "0"),
+            figure(f"temporary folders left {args.wait:g} s after each kill, in all", folders_left, "", "0"),
             figure("seed of the kill moments", seed),
         ],
     )
-    return 1 if total else 0
+    return 1 if total or folders_left else 0
 
 
 if __name__ == "__main__":
