@@ -7,7 +7,9 @@ carries its owner in its name, in the temporary folder (TMPDIR):
 
 A run killed with SIGKILL runs no `finally`, so `sweep_scratch` removes the invoking user's
 folders whose owner is gone. The run's reaper sweeps once its run is gone; `clean` sweeps, and
-so does every new folder's making, for runs that had no reaper.
+so does every new folder's making, for runs that had no reaper. A folder filled beside its
+destination and renamed into place (an entry of the machine's wheel cache) is made in that
+destination's parent instead, and swept there when the next one is made.
 
 A folder is removed only when all of these hold: it is a folder (not a link), the invoking
 user's, named in this pid namespace (a container sharing the temporary folder has pids of its
@@ -47,14 +49,15 @@ def _owner() -> str | None:
     return f"{pid}.{start}.{namespace}" if start and namespace else None
 
 
-def make_scratch(what: str) -> Path:
-    """A new private folder (mode 0700) named for `what` and this process; the caller removes
-    it. Dead owners' folders are swept first."""
-    sweep_scratch()
+def make_scratch(what: str, parent: Path | None = None) -> Path:
+    """A new private folder (mode 0700) named for `what` and this process, in `parent` (else
+    the temporary folder); the caller removes it. Dead owners' folders there are swept first."""
+    sweep_scratch(parent)
     what = re.sub(r"[^a-z0-9-]+", "-", what.lower()).strip("-") or "scratch"
     owner = _owner()
     # Off Linux the owner is unknown: the folder is then never swept, only removed by its maker.
-    return Path(tempfile.mkdtemp(prefix=f"harness-{what}@{owner}-" if owner else f"harness-{what}-"))
+    prefix = f"harness-{what}@{owner}-" if owner else f"harness-{what}-"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
 @contextlib.contextmanager
@@ -67,12 +70,13 @@ def scratch_folder(what: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def sweep_scratch() -> list[Path]:
-    """Remove the invoking user's scratch folders whose owner is gone; return them."""
+def sweep_scratch(parent: Path | None = None) -> list[Path]:
+    """Remove the invoking user's scratch folders in `parent` (else the temporary folder) whose
+    owner is gone; return them."""
     namespace, uid = _namespace(), os.getuid()
     removed = []
     try:
-        entries = list(os.scandir(tempfile.gettempdir()))
+        entries = list(os.scandir(parent or tempfile.gettempdir()))
     except OSError:
         return []
     for entry in entries:

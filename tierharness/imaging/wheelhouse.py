@@ -13,7 +13,6 @@ import json
 import platform
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tierharness.config import pip_child_env
 from tierharness.errors import BuildError
 from tierharness.imaging.lockfiles import require_hashes
 from tierharness.process import run
+from tierharness.scratch import make_scratch
 
 __all__ = ["fill_wheelhouse", "verify_wheelhouse"]
 
@@ -101,7 +101,8 @@ def _share(dest: Path, shared: Path, record: str) -> None:
     and renamed into place (a concurrent filler of the same stamp makes the rename a no-op)."""
     with contextlib.suppress(OSError):  # a cache that cannot be written only costs the next download
         shared.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{shared.name[:12]}-", dir=shared.parent))
+        # Named for this process: a run killed while copying leaves it to the next one's sweep.
+        staging = make_scratch("wheels", parent=shared.parent)
         for wheel in dest.glob("*.whl"):
             shutil.copyfile(wheel, staging / wheel.name)
         (staging / ".stamp.json").write_text(record)

@@ -84,3 +84,18 @@ def test_scratch_folder_goes_at_the_end_of_its_block_however_it_ends(tmpdir_here
         raise RuntimeError("boom")
     assert not failed.exists()
     assert list(tmpdir_here.iterdir()) == []
+
+
+def test_a_folder_made_beside_its_destination_is_swept_there(tmp_path: Path, tmpdir_here: Path) -> None:
+    """The wheel cache fills a folder beside the entry it renames into place."""
+    cache = tmp_path / "wheels"
+    cache.mkdir()
+    code = f"from tierharness.scratch import make_scratch; print(make_scratch('wheels', {str(cache)!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    gone = Path(out.stdout.strip())
+    entry = cache / "0123abcd"  # a filled entry: no maker in its name
+    entry.mkdir()
+    assert gone.parent == cache
+    assert sweep_scratch() == []  # the temporary folder holds none
+    mine = make_scratch("wheels", parent=cache)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(["0123abcd", mine.name])
