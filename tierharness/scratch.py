@@ -36,9 +36,15 @@ _OWNED = re.compile(r"harness-[a-z0-9-]+@(\d+)\.(\d+)\.(\d+)-")
 
 
 def _namespace() -> str | None:
-    """The digits of this pid namespace's name ("pid:[4026531836]"), or None off Linux."""
-    name = pid_namespace()
-    found = re.search(r"\d+", name or "")
+    """The digits of this pid namespace's name ("pid:[4026531836]"), or None where pids cannot
+    be judged here: off Linux, or where /proc is another pid namespace's (`unshare --pid`
+    without a /proc of its own), so that /proc/<pid> would describe some other process."""
+    try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return None
+    except OSError:
+        return None
+    found = re.search(r"\d+", pid_namespace() or "")
     return found.group() if found else None
 
 
@@ -55,7 +61,8 @@ def make_scratch(what: str, parent: Path | None = None) -> Path:
     sweep_scratch(parent)
     what = re.sub(r"[^a-z0-9-]+", "-", what.lower()).strip("-") or "scratch"
     owner = _owner()
-    # Off Linux the owner is unknown: the folder is then never swept, only removed by its maker.
+    # Where the owner cannot be named (off Linux), the folder is never swept, only removed by
+    # its maker.
     prefix = f"harness-{what}@{owner}-" if owner else f"harness-{what}-"
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
@@ -72,9 +79,11 @@ def scratch_folder(what: str) -> Iterator[Path]:
 
 def sweep_scratch(parent: Path | None = None) -> list[Path]:
     """Remove the invoking user's scratch folders in `parent` (else the temporary folder) whose
-    owner is gone; return them."""
-    namespace, uid = _namespace(), os.getuid()
-    removed = []
+    owner is gone; return those removed."""
+    namespace, uid = _namespace(), os.geteuid()  # the effective uid: it owns what mkdtemp made
+    removed: list[Path] = []
+    if namespace is None:
+        return removed  # no owner can be judged here, and no folder names one
     try:
         entries = list(os.scandir(parent or tempfile.gettempdir()))
     except OSError:
@@ -92,5 +101,6 @@ def sweep_scratch(parent: Path | None = None) -> list[Path]:
         if pid_alive(int(found.group(1)), found.group(2)):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
-        removed.append(Path(entry.path))
+        if not os.path.lexists(entry.path):
+            removed.append(Path(entry.path))
     return removed

@@ -189,8 +189,8 @@ def clean(args: argparse.Namespace) -> int:
     from tierharness.runtime.migrated import remove_migrated  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.scratch import sweep_scratch  # noqa: PLC0415  lazy: CLI start-up
 
+    folders = sweep_scratch()  # before the engine's first call: they need none
     client = engine_client()
-    folders = sweep_scratch()
     kept = remove_kept(client, all_users=args.all_users)
     dead = sweep_dead_runs(client)
     # After the sweep, so no dead run's container holds one.

@@ -194,6 +194,9 @@ def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
     start_time = process_start_time(pid)
     while pid_alive(pid, start_time):
         time.sleep(poll)
+    # The temporary folders that SIGKILL left (a registry's credentials among them) first: they
+    # need no engine, and one that is down or slow to answer must not keep them.
+    folders = sweep_scratch()
     from tierharness.engine.client import engine_connection  # noqa: PLC0415  lazy: a watching reaper loads the docker SDK once its run is gone
 
     # The engine of the run it watches (inherited DOCKER_HOST and TLS), also a remote one.
@@ -202,11 +205,9 @@ def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
     deadline = time.monotonic() + grace
     total = 0
     swept: set[str] = set()
-    folders: list[Path] = []
     while True:
         total += remove_labelled(client, flt)
-        # The temporary folders that SIGKILL left, the run's workers' among them (a worker may
-        # outlive the controller by a moment, so at every round).
+        # Again at every round: a worker may outlive the controller by a moment.
         folders += sweep_scratch()
         # Runs whose owners died with this one (a test's made-up runs, a nested run) have
         # no reaper of their own, or lost it: clean them up too, not only at the next run.

@@ -3,6 +3,7 @@ and nothing else (a live owner's, another pid namespace's, a file, a link)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.root import root_only
 from tierharness.scratch import make_scratch, scratch_folder, sweep_scratch
 
 
@@ -65,6 +67,14 @@ def test_what_is_not_a_gone_owners_folder_is_never_touched(tmpdir_here: Path) ->
     assert unnamed.is_dir()
 
 
+@root_only("a folder of another user (chown)", "run it as root: sudo .venv/bin/nox -s root-tests")
+def test_another_users_folder_is_never_touched(tmpdir_here: Path) -> None:
+    gone = _made_by_a_process_that_is_gone()
+    os.chown(gone, 65534, 65534)  # nobody's now: its maker is gone all the same
+    assert sweep_scratch() == []
+    assert gone.is_dir()
+
+
 def test_a_reused_pid_does_not_keep_a_folder(tmpdir_here: Path) -> None:
     """The owner is its pid *and* start time: a live process that got the pid later is not it."""
     mine = make_scratch("export")
@@ -96,6 +106,7 @@ def test_a_folder_made_beside_its_destination_is_swept_there(tmp_path: Path, tmp
     entry = cache / "0123abcd"  # a filled entry: no maker in its name
     entry.mkdir()
     assert gone.parent == cache
-    assert sweep_scratch() == []  # the temporary folder holds none
+    assert sweep_scratch() == []  # a sweep of the temporary folder does not reach into the cache
+    assert gone.is_dir()
     mine = make_scratch("wheels", parent=cache)
     assert sorted(p.name for p in cache.iterdir()) == sorted(["0123abcd", mine.name])
