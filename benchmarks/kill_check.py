@@ -6,7 +6,9 @@ after the start, waits --wait seconds, then counts the containers, networks and 
 labelled `harness.run-id` that were not there before the check started, and the harness's
 temporary folders (`harness-*`) in the round's own temporary folder (its TMPDIR). Those
 leftovers are reported (run id, role, worker, owner pid; the folder's name) and only then
-removed, so the next round starts clean. Exits 1 if any round saw a leftover.
+removed, so the next round starts clean. Exits 1 if any round saw a leftover. Beside them, it
+counts the temporary folders the killed run's reaper removed (its log, .harness/reaper.log):
+no folder left is only shown where some were there to leave.
 
 Resources of other runs on this engine (a concurrent CI run, say) are told apart by their
 owner: a live owner process that is not a descendant of a kill check round is not ours, and
@@ -23,6 +25,7 @@ import argparse
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -42,6 +45,7 @@ from tierharness.owners import pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "KILL_CHECK_ROUND"
+REAPER_LOG = ROOT / ".harness" / "reaper.log"  # the plugin's reapers append a line per run
 FILTERS = {"label": [LABEL_RUN]}
 
 
@@ -150,6 +154,16 @@ def _round(n: int, at: float, temporary: Path) -> tuple[str, str]:
     return token, ended
 
 
+def _swept_since(offset: int) -> int:
+    """The temporary folders the reapers' lines after `offset` of REAPER_LOG say they removed."""
+    if not REAPER_LOG.exists():
+        return 0
+    with REAPER_LOG.open("rb") as log:
+        log.seek(offset)
+        text = log.read().decode(errors="replace")
+    return sum(int(n) for n in re.findall(r"and (\d+) temporary folder\(s\)", text))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=5, help="rounds of start-and-kill")
@@ -173,10 +187,11 @@ def main() -> int:
         flush=True,
     )
     tokens: set[str] = set()
-    total = folders_left = 0
+    total = folders_left = folders_swept = 0
     for n in range(1, args.kills + 1):
         at = rng.uniform(args.earliest, args.latest)
         temporary = Path(tempfile.mkdtemp(prefix=f"kill-check-{n}-"))
+        logged = REAPER_LOG.stat().st_size if REAPER_LOG.exists() else 0
         token, ended = _round(n, at, temporary)
         tokens.add(token)
         time.sleep(args.wait)
@@ -186,11 +201,13 @@ def main() -> int:
         others = len(new) - len(leftovers)
         survivors = _round_processes(token)
         folders = sorted(p.name for p in temporary.glob("harness-*"))
+        swept = _swept_since(logged)
+        folders_swept += swept
         total += len(leftovers)
         folders_left += len(folders)
         print(
             f"kill {n}: {ended}; leftovers after {args.wait:g}s: {len(leftovers)}, "
-            f"and {len(folders)} temporary folder(s)"
+            f"and {len(folders)} temporary folder(s) ({swept} removed by the reaper)"
             + (f" (ignored {others} of live runs not started here)" if others else "")
             + (f"; {len(survivors)} surviving process(es) of the round" if survivors else ""),
             flush=True,
@@ -213,7 +230,7 @@ def main() -> int:
         shutil.rmtree(temporary, ignore_errors=True)
     print(
         f"kill check: {args.kills} kill(s), {total} leftover(s) and {folders_left} temporary folder(s) "
-        f"in all, seed {seed}",
+        f"in all ({folders_swept} removed by the killed runs' reapers), seed {seed}",
         flush=True,
     )
     write_record(
@@ -222,6 +239,7 @@ def main() -> int:
             figure("SIGKILLs of `nox -s tests -- -n 2` at random moments", args.kills),
             figure(f"leftovers {args.wait:g} s after each kill, in all", total, "", "0"),
             figure(f"temporary folders left {args.wait:g} s after each kill, in all", folders_left, "", "0"),
+            figure("temporary folders the killed runs' reapers removed, in all", folders_swept),
             figure("seed of the kill moments", seed),
         ],
     )
