@@ -22,7 +22,7 @@ from tests.projects import project_env
 from tierharness.config import load_settings
 from tierharness.engine.client import engine_client
 from tierharness.engine.labels import LABEL_RUN, RunIdentity
-from tierharness.engine.reaper import containers_of, remove_labelled
+from tierharness.engine.reaper import containers_of, remove_labelled, spawn_reaper
 from tierharness.engine.reuse import LABEL_STATE_DIR, kept_containers, remove_kept
 from tierharness.pytest_plugin import HarnessServices
 from tierharness.runtime.networking import LABEL_PORT
@@ -262,16 +262,29 @@ def _kept_of(root: Path) -> list[Any]:
             if c.labels.get(LABEL_STATE_DIR, "").startswith(str(root.resolve()))]  # fmt: skip
 
 
+def _reaped_with_this_process(root: Path, logs: Path, watched: set[str]) -> None:
+    """A reaper watching this process for each run id of what `root`'s runs kept. Kept
+    containers outlive their runs by design, and a test killed with SIGKILL runs no `finally`:
+    these remove them then, not the idle time later (`nox -s tests` killed left them)."""
+    for container in _kept_of(root):
+        run = container.labels[LABEL_RUN]
+        if run not in watched:
+            watched.add(run)
+            spawn_reaper(run, os.getpid(), logs / f"{run}.log")
+
+
 def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_them(
     tmp_path: Path, run_id: str, kept_lock: None
 ) -> None:
     root = _project(tmp_path, EARLY)
     kept: set[str] = set()
+    watched: set[str] = set()
     try:
-        # A short idle time: if this test is killed, the reapers' sweeps expire what it kept. Not
-        # too short: on a busy machine the second run may start 10 s after the first one ended.
+        # Not too short an idle time: on a busy machine the second run may start 10 s after the
+        # first one ended.
         idle = {"CI": "", "HARNESS_REUSE_IDLE": "60", "HARNESS_REAPER_GRACE": "20"}
         first = _run(root, "-n", "0", "--harness-reuse", run_id=run_id, env=idle)
+        _reaped_with_this_process(root, tmp_path, watched)
         assert first.returncode == 0, first.stdout
         kept = {c.id for c in _kept_of(root)}
         mine = {c.id for c in _kept_of(root) if c.name.endswith("-master-postgres")}
@@ -295,6 +308,7 @@ def test_reuse_keeps_the_workers_containers_for_the_next_run_and_clean_removes_t
                 run_id=f"{run_id}-4",
                 env=idle,
             )
+            _reaped_with_this_process(root, tmp_path, watched)
             assert bridged.returncode == 0, bridged.stdout
             assert "reused" not in bridged.stdout
             now = [c for c in _kept_of(root) if c.name.endswith("-master-postgres")]
