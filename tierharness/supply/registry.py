@@ -27,7 +27,7 @@ from tierharness.engine.client import container_log, engine_client, wait_until_r
 from tierharness.engine.labels import RunIdentity
 from tierharness.errors import HarnessError
 from tierharness.imaging.resolution import resolve_images
-from tierharness.scratch import make_scratch
+from tierharness.scratch import make_scratch, scratch_folder
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -85,16 +85,12 @@ class Registry:
     def docker_config(self) -> Iterator[Path]:
         """A private DOCKER_CONFIG folder holding this registry's credentials, for cosign and
         the docker client: the user's own ~/.docker/config.json is never written."""
-        folder = make_scratch("docker-config")
-        try:
-            folder.chmod(0o700)
+        with scratch_folder("docker-config") as folder:  # private (0700), gone with the block
             token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
             config = folder / "config.json"
             config.touch(mode=0o600)
             config.write_text(json.dumps({"auths": {self.host: {"auth": token}}}))
             yield folder
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
 
     def request(
         self,
@@ -189,8 +185,7 @@ def _run_credentials() -> tuple[Path, str, str]:
     """(folder, user, password): credentials for this run only, with the registry's config, in
     a private folder to be mounted read-only: not in the container's environment, where
     `docker inspect` would show them."""
-    folder = make_scratch("registry")
-    folder.chmod(0o700)
+    folder = make_scratch("registry")  # private (0700)
     user, password = f"harness-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
     for name, text in (("user", user), ("password", password), ("config.yml", _CONFIG)):
         (folder / name).touch(mode=0o600)
