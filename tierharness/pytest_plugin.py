@@ -27,7 +27,7 @@ from tierharness.plugin.fixtures import HarnessServices, clean_fixture, services
 from tierharness.plugin.identity import claim_identity
 from tierharness.plugin.options import add_options
 from tierharness.plugin.postmortem import keep_failed_limit, keep_if_failed, summary_lines
-from tierharness.plugin.session import EARLY, SUMMARY, options_of
+from tierharness.plugin.session import EARLY, RUN_ID, SUMMARY, options_of
 
 __all__ = ["HarnessServices", "HarnessWarning", "clean_fixture", "services_fixture", "stack_fixture"]
 
@@ -158,6 +158,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         from tierharness.plugin.records import merge_manifests  # noqa: PLC0415  lazy: plugin start-up time (only the controller merges)
 
         merge_manifests(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run is over: after every session fixture and its workers. The controller releases the
+    run's reaper, so it sweeps once rather than for the grace period a killed run needs."""
+    if hasattr(config, "workerinput") or RUN_ID not in config.stash:
+        return
+    from tierharness.plugin.records import release_reaper  # noqa: PLC0415  lazy: plugin start-up time (an unused plugin costs nothing)
+
+    release_reaper(config)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

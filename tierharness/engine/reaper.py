@@ -6,7 +6,9 @@ a small host process, started in its own session by the run's controlling
 process (the pytest controller). It watches that pid; when the pid dies -- at a
 normal end or by SIGKILL -- it removes everything labelled with the run's id.
 It keeps sweeping for a short grace period, because workers killed mid-start may
-still create a container after their controller died.
+still create a container after their controller died. A run that ended normally says so
+first (`end_marker`): its workers are gone and nothing of it is still being created, so its
+reaper sweeps once and exits.
 
 Only resources labelled with *this* run id are touched, so concurrent runs on
 the same daemon never disturb each other. `sweep_dead_runs` additionally cleans
@@ -19,7 +21,7 @@ host name) is left alone until it is far older than any run. Each worker sweeps 
 and a reaper sweeps alongside its own run during its grace period, so runs whose
 owners died with the reaper's run are cleaned up then, not only by the next run.
 
-    python -m tierharness.engine.reaper --run-id ID --pid PID [--grace 12]
+    python -m tierharness.engine.reaper --run-id ID --pid PID [--grace 12] [--ended PATH]
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from tierharness.scratch import sweep_scratch
 __all__ = [
     "Verdict",
     "containers_of",
+    "end_marker",
     "judge_owner",
     "remove_labelled",
     "spawn_reaper",
@@ -184,16 +187,41 @@ def sweep_dead_runs(
     return sorted(dead)
 
 
-def spawn_reaper(run_id: str, pid: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start the reaper detached: it must outlive a SIGKILL of the process group that started it."""
+def end_marker(state_dir: Path, run_id: str) -> Path:
+    """The file a run's owner writes once it has ended normally: everything it started is
+    stopped, and no process of the run is left to start more. Its reaper reads and removes it."""
+    return state_dir / "runs" / f"{run_id}.ended"
+
+
+def spawn_reaper(
+    run_id: str, pid: int, log_path: Path, *, ended: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the reaper detached: it must outlive a SIGKILL of the process group that started it.
+    `ended`: the run's end marker (`end_marker`), if its owner writes one at a normal end."""
     argv = [sys.executable, "-m", "tierharness.engine.reaper", "--run-id", run_id, "--pid", str(pid)]
+    if ended is not None:
+        argv += ["--ended", str(ended)]
     return start_detached(argv, log_path=log_path)
 
 
-def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
+def _ended_normally(ended: Path | None) -> bool:
+    """Whether the owner wrote its end marker before it went; the marker is consumed."""
+    if ended is None or not ended.exists():
+        return False
+    with contextlib.suppress(OSError):
+        ended.unlink()
+    return True
+
+
+def _watch(run_id: str, pid: int, grace: float, poll: float, ended: Path | None = None) -> int:
     start_time = process_start_time(pid)
     while pid_alive(pid, start_time):
         time.sleep(poll)
+    # Killed, the owner may have left a worker mid-start, or a creation the engine is still
+    # carrying out: sweep for the grace period. Ended normally, it left neither: sweep once.
+    normal = _ended_normally(ended)
+    if normal:
+        grace = 0.0
     # The temporary folders that SIGKILL left (a registry's credentials among them) first: they
     # need no engine, and one that is down or slow to answer must not keep them.
     folders = sweep_scratch()
@@ -219,8 +247,8 @@ def _watch(run_id: str, pid: int, grace: float, poll: float) -> int:
             break
         time.sleep(1.0)
     print(
-        f"reaper: run {run_id}: owner {pid} gone, removed {total} resource(s) "
-        f"and {len(folders)} temporary folder(s) of processes that are gone",
+        f"reaper: run {run_id}: owner {pid} {'ended normally' if normal else 'gone'}, removed {total} "
+        f"resource(s) and {len(folders)} temporary folder(s) of processes that are gone",
         flush=True,
     )
     if swept:
@@ -234,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--grace", type=float, default=environment().reaper_grace)
     parser.add_argument("--poll", type=float, default=0.5)
+    parser.add_argument("--ended", type=Path, help="the run's end marker (end_marker): if present, no grace")
     args = parser.parse_args(argv)
-    return _watch(args.run_id, args.pid, args.grace, args.poll)
+    return _watch(args.run_id, args.pid, args.grace, args.poll, args.ended)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What the run leaves in its state dir: the reaper, started once per run whoever starts
-something first, and the manifests each worker writes and the controller merges."""
+something first and released by the controller at a normal end, and the manifests each worker
+writes and the controller merges."""
 
 from __future__ import annotations
 
@@ -15,11 +16,17 @@ from tierharness.plugin.session import OWNER_PID, RUN_ID, STARTED, SUMMARY, opti
 if TYPE_CHECKING:
     from tierharness.runtime.worker import Worker
 
-__all__ = ["ensure_reaper", "merge_manifests", "run_state_dir", "write_manifest"]
+__all__ = ["ensure_reaper", "merge_manifests", "release_reaper", "run_state_dir", "write_manifest"]
 
 
 def run_state_dir(config: pytest.Config) -> Path:
     return state_dir(options_of(config), Path(config.rootpath))
+
+
+def _reaper_marker(config: pytest.Config) -> Path:
+    # Beside the run's folder, not in it: the controller removes that folder when it merges the
+    # manifests, and releases the reaper after that.
+    return run_state_dir(config) / "runs" / f"{config.stash[RUN_ID]}.reaper"
 
 
 def ensure_reaper(config: pytest.Config) -> None:
@@ -28,17 +35,29 @@ def ensure_reaper(config: pytest.Config) -> None:
     controller. A marker file created exclusively makes "once" hold across workers."""
     if not options_of(config).reaper:
         return
-    run_id = config.stash[RUN_ID]
-    where = run_state_dir(config)
-    marker = where / "runs" / run_id / ".reaper"
+    marker = _reaper_marker(config)
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
         marker.touch(exist_ok=False)
     except FileExistsError:
         return
-    from tierharness.engine.reaper import spawn_reaper  # noqa: PLC0415  lazy: plugin start-up time (filelock, ctypes)
+    from tierharness.engine.reaper import end_marker, spawn_reaper  # noqa: PLC0415  lazy: plugin start-up time (filelock, ctypes)
 
-    spawn_reaper(run_id, config.stash[OWNER_PID], where / "reaper.log")
+    where, run_id = run_state_dir(config), config.stash[RUN_ID]
+    spawn_reaper(run_id, config.stash[OWNER_PID], where / "reaper.log", ended=end_marker(where, run_id))
+
+
+def release_reaper(config: pytest.Config) -> None:
+    """In the controller, at its very end: its workers are gone and every fixture has stopped
+    what it started, so the run's reaper (if one was started) sweeps once instead of for its
+    grace period. A killed controller never gets here, and its reaper keeps its grace."""
+    marker = _reaper_marker(config)
+    if not marker.exists():
+        return
+    from tierharness.engine.reaper import end_marker  # noqa: PLC0415  lazy: plugin start-up time (filelock, ctypes)
+
+    end_marker(run_state_dir(config), config.stash[RUN_ID]).touch()
+    marker.unlink(missing_ok=True)
 
 
 def write_manifest(config: pytest.Config, worker: Worker) -> None:
