@@ -23,7 +23,7 @@ from tierharness.deploy.report import Outcome, rule_timing, write_verdict
 from tierharness.deploy.state_lock import state_lock
 from tierharness.deploy.timeline import Timeline
 from tierharness.engine.labels import RunIdentity
-from tierharness.engine.reaper import spawn_reaper
+from tierharness.engine.reaper import reaped
 from tierharness.engine.run_ids import new_run_id
 from tierharness.imaging.project_image import build_image
 from tierharness.supply.stack_image import image_to_run
@@ -54,15 +54,15 @@ def run_rehearsal(
 
     run_id = environment().run_id or new_run_id("deploy-")
     identity = RunIdentity(run_id, "deploy", os.getpid())
-    spawn_reaper(run_id, os.getpid(), settings.state_dir / "reaper.log")
-    # Verified, the published image by digest from the registry: a failed verification starts nothing.
-    blue = image_to_run(settings, built.image, identity, log)
-    if blue != built.image:
-        candidates = [
-            (label, blue if image == built.image else image, bad) for label, image, bad in candidates
-        ]
-    with _one_rehearsal_at_a_time(settings, log):
-        return _rehearse(settings, identity, blue, candidates, expect_rollback=expect_rollback)
+    with reaped(run_id, settings.state_dir):
+        # Verified, the published image by digest from the registry: a failed verification starts nothing.
+        blue = image_to_run(settings, built.image, identity, log)
+        if blue != built.image:
+            candidates = [
+                (label, blue if image == built.image else image, bad) for label, image, bad in candidates
+            ]
+        with _one_rehearsal_at_a_time(settings, log):
+            return _rehearse(settings, identity, blue, candidates, expect_rollback=expect_rollback)
 
 
 def _rehearse(

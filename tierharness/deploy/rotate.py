@@ -31,7 +31,7 @@ from tierharness.deploy.secrets import write_secret
 from tierharness.deploy.state_lock import state_lock
 from tierharness.deploy.timeline import Timeline
 from tierharness.engine.labels import RunIdentity
-from tierharness.engine.reaper import spawn_reaper
+from tierharness.engine.reaper import reaped
 from tierharness.engine.run_ids import new_run_id
 from tierharness.errors import HarnessError
 from tierharness.imaging.project_image import build_image
@@ -156,43 +156,44 @@ def rotate_database_password(reh: Rehearsal, mark: Callable[..., float]) -> None
 
 def run_rotation(settings: Settings, *, log: Callable[[str], None] = print) -> int:
     """The rehearsal stack (blue behind the proxy, under load), both rotations, the verdict."""
-    cfg = settings.deploy
     with rotation_lock(settings.state_dir):
         built = build_image(settings, log=log)
         run_id = environment().run_id or new_run_id("rotate-")
-        identity = RunIdentity(run_id, "rotate", os.getpid())
-        spawn_reaper(run_id, os.getpid(), settings.state_dir / "reaper.log")
-        folder = settings.build_dir / "rotate"
-        tl = Timeline()
-        tl.mark("rotation rehearsal starts", f"run {run_id}")
-        results: dict[str, Any] | None = None
-        retries = 0
-        clients = folder / "client-keys"
+        with reaped(run_id, settings.state_dir):
+            return _rotate(settings, RunIdentity(run_id, "rotate", os.getpid()), built.image)
 
-        def load(reh: Rehearsal) -> None:
-            # Inside the rehearsal's folder, which it empties first: written once it exists.
-            write_secret(clients, "\n".join(k for n, k in reh.api_keys.items() if n.startswith("load-")))
-            reh.start_locust(cfg.users, keys_file=clients)
 
-        with rehearsal(
-            settings,
-            identity,
-            built.image,
-            folder=folder,
-            timeline=tl,
-            users=cfg.users,
-            instances=1,
-            load=load,
-        ) as reh:
-            if not wait_until(lambda: reh.locust_requests() >= 20, 60, poll=0.25):
-                raise RotationError(
-                    "Locust made no requests", checked=str(folder / "locust"), fix="read its log"
-                )
-            tl.mark("load flowing through the proxy", f"{cfg.users} Locust users")
-            rotate_api_keys(reh, clients, cfg.reload_seconds * 2 + 0.5, tl.mark)
-            rotate_database_password(reh, tl.mark)
-            time.sleep(2.0)
-            results = reh.stop_locust()
-            retries = reh.api.retries()
-            tl.mark("load stopped")
-        return write_rotation_verdict(tl, results, retries, folder)
+def _rotate(settings: Settings, identity: RunIdentity, image: str) -> int:
+    cfg = settings.deploy
+    folder = settings.build_dir / "rotate"
+    tl = Timeline()
+    tl.mark("rotation rehearsal starts", f"run {identity.run_id}")
+    results: dict[str, Any] | None = None
+    retries = 0
+    clients = folder / "client-keys"
+
+    def load(reh: Rehearsal) -> None:
+        # Inside the rehearsal's folder, which it empties first: written once it exists.
+        write_secret(clients, "\n".join(k for n, k in reh.api_keys.items() if n.startswith("load-")))
+        reh.start_locust(cfg.users, keys_file=clients)
+
+    with rehearsal(
+        settings,
+        identity,
+        image,
+        folder=folder,
+        timeline=tl,
+        users=cfg.users,
+        instances=1,
+        load=load,
+    ) as reh:
+        if not wait_until(lambda: reh.locust_requests() >= 20, 60, poll=0.25):
+            raise RotationError("Locust made no requests", checked=str(folder / "locust"), fix="read its log")
+        tl.mark("load flowing through the proxy", f"{cfg.users} Locust users")
+        rotate_api_keys(reh, clients, cfg.reload_seconds * 2 + 0.5, tl.mark)
+        rotate_database_password(reh, tl.mark)
+        time.sleep(2.0)
+        results = reh.stop_locust()
+        retries = reh.api.retries()
+        tl.mark("load stopped")
+    return write_rotation_verdict(tl, results, retries, folder)

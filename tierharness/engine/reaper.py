@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -57,6 +58,7 @@ __all__ = [
     "containers_of",
     "end_marker",
     "judge_owner",
+    "reaped",
     "remove_labelled",
     "spawn_reaper",
     "sweep_dead_runs",
@@ -202,6 +204,21 @@ def spawn_reaper(
     if ended is not None:
         argv += ["--ended", str(ended)]
     return start_detached(argv, log_path=log_path)
+
+
+@contextlib.contextmanager
+def reaped(run_id: str, state_dir: Path, log_path: Path | None = None) -> Iterator[None]:
+    """A reaper for run `run_id` of this process (a command's), released when the block ends.
+    Everything of the run must be started inside the block, by context managers that stop what
+    they start: however the block ends then, by a return or an exception, nothing is left to
+    start. A kill never reaches its end, and leaves the reaper its grace."""
+    ended = end_marker(state_dir, run_id)
+    ended.parent.mkdir(parents=True, exist_ok=True)
+    spawn_reaper(run_id, os.getpid(), log_path or state_dir / "reaper.log", ended=ended)
+    try:
+        yield
+    finally:
+        ended.touch()
 
 
 def _ended_normally(ended: Path | None) -> bool:

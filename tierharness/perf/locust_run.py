@@ -22,7 +22,7 @@ from typing import Any
 
 from tierharness.config import PERF_OPTIONS, PerfConfig, Settings, child_env
 from tierharness.engine.labels import RunIdentity
-from tierharness.engine.reaper import spawn_reaper
+from tierharness.engine.reaper import reaped
 from tierharness.engine.run_ids import new_run_id
 from tierharness.errors import HarnessError
 from tierharness.gitrepo import git_output
@@ -48,16 +48,16 @@ def _stack_for_perf(
     """The e2e stack, with one API key per simulated user, under this process's reaper."""
     built = build_image(settings, log=log)
     run_id = new_run_id("perf-")
-    spawn_reaper(run_id, os.getpid(), settings.state_dir / "reaper.log")
     base = settings.stack
     names = tuple(f"perf-user-{n}" for n in range(1, users + 1))
     config = replace(base, api_key_names=(*base.api_key_names, *names))
     identity = RunIdentity(run_id, "perf", os.getpid())
     pg, rd = settings.image("postgres").local, settings.image("redis").local
-    image = image_to_run(settings, built.image, identity, log)  # a failed verification starts nothing
-    with running_stack(image, pg, rd, identity, config) as stack:
-        log(f"stack up: {image} healthy after {stack.health_seconds:.1f}s at {stack.base_url}")
-        yield stack.base_url, [stack.api_keys[n] for n in names]
+    with reaped(run_id, settings.state_dir):
+        image = image_to_run(settings, built.image, identity, log)  # a failed verification starts nothing
+        with running_stack(image, pg, rd, identity, config) as stack:
+            log(f"stack up: {image} healthy after {stack.health_seconds:.1f}s at {stack.base_url}")
+            yield stack.base_url, [stack.api_keys[n] for n in names]
 
 
 def _load_args(cfg: PerfConfig, capacity: bool) -> list[str]:

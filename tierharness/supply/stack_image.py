@@ -5,14 +5,13 @@ checkout's HEAD, the publish record, the registry for the length of a command.""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from tierharness.config import Settings, environment
 from tierharness.engine.client import docker_cli
 from tierharness.engine.labels import RunIdentity
-from tierharness.engine.reaper import spawn_reaper
+from tierharness.engine.reaper import reaped
 from tierharness.engine.retention import record_pull
 from tierharness.engine.run_ids import new_run_id
 from tierharness.errors import HarnessError
@@ -51,8 +50,11 @@ def command_registry(
     """The registry for one command, with a reaper watching this process: if the command is
     killed, the registry container goes with it."""
     identity = RunIdentity.for_this_process(environment().run_id or new_run_id(), worker)
-    spawn_reaper(identity.run_id, os.getpid(), settings.state_dir / "runs" / identity.run_id / "reaper.log")
-    with running_registry(settings, identity, log=log) as registry:
+    log_path = settings.state_dir / "runs" / identity.run_id / "reaper.log"
+    with (
+        reaped(identity.run_id, settings.state_dir, log_path),
+        running_registry(settings, identity, log=log) as registry,
+    ):
         yield registry
 
 

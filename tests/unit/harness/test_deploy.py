@@ -44,7 +44,7 @@ def test_a_candidate_image_that_does_not_exist_is_refused_before_anything(
 ) -> None:
     monkeypatch.setattr(preflight, "local_image_id", lambda _ref: None)
     monkeypatch.setattr(rehearse, "build_image", _no_build)
-    monkeypatch.setattr(rehearse, "spawn_reaper", _no_build)
+    monkeypatch.setattr(rehearse, "reaped", _no_build)
     with pytest.raises(DeployError, match=r"candidate image 'nope/missing:1' does not exist") as info:
         run_rehearsal(load_settings(), ["nope/missing:1"])
     assert "nothing was started or changed" in str(info.value)

@@ -3,6 +3,7 @@ verified; a failed verification refuses before anything starts."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def test_a_failed_verification_refuses_the_deploy_before_anything_starts(
     monkeypatch.setattr(supply_run, "verified_image", refuse)
     monkeypatch.setattr(rehearse, "rehearsal", rehearsal)
     monkeypatch.setattr(rehearse, "check_port_free", lambda _port: None)
-    monkeypatch.setattr(rehearse, "spawn_reaper", lambda *_a, **_k: None)
+    monkeypatch.setattr(rehearse, "reaped", lambda *_a, **_k: contextlib.nullcontext())
     settings = load_settings(project_root)
     assert settings.verify_before_run
     with pytest.raises(HarnessError, match="signature does not verify"):
