@@ -19,6 +19,9 @@
 #   HARNESS_PYTHON            interpreter for .venv (default python3; >= 3.11). A .venv
 #                             made by another interpreter is recreated.
 #   HARNESS_BOOTSTRAP_ENGINE  0 skips the Docker engine step (default 1).
+#   HARNESS_BOOTSTRAP_VENV    0 skips .venv and nox (default 1): for root on a CI machine,
+#                             which provisions the engine and the user first, and makes its
+#                             own .venv later, beside that user's set-up.
 #   HARNESS_BOOTSTRAP_BROWSER 0 skips the browser step (default 1): for a machine that never
 #                             runs the test tiers (lint, the gates page).
 #   HARNESS_CACHE_DIR         the machine's cache (default $XDG_CACHE_HOME/harness, or
@@ -29,6 +32,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${HARNESS_PYTHON:-python3}
 ENGINE=${HARNESS_BOOTSTRAP_ENGINE:-1}
 BROWSER=${HARNESS_BOOTSTRAP_BROWSER:-1}
+MAKE_VENV=${HARNESS_BOOTSTRAP_VENV:-1}
 VENV=.venv
 NOX_LOCK=requirements/nox.txt
 WHEELS=${HARNESS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/harness}/bootstrap-wheels
@@ -262,9 +266,19 @@ ensure_user() {
     say "user $name ready (uid $(id -u "$name"), groups $(id -nG "$name"))"
 }
 
+case $MAKE_VENV in
+    0 | 1) ;;
+    *) die "HARNESS_BOOTSTRAP_VENV=$MAKE_VENV is neither 0 nor 1" \
+        "checked: the environment variable HARNESS_BOOTSTRAP_VENV" \
+        "fix: set it to 0 (skip .venv and nox) or 1, or unset it (default 1)" ;;
+esac
 provision_engine
 ensure_browser
 ensure_user
+if [[ $MAKE_VENV == 0 ]]; then
+    say "skipping .venv and nox (HARNESS_BOOTSTRAP_VENV=0)"
+    exit 0
+fi
 check_interpreter
 ensure_venv_module
 make_venv

@@ -183,3 +183,27 @@ def test_the_check_fails_on_a_lockfile_missing_a_marker_dependency(
     proc = _install(project_root, _debian_venv(debian_python, tmp_path / "venv"), lockfile)
     assert proc.returncode != 0, f"redis=={redis.version} no longer needs async-timeout on 3.11.2?"
     assert "async-timeout" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "yes"])
+def test_without_its_venv_step_the_bootstrap_makes_no_venv(
+    project_root: Path, tmp_path: Path, value: str
+) -> None:
+    """HARNESS_BOOTSTRAP_VENV=0 (root on a CI machine, before its user's set-up) stops before
+    .venv; any other value than 0 or 1 is refused before anything is done."""
+    tree = snapshot(project_root, tmp_path / "repo")
+    settings = {
+        "HARNESS_BOOTSTRAP_ENGINE": "0",
+        "HARNESS_BOOTSTRAP_BROWSER": "0",
+        "HARNESS_BOOTSTRAP_VENV": value,
+    }
+    proc = subprocess.run(["bash", "scripts/bootstrap.sh"], cwd=tree, env=child_env(settings),
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert not (tree / ".venv").exists()
+    if value == "0":
+        assert proc.returncode == 0, proc.stderr
+        assert "skipping .venv and nox (HARNESS_BOOTSTRAP_VENV=0)" in proc.stderr
+    else:
+        assert proc.returncode != 0
+        assert f"HARNESS_BOOTSTRAP_VENV={value} is neither 0 nor 1" in proc.stderr
+        assert "skipping the Docker engine step" not in proc.stderr  # refused before the first step
