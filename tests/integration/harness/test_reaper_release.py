@@ -13,9 +13,11 @@ import pytest
 
 from tests.projects import project_env
 from tierharness.engine.reaper import end_marker, spawn_reaper
+from tierharness.process import start_child
 
-# Long enough that a reaper still sweeping for it is told apart from one that was released.
-GRACE = "60"
+# Long enough that a reaper still sweeping for it is told apart from one that was released,
+# and short enough that a killed test's reapers are gone soon after it.
+GRACE = "20"
 
 TESTS = """
 def test_one(harness_reaper):
@@ -52,8 +54,8 @@ def test_a_run_that_ends_normally_releases_its_reaper_at_once(tmp_path: Path) ->
     ended = time.monotonic()
     log = root / ".harness" / "reaper.log"
     line = f"reaper: run {run_id}: owner"
-    assert _wait_for(lambda: log.is_file() and line in log.read_text(), 20), (
-        f"no reaper line for {run_id} within 20 s of the run's end (grace {GRACE} s): "
+    assert _wait_for(lambda: log.is_file() and line in log.read_text(), 10), (
+        f"no reaper line for {run_id} within 10 s of the run's end (grace {GRACE} s): "
         + (log.read_text() if log.is_file() else "no reaper.log")
     )
     said = next(x for x in log.read_text().splitlines() if x.startswith(line))
@@ -69,7 +71,7 @@ def test_only_an_owner_that_wrote_its_end_marker_skips_the_grace(
 ) -> None:
     monkeypatch.setenv("HARNESS_REAPER_GRACE", GRACE)  # the reaper's, read in its own process
     run_id = f"release-{uuid.uuid4().hex[:8]}"
-    owner = subprocess.Popen(["sleep", "300"])
+    owner = start_child(["sleep", "300"], log_path=tmp_path / "owner.log")  # dies with this test
     marker = end_marker(tmp_path, run_id)
     marker.parent.mkdir(parents=True)
     reaper = spawn_reaper(run_id, owner.pid, tmp_path / "reaper.log", ended=marker)
@@ -79,7 +81,7 @@ def test_only_an_owner_that_wrote_its_end_marker_skips_the_grace(
         owner.kill()
         owner.wait()
         if ended_normally:
-            assert reaper.wait(timeout=20) == 0, (tmp_path / "reaper.log").read_text()
+            assert reaper.wait(timeout=10) == 0, (tmp_path / "reaper.log").read_text()
             assert not marker.exists()
             assert "ended normally" in (tmp_path / "reaper.log").read_text()
         else:
