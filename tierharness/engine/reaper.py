@@ -218,7 +218,9 @@ def reaped(run_id: str, state_dir: Path, log_path: Path | None = None) -> Iterat
     try:
         yield
     finally:
-        ended.touch()
+        # Without it the reaper only keeps its grace: never worth hiding the block's own error.
+        with contextlib.suppress(OSError):
+            ended.touch()
 
 
 def _ended_normally(ended: Path | None) -> bool:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def test_two(harness_reaper):
 """
 
 
-def _wait_for(check, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not check():
         if time.monotonic() > deadline:
