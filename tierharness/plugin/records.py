@@ -23,10 +23,10 @@ def run_state_dir(config: pytest.Config) -> Path:
     return state_dir(options_of(config), Path(config.rootpath))
 
 
-def _reaper_marker(config: pytest.Config) -> Path:
+def _reaper_marker(where: Path, run_id: str) -> Path:
     # Beside the run's folder, not in it: the controller removes that folder when it merges the
     # manifests, and releases the reaper after that.
-    return run_state_dir(config) / "runs" / f"{config.stash[RUN_ID]}.reaper"
+    return where / "runs" / f"{run_id}.reaper"
 
 
 def ensure_reaper(config: pytest.Config) -> None:
@@ -35,7 +35,8 @@ def ensure_reaper(config: pytest.Config) -> None:
     controller. A marker file created exclusively makes "once" hold across workers."""
     if not options_of(config).reaper:
         return
-    marker = _reaper_marker(config)
+    where, run_id = run_state_dir(config), config.stash[RUN_ID]
+    marker = _reaper_marker(where, run_id)
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
         marker.touch(exist_ok=False)
@@ -43,7 +44,6 @@ def ensure_reaper(config: pytest.Config) -> None:
         return
     from tierharness.engine.reaper import end_marker, spawn_reaper  # noqa: PLC0415  lazy: plugin start-up time (filelock, ctypes)
 
-    where, run_id = run_state_dir(config), config.stash[RUN_ID]
     spawn_reaper(run_id, config.stash[OWNER_PID], where / "reaper.log", ended=end_marker(where, run_id))
 
 
@@ -51,12 +51,13 @@ def release_reaper(config: pytest.Config) -> None:
     """In the controller, at its very end: its workers are gone and every fixture has stopped
     what it started, so the run's reaper (if one was started) sweeps once instead of for its
     grace period. A killed controller never gets here, and its reaper keeps its grace."""
-    marker = _reaper_marker(config)
+    where, run_id = run_state_dir(config), config.stash[RUN_ID]
+    marker = _reaper_marker(where, run_id)
     if not marker.exists():
         return
     from tierharness.engine.reaper import end_marker  # noqa: PLC0415  lazy: plugin start-up time (filelock, ctypes)
 
-    end_marker(run_state_dir(config), config.stash[RUN_ID]).touch()
+    end_marker(where, run_id).touch()
     marker.unlink(missing_ok=True)
 
 
