@@ -23,6 +23,11 @@ _SCENE = r"""
 set -u
 "$1/dockerd" 300 & other=$!
 "$1/dockerd" 300 & own=$!
+# A forked child is named dockerd only once it has exec'd: on a loaded machine that came after
+# the script looked, which then found no dockerd of its pid file and stopped nothing.
+for pid in "$other" "$own"; do
+    until [[ $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd || ! -d /proc/$pid ]]; do sleep 0.01; done
+done
 echo "$own" > "$1/docker.pid"
 bash "$2" stop-own-daemon "$1/docker.pid"
 state() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null || echo gone; }
