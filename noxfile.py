@@ -48,8 +48,9 @@ def install(session: nox.Session, *lockfiles: str) -> None:
 
 
 def harness(session: nox.Session, command: str, *lockfiles: str) -> None:
-    """One `python -m tierharness COMMAND` with the session's posargs, after the lockfiles."""
-    install(session, *(lockfiles or ("test",)))
+    """One `python -m tierharness COMMAND` with the session's posargs, after the lockfiles
+    (by default `harness`: what the commands need, without the test tiers' packages)."""
+    install(session, *(lockfiles or ("harness",)))
     session.run("python", "-m", "tierharness", command, *session.posargs)
 
 
@@ -88,7 +89,7 @@ def lock(session: nox.Session) -> None:
 def clean(session: nox.Session) -> None:
     """`harness clean --prune`: killed runs' leftovers, stale build cache, pulls, old builds;
     `-- --keep-migrated` leaves the migrated images (.ci/run does: they are keyed by migrations)."""
-    install(session, "test")
+    install(session, "harness")
     session.run("python", "-m", "tierharness", "clean", "--prune", *session.posargs)
 
 
@@ -173,7 +174,7 @@ def root_tests(session: nox.Session) -> None:
 @nox.session(name="merge-reports", tags=["ci"])
 def merge_reports(session: nox.Session) -> None:
     """Merge the shards' JUnit and coverage (build/junit, build/coverage/shards); gate the merged coverage."""
-    harness(session, "merge-reports")
+    harness(session, "merge-reports", "test")  # junitparser and coverage
 
 
 def run_example(
