@@ -258,7 +258,7 @@ def perf(session: nox.Session) -> None:
 @nox.session(tags=["ci"])
 def security(session: nox.Session) -> None:
     """Security gates: source, lockfiles, Dockerfiles, shell, workflows, the built image, SBOM."""
-    install(session, "test", "security")
+    install(session, "harness", "security")
     session.run("python", "-m", "tierharness", "build")  # reused when nothing that goes into it changed
     session.run("python", "-m", "tierharness", "security", *session.posargs)
 
@@ -281,7 +281,7 @@ def deploy(session: nox.Session) -> None:
 @nox.session(name="perf-gate", tags=["ci"])
 def perf_gate(session: nox.Session) -> None:
     """Prove the perf gate fails on breaches: latency, errors, an impossible p95, a slowed knee."""
-    install(session, "test")
+    install(session, "harness")  # pytest and Locust are all its tests import
     # One at a time: two Locust runs of 4 s side by side can miss their request floor.
     session.run("pytest", "-p", "no:xdist", "--junitxml=build/junit/perf-gate.xml", "tests/performance")
 
