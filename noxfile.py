@@ -281,7 +281,7 @@ def deploy(session: nox.Session) -> None:
 @nox.session(name="perf-gate", tags=["ci"])
 def perf_gate(session: nox.Session) -> None:
     """Prove the perf gate fails on breaches: latency, errors, an impossible p95, a slowed knee."""
-    install(session, "harness")  # pytest and Locust are all its tests import
+    install(session, "harness")  # its tests import pytest, Locust, filelock and the harness
     # One at a time: two Locust runs of 4 s side by side can miss their request floor.
     session.run("pytest", "-p", "no:xdist", "--junitxml=build/junit/perf-gate.xml", "tests/performance")
 

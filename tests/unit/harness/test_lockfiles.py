@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tierharness.errors import LockfileError
 from tierharness.imaging.lockfiles import find_stale, parse_input, parse_lockfile, require_hashes
 
-LOCKS = ["nox", "app", "test", "lint"]
+LOCKS = ["nox", "app", "test", "harness", "lint"]
 
 
 @pytest.fixture
@@ -29,6 +32,18 @@ def test_committed_lockfiles_pin_every_package_with_a_hash(project_root: Path, n
 def test_committed_lockfiles_are_current(project_root: Path, name: str) -> None:
     req = project_root / "requirements"
     assert find_stale(req / f"{name}.in", req / f"{name}.txt") == []
+
+
+def test_the_harness_lockfile_has_what_the_commands_run(project_root: Path) -> None:
+    """The sessions of the harness's commands install `harness` alone: it must pin the harness's
+    dependencies, its pytest plugin's, Locust (perf, the rehearsal's load), pip (the wheelhouse)
+    and setuptools (the harness's own editable install)."""
+    project = tomllib.loads((project_root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["pytest"]]
+    wanted += [*project["optional-dependencies"]["perf"], "pip", "setuptools"]
+    pinned = {pin.name for pin in parse_lockfile(project_root / "requirements" / "harness.txt")}
+    missing = sorted({canonicalize_name(Requirement(spec).name) for spec in wanted} - pinned)
+    assert not missing, f"requirements/harness.in lacks {missing}: add them, then run `nox -s lock -- harness`"
 
 
 def test_a_pin_without_hash_is_refused_naming_the_package(reqdir: Path) -> None:
