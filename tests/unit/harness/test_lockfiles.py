@@ -43,7 +43,7 @@ def test_the_harness_lockfile_has_what_the_commands_run(project_root: Path) -> N
     wanted += [*project["optional-dependencies"]["perf"], "pip", "setuptools"]
     pinned = {pin.name for pin in parse_lockfile(project_root / "requirements" / "harness.txt")}
     missing = sorted({canonicalize_name(Requirement(spec).name) for spec in wanted} - pinned)
-    assert not missing, f"requirements/harness.in lacks {missing}: add them, then run `nox -s lock -- harness`"
+    assert not missing, f"requirements/harness.in lacks {missing}: add them, then `nox -s lock -- harness`"
 
 
 def test_a_pin_without_hash_is_refused_naming_the_package(reqdir: Path) -> None:
