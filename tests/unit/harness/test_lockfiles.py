@@ -35,7 +35,7 @@ def test_committed_lockfiles_are_current(project_root: Path, name: str) -> None:
 
 
 def test_the_harness_lockfile_has_what_the_commands_run(project_root: Path) -> None:
-    """The sessions of the harness's commands install `harness` alone: it must pin the harness's
+    """The sessions of the harness's commands install `harness`, not `test`: it must pin the harness's
     dependencies, its pytest plugin's, Locust (perf, the rehearsal's load), pip (the wheelhouse)
     and setuptools (the harness's own editable install)."""
     project = tomllib.loads((project_root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
