@@ -58,6 +58,7 @@ __all__ = [
     "containers_of",
     "end_marker",
     "judge_owner",
+    "mark_ended",
     "reaped",
     "remove_labelled",
     "spawn_reaper",
@@ -206,6 +207,13 @@ def spawn_reaper(
     return start_detached(argv, log_path=log_path)
 
 
+def mark_ended(state_dir: Path, run_id: str) -> None:
+    """Write the run's end marker: its owner has ended normally. A failed write only leaves the
+    reaper its grace, so it never hides the caller's own error or ends its run badly."""
+    with contextlib.suppress(OSError):
+        end_marker(state_dir, run_id).touch()
+
+
 @contextlib.contextmanager
 def reaped(run_id: str, state_dir: Path, log_path: Path | None = None) -> Iterator[None]:
     """A reaper for run `run_id` of this process (a command's), released when the block ends.
@@ -218,9 +226,7 @@ def reaped(run_id: str, state_dir: Path, log_path: Path | None = None) -> Iterat
     try:
         yield
     finally:
-        # Without it the reaper only keeps its grace: never worth hiding the block's own error.
-        with contextlib.suppress(OSError):
-            ended.touch()
+        mark_ended(state_dir, run_id)
 
 
 def _ended_normally(ended: Path | None) -> bool:

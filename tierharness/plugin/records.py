@@ -55,9 +55,9 @@ def release_reaper(config: pytest.Config) -> None:
     marker = _reaper_marker(where, run_id)
     if not marker.exists():
         return
-    from tierharness.engine.reaper import end_marker  # noqa: PLC0415  lazy: plugin start-up time (filelock, ctypes)
+    from tierharness.engine.reaper import mark_ended  # noqa: PLC0415  lazy: plugin start-up time (filelock, ctypes)
 
-    end_marker(where, run_id).touch()
+    mark_ended(where, run_id)
     marker.unlink(missing_ok=True)
 
 
