@@ -27,6 +27,7 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from tierharness.config import Settings
@@ -49,6 +50,7 @@ _LOOPBACK = re.compile(r"^(127\.0\.0\.1|localhost):\d+/")  # a run's own registr
 _IDS_PER_PRUNE = 200  # build cache ids in one prune's filter: a request of a few kilobytes
 _LEDGER_COMPACT_AT = 128 * 1024  # bytes of build cache ids (26 each) before gone ones are dropped
 _BUILDS, _CLEAN_BUILDS = "build-cache", "clean-build-cache"  # the ledgers of the two kinds of build
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 
 
 @dataclass(frozen=True)
@@ -64,23 +66,49 @@ def recording_build_cache(client: Any = None, *, clean: bool = False) -> Iterato
     """Around one build on the engine's own builder (`client`'s engine; by default the
     harness's): the build cache records that appear while it runs go into the invoking user's
     ledger, for `prune_build_cache`; a `clean` build's (`--no-cache`) into a ledger of their
-    own. A courtesy: failing to write it never fails the build."""
+    own. A courtesy: failing to write it never fails the build.
+
+    Only records younger than every record listed before: on Docker 26.1, a listing taken
+    while other builds ran left out records made half an hour earlier, which the listing after
+    showed again. A clean build's ledger took them for its own, a cached build's chain among
+    them: the next clean pruned it, and every `.ci/run` built the image's `deps` and `test`
+    stages again."""
     before: set[str] | None = None
+    newest = ""
     with contextlib.suppress(Exception):
         client = client or engine_client()
-        before = {str(r["ID"]) for r in build_cache_records(client)}
+        listed = build_cache_records(client)
+        before = {str(r["ID"]) for r in listed}
+        newest = max((_created(r) for r in listed), default="")
     try:
         yield
     finally:
         if before is not None:
             with contextlib.suppress(Exception):
-                after = {str(r["ID"]) for r in build_cache_records(client)}
+                records = build_cache_records(client)
+                after = {str(r["ID"]) for r in records}
+                made = [
+                    str(r["ID"]) for r in records
+                    if str(r["ID"]) not in before and (not _created(r) or _created(r) > newest)
+                ]  # fmt: skip
                 ledger = Ledger.of(client, _CLEAN_BUILDS if clean else _BUILDS)
-                ledger.add(sorted(after - before))
+                ledger.add(sorted(made))
                 # Where `clean --prune` never runs, the engine's own GC removes records: their
                 # ids go from a ledger grown past a few thousand of them.
                 if ledger.path.stat().st_size > _LEDGER_COMPACT_AT:
                     ledger.forget(set(ledger.entries()) - after)
+
+
+def _created(record: dict[str, Any]) -> str:
+    """When the engine made a build cache record, as a fixed-width UTC time that sorts as the
+    records were made; "" if it gave none. The API's RFC 3339 times drop a fraction's trailing
+    zeros and may carry an offset, so their text alone does not sort."""
+    match = _RFC3339.match(str(record.get("CreatedAt") or ""))
+    if not match:
+        return ""
+    whole, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone)).astimezone(UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{(fraction or '').ljust(9, '0')}"
 
 
 def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned:
@@ -106,10 +134,15 @@ def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned
     one regular expression per batch, with `until` on top. Its one blur: a record that another
     build on the same engine made while a harness build ran is counted as the harness's, and
     pruned once nobody used it for `idle_seconds`, or at the next prune if that harness build
-    was a clean one.
+    was a clean one, and no cached harness build ran meanwhile: a record that appeared while
+    both kinds ran is pruned once idle, as a cached build's. Pruned at once, it was the next
+    build's chain whenever that chain was built beside a clean build (`.ci/run` builds the
+    image while the tests tier's canaries build).
     """
     client = client or engine_client()
-    ledgers = [(Ledger.of(client, _BUILDS), idle_seconds), (Ledger.of(client, _CLEAN_BUILDS), 0.0)]
+    builds, clean = Ledger.of(client, _BUILDS), Ledger.of(client, _CLEAN_BUILDS)
+    clean.forget(builds.entries())
+    ledgers = [(builds, idle_seconds), (clean, 0.0)]
     recorded = [(ledger, ledger.entries(), idle) for ledger, idle in ledgers]
     if not any(entries for _, entries, _ in recorded):
         return CachePruned(0, 0)

@@ -37,6 +37,8 @@ class _Engine:
     def __init__(self, records: dict[str, str | None], unused: dict[str, int] | None = None) -> None:
         self.records = dict(records)  # id -> parent
         self.unused = dict(unused or {})  # id -> seconds since a build last used it
+        self.created: dict[str, str] = {}  # id -> CreatedAt, as the API writes it
+        self.hidden: set[str] = set()  # left out of the listing (BuildKit's twins of a record in use)
         self.filters: list[dict[str, str]] = []
         self.api = self
 
@@ -50,7 +52,11 @@ class _Engine:
         return ""
 
     def _result(self, *_: Any, **__: Any) -> dict[str, Any]:
-        return {"BuildCache": [{"ID": i} for i in self.records]}
+        listed = [{"ID": i} for i in self.records if i not in self.hidden]
+        for record in listed:
+            if record["ID"] in self.created:
+                record["CreatedAt"] = self.created[record["ID"]]
+        return {"BuildCache": listed}
 
     def prune_builds(self, *, filters: dict[str, str], all: bool) -> dict[str, Any]:
         self.filters.append(filters)
@@ -113,3 +119,35 @@ def test_a_clean_builds_records_go_at_the_next_prune_and_a_cached_builds_once_id
     assert sorted(f["until"] for f in engine.filters) == ["1s", "1s", "3600s"]  # two rounds for clean
     assert Ledger.of(engine, "build-cache").entries() == ["cached"]
     assert Ledger.of(engine, "clean-build-cache").entries() == ["clean-in-use"]
+
+
+def test_a_record_made_before_the_build_is_never_its_own_though_the_listing_left_it_out() -> None:
+    """BuildKit leaves a record out of its listing while a build holds its twin: taken then,
+    the listing before a build missed a cached chain that the listing after showed again."""
+    engine = _Engine({"chain": None, "seen": None})
+    engine.created.update({"chain": "2026-12-05T15:23:27.8556Z", "seen": "2026-12-05T15:51:04Z"})
+    engine.hidden.add("chain")
+    with recording_build_cache(engine, clean=True):
+        engine.hidden.clear()
+        engine.records.update({"mine": None, "mine-offset": None, "undated": None})
+        # Later than "seen" by a fraction the API writes with its trailing zeros dropped, and
+        # in another offset: only the times, not their text, say which came first.
+        engine.created.update({"mine": "2026-12-05T15:51:04.5Z", "mine-offset": "2026-12-05T16:51:05+01:00"})
+
+    assert sorted(Ledger.of(engine, "clean-build-cache").entries()) == ["mine", "mine-offset", "undated"]
+
+
+def test_a_record_that_appeared_while_a_cached_build_ran_too_goes_only_once_idle() -> None:
+    """A cached build beside a clean one: what appeared meanwhile may be the cached build's
+    chain, which the next build needs."""
+    engine = _Engine({}, unused={"chain": 60, "clean": 60, "alone": 60})
+    with recording_build_cache(engine), recording_build_cache(engine, clean=True):
+        engine.records.update({"chain": None, "clean": None})
+    with recording_build_cache(engine, clean=True):  # a clean build with no cached one beside it
+        engine.records["alone"] = None
+
+    assert prune_build_cache(3600, client=engine).records == 1
+    assert sorted(engine.records) == ["chain", "clean"]
+    assert Ledger.of(engine, "clean-build-cache").entries() == []
+    assert prune_build_cache(30, client=engine).records == 2
+    assert engine.records == {}
