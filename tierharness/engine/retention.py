@@ -70,9 +70,8 @@ def recording_build_cache(client: Any = None, *, clean: bool = False) -> Iterato
 
     Only records younger than every record listed before: on Docker 26.1, a listing taken
     while other builds ran left out records made half an hour earlier, which the listing after
-    showed again. A clean build's ledger took them for its own, a cached build's chain among
-    them: the next clean pruned it, and every `.ci/run` built the image's `deps` and `test`
-    stages again."""
+    showed again, and a clean build's ledger took them for its own (cached builds' records
+    among them, for the next clean to prune)."""
     before: set[str] | None = None
     newest = ""
     with contextlib.suppress(Exception):
@@ -135,9 +134,9 @@ def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned
     build on the same engine made while a harness build ran is counted as the harness's, and
     pruned once nobody used it for `idle_seconds`, or at the next prune if that harness build
     was a clean one, and no cached harness build ran meanwhile: a record that appeared while
-    both kinds ran is pruned once idle, as a cached build's. Pruned at once, it was the next
-    build's chain whenever that chain was built beside a clean build (`.ci/run` builds the
-    image while the tests tier's canaries build).
+    both kinds ran is pruned once idle, as a cached build's. It may be the next build's chain
+    (`.ci/run` builds the image while the tests tier's canaries build): pruned, that costs a
+    rebuild; kept, a clean build's record costs only its idle time.
     """
     client = client or engine_client()
     builds, clean = Ledger.of(client, _BUILDS), Ledger.of(client, _CLEAN_BUILDS)
