@@ -4,7 +4,6 @@ every check run against them."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from tierharness.engine.client import (
     endpoint,
     engine_client,
     local_image_id,
+    record_time,
 )
 from tierharness.engine.labels import LABEL_RUN, OwnerPlace
 from tierharness.errors import EngineNotAnsweringError, HarnessError
@@ -95,12 +95,8 @@ def _build_cache(client: Any) -> Check:
     now = datetime.now(UTC)
 
     def unused_for(record: Mapping[str, Any]) -> float:
-        used = str(record.get("LastUsedAt") or record.get("CreatedAt") or "")
-        try:  # RFC 3339 with nanoseconds: microseconds are plenty
-            when = datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", used.replace("Z", "+00:00")))
-        except ValueError:
-            return 0.0
-        return (now - when).total_seconds()
+        when = record_time(record, "LastUsedAt", "CreatedAt")
+        return 0.0 if when is None else (now - when).total_seconds()
 
     return host.build_cache_check(len(records), sum(unused_for(r) > idle for r in records), idle)
 

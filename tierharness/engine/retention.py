@@ -27,11 +27,11 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tierharness.config import Settings
-from tierharness.engine.client import build_cache_records, engine_client, listed_images
+from tierharness.engine.client import build_cache_records, engine_client, listed_images, record_time
 from tierharness.engine.ledger import Ledger
 
 __all__ = [
@@ -50,7 +50,6 @@ _LOOPBACK = re.compile(r"^(127\.0\.0\.1|localhost):\d+/")  # a run's own registr
 _IDS_PER_PRUNE = 200  # build cache ids in one prune's filter: a request of a few kilobytes
 _LEDGER_COMPACT_AT = 128 * 1024  # bytes of build cache ids (26 each) before gone ones are dropped
 _BUILDS, _CLEAN_BUILDS = "build-cache", "clean-build-cache"  # the ledgers of the two kinds of build
-_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 
 
 @dataclass(frozen=True)
@@ -73,12 +72,12 @@ def recording_build_cache(client: Any = None, *, clean: bool = False) -> Iterato
     showed again, and a clean build's ledger took them for its own (cached builds' records
     among them, for the next clean to prune)."""
     before: set[str] | None = None
-    newest = ""
+    newest: datetime | None = None
     with contextlib.suppress(Exception):
         client = client or engine_client()
         listed = build_cache_records(client)
         before = {str(r["ID"]) for r in listed}
-        newest = max((_created(r) for r in listed), default="")
+        newest = max(filter(None, (record_time(r, "CreatedAt") for r in listed)), default=None)
     try:
         yield
     finally:
@@ -88,7 +87,7 @@ def recording_build_cache(client: Any = None, *, clean: bool = False) -> Iterato
                 after = {str(r["ID"]) for r in records}
                 made = [
                     str(r["ID"]) for r in records
-                    if str(r["ID"]) not in before and (not _created(r) or _created(r) > newest)
+                    if str(r["ID"]) not in before and _younger(record_time(r, "CreatedAt"), newest)
                 ]  # fmt: skip
                 ledger = Ledger.of(client, _CLEAN_BUILDS if clean else _BUILDS)
                 ledger.add(sorted(made))
@@ -98,16 +97,10 @@ def recording_build_cache(client: Any = None, *, clean: bool = False) -> Iterato
                     ledger.forget(set(ledger.entries()) - after)
 
 
-def _created(record: dict[str, Any]) -> str:
-    """When the engine made a build cache record, as a fixed-width UTC time that sorts as the
-    records were made; "" if it gave none. The API's RFC 3339 times drop a fraction's trailing
-    zeros and may carry an offset, so their text alone does not sort."""
-    match = _RFC3339.match(str(record.get("CreatedAt") or ""))
-    if not match:
-        return ""
-    whole, fraction, zone = match.groups()
-    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone)).astimezone(UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{(fraction or '').ljust(9, '0')}"
+def _younger(made: datetime | None, newest: datetime | None) -> bool:
+    """Whether a record made at `made` is younger than `newest`; a record or listing that gives
+    no time counts as younger, as every new record did before times were compared."""
+    return made is None or newest is None or made > newest
 
 
 def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned:
