@@ -26,9 +26,9 @@ from tierharness.engine.client import (
     endpoint,
     engine_client,
     local_image_id,
-    record_time,
 )
 from tierharness.engine.labels import LABEL_RUN, OwnerPlace
+from tierharness.engine.retention import record_time
 from tierharness.errors import EngineNotAnsweringError, HarnessError
 from tierharness.imaging.resolution import local_origin
 from tierharness.process import run

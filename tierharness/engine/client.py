@@ -17,7 +17,6 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -314,18 +313,6 @@ def build_cache_records(client: docker.DockerClient) -> list[dict[str, Any]]:
     api = client.api
     answer = api._result(api._get(api._url("/system/df"), params={"type": "build-cache"}), json=True)
     return list(answer.get("BuildCache") or [])
-
-
-def record_time(record: Mapping[str, Any], *fields: str) -> datetime | None:
-    """The first of `fields` a build cache record gives, as an aware time (the API's RFC 3339,
-    nanoseconds cut to microseconds; a time without an offset is the engine's UTC); None when
-    it gives none of them."""
-    value = next((str(record[f]) for f in fields if record.get(f)), "")
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def listed_images(

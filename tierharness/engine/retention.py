@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tierharness.config import Settings
-from tierharness.engine.client import build_cache_records, engine_client, listed_images, record_time
+from tierharness.engine.client import build_cache_records, engine_client, listed_images
 from tierharness.engine.ledger import Ledger
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "prune_old_builds",
     "record_build",
     "record_pull",
+    "record_time",
     "recording_build_cache",
     "retain",
 ]
@@ -95,6 +96,18 @@ def recording_build_cache(client: Any = None, *, clean: bool = False) -> Iterato
                 # ids go from a ledger grown past a few thousand of them.
                 if ledger.path.stat().st_size > _LEDGER_COMPACT_AT:
                     ledger.forget(set(ledger.entries()) - after)
+
+
+def record_time(record: Mapping[str, Any], *fields: str) -> datetime | None:
+    """The first of `fields` a build cache record gives, as an aware time (the API's RFC 3339,
+    nanoseconds cut to microseconds; a time without an offset is the engine's UTC); None when
+    it gives none of them."""
+    value = next((str(record[f]) for f in fields if record.get(f)), "")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _younger(made: datetime | None, newest: datetime | None) -> bool:
