@@ -133,7 +133,8 @@ COMMANDS: tuple[Command, ...] = (
             _flag(
                 "--prune",
                 "also what your harness runs recorded as made: their build cache unused for "
-                "HARNESS_BUILD_CACHE_IDLE (that of --no-cache builds at once), images they pulled "
+                "HARNESS_BUILD_CACHE_IDLE (that of --no-cache builds at once; none until past "
+                "HARNESS_BUILD_CACHE_KEEP MiB), images they pulled "
                 "from their own registries, their builds "
                 "beyond keep-images; only while no build or stack runs on the engine",
             ),

@@ -211,10 +211,10 @@ def _prune(client: object) -> int:
     from tierharness.config import environment  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.engine import retention  # noqa: PLC0415  lazy: CLI start-up
 
-    settings = load_settings(required=False)
-    keep, idle = settings.build.keep_images, environment().build_cache_idle
+    settings, env = load_settings(required=False), environment()
+    keep, idle, budget = settings.build.keep_images, env.build_cache_idle, env.build_cache_keep
     pulls = retention.prune_loopback_pulls(client=client)
-    cache = retention.prune_build_cache(idle, client=client)
+    cache = retention.prune_build_cache(idle, keep_bytes=int(budget * 2**20), client=client)
     builds = retention.prune_old_builds(settings.build.image, keep, client=client)
     print(
         f"removed {len(pulls)} reference(s) pulled from runs' own registries; "
@@ -223,6 +223,12 @@ def _prune(client: object) -> int:
         f"unused for {idle:.0f} s (HARNESS_BUILD_CACHE_IDLE) or made by --no-cache builds: of each, "
         "only what this user's runs made"
     )
+    if cache.held:
+        print(
+            f"left {cache.held} such record(s) ({cache.held_size / 2**20:.0f} MiB): within "
+            f"HARNESS_BUILD_CACHE_KEEP ({budget:.0f} MiB); any prune makes the engine run every "
+            "cached step built on an image again"
+        )
     return 0
 
 

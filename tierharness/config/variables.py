@@ -43,6 +43,10 @@ class Environment:
     # HARNESS_BUILD_CACHE_IDLE: seconds a build cache record may go unused before
     # `harness clean --prune` prunes it (tierharness.engine.retention)
     build_cache_idle: float
+    # HARNESS_BUILD_CACHE_KEEP: MiB of that prunable cache `harness clean --prune` leaves in
+    # place, pruning nothing until it grows past them (a prune costs every image-based chain of
+    # the engine its cache; tierharness.engine.retention)
+    build_cache_keep: float
     xdist_worker: str | None  # PYTEST_XDIST_WORKER: set in a worker before its config exists
     controller: str | None  # HARNESS_CONTROLLER: "<run id>:<pid>", from the run's controller
     key_dir: str | None = None  # HARNESS_KEY_DIR: where `harness keys` keeps the signing key pair
@@ -88,6 +92,7 @@ class Environment:
             build_cache_from=env.get("HARNESS_BUILD_CACHE_FROM") or None,
             build_cache_to=env.get("HARNESS_BUILD_CACHE_TO") or None,
             build_cache_idle=_number(env, "HARNESS_BUILD_CACHE_IDLE", 6 * 3600.0),
+            build_cache_keep=_number(env, "HARNESS_BUILD_CACHE_KEEP", 4096.0, "MiB"),
             xdist_worker=env.get("PYTEST_XDIST_WORKER") or None,
             controller=env.get("HARNESS_CONTROLLER") or None,
             key_dir=env.get("HARNESS_KEY_DIR") or None,
@@ -148,7 +153,7 @@ def _flag(env: Mapping[str, str], name: str) -> bool | None:
     )
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, unit: str = "seconds") -> float:
     raw = env.get(name)
     if not raw:
         return default
@@ -158,7 +163,7 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         raise HarnessError(
             f"{name}={raw!r} is not a number",
             checked=f"the environment variable {name}",
-            fix=f"set {name} to a number of seconds, or unset it (default {default:g})",
+            fix=f"set {name} to a number of {unit}, or unset it (default {default:g})",
         ) from None
 
 

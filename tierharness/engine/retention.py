@@ -11,7 +11,8 @@ were gone (the engine's own GC frees space, not records). So:
   and it is skipped);
 - `python -m tierharness clean --prune` prunes the build cache that no build used for
   `HARNESS_BUILD_CACHE_IDLE` seconds, that of clean (`--no-cache`) builds whatever its idle
-  time, and the references pulled by digest from runs' own loopback registries. Only there,
+  time (both once together past `HARNESS_BUILD_CACHE_KEEP` MiB, see `prune_build_cache`), and
+  the references pulled by digest from runs' own loopback registries. Only there,
   and only while no build or stack runs: the pulls may be a running stack's image (run beside
   the e2e tier, it took the stack's image away), and a build cache prune beside a build made
   that build fail ("failed to solve: not found", BuildKit 0.13).
@@ -55,10 +56,12 @@ _BUILDS, _CLEAN_BUILDS = "build-cache", "clean-build-cache"  # the ledgers of th
 
 @dataclass(frozen=True)
 class CachePruned:
-    """What a build cache prune removed."""
+    """What a build cache prune removed, and what was due but left within its budget."""
 
     records: int
     size: int  # bytes
+    held: int = 0  # records due for pruning, left: together they stayed within the budget
+    held_size: int = 0  # their bytes
 
 
 @contextlib.contextmanager
@@ -116,10 +119,17 @@ def _younger(made: datetime | None, newest: datetime | None) -> bool:
     return made is None or newest is None or made > newest
 
 
-def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned:
+def prune_build_cache(idle_seconds: float, *, keep_bytes: int = 0, client: Any = None) -> CachePruned:
     """The build cache records of the invoking user's harness builds (its ledgers) that no
     build used for `idle_seconds`, and those of its clean builds whatever their idle time;
-    records in use are never pruned.
+    records in use are never pruned. Nothing is pruned while the records due together take at
+    most `keep_bytes`; past them, all of them go at once.
+
+    Why a budget: on Docker 26.1 (BuildKit 0.13, the containerd image store), a prune that
+    removes any record, even another project's, makes BuildKit forget the cache of every step
+    built on an image, though its records stay listed: the next build runs them all again
+    (benchmarks/prune_forgets_chains.py). Pruned at every `clean`, each `.ci/run` built the
+    image's `deps` and `test` stages again; batched, one prune in several runs pays that.
 
     Why clean builds' at once: a `--no-cache` build (repro-check's two, and every canary of
     it) writes a fresh record for each of its steps beside the cached one, and nothing looks
@@ -151,9 +161,30 @@ def prune_build_cache(idle_seconds: float, *, client: Any = None) -> CachePruned
     recorded = [(ledger, ledger.entries(), idle) for ledger, idle in ledgers]
     if not any(entries for _, entries, _ in recorded):
         return CachePruned(0, 0)
-    present = {str(r["ID"]) for r in build_cache_records(client)}
+    listed = {str(r["ID"]): r for r in build_cache_records(client)}
+    if keep_bytes > 0:
+        due = [i for _, entries, idle in recorded for i in _due(listed, entries, idle)]
+        due_size = sum(int(listed[i].get("Size") or 0) for i in due)
+        if due_size <= keep_bytes:
+            return CachePruned(0, 0, len(due), due_size)
+    present = set(listed)
     pruned = [_prune_recorded(client, ledger, entries, present, idle) for ledger, entries, idle in recorded]
     return CachePruned(sum(p.records for p in pruned), sum(p.size for p in pruned))
+
+
+def _due(listed: Mapping[str, Mapping[str, Any]], recorded: list[str], idle_seconds: float) -> list[str]:
+    """Of `recorded`, the listed records not in use that no build used for `idle_seconds`, by
+    the listing's times and this machine's clock (the prune's `until` has the last word)."""
+    now = datetime.now(UTC)
+    due = []
+    for i in recorded:
+        record = listed.get(i)
+        if record is None or record.get("InUse"):
+            continue
+        used = record_time(record, "LastUsedAt", "CreatedAt")
+        if used is None or (now - used).total_seconds() >= idle_seconds:
+            due.append(i)
+    return due
 
 
 def _prune_recorded(

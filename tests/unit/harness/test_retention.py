@@ -4,6 +4,7 @@ tierharness.engine.retention), without an engine: a stand-in answers as the engi
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,15 @@ def test_a_ledger_keeps_each_entry_once_and_forgets_only_what_it_is_told(tmp_pat
 class _Engine:
     """The engine's build cache as the API shows it: `prune_builds` honours `until` (a record
     not in `unused` is older than any) and the `id` regular expression, and a record with a
-    child left stays."""
+    child left, or in use, stays."""
 
     def __init__(self, records: dict[str, str | None], unused: dict[str, int] | None = None) -> None:
         self.records = dict(records)  # id -> parent
         self.unused = dict(unused or {})  # id -> seconds since a build last used it
         self.created: dict[str, str] = {}  # id -> CreatedAt, as the API writes it
         self.hidden: set[str] = set()  # left out of the listing (BuildKit's twins of a record in use)
+        self.sizes: dict[str, int] = {}  # id -> Size, in bytes (10 if not set)
+        self.in_use: set[str] = set()  # listed with InUse (a running build or container holds it)
         self.filters: list[dict[str, str]] = []
         self.api = self
 
@@ -52,7 +55,17 @@ class _Engine:
         return ""
 
     def _result(self, *_: Any, **__: Any) -> dict[str, Any]:
-        listed = [{"ID": i} for i in self.records if i not in self.hidden]
+        now = datetime.now(UTC)
+        listed = [
+            {
+                "ID": i,
+                "Size": self.sizes.get(i, 10),
+                "InUse": i in self.in_use,
+                "LastUsedAt": (now - timedelta(seconds=self.unused.get(i, 10**9))).isoformat(),
+            }
+            for i in self.records
+            if i not in self.hidden
+        ]
         for record in listed:
             if record["ID"] in self.created:
                 record["CreatedAt"] = self.created[record["ID"]]
@@ -64,7 +77,7 @@ class _Engine:
         parents = {p for p in self.records.values() if p}
         gone = [
             i for i in self.records
-            if pattern.search(i) and i not in parents and self.unused.get(i, 10**9) >= until
+            if pattern.search(i) and i not in parents | self.in_use and self.unused.get(i, 10**9) >= until
         ]  # fmt: skip
         for i in gone:
             del self.records[i]
@@ -151,3 +164,28 @@ def test_a_record_that_appeared_while_a_cached_build_ran_too_goes_only_once_idle
     assert Ledger.of(engine, "clean-build-cache").entries() == []
     assert prune_build_cache(30, client=engine).records == 2
     assert engine.records == {}
+
+
+def test_nothing_is_pruned_until_what_is_due_passes_the_budget_and_then_all_of_it_goes() -> None:
+    """Any prune makes BuildKit 0.13 forget every image-based chain's cache, so prunes are
+    batched: none while what is due (clean builds' records, and cached builds' idle ones, not
+    in use) fits in `keep_bytes`, and not a call to the engine's prune meanwhile."""
+    engine = _Engine({}, unused={"cached-idle": 7200, "cached-fresh": 60, "clean": 60, "clean-in-use": 60})
+    with recording_build_cache(engine):
+        engine.records.update({"cached-idle": None, "cached-fresh": None})
+    with recording_build_cache(engine, clean=True):
+        engine.records.update({"clean": None, "clean-in-use": None})
+    engine.sizes.update({"cached-idle": 300, "cached-fresh": 5000, "clean": 400, "clean-in-use": 5000})
+    engine.in_use.add("clean-in-use")
+
+    held = prune_build_cache(3600, keep_bytes=1000, client=engine)
+
+    assert (held.records, held.held, held.held_size) == (0, 2, 700)
+    assert engine.filters == []
+    assert len(engine.records) == 4
+
+    engine.sizes["clean"] = 800  # past the budget: every record due goes, not just the excess
+    pruned = prune_build_cache(3600, keep_bytes=1000, client=engine)
+
+    assert (pruned.records, pruned.held) == (2, 0)
+    assert sorted(engine.records) == ["cached-fresh", "clean-in-use"]
