@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from tierharness.__main__ import build_parser, main
+from tierharness.cli import handlers
 from tierharness.config import RECIPES
+from tierharness.config.variables import Environment
+from tierharness.engine import retention
+from tierharness.errors import HarnessError
 
 
 @pytest.fixture
@@ -186,3 +190,32 @@ def test_python_dash_m_tierharness_lists_every_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert all(name in done.stdout for name in COMMANDS)
+
+
+def test_clean_prune_hands_the_build_cache_budget_on_in_bytes_and_says_what_it_left(
+    project_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+
+    asked: dict[str, object] = {}
+
+    def prune_build_cache(idle: float, *, keep_bytes: int, client: object) -> retention.CachePruned:
+        asked.update(idle=idle, keep_bytes=keep_bytes)
+        return retention.CachePruned(0, 0, held=3, held_size=5 * 2**20)
+
+    monkeypatch.setattr(retention, "prune_build_cache", prune_build_cache)
+    monkeypatch.setattr(retention, "prune_loopback_pulls", lambda client: ())
+    monkeypatch.setattr(retention, "prune_old_builds", lambda image, keep, client: ())
+    monkeypatch.setenv("HARNESS_BUILD_CACHE_KEEP", "1.5")
+    monkeypatch.setenv("HARNESS_BUILD_CACHE_IDLE", "60")
+
+    assert handlers._prune(object()) == 0
+
+    assert asked == {"idle": 60.0, "keep_bytes": 3 * 2**19}
+    said = capsys.readouterr().out
+    assert "left 3 such record(s) (5 MiB): within HARNESS_BUILD_CACHE_KEEP (2 MiB)" in said
+
+
+def test_a_build_cache_budget_that_is_no_number_says_what_it_should_be() -> None:
+    with pytest.raises(HarnessError, match="HARNESS_BUILD_CACHE_KEEP='4GB' is not a number") as caught:
+        Environment.read({"HARNESS_BUILD_CACHE_KEEP": "4GB"})
+    assert caught.value.fix == "set HARNESS_BUILD_CACHE_KEEP to a number of MiB, or unset it (default 4096)"
