@@ -131,7 +131,7 @@ def prune_build_cache(idle_seconds: float, *, keep_bytes: int = 0, client: Any =
     (benchmarks/prune_forgets_chains.py). Pruned at every `clean`, each `.ci/run` built the
     image's `deps` and `test` stages again; batched, one prune in several runs pays that.
 
-    Why clean builds' at once: a `--no-cache` build (repro-check's two, and every canary of
+    Why clean builds' whatever their idle time: a `--no-cache` build (repro-check's two, and every canary of
     it) writes a fresh record for each of its steps beside the cached one, and nothing looks
     them up again but by chance. Kept for the idle time, they were most of what each warm
     `.ci/run` added to the engine, and containerd's per-container work grows with the records
