@@ -195,7 +195,6 @@ def test_python_dash_m_tierharness_lists_every_command() -> None:
 def test_clean_prune_hands_the_build_cache_budget_on_in_bytes_and_says_what_it_left(
     project_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-
     asked: dict[str, object] = {}
 
     def prune_build_cache(idle: float, *, keep_bytes: int, client: object) -> retention.CachePruned:
