@@ -28,7 +28,7 @@ from tierharness.engine.client import (
     local_image_id,
 )
 from tierharness.engine.labels import LABEL_RUN, OwnerPlace
-from tierharness.engine.retention import record_time
+from tierharness.engine.retention import unused_for
 from tierharness.errors import EngineNotAnsweringError, HarnessError
 from tierharness.imaging.resolution import local_origin
 from tierharness.process import run
@@ -93,12 +93,8 @@ def _build_cache(client: Any) -> Check:
     idle = environment().build_cache_idle
     records = build_cache_records(client)
     now = datetime.now(UTC)
-
-    def unused_for(record: Mapping[str, Any]) -> float:
-        when = record_time(record, "LastUsedAt", "CreatedAt")
-        return 0.0 if when is None else (now - when).total_seconds()
-
-    return host.build_cache_check(len(records), sum(unused_for(r) > idle for r in records), idle)
+    stale = sum((unused_for(r, now) or 0.0) > idle for r in records)
+    return host.build_cache_check(len(records), stale, idle)
 
 
 # A rootful engine's configuration file (dockerd's default --config-file).

@@ -42,9 +42,9 @@ __all__ = [
     "prune_old_builds",
     "record_build",
     "record_pull",
-    "record_time",
     "recording_build_cache",
     "retain",
+    "unused_for",
 ]
 
 _REVISION_TAG = re.compile(r"^[0-9a-f]{12}$")  # what `harness build` tags: the commit, abbreviated
@@ -113,6 +113,13 @@ def record_time(record: Mapping[str, Any], *fields: str) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def unused_for(record: Mapping[str, Any], now: datetime) -> float | None:
+    """Seconds from when a build last used a build cache record (or made it) to `now`; None
+    when the record gives neither time."""
+    used = record_time(record, "LastUsedAt", "CreatedAt")
+    return None if used is None else (now - used).total_seconds()
+
+
 def _younger(made: datetime | None, newest: datetime | None) -> bool:
     """Whether a record made at `made` is younger than `newest`; a record or listing that gives
     no time counts as younger, as every new record did before times were compared."""
@@ -131,8 +138,8 @@ def prune_build_cache(idle_seconds: float, *, keep_bytes: int = 0, client: Any =
     (benchmarks/prune_forgets_chains.py). Pruned at every `clean`, each `.ci/run` built the
     image's `deps` and `test` stages again; batched, one prune in several runs pays that.
 
-    Why clean builds' whatever their idle time: a `--no-cache` build (repro-check's two, and every canary of
-    it) writes a fresh record for each of its steps beside the cached one, and nothing looks
+    Why clean builds' whatever their idle time: a `--no-cache` build (repro-check's two, and
+    every canary of it) writes a fresh record for each of its steps beside the cached one, and nothing looks
     them up again but by chance. Kept for the idle time, they were most of what each warm
     `.ci/run` added to the engine, and containerd's per-container work grows with the records
     (docs/image-build.md, "What stays in the engine").
@@ -181,8 +188,8 @@ def _due(listed: Mapping[str, Mapping[str, Any]], recorded: list[str], idle_seco
         record = listed.get(i)
         if record is None or record.get("InUse"):
             continue
-        used = record_time(record, "LastUsedAt", "CreatedAt")
-        if used is None or (now - used).total_seconds() >= idle_seconds:
+        unused = unused_for(record, now)
+        if unused is None or unused >= idle_seconds:
             due.append(i)
     return due
 
