@@ -49,7 +49,12 @@ __all__ = [
 
 _REVISION_TAG = re.compile(r"^[0-9a-f]{12}$")  # what `harness build` tags: the commit, abbreviated
 _LOOPBACK = re.compile(r"^(127\.0\.0\.1|localhost):\d+/")  # a run's own registry
-_IDS_PER_PRUNE = 200  # build cache ids in one prune's filter: a request of a few kilobytes
+# Build cache ids in one prune's filter. BuildKit (0.13) removes at most 10 records a pass, and
+# on every pass compiles the filter's expression anew for each record it weighs, the whole
+# engine's: with 200 ids a prune, the compiling and its garbage were most of dockerd's CPU.
+# Ten make one pass a prune; fewer make a prune's own fixed work the larger share
+# (benchmarks/prune_cost.py).
+_IDS_PER_PRUNE = 10
 _LEDGER_COMPACT_AT = 128 * 1024  # bytes of build cache ids (26 each) before gone ones are dropped
 _BUILDS, _CLEAN_BUILDS = "build-cache", "clean-build-cache"  # the ledgers of the two kinds of build
 
@@ -174,8 +179,7 @@ def prune_build_cache(idle_seconds: float, *, keep_bytes: int = 0, client: Any =
         due_size = sum(int(listed[i].get("Size") or 0) for i in due)
         if due_size <= keep_bytes:
             return CachePruned(0, 0, len(due), due_size)
-    present = set(listed)
-    pruned = [_prune_recorded(client, ledger, entries, present, idle) for ledger, entries, idle in recorded]
+    pruned = [_prune_recorded(client, ledger, entries, listed, idle) for ledger, entries, idle in recorded]
     return CachePruned(sum(p.records for p in pruned), sum(p.size for p in pruned))
 
 
@@ -195,22 +199,26 @@ def _due(listed: Mapping[str, Mapping[str, Any]], recorded: list[str], idle_seco
 
 
 def _prune_recorded(
-    client: Any, ledger: Ledger, recorded: list[str], present: set[str], idle_seconds: float
+    client: Any, ledger: Ledger, recorded: list[str], listed: Mapping[str, Mapping[str, Any]], idle: float
 ) -> CachePruned:
-    """The records in `ledger` (its entries: `recorded`) that no build used for `idle_seconds`
-    (at least a second)."""
-    ledger.forget(i for i in recorded if i not in present)
-    remaining = [i for i in recorded if i in present]
+    """The records in `ledger` (its entries: `recorded`) that no build used for `idle` seconds
+    (at least one), of those `listed` (by id)."""
+    ledger.forget(i for i in recorded if i not in listed)
+    # Newest first: a child is made after its parent, and a parent goes only once its
+    # children have.
+    remaining = sorted((i for i in recorded if i in listed), key=lambda i: _made(listed[i]), reverse=True)
+    whole_ids = len({len(i) for i in listed}) == 1
     deleted: list[str] = []
     size = 0
     # all: with the docker driver most records are "shared" (with the image store), and a
     # prune without it leaves those; images keep their own layers whatever is pruned here.
-    # A record whose child is in a later batch is freed by that batch: go round again.
+    # A record whose child was in the same batch or a later one is freed by a later round:
+    # removing a child marks its parent used, and `until` keeps it that long.
     while remaining:
         freed: set[str] = set()
         for start in range(0, len(remaining), _IDS_PER_PRUNE):
-            ids = "|".join(remaining[start : start + _IDS_PER_PRUNE])
-            filters = {"until": f"{max(int(idle_seconds), 1)}s", "id": f"^({ids})$"}
+            pattern = _id_pattern(remaining[start : start + _IDS_PER_PRUNE], whole_ids=whole_ids)
+            filters = {"until": f"{max(int(idle), 1)}s", "id": pattern}
             answer = client.api.prune_builds(filters=filters, all=True) or {}
             freed.update(answer.get("CachesDeleted") or [])
             size += int(answer.get("SpaceReclaimed") or 0)
@@ -220,6 +228,20 @@ def _prune_recorded(
         remaining = [i for i in remaining if i not in freed]
     ledger.forget(deleted)
     return CachePruned(len(deleted), size)
+
+
+def _made(record: Mapping[str, Any]) -> datetime:
+    return record_time(record, "CreatedAt") or datetime.min.replace(tzinfo=UTC)
+
+
+def _id_pattern(ids: list[str], *, whole_ids: bool) -> str:
+    """The prune filter's expression for exactly `ids`. The engine matches it anywhere in a
+    record's id. When every listed id has one length (BuildKit's are 25 characters), an id
+    that ends with one of `ids` is that id, and the expression needs no `^`: Go compiles a
+    start-anchored expression a second time, in its one-pass form, and the engine compiles
+    the filter once for each record it weighs."""
+    alternatives = "|".join(re.escape(i) for i in ids)
+    return f"({alternatives})$" if whole_ids else f"^({alternatives})$"
 
 
 def _remove(client: Any, reference: str) -> bool:

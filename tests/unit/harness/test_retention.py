@@ -107,6 +107,35 @@ def test_the_build_cache_prune_takes_only_recorded_records_across_batches(
     assert Ledger.of(engine, "build-cache").entries() == []
 
 
+def test_a_prune_names_its_ids_newest_first_and_anchors_them_where_an_id_could_end_with_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine matches the filter anywhere in an id. Where every listed id has BuildKit's one
+    length, `(ids)$` is exact, and cheaper for the engine to compile than `^(ids)$`; where a
+    longer one could end with one of the harness's, only the anchored form is."""
+    parent, child, foreign = "p" * 25, "c" * 25, "f" * 25
+    engine = _Engine({foreign: None})
+    with recording_build_cache(engine, clean=True):
+        engine.records.update({parent: None, child: parent})
+    engine.created.update({parent: "2026-12-05T15:00:00Z", child: "2026-12-05T15:00:01Z"})
+    monkeypatch.setattr(retention, "_IDS_PER_PRUNE", 1)
+
+    assert prune_build_cache(3600, client=engine).records == 2
+
+    # The child first, so its parent goes in the same round: two calls, not three.
+    assert [f["id"] for f in engine.filters] == [f"({child})$", f"({parent})$"]
+    assert list(engine.records) == [foreign]
+
+    longer = "x" + child
+    engine = _Engine({longer: None})
+    with recording_build_cache(engine, clean=True):
+        engine.records[child] = None
+
+    assert prune_build_cache(3600, client=engine).records == 1
+    assert [f["id"] for f in engine.filters] == [f"^({child})$"]
+    assert list(engine.records) == [longer]
+
+
 def test_a_grown_build_cache_ledger_drops_what_the_engine_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _Engine({})
     monkeypatch.setattr(retention, "_LEDGER_COMPACT_AT", 10)
