@@ -49,12 +49,12 @@ __all__ = [
 
 _REVISION_TAG = re.compile(r"^[0-9a-f]{12}$")  # what `harness build` tags: the commit, abbreviated
 _LOOPBACK = re.compile(r"^(127\.0\.0\.1|localhost):\d+/")  # a run's own registry
-# Build cache ids in one prune's filter. BuildKit (0.13) removes at most 10 records a pass, and
-# on every pass compiles the filter's expression anew for each record it weighs, the whole
-# engine's: with 200 ids a prune, the compiling and its garbage were most of dockerd's CPU.
-# Ten make one pass a prune; fewer make a prune's own fixed work the larger share
-# (benchmarks/prune_cost.py).
-_IDS_PER_PRUNE = 10
+# Build cache ids in one prune's filter. BuildKit (0.13) removes at most 10 childless records a
+# pass, and on every pass compiles the filter's expression anew for each record it weighs, the
+# whole engine's: with 200 ids a prune, compiling and its garbage were most of dockerd's CPU.
+# Twenty, `_batches` apart, take two passes; fewer make a prune's own fixed work the larger
+# share of its time (benchmarks/prune_cost.py).
+_IDS_PER_PRUNE = 20
 _LEDGER_COMPACT_AT = 128 * 1024  # bytes of build cache ids (26 each) before gone ones are dropped
 _BUILDS, _CLEAN_BUILDS = "build-cache", "clean-build-cache"  # the ledgers of the two kinds of build
 
@@ -204,21 +204,17 @@ def _prune_recorded(
     """The records in `ledger` (its entries: `recorded`) that no build used for `idle` seconds
     (at least one), of those `listed` (by id)."""
     ledger.forget(i for i in recorded if i not in listed)
-    # Newest first: a child is made after its parent, and a parent goes only once its
-    # children have.
     remaining = sorted((i for i in recorded if i in listed), key=lambda i: _made(listed[i]), reverse=True)
     whole_ids = len({len(i) for i in listed}) == 1
     deleted: list[str] = []
     size = 0
     # all: with the docker driver most records are "shared" (with the image store), and a
     # prune without it leaves those; images keep their own layers whatever is pruned here.
-    # A record whose child was in the same batch or a later one is freed by a later round:
-    # removing a child marks its parent used, and `until` keeps it that long.
+    # A record whose child is in a later batch is freed by a later round.
     while remaining:
         freed: set[str] = set()
-        for start in range(0, len(remaining), _IDS_PER_PRUNE):
-            pattern = _id_pattern(remaining[start : start + _IDS_PER_PRUNE], whole_ids=whole_ids)
-            filters = {"until": f"{max(int(idle), 1)}s", "id": pattern}
+        for batch in _batches(remaining):
+            filters = {"until": f"{max(int(idle), 1)}s", "id": _id_pattern(batch, whole_ids=whole_ids)}
             answer = client.api.prune_builds(filters=filters, all=True) or {}
             freed.update(answer.get("CachesDeleted") or [])
             size += int(answer.get("SpaceReclaimed") or 0)
@@ -228,6 +224,16 @@ def _prune_recorded(
         remaining = [i for i in remaining if i not in freed]
     ledger.forget(deleted)
     return CachePruned(len(deleted), size)
+
+
+def _batches(newest_first: list[str]) -> list[list[str]]:
+    """`newest_first` in batches of `_IDS_PER_PRUNE`, each taking every n-th id: a parent is
+    made just before its child, so the first batch holds the newest record of many builds'
+    chains, and each later batch mostly parents whose children the batch before it freed.
+    A batch of one chain would take a pass of the engine's for each of its ids, as a pass
+    removes only childless records, and every pass weighs every record the engine holds."""
+    count = -(-len(newest_first) // _IDS_PER_PRUNE)
+    return [newest_first[start::count] for start in range(count)]
 
 
 def _made(record: Mapping[str, Any]) -> datetime:

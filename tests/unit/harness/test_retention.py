@@ -136,6 +136,25 @@ def test_a_prune_names_its_ids_newest_first_and_anchors_them_where_an_id_could_e
     assert list(engine.records) == [longer]
 
 
+def test_a_prunes_batch_takes_every_nth_id_so_it_frees_many_chains_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass of the engine's removes only childless records: a batch of one chain's ids would
+    free one of them a pass. Two builds' chains, two ids a prune: both children, then both
+    parents, in one round."""
+    p1, c1, p2, c2 = (name * 10 for name in ("p1", "c1", "p2", "c2"))
+    engine = _Engine({})
+    with recording_build_cache(engine, clean=True):
+        engine.records.update({p1: None, c1: p1, p2: None, c2: p2})
+    engine.created.update({i: f"2026-12-05T15:00:0{n}Z" for n, i in enumerate([p1, c1, p2, c2])})
+    monkeypatch.setattr(retention, "_IDS_PER_PRUNE", 2)
+
+    assert prune_build_cache(3600, client=engine).records == 4
+
+    assert [f["id"] for f in engine.filters] == [f"({c2}|{c1})$", f"({p2}|{p1})$"]
+    assert engine.records == {}
+
+
 def test_a_grown_build_cache_ledger_drops_what_the_engine_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _Engine({})
     monkeypatch.setattr(retention, "_LEDGER_COMPACT_AT", 10)
