@@ -237,6 +237,8 @@ def _batches(newest_first: list[str]) -> list[list[str]]:
 
 
 def _made(record: Mapping[str, Any]) -> datetime:
+    """When a build cache record was made; the earliest time there is where the listing
+    does not say."""
     return record_time(record, "CreatedAt") or datetime.min.replace(tzinfo=UTC)
 
 
