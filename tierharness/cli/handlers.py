@@ -210,18 +210,20 @@ def clean(args: argparse.Namespace) -> int:
 def _prune(client: object) -> int:
     from tierharness.config import environment  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.engine import retention  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.imaging.stage_cache import prune_stage_caches  # noqa: PLC0415  lazy: CLI start-up
 
     settings, env = load_settings(required=False), environment()
     keep, idle, budget = settings.build.keep_images, env.build_cache_idle, env.build_cache_keep
     pulls = retention.prune_loopback_pulls(client=client)
     cache = retention.prune_build_cache(idle, keep_bytes=int(budget * 2**20), client=client)
     builds = retention.prune_old_builds(settings.build.image, keep, client=client)
+    stages = prune_stage_caches(idle)
     print(
         f"removed {len(pulls)} reference(s) pulled from runs' own registries; "
         f"{len(builds)} old build(s) of {settings.build.image} (keep-images = {keep}); "
         f"{cache.records} build cache record(s) ({cache.size / 2**20:.0f} MiB) "
         f"unused for {idle:.0f} s (HARNESS_BUILD_CACHE_IDLE) or made by --no-cache builds: of each, "
-        "only what this user's runs made"
+        f"only what this user's runs made; {stages} stage cache(s) no build exported into for {idle:.0f} s"
     )
     if cache.held:
         print(

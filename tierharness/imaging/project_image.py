@@ -22,6 +22,7 @@ from tierharness.gitrepo import git_output, source_date_epoch, working_files
 from tierharness.imaging.buildx import BuildResult, buildx_build, docker_load
 from tierharness.imaging.lockfiles import require_hashes
 from tierharness.imaging.resolution import resolve_images
+from tierharness.imaging.stage_cache import stage_cache
 from tierharness.imaging.wheelhouse import fill_wheelhouse
 from tierharness.oci import read_oci
 
@@ -173,22 +174,22 @@ def _build_stage(
     oci_dest: Path | None = None,
     oci_name: str | None = None,
 ) -> BuildResult:
-    """One stage of the project's Dockerfile, logged to `build/logs/<stage>.log`, with the CI
-    cache locations of the environment."""
-    env = environment()
-    return buildx_build(
-        settings.root,
-        dockerfile=settings.root / settings.build.dockerfile,
-        target=target,
-        build_args=build_args,
-        source_date_epoch=sde,
-        no_cache=no_cache,
-        oci_dest=oci_dest,
-        oci_name=oci_name,
-        log_path=settings.build_dir / "logs" / f"{target}.log",
-        cache_from=env.build_cache_from,
-        cache_to=env.build_cache_to,
-    )
+    """One stage of the project's Dockerfile, logged to `build/logs/<stage>.log`, with the
+    stage's cache locations (tierharness.imaging.stage_cache)."""
+    with stage_cache(settings.build.image, target, no_cache=no_cache) as cache:
+        return buildx_build(
+            settings.root,
+            dockerfile=settings.root / settings.build.dockerfile,
+            target=target,
+            build_args=build_args,
+            source_date_epoch=sde,
+            no_cache=no_cache,
+            oci_dest=oci_dest,
+            oci_name=oci_name,
+            log_path=settings.build_dir / "logs" / f"{target}.log",
+            cache_from=cache.cache_from,
+            cache_to=cache.cache_to,
+        )
 
 
 def public_url(url: str) -> str:
