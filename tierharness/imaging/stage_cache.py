@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 
 from tierharness.config import environment, machine_cache
 
-__all__ = ["CacheLocations", "prune_stage_caches", "stage_cache", "sweep"]
+__all__ = ["CacheLocations", "image_folder", "prune_stage_caches", "stage_cache", "sweep"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -55,12 +55,17 @@ def stage_cache(image: str, stage: str, *, no_cache: bool) -> Iterator[CacheLoca
     if env.build_cache_from or env.build_cache_to or no_cache or env.builder:
         yield CacheLocations(env.build_cache_from, env.build_cache_to)
         return
-    folder = machine_cache("stage-cache") / _UNSAFE.sub("_", image) / _UNSAFE.sub("_", stage)
+    folder = image_folder(image) / _UNSAFE.sub("_", stage)
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder.with_name(f"{folder.name}.lock"))):
         imported = f"type=local,src={folder}" if (folder / "index.json").is_file() else None
         yield CacheLocations(imported, f"type=local,dest={folder},mode=max")
         sweep(folder)
+
+
+def image_folder(image: str) -> Path:
+    """The folder of `image`'s stage caches (and their locks)."""
+    return machine_cache("stage-cache") / _UNSAFE.sub("_", image)
 
 
 def prune_stage_caches(idle_seconds: float) -> int:

@@ -19,6 +19,7 @@ from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.engine.reaper import containers_of, remove_labelled
 from tierharness.gitrepo import commit_all
 from tierharness.imaging.project_image import build_image
+from tierharness.imaging.stage_cache import image_folder
 from tierharness.oci import read_oci
 from tierharness.runtime.stack import running_stack
 
@@ -87,6 +88,7 @@ def mini_project(tmp_path_factory: pytest.TempPathFactory, project_root: Path) -
         for tag in img.tags:
             if tag.startswith(f"{image}:"):
                 engine_client().images.remove(tag)
+    shutil.rmtree(image_folder(image), ignore_errors=True)  # its stages' caches, made by its builds
 
 
 def test_build_records_the_image_and_reuses_it_when_nothing_changed(mini_project: Settings) -> None:
@@ -100,6 +102,9 @@ def test_build_records_the_image_and_reuses_it_when_nothing_changed(mini_project
     labels_image = engine_client().images.get(built.image)
     assert labels_image.attrs["Config"]["User"] == "10001:10001"
     assert any("wheelhouse ready" in m for m in messages)
+    # Each stage exported its cache, for the next build to import whatever a prune took.
+    stages = image_folder(mini_project.build.image)
+    assert all((stages / stage / "index.json").is_file() for stage in ("test", "production"))
 
     again = build_image(mini_project, log=messages.append)
     assert again.reused
