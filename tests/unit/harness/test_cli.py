@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -193,7 +194,7 @@ def test_python_dash_m_tierharness_lists_every_command() -> None:
 
 
 def test_clean_prune_hands_the_build_cache_budget_on_in_bytes_and_says_what_it_left(
-    project_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    project_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     asked: dict[str, object] = {}
 
@@ -206,12 +207,18 @@ def test_clean_prune_hands_the_build_cache_budget_on_in_bytes_and_says_what_it_l
     monkeypatch.setattr(retention, "prune_old_builds", lambda image, keep, client: ())
     monkeypatch.setenv("HARNESS_BUILD_CACHE_KEEP", "1.5")
     monkeypatch.setenv("HARNESS_BUILD_CACHE_IDLE", "60")
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "machine"))  # its stage caches, not yours
+    stale = tmp_path / "machine" / "stage-cache" / "app" / "test"
+    stale.mkdir(parents=True)
+    os.utime(stale, (0, 0))
 
     assert handlers._prune(object()) == 0
 
     assert asked == {"idle": 60.0, "keep_bytes": 3 * 2**19}
     said = capsys.readouterr().out
     assert "left 3 such record(s) (5 MiB): within HARNESS_BUILD_CACHE_KEEP (2 MiB)" in said
+    assert "1 stage cache(s) no build exported into for 60 s" in said
+    assert not stale.exists()
 
 
 def test_a_build_cache_budget_that_is_no_number_says_what_it_should_be() -> None:
