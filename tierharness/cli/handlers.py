@@ -228,8 +228,8 @@ def _prune(client: object) -> int:
     if cache.held:
         print(
             f"left {cache.held} such record(s) ({cache.held_size / 2**20:.0f} MiB): within "
-            f"HARNESS_BUILD_CACHE_KEEP ({budget:.0f} MiB); any prune makes the engine run every "
-            "cached step built on an image again"
+            f"HARNESS_BUILD_CACHE_KEEP ({budget:.0f} MiB); any prune makes the engine forget every "
+            "cached step built on an image (the project image's stages import theirs again)"
         )
     return 0
 
