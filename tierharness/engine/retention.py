@@ -140,14 +140,16 @@ def prune_build_cache(idle_seconds: float, *, keep_bytes: int = 0, client: Any =
     Why a budget: on Docker 26.1 (BuildKit 0.13, the containerd image store), a prune that
     removes any record, even another project's, makes BuildKit forget the cache of every step
     built on an image, though its records stay listed: the next build runs them all again
-    (benchmarks/prune_forgets_chains.py). Pruned at every `clean`, each `.ci/run` built the
-    image's `deps` and `test` stages again; batched, one prune in several runs pays that.
+    (benchmarks/prune_forgets_chains.py). The project image's stages import a cache of their
+    own since (tierharness.imaging.stage_cache), but other builds on images do not, and a
+    prune costs the `clean` that makes it: pruned at every `.ci/run`, its clean took several
+    times as long as one that prunes nothing; batched, one run in several pays that.
 
     Why clean builds' whatever their idle time: a `--no-cache` build (repro-check's two, and
-    every canary of it) writes a fresh record for each of its steps beside the cached one, and nothing looks
-    them up again but by chance. Kept for the idle time, they were most of what each warm
-    `.ci/run` added to the engine, and containerd's per-container work grows with the records
-    (docs/image-build.md, "What stays in the engine").
+    every canary of it) writes a fresh record for each of its steps beside the cached one, and
+    nothing looks them up again but by chance. Kept for the idle time, they were most of what
+    each warm `.ci/run` added to the engine, and containerd's per-container work grows with the
+    records (docs/image-build.md, "What stays in the engine").
 
     Why by id: BuildKit's cache records carry no owner, project or label. The engine's prune
     filters are `until`, `id` (a regular expression), `parent`, `type`, `description`,
