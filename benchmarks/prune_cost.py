@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
+from cpu import daemon_cpu
 from record import figure, write_record
 
 from tierharness.config import load_settings
@@ -69,18 +69,6 @@ def prune_as_before(client: Any, ids: set[str]) -> int:
     return pruned
 
 
-def dockerd_cpu() -> float | None:
-    """dockerd's user and system CPU seconds so far; None where this user cannot read them."""
-    for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] == "dockerd":
-            try:
-                times = proc.cpu_times()
-            except psutil.Error:
-                return None
-            return times.user + times.system
-    return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--builds", type=int, default=20)
@@ -99,10 +87,10 @@ def main() -> None:
         )
         for name, made, prune in ways:
             engine = len(build_cache_records(client))
-            cpu, started = dockerd_cpu(), time.monotonic()
+            cpu, started = daemon_cpu("dockerd"), time.monotonic()
             pruned = prune()
             seconds = time.monotonic() - started
-            after = dockerd_cpu()
+            after = daemon_cpu("dockerd")
             left = made & {str(r["ID"]) for r in build_cache_records(client)}
             per_record = seconds / max(pruned, 1) * 1000
             shown = "" if cpu is None or after is None else f", dockerd {after - cpu:.1f} CPU-s"

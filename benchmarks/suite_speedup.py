@@ -35,6 +35,7 @@ import sys
 import time
 
 import psutil
+from cpu import machine_cpu
 from record import ROOT, figure, write_record
 
 from tierharness.engine.client import build_cache_records, engine_client
@@ -49,14 +50,6 @@ RUNS = (("-n 0", ["-n", "0"]), ("-n 2, worksteal", ["-n", "2", "--dist", "workst
         ("-n 4, worksteal", ["-n", "4", "--dist", "worksteal"]))  # fmt: skip
 
 
-def _machine_cpu() -> tuple[float, float]:
-    """The machine's busy and idle CPU seconds so far, all cores. Steal (a hypervisor's other
-    guests) is neither, and guest time is already in user time."""
-    t = psutil.cpu_times()
-    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
-    return busy, t.idle + getattr(t, "iowait", 0.0)
-
-
 def run_once(paths: list[str], extra: list[str]) -> tuple[float, str, float, float]:
     """Seconds of wall time, pytest's summary line, and the machine's busy and idle CPU
     seconds over the run; a failed run stops the benchmark."""
@@ -67,11 +60,11 @@ def run_once(paths: list[str], extra: list[str]) -> tuple[float, str, float, flo
     # Unselected, every pytest process (the workers, and each project run the tests start)
     # would import the e2e tier's plugins too: a heavier suite than the session's.
     env["PYTEST_ADDOPTS"] = lean_addopts(os.environ.get("PYTEST_ADDOPTS", ""))
-    busy0, idle0 = _machine_cpu()
+    busy0, idle0 = machine_cpu()
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - started
-    busy1, idle1 = _machine_cpu()
+    busy1, idle1 = machine_cpu()
     summary = next((ln for ln in reversed(proc.stdout.splitlines()) if re.search(r"\d+ passed", ln)), "")
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
