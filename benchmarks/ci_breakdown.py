@@ -1,0 +1,172 @@
+"""Where a `.ci/run` spends its time: the machine's CPU, the engine's share of it, and when the cores idle.
+
+Runs `bash .ci/run` (CI=true, as CI runs it) in a fresh clone of this checkout's HEAD, sampling the
+machine's busy and idle CPU every half second, and reads the CPU seconds of the engine's two
+daemons (dockerd, containerd) before and after: their work (BuildKit's included, and every
+container's start and removal) is no lane's, and shows in no step's own process. From the step
+table the run prints, it splits the cores' idle time by phase:
+
+- before the tests lane starts (set-up, the cleans);
+- while the tests lane runs beside another lane (checks, image, root);
+- while the tests lane runs alone: its tests wait on containers and subprocesses, so its two
+  workers leave part of a core idle;
+- after it: perf and deploy, which run alone because they judge the stack's latency.
+
+The run's busy CPU over the cores is the wall time it would take if no core ever idled; the
+idle by phase says where the rest goes. Goal: `.ci/run` at most 300 s warm.
+
+Run it as root (as CI runs `.ci/run`), on a machine that has nothing else to do, after a first
+`.ci/run` of the same commit: the environments, images and build cache are then warm.
+
+    python benchmarks/ci_breakdown.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from cpu import daemon_cpu, machine_cpu
+from record import ROOT, figure, write_record
+
+GOAL_SECONDS = 300
+SAMPLE_SECONDS = 0.5
+_STEP = re.compile(r"^t\+(\d+)\s+(\S+)\s+(\d+)\s+(.*)$")
+_TOTAL = re.compile(r"^total\s+(\d+)\s+\(exit (\d+)\)")
+_BESIDE = ("checks", "image", "root")  # the lanes that run beside the tests lane
+
+
+@dataclass(frozen=True)
+class Step:
+    start: int  # seconds after the run began
+    seconds: int
+    lane: str
+    name: str
+
+    @property
+    def end(self) -> int:
+        return self.start + self.seconds
+
+
+class Sampler(threading.Thread):
+    """The machine's idle CPU seconds in each half second, from when it starts."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.began = time.monotonic()
+        self.samples: list[tuple[float, float]] = []  # (seconds since began, idle core-seconds)
+        self._done = threading.Event()  # not `_stop`: a method of Thread
+
+    def run(self) -> None:
+        _, idle = machine_cpu()
+        while not self._done.wait(SAMPLE_SECONDS):
+            _, now = machine_cpu()
+            self.samples.append((time.monotonic() - self.began, now - idle))
+            idle = now
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def idle_between(self, start: float, end: float) -> float:
+        return sum(idle for at, idle in self.samples if start < at <= end)
+
+
+def steps_of(output: str) -> tuple[list[Step], int]:
+    """The steps of `.ci/run`'s closing table, and its total seconds."""
+    steps, total = [], 0
+    for line in output.splitlines():
+        if match := _STEP.match(line):
+            steps.append(Step(int(match[1]), int(match[3]), match[2], match[4]))
+        elif match := _TOTAL.match(line):
+            total = int(match[1])
+    return steps, total
+
+
+def phases(steps: list[Step], total: int) -> list[tuple[str, int, int]]:
+    """(phase, start, end) in seconds after the run began, as the module's docstring lists them."""
+    tests = next(s for s in steps if s.lane == "tests")
+    beside = max((s.end for s in steps if s.lane in _BESIDE), default=tests.start)
+    alone = min(max(beside, tests.start), tests.end)
+    return [
+        ("before the tests lane", 0, tests.start),
+        ("the tests lane beside other lanes", tests.start, alone),
+        ("the tests lane alone", alone, tests.end),
+        ("after the tests lane (perf, deploy, gates)", tests.end, total),
+    ]
+
+
+@dataclass(frozen=True)
+class Measured:
+    output: str  # what `.ci/run` printed: its closing table among it
+    busy: float  # the machine's CPU seconds over the run
+    idle: float
+    engine: dict[str, float | None]  # each daemon's CPU seconds over the run, where readable
+    sampler: Sampler
+
+
+def measure() -> Measured:
+    """One `.ci/run`, in a fresh clone of HEAD that goes with it; a failed run stops here."""
+    work = Path(tempfile.mkdtemp(prefix="ci-breakdown-"))
+    try:
+        tree = work / "tree"
+        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(tree)], check=True)
+        engine = {name: daemon_cpu(name) for name in ("dockerd", "containerd")}
+        busy, idle = machine_cpu()
+        sampler = Sampler()
+        sampler.start()
+        proc = subprocess.run(
+            ["bash", ".ci/run"], cwd=tree, env={**os.environ, "CI": "true"},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        sampler.stop()
+        busy_after, idle_after = machine_cpu()
+        spent = {name: _spent(before, daemon_cpu(name)) for name, before in engine.items()}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if proc.returncode != 0:
+        raise SystemExit(
+            f".ci/run failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+        )
+    return Measured(proc.stdout, busy_after - busy, idle_after - idle, spent, sampler)
+
+
+def _spent(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("run it as root, as CI runs .ci/run: its tiers run as the CI user it makes")
+    run = measure()
+    steps, total = steps_of(run.output)
+    cores = psutil.cpu_count() or 1
+    print(f".ci/run: {total} s; machine CPU busy {run.busy:.0f} s, idle {run.idle:.0f} s", flush=True)
+    figures = [
+        figure(".ci/run, wall time", total, "s", f"<= {GOAL_SECONDS} s warm"),
+        figure("machine CPU busy", run.busy, "s"),
+        figure("machine CPU idle", run.idle, "s"),
+        figure(f"busy CPU over {cores} cores (no core idle)", run.busy / cores, "s"),
+    ]
+    for name, seconds in run.engine.items():
+        if seconds is not None:
+            share = 100 * seconds / run.busy
+            print(f"{name}: {seconds:.1f} CPU-s ({share:.0f} % of the busy CPU)", flush=True)
+            figures += [figure(f"{name} CPU", seconds, "s"), figure(f"{name}, of the busy CPU", share, "%")]
+    for phase, start, end in phases(steps, total):
+        idle = run.sampler.idle_between(start, end)
+        print(f"{phase}: t+{start} to t+{end} s, idle {idle:.0f} core-s", flush=True)
+        figures += [figure(f"{phase}: seconds", end - start, "s"), figure(f"{phase}: idle", idle, "core-s")]
+    write_record("ci_breakdown", figures)
+
+
+if __name__ == "__main__":
+    main()
