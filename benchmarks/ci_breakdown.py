@@ -148,6 +148,7 @@ def main() -> None:
         raise SystemExit("run it as root, as CI runs .ci/run: its tiers run as the CI user it makes")
     run = measure()
     steps, total = steps_of(run.output)
+    print("\n".join(line for line in run.output.splitlines() if _STEP.match(line) or _TOTAL.match(line)))
     cores = psutil.cpu_count() or 1
     print(f".ci/run: {total} s; machine CPU busy {run.busy:.0f} s, idle {run.idle:.0f} s", flush=True)
     figures = [
