@@ -3,8 +3,9 @@
 Runs `bash .ci/run` (CI=true, as CI runs it) in a fresh clone of this checkout's HEAD, sampling the
 machine's busy and idle CPU every half second, and reads the CPU seconds of the engine's two
 daemons (dockerd, containerd) before and after: their work (BuildKit's included, and every
-container's start and removal) is no lane's, and shows in no step's own process. From the step
-table the run prints, it splits the cores' idle time by phase:
+container's start and removal) is no lane's, and shows in no step's own process. The step table
+gives each step's own processes' CPU; what neither they nor the daemons used is the containers',
+the build steps' and the kernel's. From the table it also splits the cores' idle time by phase:
 
 - before the tests lane starts (set-up, the cleans);
 - while the tests lane runs beside another lane (checks, image, root);
@@ -39,7 +40,7 @@ from record import ROOT, figure, write_record
 
 GOAL_SECONDS = 300
 SAMPLE_SECONDS = 0.5
-_STEP = re.compile(r"^t\+(\d+)\s+(\S+)\s+(\d+)\s+(.*)$")
+_STEP = re.compile(r"^t\+(\d+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(.*)$")
 _TOTAL = re.compile(r"^total\s+(\d+)\s+\(exit (\d+)\)")
 _BESIDE = ("checks", "image", "root")  # the lanes that run beside the tests lane
 
@@ -49,6 +50,7 @@ class Step:
     start: int  # seconds after the run began
     seconds: int
     lane: str
+    cpu: int  # CPU seconds of the step's own processes
     name: str
 
     @property
@@ -85,7 +87,7 @@ def steps_of(output: str) -> tuple[list[Step], int]:
     steps, total = [], 0
     for line in output.splitlines():
         if match := _STEP.match(line):
-            steps.append(Step(int(match[1]), int(match[3]), match[2], match[4]))
+            steps.append(Step(int(match[1]), int(match[3]), match[2], int(match[4]), match[5]))
         elif match := _TOTAL.match(line):
             total = int(match[1])
     return steps, total
@@ -143,6 +145,20 @@ def _spent(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
+def _by_lane(steps: list[Step], run: Measured) -> list[dict[str, object]]:
+    """The busy CPU split: each lane's own processes, and the rest (containers, build steps, kernel)."""
+    lanes: dict[str, int] = {}
+    for step in steps:
+        lanes[step.lane] = lanes.get(step.lane, 0) + step.cpu
+    rest = run.busy - sum(lanes.values()) - sum(s for s in run.engine.values() if s is not None)
+    for lane, cpu in sorted(lanes.items(), key=lambda item: -item[1]):
+        print(f"lane {lane}: its processes {cpu} CPU-s", flush=True)
+    print(f"containers, build steps and the kernel (the rest): {rest:.0f} CPU-s", flush=True)
+    return [figure(f"lane {lane}: its processes' CPU", cpu, "s") for lane, cpu in lanes.items()] + [
+        figure("containers, build steps, kernel (the rest)", rest, "s")
+    ]
+
+
 def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("run it as root, as CI runs .ci/run: its tiers run as the CI user it makes")
@@ -162,6 +178,7 @@ def main() -> None:
             share = 100 * seconds / run.busy
             print(f"{name}: {seconds:.1f} CPU-s ({share:.0f} % of the busy CPU)", flush=True)
             figures += [figure(f"{name} CPU", seconds, "s"), figure(f"{name}, of the busy CPU", share, "%")]
+    figures += _by_lane(steps, run)
     for phase, start, end in phases(steps, total):
         idle = run.sampler.idle_between(start, end)
         print(f"{phase}: t+{start} to t+{end} s, idle {idle:.0f} core-s", flush=True)
