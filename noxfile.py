@@ -88,9 +88,11 @@ def lock(session: nox.Session) -> None:
 @nox.session
 def clean(session: nox.Session) -> None:
     """`harness clean --prune`: killed runs' leftovers, stale build cache, pulls, old builds;
-    `-- --keep-migrated` leaves the migrated images (.ci/run does: they are keyed by migrations)."""
+    `-- --keep-migrated` leaves the migrated images (.ci/run does: they are keyed by migrations);
+    `-- --build-cache` prunes the build cache alone (.ci/run's last stage, beside running stacks)."""
     install(session, "harness")
-    session.run("python", "-m", "tierharness", "clean", "--prune", *session.posargs)
+    prune = () if "--build-cache" in session.posargs else ("--prune",)
+    session.run("python", "-m", "tierharness", "clean", *prune, *session.posargs)
 
 
 @nox.session

@@ -140,6 +140,11 @@ COMMANDS: tuple[Command, ...] = (
             ),
             _flag("--all-users", "remove every user's kept containers and migrated images, not only yours"),
             _flag("--keep-migrated", "leave the migrated images (a CI runner's warm start)"),
+            _flag(
+                "--build-cache",
+                "only the build cache that --prune prunes, nothing else: safe beside running stacks "
+                "(not beside builds), as at the end of a pipeline whose last steps build nothing",
+            ),
         ),
         handlers.clean,
     ),

@@ -189,6 +189,15 @@ def clean(args: argparse.Namespace) -> int:
     from tierharness.runtime.migrated import remove_migrated  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.scratch import sweep_scratch  # noqa: PLC0415  lazy: CLI start-up
 
+    if args.build_cache and (args.prune or args.all_users):
+        raise HarnessError(
+            "--build-cache prunes this user's build cache and nothing else",
+            checked="the flags given to `clean`",
+            fix="run `clean --build-cache` alone, or `clean --prune` (it prunes the build cache too)",
+        )
+    if args.build_cache:
+        _pruned_build_cache(engine_client())
+        return 0
     folders = sweep_scratch()  # before the engine's first call: they need none
     client = engine_client()
     kept = remove_kept(client, all_users=args.all_users)
@@ -208,22 +217,36 @@ def clean(args: argparse.Namespace) -> int:
 
 
 def _prune(client: object) -> int:
-    from tierharness.config import environment  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.engine import retention  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.imaging.stage_cache import prune_stage_caches  # noqa: PLC0415  lazy: CLI start-up
 
-    settings, env = load_settings(required=False), environment()
-    keep, idle, budget = settings.build.keep_images, env.build_cache_idle, env.build_cache_keep
+    settings = load_settings(required=False)
+    keep = settings.build.keep_images
     pulls = retention.prune_loopback_pulls(client=client)
-    cache = retention.prune_build_cache(idle, keep_bytes=int(budget * 2**20), client=client)
+    idle = _pruned_build_cache(client)
     builds = retention.prune_old_builds(settings.build.image, keep, client=client)
     stages = prune_stage_caches(idle)
     print(
         f"removed {len(pulls)} reference(s) pulled from runs' own registries; "
         f"{len(builds)} old build(s) of {settings.build.image} (keep-images = {keep}); "
-        f"{cache.records} build cache record(s) ({cache.size / 2**20:.0f} MiB) "
-        f"unused for {idle:.0f} s (HARNESS_BUILD_CACHE_IDLE) or made by --no-cache builds: of each, "
-        f"only what this user's runs made; {stages} stage cache(s) no build exported into for {idle:.0f} s"
+        f"{stages} stage cache(s) no build exported into for {idle:.0f} s"
+    )
+    return 0
+
+
+def _pruned_build_cache(client: object) -> float:
+    """This user's harness builds' build cache, pruned by the rules `clean --prune` states;
+    what it did, printed. Returns the idle time it pruned by (HARNESS_BUILD_CACHE_IDLE)."""
+    from tierharness.config import environment  # noqa: PLC0415  lazy: CLI start-up
+    from tierharness.engine import retention  # noqa: PLC0415  lazy: CLI start-up
+
+    env = environment()
+    idle, budget = env.build_cache_idle, env.build_cache_keep
+    cache = retention.prune_build_cache(idle, keep_bytes=int(budget * 2**20), client=client)
+    print(
+        f"removed {cache.records} build cache record(s) ({cache.size / 2**20:.0f} MiB) "
+        f"unused for {idle:.0f} s (HARNESS_BUILD_CACHE_IDLE) or made by --no-cache builds: "
+        "only what this user's runs made"
     )
     if cache.held:
         print(
@@ -231,7 +254,7 @@ def _prune(client: object) -> int:
             f"HARNESS_BUILD_CACHE_KEEP ({budget:.0f} MiB); any prune makes the engine forget every "
             "cached step built on an image (the project image's stages import theirs again)"
         )
-    return 0
+    return idle
 
 
 def connect(args: argparse.Namespace) -> int:

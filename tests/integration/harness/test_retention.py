@@ -193,7 +193,8 @@ def test_clean_prune_removes_what_the_harness_made_and_leaves_other_projects_and
 ) -> None:
     """`python -m tierharness clean --prune` on an engine of its own (it prunes, and the
     tests run beside builds): another project's `localhost:5000/...` image and another user's
-    kept container survive it; this user's kept container and the run's own pull do not."""
+    kept container survive it; this user's kept container and the run's own pull do not.
+    `clean --build-cache` before it prunes a --no-cache build's records and touches nothing else."""
     with second_engine(tmp_path / "state") as engine:
         client = engine.client()
         small = _tiny_image("harness-test/small:1", "a small local image", client)
@@ -202,17 +203,30 @@ def test_clean_prune_removes_what_the_harness_made_and_leaves_other_projects_and
         pulled = _tiny_image("127.0.0.1:1/harness-test/app:t1", "pulled from a run's own registry", client)
         record_pull(pulled, client=client)  # as verified_image records its pull
         mine, theirs = _kept(client, os.getuid(), small), _kept(client, os.getuid() + 1, small)
+        with recording_build_cache(client, clean=True):
+            made = _build_cache_record(engine, tmp_path / "clean", f"clean-{uuid.uuid4().hex}")
+        built = time.monotonic()
 
         # This engine only, with the test's own machine cache (HARNESS_CACHE_DIR, own_ledger).
         env = child_env(engine.env(), drop=("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"))
 
-        def clean(*args: str) -> str:
+        def clean(*args: str, budget: str = "4096") -> str:
             proc = subprocess.run(
                 [sys.executable, "-m", "tierharness", "clean", *args],
-                cwd=project_root, env=env, capture_output=True, text=True, timeout=300, check=False,
+                cwd=project_root, env={**env, "HARNESS_BUILD_CACHE_KEEP": budget},
+                capture_output=True, text=True, timeout=300, check=False,
             )  # fmt: skip
             assert proc.returncode == 0, proc.stdout + proc.stderr
             return proc.stdout
+
+        said = clean("--build-cache")  # within the budget: held
+        assert made in {str(r["ID"]) for r in _records(engine)}, said
+        assert "within HARNESS_BUILD_CACHE_KEEP (4096 MiB)" in said
+        time.sleep(max(0.0, built + 2 - time.monotonic()))  # a prune's `until` spares the last second
+        said = clean("--build-cache", budget="0")  # no budget, as .ci/run's last stage asks
+        assert made not in {str(r["ID"]) for r in _records(engine)}, said
+        assert _exists(pulled, client), said
+        assert {mine, theirs} <= {c.id for c in client.containers.list(all=True)}, said
 
         said = clean("--prune")
         assert _exists(foreign_image, client), said

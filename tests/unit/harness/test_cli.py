@@ -118,7 +118,7 @@ COMMANDS = {
     "repro-check": ["--help", "--independent", "--keep", "-h"],
     "dist": ["--check", "--help", "-h"],
     "diff": ["--help", "--report-dir", "-h", "first", "second"],
-    "clean": ["--all-users", "--help", "--keep-migrated", "--prune", "-h"],
+    "clean": ["--all-users", "--build-cache", "--help", "--keep-migrated", "--prune", "-h"],
     "connect": ["--help", "--redis", "--url", "-h", "test"],
     "cache-dir": ["--help", "-h", "name"],
     "shard": ["--help", "-h", "spec"],
@@ -219,6 +219,17 @@ def test_clean_prune_hands_the_build_cache_budget_on_in_bytes_and_says_what_it_l
     assert "left 3 such record(s) (5 MiB): within HARNESS_BUILD_CACHE_KEEP (2 MiB)" in said
     assert "1 stage cache(s) no build exported into for 60 s" in said
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("other", ["--prune", "--all-users"])
+def test_clean_build_cache_with_a_flag_that_cleans_more_is_refused_before_the_engine(
+    other: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # reached, it would fail otherwise
+    assert main(["clean", "--build-cache", other]) == 2
+    err = capsys.readouterr().err
+    assert "--build-cache prunes this user's build cache and nothing else" in err
+    assert "fix: run `clean --build-cache` alone, or `clean --prune`" in err
 
 
 def test_a_build_cache_budget_that_is_no_number_says_what_it_should_be() -> None:
