@@ -196,7 +196,7 @@ def clean(args: argparse.Namespace) -> int:
             fix="run `clean --build-cache` alone, or `clean --prune` (it prunes the build cache too)",
         )
     if args.build_cache:
-        _pruned_build_cache(engine_client())
+        _prune_build_cache(engine_client())
         return 0
     folders = sweep_scratch()  # before the engine's first call: they need none
     client = engine_client()
@@ -217,13 +217,14 @@ def clean(args: argparse.Namespace) -> int:
 
 
 def _prune(client: object) -> int:
+    from tierharness.config import environment  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.engine import retention  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.imaging.stage_cache import prune_stage_caches  # noqa: PLC0415  lazy: CLI start-up
 
-    settings = load_settings(required=False)
+    settings, idle = load_settings(required=False), environment().build_cache_idle
     keep = settings.build.keep_images
     pulls = retention.prune_loopback_pulls(client=client)
-    idle = _pruned_build_cache(client)
+    _prune_build_cache(client)
     builds = retention.prune_old_builds(settings.build.image, keep, client=client)
     stages = prune_stage_caches(idle)
     print(
@@ -234,9 +235,9 @@ def _prune(client: object) -> int:
     return 0
 
 
-def _pruned_build_cache(client: object) -> float:
+def _prune_build_cache(client: object) -> None:
     """This user's harness builds' build cache, pruned by the rules `clean --prune` states;
-    what it did, printed. Returns the idle time it pruned by (HARNESS_BUILD_CACHE_IDLE)."""
+    what it did, printed."""
     from tierharness.config import environment  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.engine import retention  # noqa: PLC0415  lazy: CLI start-up
 
@@ -254,7 +255,6 @@ def _pruned_build_cache(client: object) -> float:
             f"HARNESS_BUILD_CACHE_KEEP ({budget:.0f} MiB); any prune makes the engine forget every "
             "cached step built on an image (the project image's stages import theirs again)"
         )
-    return idle
 
 
 def connect(args: argparse.Namespace) -> int:
