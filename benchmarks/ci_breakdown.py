@@ -11,7 +11,8 @@ the build steps' and the kernel's. From the table it also splits the cores' idle
 - while the tests lane runs beside another lane (checks, image, root);
 - while the tests lane runs alone: its tests wait on containers and subprocesses, so its two
   workers leave part of a core idle;
-- after it: perf and deploy, which run alone because they judge the stack's latency.
+- after it: perf and deploy, which judge the stack's latency, so nothing runs beside them but
+  the build cache's prune (at nice 19, no build).
 
 The run's busy CPU over the cores is the wall time it would take if no core ever idled; the
 idle by phase says where the rest goes. Goal: `.ci/run` at most 300 s warm.
