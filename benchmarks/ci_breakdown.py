@@ -103,7 +103,7 @@ def phases(steps: list[Step], total: int) -> list[tuple[str, int, int]]:
         ("before the tests lane", 0, tests.start),
         ("the tests lane beside other lanes", tests.start, alone),
         ("the tests lane alone", alone, tests.end),
-        ("after the tests lane (perf, deploy, gates)", tests.end, total),
+        ("after the tests lane (perf, deploy, the prune, gates)", tests.end, total),
     ]
 
 
