@@ -7,6 +7,7 @@ failed; this module is the one place that reads it.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +19,7 @@ from tierharness.engine.client import builder_args, cli_env, docker_cli, require
 from tierharness.engine.retention import recording_build_cache
 from tierharness.errors import BuildError
 from tierharness.process import run
+from tierharness.scratch import scratch_folder
 
 __all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step", "redact_values"]
 
@@ -26,12 +28,14 @@ __all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step", "redact_
 _STEP = re.compile(r"^#(?P<id>\d+) \[(?:(?P<stage>[^\]]*?) ?)(?P<pos>\d+/\d+)?\] (?P<instr>.*)$")
 _STEP_ERROR = re.compile(r"^#(?P<id>\d+) ERROR: (?P<msg>.*)$")
 TAIL_LINES = 40
+_NAMING_ATTEMPTS = 5  # `_name`: one per run that may name a tag at the same moment, and more
 
 
 @dataclass(frozen=True)
 class BuildResult:
     log: str
     oci_tar: Path | None = None
+    image: str | None = None  # the loaded image's id, where the harness named it (`_name`)
 
     def steps(self) -> list[tuple[str, str, bool]]:
         """(stage, instruction, cached) of every Dockerfile step, in log order."""
@@ -116,8 +120,15 @@ def buildx_build(
     default, the builder of the engine DOCKER_HOST (or the docker context) names. With
     `unshared`, no step runs as part of another build (see `_unshared_args`)."""
     require_buildx()
+    # The engine's own builder names a loaded image in its exporter, which fails with "already
+    # exists" when another build names the same tag at that moment: another user's run, another
+    # clone's (docker/buildx#3576). So it loads the image unnamed, and `docker tag`, which
+    # replaces whatever the name held, names it: by the image's id, which the build's metadata
+    # gives as `containerimage.digest` (the iidfile's is the config's digest, not the id of the
+    # containerd image store). A named builder loads through `docker load`, which has no race.
+    tag_after = list(tags) if load and oci_dest is None and not environment().builder else []
     cmd = [docker_cli(), "buildx", "build", *builder_args(), "--progress=plain", "--provenance=false"]
-    cmd += _input_args(dockerfile, target, tags, build_args, labels)
+    cmd += _input_args(dockerfile, target, [] if tag_after else tags, build_args, labels)
     cmd += _cache_args(no_cache=no_cache, unshared=unshared, cache_from=cache_from, cache_to=cache_to)
     run_env = dict(env or {})
     if source_date_epoch is not None:
@@ -135,7 +146,12 @@ def buildx_build(
     # listing does not show it, and is its owner's to prune; another engine (DOCKER_HOST in
     # `env`) is a second engine, gone with its command.
     own_builder = not environment().builder and "DOCKER_HOST" not in run_env
-    with recording_build_cache(clean=no_cache) if own_builder else contextlib.nullcontext():
+    with (
+        recording_build_cache(clean=no_cache) if own_builder else contextlib.nullcontext(),
+        scratch_folder("build") as scratch,
+    ):
+        if tag_after:
+            cmd[-1:-1] = shown[-1:-1] = ["--metadata-file", str(scratch / "metadata.json")]
         proc = run(
             cmd,
             what="image build",
@@ -146,7 +162,35 @@ def buildx_build(
             log_path=log_path,
             explain=lambda log: redact_values(_explain_failure(log), (build_args or {}).values()),
         )
-    return BuildResult(log=proc.stdout + proc.stderr, oci_tar=oci_dest)
+        image = _named(scratch / "metadata.json", tag_after, run_env) if tag_after else None
+    return BuildResult(log=proc.stdout + proc.stderr, oci_tar=oci_dest, image=image)
+
+
+def _named(metadata: Path, tags: Sequence[str], env: Mapping[str, str]) -> str:
+    """The id of the image a build loaded unnamed (from its metadata file), once named `tags`."""
+    image = str(json.loads(metadata.read_text())["containerimage.digest"])
+    for tag in tags:
+        _name(image, tag, env)
+    return image
+
+
+def _name(image: str, tag: str, env: Mapping[str, str]) -> None:
+    """`docker tag image tag`, again when another naming of `tag` won the race. The engine
+    replaces a name by deleting it and creating it anew, and a `docker tag` that creates the same
+    name in between fails this one with "already exists". Each such failure means another namer
+    has just finished, so a few attempts outlast the runs that start together."""
+    argv, what = [docker_cli(), "tag", image, tag], f"docker tag {image} {tag}"
+    for _ in range(_NAMING_ATTEMPTS):
+        proc = run(argv, env=cli_env(env), what=what, fix="", check=False)
+        if proc.returncode == 0:
+            return
+        if "already exists" not in proc.stderr:
+            break
+    raise BuildError(
+        f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()}",
+        checked=" ".join(argv),
+        fix="check that the engine is up (docker info) and its log",
+    )
 
 
 def _input_args(
