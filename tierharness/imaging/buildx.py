@@ -120,12 +120,7 @@ def buildx_build(
     default, the builder of the engine DOCKER_HOST (or the docker context) names. With
     `unshared`, no step runs as part of another build (see `_unshared_args`)."""
     require_buildx()
-    # The engine's own builder names a loaded image in its exporter, which fails with "already
-    # exists" when another build names the same tag at that moment: another user's run, another
-    # clone's (docker/buildx#3576). So it loads the image unnamed, and `docker tag`, which
-    # replaces whatever the name held, names it: by the image's id, which the build's metadata
-    # gives as `containerimage.digest` (the iidfile's is the config's digest, not the id of the
-    # containerd image store). A named builder loads through `docker load`, which has no race.
+    # Loaded by the engine's own builder, the image is named after the build (`_named`).
     tag_after = list(tags) if load and oci_dest is None and not environment().builder else []
     cmd = [docker_cli(), "buildx", "build", *builder_args(), "--progress=plain", "--provenance=false"]
     cmd += _input_args(dockerfile, target, [] if tag_after else tags, build_args, labels)
@@ -141,15 +136,7 @@ def buildx_build(
     # Build arguments may carry values that must not reach a log or a report: the
     # command shown in an error names them, never their values.
     shown = [_redact(arg) for arg in cmd]
-    # What the build makes is the harness's to prune (`clean --prune`), when it is on the
-    # engine's own builder: a named builder (HARNESS_BUILDER) keeps its cache where the engine's
-    # listing does not show it, and is its owner's to prune; another engine (DOCKER_HOST in
-    # `env`) is a second engine, gone with its command.
-    own_builder = not environment().builder and "DOCKER_HOST" not in run_env
-    with (
-        recording_build_cache(clean=no_cache) if own_builder else contextlib.nullcontext(),
-        scratch_folder("build") as scratch,
-    ):
+    with _recording(run_env, clean=no_cache), scratch_folder("build") as scratch:
         if tag_after:
             cmd[-1:-1] = shown[-1:-1] = ["--metadata-file", str(scratch / "metadata.json")]
         proc = run(
@@ -166,8 +153,24 @@ def buildx_build(
     return BuildResult(log=proc.stdout + proc.stderr, oci_tar=oci_dest, image=image)
 
 
+def _recording(env: Mapping[str, str], *, clean: bool) -> contextlib.AbstractContextManager[None]:
+    """What the build makes is the harness's to prune (`clean --prune`), when it is on the
+    engine's own builder: a named builder (HARNESS_BUILDER) keeps its cache where the engine's
+    listing does not show it, and is its owner's to prune; another engine (DOCKER_HOST in `env`)
+    is a second engine, gone with its command."""
+    own_builder = not environment().builder and "DOCKER_HOST" not in env
+    return recording_build_cache(clean=clean) if own_builder else contextlib.nullcontext()
+
+
 def _named(metadata: Path, tags: Sequence[str], env: Mapping[str, str]) -> str:
-    """The id of the image a build loaded unnamed (from its metadata file), once named `tags`."""
+    """The id of the image a build loaded unnamed, from its metadata file, once named `tags`.
+
+    The engine's own builder names a loaded image in its exporter, which fails with "already
+    exists" when another build names the same tag at that moment: another user's run, another
+    clone's (docker/buildx#3576). So it loads the image unnamed, and `docker tag`, which replaces
+    whatever the name held, names it, by the image's id: the metadata's `containerimage.digest`
+    (an iidfile holds the config's digest, which is not an id of the containerd image store).
+    A named builder loads through `docker load`, which has no such race."""
     image = str(json.loads(metadata.read_text())["containerimage.digest"])
     for tag in tags:
         _name(image, tag, env)
