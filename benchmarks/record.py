@@ -1,13 +1,14 @@
 """The record a benchmark leaves beside its printed figures: docs/figures/<name>.json.
 
 Each script that prints figures also calls `write_record` once, at its end, with what it
-measured. The record says when (date), on what (the commit, and the machine: cores, kernel,
-the engine's version) and by which command; the docs render it as a table, so no figure is
-typed into a page. Importable as `record` because a script's own folder is on sys.path.
+measured. The record says when (date), on what (the commit, and the machine: cores, their model
+and speed, kernel, the engine's version) and by which command; the docs render it as a table, so
+no figure is typed into a page. Importable as `record` because a script's own folder is on sys.path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -15,11 +16,13 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "docs" / "figures"
+_LOOP = 2_000_000  # `_loop_seconds`'s iterations: a fraction of a second
 
 
 def figure(what: str, value: float | int | str, unit: str = "", goal: str = "") -> dict[str, Any]:
@@ -35,10 +38,35 @@ def _output(*cmd: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else "unknown"
 
 
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown"
+
+
+def _loop_seconds() -> float:
+    """A fixed loop of Python arithmetic on one core, best of three: how fast this machine's cores
+    are. The machines records are made on differ in speed, by far more than a change's effect, so
+    a record's times compare with another's only beside this."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(_LOOP):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
 def machine() -> dict[str, Any]:
-    """What the figures depend on, beyond the code: cores, kernel, the engine's version."""
+    """What the figures depend on, beyond the code: cores, their model and speed, kernel, the
+    engine's version."""
     return {
         "cores": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "loop_s": _loop_seconds(),
         "kernel": platform.release(),
         "engine": _output("docker", "version", "--format", "{{.Server.Version}}"),
     }

@@ -266,10 +266,17 @@ def figures(figures_dir: Path, spec: str) -> str:
         commit += " with uncommitted changes"
     return (
         f"Recorded {record.get('date', '?')} at commit {commit} on "
-        f"{machine.get('cores', '?')} cores, kernel {machine.get('kernel', '?')}, engine "
+        f"{machine.get('cores', '?')} cores{_speed(machine)}, kernel {machine.get('kernel', '?')}, engine "
         f"{machine.get('engine', '?')}, by `{record.get('command', command)}`:\n\n"
         + _table(("what", "figure", "goal"), rows)
     )
+
+
+def _speed(machine: dict[str, Any]) -> str:
+    """The cores' model and the record's fixed loop (benchmarks/record.py), where it has them."""
+    if "loop_s" not in machine:
+        return ""
+    return f" ({_text(str(machine.get('cpu', '?')))}, a fixed Python loop in {machine['loop_s']} s)"
 
 
 # --------------------------------------------------------------------------- README links
