@@ -28,7 +28,7 @@ __all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step", "redact_
 _STEP = re.compile(r"^#(?P<id>\d+) \[(?:(?P<stage>[^\]]*?) ?)(?P<pos>\d+/\d+)?\] (?P<instr>.*)$")
 _STEP_ERROR = re.compile(r"^#(?P<id>\d+) ERROR: (?P<msg>.*)$")
 TAIL_LINES = 40
-_NAMING_ATTEMPTS = 5  # `_name`: one per run that may name a tag at the same moment, and more
+_NAMING_ATTEMPTS = 5  # `_name`: each attempt that fails means that another naming has just ended
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,10 @@ def _named(metadata: Path, tags: Sequence[str], env: Mapping[str, str]) -> str:
     clone's (docker/buildx#3576). So it loads the image unnamed, and `docker tag`, which replaces
     whatever the name held, names it, by the image's id: the metadata's `containerimage.digest`
     (an iidfile holds the config's digest, which is not an id of the containerd image store).
-    A named builder loads through `docker load`, which has no such race."""
+    A named builder (HARNESS_BUILDER) loads through `docker load`, which races too, but only
+    between different images: loads of one image at once never failed, and the harness's
+    rootfs and project images are reproducible. Its naming is left to it: the image a named
+    builder loads unnamed could not be checked here (no BuildKit image to run one offline)."""
     image = str(json.loads(metadata.read_text())["containerimage.digest"])
     for tag in tags:
         _name(image, tag, env)
