@@ -67,6 +67,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "cpu": _cpu_model(),
         "loop_s": _loop_seconds(),
+        "python": platform.python_version(),  # the loop's interpreter: its speed is part of the time
         "kernel": platform.release(),
         "engine": _output("docker", "version", "--format", "{{.Server.Version}}"),
     }

@@ -276,7 +276,9 @@ def _speed(machine: dict[str, Any]) -> str:
     """The cores' model and the record's fixed loop (benchmarks/record.py), where it has them."""
     if "loop_s" not in machine:
         return ""
-    return f" ({_text(str(machine.get('cpu', '?')))}, a fixed Python loop in {machine['loop_s']} s)"
+    python = f" on Python {machine['python']}" if "python" in machine else ""
+    loop = f"a fixed loop in {machine['loop_s']} s{python}"
+    return f" ({_text(str(machine.get('cpu', '?')))}, {loop})"
 
 
 # --------------------------------------------------------------------------- README links
