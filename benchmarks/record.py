@@ -48,8 +48,8 @@ def _cpu_model() -> str:
 
 def _loop_seconds() -> float:
     """A fixed loop of Python arithmetic on one core, best of three: how fast this machine's cores
-    are. The machines records are made on differ in speed, by far more than a change's effect, so
-    a record's times compare with another's only beside this."""
+    are. The machines records are made on may differ in speed, so a record's times compare with
+    another's only beside this."""
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
