@@ -187,8 +187,11 @@ def _name(image: str, tag: str, env: Mapping[str, str]) -> None:
     has just finished, so a few attempts outlast the runs that start together."""
     argv, what = [docker_cli(), "tag", image, tag], f"docker tag {image} {tag}"
     for _ in range(_NAMING_ATTEMPTS):
+        replaced = _inspect(tag, "{{.Id}}", env)
         proc = run(argv, env=cli_env(env), what=what, fix="", check=False)
         if proc.returncode == 0:
+            if replaced and replaced != image:
+                _drop_if_unnamed(replaced, env)
             return
         if "already exists" not in proc.stderr:
             break
@@ -197,6 +200,23 @@ def _name(image: str, tag: str, env: Mapping[str, str]) -> None:
         checked=" ".join(argv),
         fix="check that the engine is up (docker info) and its log",
     )
+
+
+def _drop_if_unnamed(image: str, env: Mapping[str, str]) -> None:
+    """Remove `image`, which a naming has just left without a name, unless a container uses it.
+    The exporter's naming dropped a replaced image; `docker tag` keeps it, unnamed, and a tag
+    rebuilt every run (the deploy rehearsal's candidates) would leave one more each time."""
+    if _inspect(image, "{{len .RepoTags}}", env) == "0":
+        # Without --force the engine refuses an image a container (running or not) was made from.
+        run([docker_cli(), "image", "rm", image], env=cli_env(env), what=f"docker image rm {image}", fix="",
+            check=False)  # fmt: skip
+
+
+def _inspect(image: str, field: str, env: Mapping[str, str]) -> str:
+    """`field` of a local image, or "" when the engine has no such image."""
+    proc = run([docker_cli(), "image", "inspect", "--format", field, image], env=cli_env(env),
+               what=f"docker image inspect {image}", fix="", check=False)  # fmt: skip
+    return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
 def _input_args(

@@ -1,6 +1,7 @@
 """Builds that load one tag at the same moment, as two users' runs, or two clones, do on a cold
 engine: each must succeed, and the tag must end up on one of them. Named by BuildKit's exporter,
-such builds fail with "already exists" when their names collide (docker/buildx#3576)."""
+such builds fail with "already exists" when their names collide (docker/buildx#3576). And a
+rebuilt tag leaves no unnamed image behind, unless a container was made from it."""
 
 from __future__ import annotations
 
@@ -48,6 +49,40 @@ def test_builds_loading_one_tag_at_once_all_succeed(tmp_path: Path) -> None:
         assert len(set(made)) == BUILDS, "each build made and named an image of its own"
         assert client.images.get(tag).id in made
     finally:
+        for image in [tag, *made]:
+            with contextlib.suppress(NotFound):
+                client.images.remove(image, force=True)
+
+
+def test_a_rebuilt_tag_leaves_the_image_it_replaced_only_where_a_container_uses_it(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE.format(base=load_settings().image("base").local))
+    tag = f"harness-test/concurrent-builds:{uuid.uuid4().hex[:12]}"
+    client = engine_client()
+    made: list[str] = []
+    container = None
+
+    def build() -> str:
+        args = {"AT": "0"}
+        image = buildx_build(
+            tmp_path, tags=[tag], build_args=args, load=True, no_cache=True, unshared=True
+        ).image
+        assert image is not None
+        made.append(image)
+        return image
+
+    try:
+        first = build()
+        container = client.containers.create(first)  # made, never started: the image is in use
+        second = build()
+        assert client.images.get(first).tags == []  # kept, unnamed: a container was made from it
+        container.remove()
+        container = None
+        third = build()
+        assert client.images.get(tag).id == third
+        assert second not in {i.id for i in client.images.list(all=True)}, "replaced and unused: removed"
+    finally:
+        if container is not None:
+            container.remove(force=True)
         for image in [tag, *made]:
             with contextlib.suppress(NotFound):
                 client.images.remove(image, force=True)

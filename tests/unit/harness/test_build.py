@@ -127,6 +127,8 @@ def test_naming_a_loaded_image_outlasts_a_concurrent_naming_only(
     seen: list[list[str]] = []
 
     def fake_run(argv: list[str], **_kw: object) -> sp.CompletedProcess[str]:
+        if argv[1] != "tag":  # the inspection of what the tag held: nothing
+            return sp.CompletedProcess(argv, 1, "", "No such image")
         seen.append(list(argv))
         stderr = next(answers)
         return sp.CompletedProcess(argv, 1 if stderr else 0, "", stderr)
