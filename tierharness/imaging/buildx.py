@@ -21,7 +21,7 @@ from tierharness.errors import BuildError
 from tierharness.process import run
 from tierharness.scratch import scratch_folder
 
-__all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step", "redact_values"]
+__all__ = ["BuildResult", "buildx_build", "docker_load", "drop_if_unnamed", "failed_step", "redact_values"]
 
 # "#12 [deps 3/5] RUN pip install ..."  -- the step header BuildKit prints.
 # A single-stage build prints "[2/3]" without the stage name; internal steps have no position.
@@ -191,7 +191,7 @@ def _name(image: str, tag: str, env: Mapping[str, str]) -> None:
         proc = run(argv, env=cli_env(env), what=what, fix="", check=False)
         if proc.returncode == 0:
             if replaced and replaced != image:
-                _drop_if_unnamed(replaced, env)
+                drop_if_unnamed(replaced, env)
             return
         if "already exists" not in proc.stderr:
             break
@@ -202,10 +202,12 @@ def _name(image: str, tag: str, env: Mapping[str, str]) -> None:
     )
 
 
-def _drop_if_unnamed(image: str, env: Mapping[str, str]) -> None:
-    """Remove `image`, which a naming has just left without a name, unless a container uses it.
-    The exporter's naming dropped a replaced image; `docker tag` keeps it, unnamed, and a tag
-    rebuilt every run (the deploy rehearsal's candidates) would leave one more each time."""
+def drop_if_unnamed(image: str, env: Mapping[str, str] | None = None) -> None:
+    """Remove `image`, which a naming or a load has just left without a name, unless a
+    container uses it. The exporter's naming dropped a replaced image; `docker tag` and
+    `docker load` keep it, unnamed, and a tag rebuilt every run (the deploy rehearsal's
+    candidates) would leave one more each time."""
+    env = env or {}
     if _inspect(image, "{{len .RepoTags}}", env) == "0":
         # Without --force the engine refuses an image a container (running or not) was made from.
         run([docker_cli(), "image", "rm", image], env=cli_env(env), what=f"docker image rm {image}", fix="",

@@ -111,6 +111,19 @@ def test_build_records_the_image_and_reuses_it_when_nothing_changed(mini_project
     assert again.digest == built.digest
 
 
+def test_a_rebuild_of_the_commit_with_other_content_leaves_no_unnamed_image(
+    mini_project: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = build_image(mini_project, log=lambda _m: None)
+    # Another time in the image (as uncommitted changes, or another origin, would give it).
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000001")
+    second = build_image(mini_project, force=True, log=lambda _m: None)
+    assert (second.image, second.digest != first.digest) == (first.image, True)
+    images = {image.id for image in engine_client().images.list(all=True)}
+    assert second.digest in images
+    assert first.digest not in images, "the build the tags named before was left without a name"
+
+
 def test_stack_runs_the_image_beside_postgres_and_redis_until_healthy(mini_project: Settings) -> None:
     built = build_image(mini_project, log=lambda _m: None)
     identity = RunIdentity(f"t-{uuid.uuid4().hex[:8]}", "stack", os.getpid())
