@@ -42,7 +42,6 @@ __all__ = [
     "local_image_id",
     "prepare_clients",
     "require_buildx",
-    "tag_image",
 ]
 
 _START_HINT = "start it with `bash scripts/provision-docker.sh` (installs and starts dockerd on Debian)"
@@ -339,11 +338,6 @@ def local_image_id(ref: str) -> str | None:
         return str(engine_client().images.get(ref).id)
     except ImageNotFound:
         return None
-
-
-def tag_image(source: str, target: str) -> None:
-    repo, _, tag = target.rpartition(":")
-    engine_client().images.get(source).tag(repo, tag)
 
 
 def docker_cli() -> str:

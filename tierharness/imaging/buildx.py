@@ -16,26 +16,26 @@ from pathlib import Path
 
 from tierharness.config import environment
 from tierharness.engine.client import builder_args, cli_env, docker_cli, require_buildx
+from tierharness.engine.naming import tag_image
 from tierharness.engine.retention import recording_build_cache
 from tierharness.errors import BuildError
 from tierharness.process import run
 from tierharness.scratch import scratch_folder
 
-__all__ = ["BuildResult", "buildx_build", "docker_load", "drop_if_unnamed", "failed_step", "redact_values"]
+__all__ = ["BuildResult", "buildx_build", "docker_load", "failed_step", "redact_values"]
 
 # "#12 [deps 3/5] RUN pip install ..."  -- the step header BuildKit prints.
 # A single-stage build prints "[2/3]" without the stage name; internal steps have no position.
 _STEP = re.compile(r"^#(?P<id>\d+) \[(?:(?P<stage>[^\]]*?) ?)(?P<pos>\d+/\d+)?\] (?P<instr>.*)$")
 _STEP_ERROR = re.compile(r"^#(?P<id>\d+) ERROR: (?P<msg>.*)$")
 TAIL_LINES = 40
-_NAMING_ATTEMPTS = 5  # `_name`: each attempt that fails means that another naming has just ended
 
 
 @dataclass(frozen=True)
 class BuildResult:
     log: str
     oci_tar: Path | None = None
-    image: str | None = None  # the loaded image's id, where the harness named it (`_name`)
+    image: str | None = None  # the loaded image's id, where the harness named it (`_named`)
 
     def steps(self) -> list[tuple[str, str, bool]]:
         """(stage, instruction, cached) of every Dockerfile step, in log order."""
@@ -121,7 +121,7 @@ def buildx_build(
     `unshared`, no step runs as part of another build (see `_unshared_args`)."""
     require_buildx()
     # Loaded by the engine's own builder, the image is named after the build (`_named`).
-    tag_after = list(tags) if load and oci_dest is None and not environment().builder else []
+    tag_after = list(tags) if load and oci_dest is None and _own_builder(env or {}) else []
     cmd = [docker_cli(), "buildx", "build", *builder_args(), "--progress=plain", "--provenance=false"]
     cmd += _input_args(dockerfile, target, [] if tag_after else tags, build_args, labels)
     cmd += _cache_args(no_cache=no_cache, unshared=unshared, cache_from=cache_from, cache_to=cache_to)
@@ -149,76 +149,41 @@ def buildx_build(
             log_path=log_path,
             explain=lambda log: redact_values(_explain_failure(log), (build_args or {}).values()),
         )
-        image = _named(scratch / "metadata.json", tag_after, run_env) if tag_after else None
+        image = _named(scratch / "metadata.json", tag_after) if tag_after else None
     return BuildResult(log=proc.stdout + proc.stderr, oci_tar=oci_dest, image=image)
+
+
+def _own_builder(env: Mapping[str, str]) -> bool:
+    """Whether a build with `env` runs on the harness's engine's own builder: not on a named
+    builder (HARNESS_BUILDER), nor on another engine (DOCKER_HOST in `env`)."""
+    return not environment().builder and "DOCKER_HOST" not in env
 
 
 def _recording(env: Mapping[str, str], *, clean: bool) -> contextlib.AbstractContextManager[None]:
     """What the build makes is the harness's to prune (`clean --prune`), when it is on the
-    engine's own builder: a named builder (HARNESS_BUILDER) keeps its cache where the engine's
-    listing does not show it, and is its owner's to prune; another engine (DOCKER_HOST in `env`)
-    is a second engine, gone with its command."""
-    own_builder = not environment().builder and "DOCKER_HOST" not in env
-    return recording_build_cache(clean=clean) if own_builder else contextlib.nullcontext()
+    engine's own builder: a named builder keeps its cache where the engine's listing does not
+    show it, and is its owner's to prune; another engine is a second engine, gone with its
+    command."""
+    return recording_build_cache(clean=clean) if _own_builder(env) else contextlib.nullcontext()
 
 
-def _named(metadata: Path, tags: Sequence[str], env: Mapping[str, str]) -> str:
+def _named(metadata: Path, tags: Sequence[str]) -> str:
     """The id of the image a build loaded unnamed, from its metadata file, once named `tags`.
 
     The engine's own builder names a loaded image in its exporter, which fails with "already
     exists" when another build names the same tag at that moment: another user's run, another
-    clone's (docker/buildx#3576). So it loads the image unnamed, and `docker tag`, which replaces
-    whatever the name held, names it, by the image's id: the metadata's `containerimage.digest`
-    (an iidfile holds the config's digest, which is not an id of the containerd image store).
+    clone's (docker/buildx#3576). So it loads the image unnamed, and `tag_image` names it
+    (engine/naming.py), by the image's id: the metadata's `containerimage.digest` (an iidfile
+    holds the config's digest, which is not an id of the containerd image store). Another engine
+    (DOCKER_HOST) is a second engine of one command, which no other run names images in.
     A named builder (HARNESS_BUILDER) loads through `docker load`, which races too, but only
     between different images: loads of one image at once never failed, and the harness's
     rootfs and project images are reproducible. Its naming is left to it: the image a named
     builder loads unnamed could not be checked here (no BuildKit image to run one offline)."""
     image = str(json.loads(metadata.read_text())["containerimage.digest"])
     for tag in tags:
-        _name(image, tag, env)
+        tag_image(image, tag)
     return image
-
-
-def _name(image: str, tag: str, env: Mapping[str, str]) -> None:
-    """`docker tag image tag`, again when another naming of `tag` won the race. The engine
-    replaces a name by deleting it and creating it anew, and a `docker tag` that creates the same
-    name in between fails this one with "already exists". Each such failure means another namer
-    has just finished, so a few attempts outlast the runs that start together."""
-    argv, what = [docker_cli(), "tag", image, tag], f"docker tag {image} {tag}"
-    for _ in range(_NAMING_ATTEMPTS):
-        replaced = _inspect(tag, "{{.Id}}", env)
-        proc = run(argv, env=cli_env(env), what=what, fix="", check=False)
-        if proc.returncode == 0:
-            if replaced and replaced != image:
-                drop_if_unnamed(replaced, env)
-            return
-        if "already exists" not in proc.stderr:
-            break
-    raise BuildError(
-        f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()}",
-        checked=" ".join(argv),
-        fix="check that the engine is up (docker info) and its log",
-    )
-
-
-def drop_if_unnamed(image: str, env: Mapping[str, str] | None = None) -> None:
-    """Remove `image`, which a naming or a load has just left without a name, unless a
-    container uses it. The exporter's naming dropped a replaced image; `docker tag` and
-    `docker load` keep it, unnamed, and a tag rebuilt every run (the deploy rehearsal's
-    candidates) would leave one more each time."""
-    env = env or {}
-    if _inspect(image, "{{len .RepoTags}}", env) == "0":
-        # Without --force the engine refuses an image a container (running or not) was made from.
-        run([docker_cli(), "image", "rm", image], env=cli_env(env), what=f"docker image rm {image}", fix="",
-            check=False)  # fmt: skip
-
-
-def _inspect(image: str, field: str, env: Mapping[str, str]) -> str:
-    """`field` of a local image, or "" when the engine has no such image."""
-    proc = run([docker_cli(), "image", "inspect", "--format", field, image], env=cli_env(env),
-               what=f"docker image inspect {image}", fix="", check=False)  # fmt: skip
-    return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
 def _input_args(

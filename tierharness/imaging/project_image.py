@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tierharness.config import BuildConfig, Settings, environment, machine_cache
-from tierharness.engine.client import local_image_id, tag_image
+from tierharness.engine.client import local_image_id
+from tierharness.engine.naming import tag_image
 from tierharness.engine.retention import record_build, retain
 from tierharness.gitrepo import git_output, source_date_epoch, working_files
-from tierharness.imaging.buildx import BuildResult, buildx_build, docker_load, drop_if_unnamed
+from tierharness.imaging.buildx import BuildResult, buildx_build, docker_load
 from tierharness.imaging.lockfiles import require_hashes
 from tierharness.imaging.resolution import resolve_images
 from tierharness.imaging.stage_cache import stage_cache
@@ -132,14 +133,9 @@ def build_image(
     )  # fmt: skip
     seconds = time.monotonic() - started
     digest = read_oci(oci).digest
-    replaced = local_image_id(tag)
-    docker_load(oci)
+    docker_load(oci)  # which drops the image the commit's tag named, if that is left unnamed
     record_build(tag)  # the harness's own, for retain() and `clean --prune` to know it by
     tag_image(tag, f"{config.image}:latest")
-    if replaced and replaced != digest:
-        # A rebuild of the commit with other content (uncommitted changes, another checkout's
-        # origin in its source label): the build the tags named before is left without a name.
-        drop_if_unnamed(replaced)
     built = BuiltImage(
         image=tag,
         digest=digest,

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tierharness.config import LogicalImage, Settings, environment
-from tierharness.engine.client import engine_client, local_image_id, tag_image
+from tierharness.engine.client import engine_client, local_image_id
+from tierharness.engine.naming import tag_image
 from tierharness.errors import ImageError
 from tierharness.imaging.buildx import buildx_build, docker_load
 from tierharness.imaging.debs import check_installed, check_lock, lock_path, rootfs_installed

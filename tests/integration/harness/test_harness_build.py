@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -114,14 +115,22 @@ def test_build_records_the_image_and_reuses_it_when_nothing_changed(mini_project
 def test_a_rebuild_of_the_commit_with_other_content_leaves_no_unnamed_image(
     mini_project: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = build_image(mini_project, log=lambda _m: None)
+    # Times of this test's own, so that no other worker's build of the mini project is either
+    # image (the same content gives the same digest, which that worker's tags would name).
+    at = 1_700_000_000 + secrets.randbelow(10**8)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(at))
+    first = build_image(mini_project, force=True, log=lambda _m: None)
     # Another time in the image (as uncommitted changes, or another origin, would give it).
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000001")
-    second = build_image(mini_project, force=True, log=lambda _m: None)
-    assert (second.image, second.digest != first.digest) == (first.image, True)
-    images = {image.id for image in engine_client().images.list(all=True)}
-    assert second.digest in images
-    assert first.digest not in images, "the build the tags named before was left without a name"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(at + 1))
+    try:
+        second = build_image(mini_project, force=True, log=lambda _m: None)
+        assert (second.image, second.digest != first.digest) == (first.image, True)
+        images = {image.id for image in engine_client().images.list(all=True)}
+        assert second.digest in images
+        assert first.digest not in images, "the build the tags named before was left without a name"
+    finally:
+        # The module's other tests build the project at its committed time, not reuse these.
+        mini_project.image_record.unlink(missing_ok=True)
 
 
 def test_stack_runs_the_image_beside_postgres_and_redis_until_healthy(mini_project: Settings) -> None:

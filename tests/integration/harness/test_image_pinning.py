@@ -27,8 +27,9 @@ import pytest
 
 from tierharness.config import Settings, load_settings
 from tierharness.doctor import image_checks
-from tierharness.engine.client import engine_client, local_image_id, tag_image
+from tierharness.engine.client import engine_client, local_image_id
 from tierharness.engine.labels import RunIdentity
+from tierharness.engine.naming import tag_image
 from tierharness.engine.run_ids import new_run_id
 from tierharness.imaging.buildx import buildx_build
 from tierharness.imaging.resolution import RECIPE_LABEL, local_origin, resolve_images

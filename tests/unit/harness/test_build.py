@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tierharness.config import load_settings
-from tierharness.errors import BuildError, LockfileError
+from tierharness.errors import LockfileError
 from tierharness.imaging import buildx
 from tierharness.imaging.project_image import build_image, context_digest
 from tierharness.imaging.wheelhouse import fill_wheelhouse, manylinux_platforms
@@ -109,32 +109,3 @@ def test_a_clean_build_records_its_cache_apart_for_the_next_prune(
     buildx.buildx_build(tmp_path, no_cache=True)
     buildx.buildx_build(tmp_path)
     assert recorded == [True, False]
-
-
-@pytest.mark.parametrize(
-    ("stderrs", "calls", "named"),
-    [
-        # Another run named the tag in between, twice: the third attempt names it.
-        (["image ...: already exists", "image ...: already exists", ""], 3, True),
-        # Any other failure is the engine's answer: reported at once, with what it said.
-        (["No such image: sha256:abc"], 1, False),
-    ],
-)
-def test_naming_a_loaded_image_outlasts_a_concurrent_naming_only(
-    monkeypatch: pytest.MonkeyPatch, stderrs: list[str], calls: int, named: bool
-) -> None:
-    answers = iter(stderrs)
-    seen: list[list[str]] = []
-
-    def fake_run(argv: list[str], **_kw: object) -> sp.CompletedProcess[str]:
-        if argv[1] != "tag":  # the inspection of what the tag held: nothing
-            return sp.CompletedProcess(argv, 1, "", "No such image")
-        seen.append(list(argv))
-        stderr = next(answers)
-        return sp.CompletedProcess(argv, 1 if stderr else 0, "", stderr)
-
-    monkeypatch.setattr(buildx, "run", fake_run)
-    monkeypatch.setattr(buildx, "docker_cli", lambda: "docker")
-    with contextlib.nullcontext() if named else pytest.raises(BuildError, match="No such image: sha256:abc"):
-        buildx._name("sha256:abc", "harness/x:1", {})
-    assert seen == [["docker", "tag", "sha256:abc", "harness/x:1"]] * calls

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
+from types import SimpleNamespace
 
 import pytest
+from docker.errors import APIError
 
 from tierharness.engine import client as engine
+from tierharness.engine import naming
 from tierharness.errors import EngineUnavailableError
 
 
@@ -81,3 +85,35 @@ def test_an_engine_that_accepts_but_never_answers_names_docker_host_and_the_fix(
     assert "timeout 1s" in message
     assert f"fix: check DOCKER_HOST ({host})" in message
     assert "HARNESS_ENGINE_TIMEOUT" in message
+
+
+@pytest.mark.parametrize(
+    ("errors", "calls", "named"),
+    [
+        # Another run named the tag in between, twice: the third attempt names it.
+        (["image ...: already exists", "image ...: already exists", ""], 3, True),
+        # Any other failure is the engine's answer: raised at once, with what it said.
+        (["No such image: sha256:abc"], 1, False),
+    ],
+)
+def test_naming_an_image_outlasts_a_concurrent_naming_only(
+    monkeypatch: pytest.MonkeyPatch, errors: list[str], calls: int, named: bool
+) -> None:
+    answers = iter(errors)
+    seen: list[tuple[str, str]] = []
+
+    class Image:
+        id = "sha256:abc"
+
+        def tag(self, repo: str, tag: str) -> None:
+            seen.append((repo, tag))
+            error = next(answers)
+            if error:
+                raise APIError(error)
+
+    client = SimpleNamespace(images=SimpleNamespace(get=lambda _ref: Image()))
+    monkeypatch.setattr(naming, "engine_client", lambda: client)
+    monkeypatch.setattr(naming, "local_image_id", lambda _ref: None)  # the tag named nothing before
+    with contextlib.nullcontext() if named else pytest.raises(APIError, match="No such image: sha256:abc"):
+        naming.tag_image("sha256:abc", "harness/x:1")
+    assert seen == [("harness/x", "1")] * calls
