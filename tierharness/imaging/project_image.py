@@ -68,7 +68,7 @@ def _inputs(config: BuildConfig) -> list[str]:
     # tests, the README) does not call for a new image.
     return [
         config.dockerfile, ".dockerignore", "pyproject.toml", "requirements", "services", "tierharness",
-        "tests/__init__.py", "tests/conftest.py", "tests/root.py", "tests/unit",
+        "tests/__init__.py", "tests/conftest.py", "tests/plugin_selection.py", "tests/root.py", "tests/unit",
     ]  # fmt: skip
 
 
