@@ -5,7 +5,8 @@ same pytest plugins left out, tests/plugin_selection.py) but without coverage (i
 alike and would hide the harness's own share): once at `-n 0`, once at `-n 2` with the session's
 scheduling (`--dist worksteal`), and with `--dist load` (xdist's default) for comparison, and at
 `-n 4`: more workers than these machines' two cores, which gains where tests wait rather than
-compute. Prints each wall time and the speed-ups.
+compute. Prints each wall time and the speed-ups. Last, the session's own run: `-n 2` under
+`coverage run`, and what share of its wall time and busy CPU coverage takes.
 Goal: `-n 2` at least 1.8 times faster than `-n 0`.
 
 Beside each wall time, the machine's busy and idle CPU seconds over the run (every process:
@@ -32,7 +33,9 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 from cpu import machine_cpu
@@ -48,15 +51,23 @@ RUNS = (("-n 0", ["-n", "0"]), ("-n 2, worksteal", ["-n", "2", "--dist", "workst
         ("-n 2, load", ["-n", "2", "--dist", "load"]),
         # More workers than cores: how much of the suite's time is waiting, not computing.
         ("-n 4, worksteal", ["-n", "4", "--dist", "worksteal"]))  # fmt: skip
+# The session's own run: the same, under coverage ([tool.coverage.run], subprocesses measured).
+COVERED = "-n 2, worksteal, under coverage"
 
 
-def run_once(paths: list[str], extra: list[str]) -> tuple[float, str, float, float]:
+def run_once(
+    paths: list[str], extra: list[str], coverage_file: Path | None = None
+) -> tuple[float, str, float, float]:
     """Seconds of wall time, pytest's summary line, and the machine's busy and idle CPU
-    seconds over the run; a failed run stops the benchmark."""
+    seconds over the run; a failed run stops the benchmark. With `coverage_file`, under
+    `coverage run` as `nox -s tests` runs it, its data going there."""
     # The root-only tests are `nox -s root-tests`' own: the same suite whoever runs this.
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not needs_root"]
+    runner = ["coverage", "run", "-m", "pytest"] if coverage_file else ["pytest"]
+    argv = [sys.executable, "-m", *runner, "-q", "-p", "no:cacheprovider", "-m", "not needs_root"]
     argv += [*extra, *paths]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "COV_", "COVERAGE_"))}
+    if coverage_file:
+        env["COVERAGE_FILE"] = str(coverage_file)  # the measured processes' data, not the checkout's
     # Unselected, every pytest process (the workers, and each project run the tests start)
     # would import the e2e tier's plugins too: a heavier suite than the session's.
     env["PYTEST_ADDOPTS"] = lean_addopts(os.environ.get("PYTEST_ADDOPTS", ""))
@@ -107,13 +118,36 @@ def main() -> None:
                 figure(f"{name}, busy CPU over {cores} cores (no core idle)", floor, "s"),
                 figure(f"speed-up, {name} with no core idle, over -n 0", walls["-n 0"] / floor, "x"),
             ]
+    figures += _covered(args.paths, walls, busies["-n 2, worksteal"])
     for name, seconds in walls.items():
-        if name != "-n 0":
+        if name not in ("-n 0", COVERED):
             speedup = walls["-n 0"] / seconds
             goal = f">= {GOAL}x" if name.startswith("-n 2") else ""
             print(f"speed-up of {name} over -n 0: {speedup:.2f}x" + (f" (goal {goal})" if goal else ""))
             figures.append(figure(f"speed-up, {name} over -n 0", speedup, "x", goal))
     write_record("suite_speedup", figures)
+
+
+def _covered(paths: list[str], walls: dict[str, float], uncovered_busy: float) -> list[dict[str, object]]:
+    """The session's run, under coverage; what coverage adds to the `-n 2, worksteal` run."""
+    with tempfile.TemporaryDirectory(prefix="suite-speedup-") as data:
+        walls[COVERED], summary, busy, idle = run_once(
+            paths, ["-n", "2", "--dist", "worksteal"], Path(data) / ".coverage"
+        )
+    wall_share = 1 - walls["-n 2, worksteal"] / walls[COVERED]
+    cpu_share = 1 - uncovered_busy / busy
+    print(
+        f"{COVERED}: {walls[COVERED]:.1f} s ({summary}); machine CPU busy {busy:.0f} s, idle {idle:.0f} s; "
+        f"coverage's share of its wall time {wall_share:.0%}, of its busy CPU {cpu_share:.0%}",
+        flush=True,
+    )
+    return [
+        figure(f"wall time, {COVERED}", walls[COVERED], "s"),
+        figure(f"machine CPU busy, {COVERED}", busy, "s"),
+        figure(f"machine CPU idle, {COVERED}", idle, "s"),
+        figure(f"coverage's share of the wall time, {COVERED}", 100 * wall_share, "%"),
+        figure(f"coverage's share of the busy CPU, {COVERED}", 100 * cpu_share, "%"),
+    ]
 
 
 if __name__ == "__main__":
