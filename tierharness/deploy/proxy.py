@@ -22,10 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierharness.engine.client import docker_cli
+from tierharness.engine.client import engine_client
 from tierharness.engine.labels import RunIdentity
 from tierharness.errors import HarnessError
-from tierharness.process import run
 
 __all__ = [
     "API_DIR",
@@ -41,6 +40,7 @@ __all__ = [
 ]
 
 CONFIG_DIR = "/usr/local/etc/haproxy"
+_CHECK_SECONDS = 60
 MAP = f"{CONFIG_DIR}/active.map"
 PORT_PUBLIC, PORT_SMOKE = 8080, 8081
 # Inside the container: the run's private folder for the runtime API's socket is mounted here.
@@ -104,19 +104,40 @@ frontend smoke
 
 
 def check_config(image: str, identity: RunIdentity, folder: Path) -> None:
-    """`haproxy -c` on `folder`'s haproxy.cfg in the haproxy image; refuses a bad configuration."""
-    argv = [
-        docker_cli(), "run", "--rm", "--network", "none",
-        *[a for k, v in identity.labels("haproxy-check").items() for a in ("--label", f"{k}={v}")],
-        "-v", f"{folder.resolve()}:{CONFIG_DIR}:ro",
-        image, "-c", "-f", f"{CONFIG_DIR}/haproxy.cfg",
-    ]  # fmt: skip
-    run(
-        argv,
-        what="the proxy's configuration check (haproxy -c)",
-        fix="nothing was changed: fix the configuration (its errors are above) and deploy again",
-        error=ProxyError,
+    """`haproxy -c` on `folder`'s haproxy.cfg in the haproxy image; refuses a bad configuration.
+
+    haproxy's words are read from the container's log once it has exited, and the container is
+    removed after: an attached `docker run --rm` now and then lost the whole output of a process
+    that exits at once, and the error then held no word of what was wrong.
+    """
+    fix = "nothing was changed: fix the configuration (its errors are above) and deploy again"
+    checked = f"haproxy -c -f {CONFIG_DIR}/haproxy.cfg in {image}, {folder} mounted there"
+    container = engine_client().containers.create(
+        image,
+        ["-c", "-f", f"{CONFIG_DIR}/haproxy.cfg"],
+        network_mode="none",
+        labels=identity.labels("haproxy-check"),  # a killed run's is the reaper's to remove
+        volumes={str(folder.resolve()): {"bind": CONFIG_DIR, "mode": "ro"}},
     )
+    try:
+        container.start()
+        try:
+            status = container.wait(timeout=_CHECK_SECONDS)["StatusCode"]
+        except OSError as exc:  # requests' ReadTimeout is one
+            raise ProxyError(
+                f"the proxy's configuration check (haproxy -c) gave no answer within {_CHECK_SECONDS} s",
+                checked=checked,
+                fix=fix,
+            ) from exc
+        output = container.logs(stdout=True, stderr=True).decode(errors="replace").strip()
+    finally:
+        container.remove(force=True)
+    if status != 0:
+        raise ProxyError(
+            f"the proxy's configuration check (haproxy -c) failed (exit {status}):\n{output}",
+            checked=checked,
+            fix=fix,
+        )
 
 
 @dataclass(frozen=True)
