@@ -40,9 +40,9 @@ __all__ = [
 ]
 
 CONFIG_DIR = "/usr/local/etc/haproxy"
-_CHECK_SECONDS = 60
 MAP = f"{CONFIG_DIR}/active.map"
 PORT_PUBLIC, PORT_SMOKE = 8080, 8081
+_CHECK_SECONDS = 60  # for `haproxy -c`, which answers at once
 # Inside the container: the run's private folder for the runtime API's socket is mounted here.
 API_DIR = "/run/haproxy-api"
 API_SOCKET = "api.sock"
@@ -127,7 +127,8 @@ def check_config(image: str, identity: RunIdentity, folder: Path) -> None:
             raise ProxyError(
                 f"the proxy's configuration check (haproxy -c) gave no answer within {_CHECK_SECONDS} s",
                 checked=checked,
-                fix=fix,
+                fix="nothing was changed: the engine may be overloaded (`docker ps` shows what runs); "
+                "deploy again once it answers",
             ) from exc
         output = container.logs(stdout=True, stderr=True).decode(errors="replace").strip()
     finally:
