@@ -18,15 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tierharness.engine.client import docker_cli
 from tierharness.engine.labels import RunIdentity
+from tierharness.engine.oneshot import run_to_exit
 from tierharness.errors import HarnessError
-from tierharness.process import run
 
 __all__ = [
     "Prometheus",
     "PrometheusUnavailableError",
-    "label_args",
     "prometheus_config",
     "promtool",
     "rehearsal_rules",
@@ -38,26 +36,28 @@ class PrometheusUnavailableError(HarnessError):
     """Prometheus did not answer, or holds no data to judge by."""
 
 
-def label_args(identity: RunIdentity, role: str) -> list[str]:
-    """`--label k=v` for every label of the run: `docker run` containers are swept like the rest."""
-    return [arg for k, v in identity.labels(role).items() for arg in ("--label", f"{k}={v}")]
-
-
 def promtool(
     image: str, identity: RunIdentity, folder: Path, args: Sequence[str], *, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """`promtool ARGS` in the prometheus image, `folder` mounted read-only at /rules, no network."""
-    argv = [
-        docker_cli(), "run", "--rm", "--network", "none", *label_args(identity, "promtool"),
-        "--user", f"{os.getuid()}", "-v", f"{folder.resolve()}:/rules:ro",
-        "--entrypoint", "promtool", image, *args,
-    ]  # fmt: skip
-    return run(
-        argv,
-        what=f"promtool {' '.join(args)}",
-        fix="read promtool's output above: a rule or a rule test is wrong",
-        check=check,
-    )
+    """`promtool ARGS` in the prometheus image, `folder` mounted read-only at /rules, no network;
+    its output (both streams) in stdout."""
+    what = f"promtool {' '.join(args)}"
+    fix = "read promtool's output above: a rule or a rule test is wrong"
+    checked = f"{what} in {image}, {folder} mounted at /rules"
+    try:
+        proc = run_to_exit(
+            image, args, identity=identity, role="promtool", mounts={folder: "/rules"},
+            entrypoint="promtool", user=str(os.getuid()),
+        )  # fmt: skip
+    except TimeoutError as exc:
+        raise HarnessError(
+            f"{what}: {exc}", checked=checked, fix="check that the engine answers (docker info)"
+        ) from exc
+    if check and proc.returncode != 0:
+        raise HarnessError(
+            f"{what} failed (exit {proc.returncode}):\n{proc.stdout.strip()}", checked=checked, fix=fix
+        )
+    return proc
 
 
 def run_rule_tests(

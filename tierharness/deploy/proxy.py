@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierharness.engine.client import engine_client
 from tierharness.engine.labels import RunIdentity
+from tierharness.engine.oneshot import run_to_exit
 from tierharness.errors import HarnessError
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
 CONFIG_DIR = "/usr/local/etc/haproxy"
 MAP = f"{CONFIG_DIR}/active.map"
 PORT_PUBLIC, PORT_SMOKE = 8080, 8081
-_CHECK_SECONDS = 60  # for `haproxy -c`, which answers at once
 # Inside the container: the run's private folder for the runtime API's socket is mounted here.
 API_DIR = "/run/haproxy-api"
 API_SOCKET = "api.sock"
@@ -104,40 +103,29 @@ frontend smoke
 
 
 def check_config(image: str, identity: RunIdentity, folder: Path) -> None:
-    """`haproxy -c` on `folder`'s haproxy.cfg in the haproxy image; refuses a bad configuration.
-
-    haproxy's words are read from the container's log once it has exited, and the container is
-    removed after: an attached `docker run --rm` now and then lost the whole output of a process
-    that exits at once, and the error then held no word of what was wrong.
-    """
-    fix = "nothing was changed: fix the configuration (its errors are above) and deploy again"
+    """`haproxy -c` on `folder`'s haproxy.cfg in the haproxy image; refuses a bad configuration."""
+    what = "the proxy's configuration check (haproxy -c)"
     checked = f"haproxy -c -f {CONFIG_DIR}/haproxy.cfg in {image}, {folder} mounted there"
-    container = engine_client().containers.create(
-        image,
-        ["-c", "-f", f"{CONFIG_DIR}/haproxy.cfg"],
-        network_mode="none",
-        labels=identity.labels("haproxy-check"),  # a killed run's is the reaper's to remove
-        volumes={str(folder.resolve()): {"bind": CONFIG_DIR, "mode": "ro"}},
-    )
     try:
-        container.start()
-        try:
-            status = container.wait(timeout=_CHECK_SECONDS)["StatusCode"]
-        except OSError as exc:  # requests' ReadTimeout is one
-            raise ProxyError(
-                f"the proxy's configuration check (haproxy -c) gave no answer within {_CHECK_SECONDS} s",
-                checked=checked,
-                fix="nothing was changed: the engine may be overloaded (`docker ps` shows what runs); "
-                "deploy again once it answers",
-            ) from exc
-        output = container.logs(stdout=True, stderr=True).decode(errors="replace").strip()
-    finally:
-        container.remove(force=True)
-    if status != 0:
+        proc = run_to_exit(
+            image,
+            ["-c", "-f", f"{CONFIG_DIR}/haproxy.cfg"],
+            identity=identity,
+            role="haproxy-check",
+            mounts={folder: CONFIG_DIR},
+        )
+    except TimeoutError as exc:
         raise ProxyError(
-            f"the proxy's configuration check (haproxy -c) failed (exit {status}):\n{output}",
+            f"{what}: {exc}",
             checked=checked,
-            fix=fix,
+            fix="nothing was changed: the engine may be overloaded (`docker ps` shows what runs); "
+            "deploy again once it answers",
+        ) from exc
+    if proc.returncode != 0:
+        raise ProxyError(
+            f"{what} failed (exit {proc.returncode}):\n{proc.stdout.strip()}",
+            checked=checked,
+            fix="nothing was changed: fix the configuration (its errors are above) and deploy again",
         )
 
 
