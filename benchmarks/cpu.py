@@ -16,6 +16,27 @@ def machine_cpu() -> tuple[float, float]:
     return busy, t.idle + getattr(t, "iowait", 0.0)
 
 
+def kernel_cpu() -> float:
+    """The machine's CPU seconds so far in the kernel (system, irq, softirq), all cores: part
+    of `machine_cpu`'s busy. Processes' starts and ends, page faults, files, namespaces and
+    packet filtering are spent here, on behalf of whichever process asked."""
+    t = psutil.cpu_times()
+    return t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+def processes_started() -> int | None:
+    """How many processes the machine has started since boot (Linux's /proc/stat), or None
+    where that is not readable."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            for line in stat:
+                if line.startswith("processes "):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def daemon_cpu(name: str) -> float | None:
     """The user and system CPU seconds so far of the process named `name` (the engine's
     `dockerd`, its `containerd`); None where there is none or this user cannot read it."""
