@@ -7,8 +7,9 @@ container's start and removal) is no lane's, and shows in no step's own process.
 gives each step's own processes' CPU; what neither they nor the daemons used is the containers',
 the build steps' and the kernel's. Across all of them, it reads how much of the busy CPU the
 kernel spent (processes' starts and ends, page faults, files, namespaces, packet filtering) and
-how many processes the machine started: a cost spread over thousands of short processes shows
-there and in no single program. From the table it also splits the cores' idle time by phase:
+how many processes and threads the machine started: a cost spread over thousands of short
+processes shows there and in no single program. From the table it also splits the cores' idle
+time by phase:
 
 - before the tests lane starts (set-up, the cleans);
 - while the tests lane runs beside another lane (checks, image, root);
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from cpu import daemon_cpu, kernel_cpu, machine_cpu, processes_started
+from cpu import daemon_cpu, kernel_cpu, machine_cpu, tasks_started
 from record import ROOT, figure, write_record
 
 GOAL_SECONDS = 300
@@ -117,7 +118,7 @@ class Measured:
     idle: float
     engine: dict[str, float | None]  # each daemon's CPU seconds over the run, where readable
     kernel: float  # of `busy`, the kernel's (system, irq, softirq)
-    processes: int | None  # processes the machine started over the run, where readable
+    tasks: int | None  # processes and threads the machine started over the run, where readable
     sampler: Sampler
 
 
@@ -129,7 +130,7 @@ def measure() -> Measured:
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(tree)], check=True)
         engine = {name: daemon_cpu(name) for name in ("dockerd", "containerd")}
         busy, idle = machine_cpu()
-        kernel, started = kernel_cpu(), processes_started()
+        kernel, started = kernel_cpu(), tasks_started()
         sampler = Sampler()
         sampler.start()
         proc = subprocess.run(
@@ -138,7 +139,7 @@ def measure() -> Measured:
         )  # fmt: skip
         sampler.stop()
         busy_after, idle_after = machine_cpu()
-        kernel_after, started_after = kernel_cpu(), processes_started()
+        kernel_after, started_after = kernel_cpu(), tasks_started()
         spent = {name: _spent(before, daemon_cpu(name)) for name, before in engine.items()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -146,10 +147,9 @@ def measure() -> Measured:
         raise SystemExit(
             f".ci/run failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
         )
-    processes = None if started is None or started_after is None else started_after - started
-    return Measured(
-        proc.stdout, busy_after - busy, idle_after - idle, spent, kernel_after - kernel, processes, sampler
-    )
+    tasks = None if started is None or started_after is None else started_after - started
+    kernel = kernel_after - kernel
+    return Measured(proc.stdout, busy_after - busy, idle_after - idle, spent, kernel, tasks, sampler)
 
 
 def _spent(before: float | None, after: float | None) -> float | None:
@@ -194,9 +194,9 @@ def main() -> None:
     print(f"the kernel: {run.kernel:.0f} CPU-s ({kernel_share:.0f} % of the busy CPU)", flush=True)
     figures += [figure("the kernel's CPU (system, irq, softirq)", run.kernel, "s")]
     figures += [figure("the kernel, of the busy CPU", kernel_share, "%")]
-    if run.processes is not None:
-        print(f"processes started: {run.processes}", flush=True)
-        figures += [figure("processes started", run.processes, "")]
+    if run.tasks is not None:
+        print(f"processes and threads started: {run.tasks}", flush=True)
+        figures += [figure("processes and threads started", run.tasks, "")]
     for phase, start, end in phases(steps, total):
         idle = run.sampler.idle_between(start, end)
         print(f"{phase}: t+{start} to t+{end} s, idle {idle:.0f} core-s", flush=True)

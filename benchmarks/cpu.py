@@ -24,9 +24,9 @@ def kernel_cpu() -> float:
     return t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
 
 
-def processes_started() -> int | None:
-    """How many processes the machine has started since boot (Linux's /proc/stat), or None
-    where that is not readable."""
+def tasks_started() -> int | None:
+    """How many processes and threads the machine has started since boot (Linux's /proc/stat
+    `processes`, which counts every fork and clone), or None where that is not readable."""
     try:
         with open("/proc/stat", encoding="ascii") as stat:
             for line in stat:
