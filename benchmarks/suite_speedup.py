@@ -2,11 +2,17 @@
 
 Runs `pytest tests/unit tests/integration` in this environment, as `nox -s tests` does (with the
 same pytest plugins left out, tests/plugin_selection.py) but without coverage (it taxes both runs
-alike and would hide the harness's own share): once at `-n 0`, once at `-n 2` with the session's
-scheduling (`--dist worksteal`), and with `--dist load` (xdist's default) for comparison, and at
-`-n 4`: more workers than these machines' two cores, which gains where tests wait rather than
-compute. Prints each wall time and the speed-ups. Last, the session's own run: `-n 2` under
-`coverage run`, and what share of its wall time and busy CPU coverage takes.
+alike and would hide the harness's own share): at `-n 0` and at `-n 2` with the session's
+scheduling (`--dist worksteal`), in rounds; then once with `--dist load` (xdist's default) for
+comparison, and at `-n 4`: more workers than these machines' two cores, which gains where tests
+wait rather than compute. Prints each wall time and the speed-ups. Last, the session's own run:
+`-n 2` under `coverage run`, and what share of its wall time and busy CPU coverage takes.
+
+Two runs of the same suite differ by more than the gap to the goal (on one machine in one
+afternoon, `-n 2` took from 129 to 150 s), and the engine's build cache grows with every run.
+So `-n 0` and `-n 2` are run in rounds, in alternating order (`-n 0` first in the first round,
+`-n 2` first in the next), and compared by their median wall times; each round's own speed-up
+is printed too, so the spread shows beside the median.
 Goal: `-n 2` at least 1.8 times faster than `-n 0`.
 
 Beside each wall time, the machine's busy and idle CPU seconds over the run (every process:
@@ -23,7 +29,7 @@ Run it as a user in the `docker` group, as the README's test command runs: as ro
 take root's own paths (a second engine as a host process, the bootstrap test's real apt-get),
 so a root record measures a heavier suite.
 
-    python benchmarks/suite_speedup.py [--paths tests/unit tests/integration]
+    python benchmarks/suite_speedup.py [--rounds 3] [--paths tests/unit tests/integration]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,10 +54,13 @@ sys.path.insert(0, str(ROOT))  # the checkout's own `tests` package: the session
 from tests.plugin_selection import lean_addopts
 
 GOAL = 1.8
-RUNS = (("-n 0", ["-n", "0"]), ("-n 2, worksteal", ["-n", "2", "--dist", "worksteal"]),
-        ("-n 2, load", ["-n", "2", "--dist", "load"]),
-        # More workers than cores: how much of the suite's time is waiting, not computing.
-        ("-n 4, worksteal", ["-n", "4", "--dist", "worksteal"]))  # fmt: skip
+SERIAL, PARALLEL = "-n 0", "-n 2, worksteal"
+# Compared in rounds: the goal's two.
+PAIR = ((SERIAL, ["-n", "0"]), (PARALLEL, ["-n", "2", "--dist", "worksteal"]))
+# Once each, against the rounds' median `-n 0`.
+OTHERS = (("-n 2, load", ["-n", "2", "--dist", "load"]),
+          # More workers than cores: how much of the suite's time is waiting, not computing.
+          ("-n 4, worksteal", ["-n", "4", "--dist", "worksteal"]))  # fmt: skip
 # The session's own run: the same, under coverage ([tool.coverage.run], subprocesses measured).
 COVERED = "-n 2, worksteal, under coverage"
 
@@ -84,57 +94,96 @@ def run_once(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of -n 0 and -n 2 (default 3)")
     parser.add_argument("--paths", nargs="+", default=["tests/unit", "tests/integration"])
     args = parser.parse_args()
-    walls: dict[str, float] = {}
-    busies: dict[str, float] = {}
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds {args.rounds}: give at least 1")
     records = len(build_cache_records(engine_client()))
     print(f"the engine holds {records} build cache records", flush=True)
     figures = [figure("engine build cache records at the start", records, "records")]
-    cores = psutil.cpu_count() or 1
-    for name, extra in RUNS:
+    walls, busies, round_figures = _rounds(args.paths, args.rounds)
+    figures += round_figures
+    for name, extra in OTHERS:
         walls[name], summary, busy, idle = run_once(args.paths, extra)
-        busies[name] = busy
-        print(
-            f"{name}: {walls[name]:.1f} s ({summary}); machine CPU busy {busy:.0f} s, idle {idle:.0f} s "
-            f"({busy / (walls[name] * cores):.0%} of {cores} cores)",
-            flush=True,
-        )
-        figures += [
-            figure(f"wall time, {name}", walls[name], "s"),
-            figure(f"machine CPU busy, {name}", busy, "s"),
-            figure(f"machine CPU idle, {name}", idle, "s"),
-        ]
-        if name == "-n 2, worksteal":
-            floor = busy / cores
-            growth = busy / busies["-n 0"]
-            print(
-                f"{name} with no core idle: {floor:.1f} s, a speed-up of {walls['-n 0'] / floor:.2f}x; "
-                f"its busy CPU is {growth:.2f}x -n 0's, for the same tests",
-                flush=True,
-            )
-            figures += [
-                figure(f"machine CPU busy, {name}, over -n 0's", growth, "x"),
-                figure(f"{name}, busy CPU over {cores} cores (no core idle)", floor, "s"),
-                figure(f"speed-up, {name} with no core idle, over -n 0", walls["-n 0"] / floor, "x"),
-            ]
-    figures += _covered(args.paths, walls, busies["-n 2, worksteal"])
+        figures += _reported(name, walls[name], summary, busy, idle)
+    figures += _floor(walls, busies)
+    figures += _covered(args.paths, walls, busies[PARALLEL])
     for name, seconds in walls.items():
-        if name not in ("-n 0", COVERED):
-            speedup = walls["-n 0"] / seconds
+        if name not in (SERIAL, COVERED):
+            speedup = walls[SERIAL] / seconds
             goal = f">= {GOAL}x" if name.startswith("-n 2") else ""
-            print(f"speed-up of {name} over -n 0: {speedup:.2f}x" + (f" (goal {goal})" if goal else ""))
-            figures.append(figure(f"speed-up, {name} over -n 0", speedup, "x", goal))
+            what = f"{name} over -n 0" + (", medians of the rounds" if name == PARALLEL else "")
+            print(f"speed-up, {what}: {speedup:.2f}x" + (f" (goal {goal})" if goal else ""))
+            figures.append(figure(f"speed-up, {what}", speedup, "x", goal))
     write_record("suite_speedup", figures)
 
 
-def _covered(paths: list[str], walls: dict[str, float], uncovered_busy: float) -> list[dict[str, object]]:
+Rows = list[dict[str, object]]
+
+
+def _rounds(paths: list[str], rounds: int) -> tuple[dict[str, float], dict[str, float], Rows]:
+    """`rounds` runs of each of PAIR, in alternating order; their median wall times and busy CPU
+    (the rest of the record compares with these), and each run's rows and each round's speed-up."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in PAIR}
+    figures: Rows = []
+    for index in range(rounds):
+        for name, extra in PAIR if index % 2 == 0 else PAIR[::-1]:
+            wall, summary, busy, idle = run_once(paths, extra)
+            runs[name].append((wall, busy))
+            figures += _reported(f"{name}, round {index + 1}", wall, summary, busy, idle)
+        speedup = runs[SERIAL][-1][0] / runs[PARALLEL][-1][0]
+        print(f"round {index + 1}: speed-up of -n 2 over -n 0 {speedup:.2f}x", flush=True)
+        figures.append(figure(f"speed-up, {PARALLEL} over -n 0, round {index + 1}", speedup, "x"))
+    walls = {name: statistics.median(wall for wall, _ in done) for name, done in runs.items()}
+    busies = {name: statistics.median(busy for _, busy in done) for name, done in runs.items()}
+    for name, wall in walls.items():
+        print(f"{name}: median of {rounds} round(s) {wall:.1f} s, busy CPU {busies[name]:.0f} s", flush=True)
+        figures += [
+            figure(f"wall time, {name}, median of the rounds", wall, "s"),
+            figure(f"machine CPU busy, {name}, median of the rounds", busies[name], "s"),
+        ]
+    return walls, busies, figures
+
+
+def _reported(name: str, wall: float, summary: str, busy: float, idle: float) -> Rows:
+    cores = psutil.cpu_count() or 1
+    print(
+        f"{name}: {wall:.1f} s ({summary}); machine CPU busy {busy:.0f} s, idle {idle:.0f} s "
+        f"({busy / (wall * cores):.0%} of {cores} cores)",
+        flush=True,
+    )
+    return [
+        figure(f"wall time, {name}", wall, "s"),
+        figure(f"machine CPU busy, {name}", busy, "s"),
+        figure(f"machine CPU idle, {name}", idle, "s"),
+    ]
+
+
+def _floor(walls: dict[str, float], busies: dict[str, float]) -> Rows:
+    """How fast `-n 2` would be with no core idle, from the rounds' medians."""
+    cores = psutil.cpu_count() or 1
+    floor = busies[PARALLEL] / cores
+    growth = busies[PARALLEL] / busies[SERIAL]
+    print(
+        f"{PARALLEL} with no core idle: {floor:.1f} s, a speed-up of {walls[SERIAL] / floor:.2f}x; "
+        f"its busy CPU is {growth:.2f}x -n 0's, for the same tests",
+        flush=True,
+    )
+    return [
+        figure(f"machine CPU busy, {PARALLEL}, over -n 0's", growth, "x"),
+        figure(f"{PARALLEL}, busy CPU over {cores} cores (no core idle)", floor, "s"),
+        figure(f"speed-up, {PARALLEL} with no core idle, over -n 0", walls[SERIAL] / floor, "x"),
+    ]
+
+
+def _covered(paths: list[str], walls: dict[str, float], uncovered_busy: float) -> Rows:
     """The session's run, under coverage; what coverage adds to the `-n 2, worksteal` run."""
     with tempfile.TemporaryDirectory(prefix="suite-speedup-") as data:
         walls[COVERED], summary, busy, idle = run_once(
             paths, ["-n", "2", "--dist", "worksteal"], Path(data) / ".coverage"
         )
-    wall_share = 1 - walls["-n 2, worksteal"] / walls[COVERED]
+    wall_share = 1 - walls[PARALLEL] / walls[COVERED]
     cpu_share = 1 - uncovered_busy / busy
     print(
         f"{COVERED}: {walls[COVERED]:.1f} s ({summary}); machine CPU busy {busy:.0f} s, idle {idle:.0f} s; "
