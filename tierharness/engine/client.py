@@ -38,7 +38,6 @@ __all__ = [
     "endpoint",
     "engine_client",
     "engine_connection",
-    "listed_images",
     "local_image_id",
     "prepare_clients",
     "require_buildx",
@@ -312,22 +311,6 @@ def build_cache_records(client: docker.DockerClient) -> list[dict[str, Any]]:
     api = client.api
     answer = api._result(api._get(api._url("/system/df"), params={"type": "build-cache"}), json=True)
     return list(answer.get("BuildCache") or [])
-
-
-def listed_images(
-    client: docker.DockerClient, *, name: str | None = None, label: str | None = None
-) -> list[Any]:
-    """The engine's images (of repository `name`, with `label`), each inspected, leaving out one
-    removed meanwhile. The SDK's images.list() inspects each image it lists and fails with a
-    404 when another run or user removes one between the list and its inspection."""
-    from docker.errors import ImageNotFound  # noqa: PLC0415  lazy: the docker SDK loads when an engine is used
-
-    filters = {"label": label} if label else None
-    found = []
-    for summary in client.api.images(name=name, filters=filters):
-        with contextlib.suppress(ImageNotFound):
-            found.append(client.images.get(summary["Id"]))
-    return found
 
 
 def local_image_id(ref: str) -> str | None:

@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tierharness.config import Settings
-from tierharness.engine.client import build_cache_records, engine_client, listed_images
+from tierharness.engine.client import build_cache_records, engine_client
+from tierharness.engine.image_list import image_summaries, listed_images
 from tierharness.engine.ledger import Ledger
 
 __all__ = [
@@ -320,7 +321,7 @@ def prune_loopback_pulls(*, client: Any = None) -> tuple[str, ...]:
         return ()
     # The list's own references, with no inspection of each image (which another run's removal
     # can fail).
-    present = {ref for image in client.api.images() for ref in _references(image)}
+    present = {ref for image in image_summaries(client) for ref in _references(image)}
     removed = tuple(ref for ref in recorded if ref in present and _remove(client, ref))
     ledger.forget(ref for ref in recorded if ref not in present or ref in removed)
     return removed

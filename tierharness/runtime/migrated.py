@@ -32,7 +32,7 @@ import docker.errors
 import psycopg
 from filelock import FileLock, Timeout
 
-from tierharness.engine.client import listed_images
+from tierharness.engine.image_list import listed_images
 from tierharness.runtime.containers import PostgresInfo
 
 __all__ = [

@@ -11,6 +11,7 @@ import pytest
 
 from tierharness.config import StackConfig, load_settings
 from tierharness.engine.client import engine_client
+from tierharness.engine.image_list import image_summaries
 from tierharness.engine.labels import RunIdentity
 from tierharness.errors import BuildError, ReadinessError
 from tierharness.gitrepo import snapshot
@@ -45,7 +46,7 @@ def test_a_tampered_wheel_is_named_before_the_build_and_no_image_is_made(
     assert "delete it" in message
     assert "image build" not in message  # refused before BuildKit ran
     assert not (clone / "build" / "image.json").exists()
-    assert engine_client().images.list(name="harness-test/tampered") == []
+    assert image_summaries(engine_client(), name="harness-test/tampered") == []
 
 
 def test_a_service_that_never_becomes_healthy_fails_with_its_logs(harness_stack: Any) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from tierharness.config import Settings, load_settings
 from tierharness.engine.client import engine_client
+from tierharness.engine.image_list import image_summaries, listed_images
 from tierharness.engine.labels import LABEL_RUN, RunIdentity
 from tierharness.engine.reaper import containers_of, remove_labelled
 from tierharness.gitrepo import commit_all
@@ -85,7 +86,7 @@ def mini_project(tmp_path_factory: pytest.TempPathFactory, project_root: Path) -
     yield load_settings(tree)
     # Only our own tags: an identical image built by another worker shares the digest,
     # and an Image object lists every tag of that digest.
-    for img in engine_client().images.list(name=image):
+    for img in listed_images(engine_client(), name=image):
         for tag in img.tags:
             if tag.startswith(f"{image}:"):
                 engine_client().images.remove(tag)
@@ -125,8 +126,8 @@ def test_a_rebuild_of_the_commit_with_other_content_leaves_no_unnamed_image(
     try:
         second = build_image(mini_project, force=True, log=lambda _m: None)
         assert (second.image, second.digest != first.digest) == (first.image, True)
-        # The ids alone: listing models inspects each image, and another worker's may go meanwhile.
-        images = set(engine_client().api.images(all=True, quiet=True))
+        # The list's summaries: listing models inspects each image, and another worker's may go meanwhile.
+        images = {image["Id"] for image in image_summaries(engine_client(), intermediate=True)}
         assert second.digest in images
         assert first.digest not in images, "the build the tags named before was left without a name"
     finally:

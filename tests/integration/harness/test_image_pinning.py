@@ -28,6 +28,7 @@ import pytest
 from tierharness.config import Settings, load_settings
 from tierharness.doctor import image_checks
 from tierharness.engine.client import engine_client, local_image_id
+from tierharness.engine.image_list import image_summaries
 from tierharness.engine.labels import RunIdentity
 from tierharness.engine.naming import tag_image
 from tierharness.engine.run_ids import new_run_id
@@ -166,7 +167,7 @@ def _registry_names(registry: Registry) -> set[str]:
     names: set[str] = set()
     # The listing's own summaries: `images.list` inspects each image after listing them all, and
     # fails on one removed meanwhile (by the other worker's test of this module, on this engine).
-    for image in engine_client().api.images(all=True):
+    for image in image_summaries(engine_client(), intermediate=True):
         for name in [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]:
             if name.startswith(f"{registry.host}/"):
                 names.add(name)

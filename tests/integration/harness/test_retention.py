@@ -21,7 +21,8 @@ import pytest
 from docker.errors import ImageNotFound
 
 from tierharness.config import child_env
-from tierharness.engine.client import engine_client, engine_connection, listed_images
+from tierharness.engine.client import engine_client, engine_connection
+from tierharness.engine.image_list import listed_images
 from tierharness.engine.retention import (
     prune_build_cache,
     prune_loopback_pulls,
