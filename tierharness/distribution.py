@@ -19,8 +19,9 @@ What the tools leave to the machine, and what is done about it here:
 - owners: the sdist's members belong to 0:0, without names (setuptools records the builder's).
 - order: the sdist's members sorted by name; setuptools' wheel writer sorts its own.
 
-`build_twice` builds a second time, later, under another umask and time zone, in another
-folder, from files with other mtimes, and `compare` names every difference. Deflate's output
+`build_twice` builds a second time, over two seconds later (past a zip entry's and a gzip
+header's resolution), under another umask and time zone, in another folder, from files with
+other mtimes, and `compare` names every difference. Deflate's output
 depends on the zlib that Python uses, so two machines agree when their Pythons' zlib does.
 """
 
@@ -35,6 +36,7 @@ import os
 import shutil
 import sys
 import tarfile
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +102,8 @@ class Surroundings:
 FIRST = Surroundings()
 # UTC+05:45: a zip writer that used local time would shift every entry.
 SECOND = Surroundings(umask=0o077, tz="Asia/Kathmandu", touched=True)
+# How much later the second build starts than the first ends, in seconds (`build_twice`).
+_LATER_SECONDS = 2.1
 
 
 def _normalise_tree(top: Path, mtime: int) -> None:
@@ -318,6 +322,10 @@ def build_twice(
     first = build_dists(
         root, work / "first", revision=revision, source_date_epoch=source_date_epoch, python=python
     )
+    # Later by more than any stamp's resolution (a gzip header's second, a zip entry's two): a
+    # build of a small package can take under a second, and two builds within one would stamp
+    # the same time and hide it. The canary once passed a build's time to both sdists so.
+    time.sleep(_LATER_SECONDS)
     second = build_dists(
         root, work / "second" / "somewhere" / "else", revision=revision,
         source_date_epoch=source_date_epoch, surroundings=SECOND, python=python,
