@@ -21,8 +21,8 @@ What the tools leave to the machine, and what is done about it here:
 
 `build_twice` builds a second time, over two seconds later (past a zip entry's and a gzip
 header's resolution), under another umask and time zone, in another folder, from files with
-other mtimes, and `compare` names every difference. Deflate's output
-depends on the zlib that Python uses, so two machines agree when their Pythons' zlib does.
+other mtimes, and `compare` names every difference. Deflate's output depends on the zlib that
+Python uses, so two machines agree when their Pythons' zlib does.
 """
 
 from __future__ import annotations

@@ -41,23 +41,11 @@ def promtool(
 ) -> subprocess.CompletedProcess[str]:
     """`promtool ARGS` in the prometheus image, `folder` mounted read-only at /rules, no network;
     its output (both streams) in stdout."""
-    what = f"promtool {' '.join(args)}"
-    fix = "read promtool's output above: a rule or a rule test is wrong"
-    checked = f"{what} in {image}, {folder} mounted at /rules"
-    try:
-        proc = run_to_exit(
-            image, args, identity=identity, role="promtool", mounts={folder: "/rules"},
-            entrypoint="promtool", user=str(os.getuid()),
-        )  # fmt: skip
-    except TimeoutError as exc:
-        raise HarnessError(
-            f"{what}: {exc}", checked=checked, fix="check that the engine answers (docker info)"
-        ) from exc
-    if check and proc.returncode != 0:
-        raise HarnessError(
-            f"{what} failed (exit {proc.returncode}):\n{proc.stdout.strip()}", checked=checked, fix=fix
-        )
-    return proc
+    return run_to_exit(
+        image, args, identity=identity, role="promtool", mounts={folder: "/rules"},
+        what=f"promtool {' '.join(args)}", fix="read promtool's output above: a rule or a rule test is wrong",
+        check=check, entrypoint="promtool", user=str(os.getuid()),
+    )  # fmt: skip
 
 
 def run_rule_tests(
