@@ -19,6 +19,7 @@ from tierharness.process import start_child
 # Long enough that a reaper still sweeping for it is told apart from one that was released,
 # and short enough that a killed test's reapers are gone soon after it.
 GRACE = "20"
+KILLED_GRACE = 4
 
 TESTS = """
 def test_one(harness_reaper):
@@ -70,7 +71,10 @@ def test_a_run_that_ends_normally_releases_its_reaper_at_once(tmp_path: Path) ->
 def test_only_an_owner_that_wrote_its_end_marker_skips_the_grace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ended_normally: bool
 ) -> None:
-    monkeypatch.setenv("HARNESS_REAPER_GRACE", GRACE)  # the reaper's, read in its own process
+    # The reaper's, read in its own process. Killed, the test waits the grace out: a short one,
+    # still longer than a released reaper's single sweep takes here (under a second).
+    grace = GRACE if ended_normally else str(KILLED_GRACE)
+    monkeypatch.setenv("HARNESS_REAPER_GRACE", grace)
     run_id = f"release-{uuid.uuid4().hex[:8]}"
     owner = start_child(["sleep", "300"], log_path=tmp_path / "owner.log")  # dies with this test
     marker = end_marker(tmp_path, run_id)
@@ -86,9 +90,16 @@ def test_only_an_owner_that_wrote_its_end_marker_skips_the_grace(
             assert not marker.exists()
             assert "ended normally" in (tmp_path / "reaper.log").read_text()
         else:
-            # Killed, the owner may have left a creation in flight: still sweeping well after.
-            time.sleep(8)
-            assert reaper.poll() is None, (tmp_path / "reaper.log").read_text()
+            # Killed, the owner may have left a creation in flight: the reaper sweeps for the
+            # whole grace (counted from when it saw the owner gone), then ends by itself.
+            gone = time.monotonic()
+            assert reaper.wait(timeout=KILLED_GRACE + 30) == 0, (tmp_path / "reaper.log").read_text()
+            swept_for = time.monotonic() - gone
+            assert swept_for >= KILLED_GRACE, (
+                f"the reaper of a killed owner ended {swept_for:.1f} s after it, within its "
+                f"{KILLED_GRACE} s grace: " + (tmp_path / "reaper.log").read_text()
+            )
+            assert f"owner {owner.pid} gone" in (tmp_path / "reaper.log").read_text()
     finally:
         for process in (owner, reaper):
             if process.poll() is None:
