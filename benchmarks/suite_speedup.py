@@ -21,9 +21,10 @@ run's busy CPU over the cores is the wall time it would take if no core ever idl
 wall time over that is the speed-up that `-n 2` could reach on these cores without cutting work.
 The ratio of the `-n 2` run's busy CPU to `-n 0`'s is printed too: what running two workers at
 once adds to the cores' work for the same tests, if anything.
-And the engine's build cache records when it starts: every container started and removed costs
-containerd more the more of them there are (docs/image-build.md, "What stays in the engine"), so
-records taken on engines that hold very different numbers of them do not compare.
+And the engine's build cache records at each run's start: every container started and removed
+costs containerd more the more of them there are (docs/image-build.md, "What stays in the engine"),
+and each run adds some (its canaries' clean builds), so runs made on engines that hold very
+different numbers of them do not compare.
 
 Run it as a user in the `docker` group, as the README's test command runs: as root, some tests
 take root's own paths (a second engine as a host process, the bootstrap test's real apt-get),
@@ -43,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 from cpu import machine_cpu
@@ -65,12 +67,20 @@ OTHERS = (("-n 2, load", ["-n", "2", "--dist", "load"]),
 COVERED = "-n 2, worksteal, under coverage"
 
 
-def run_once(
-    paths: list[str], extra: list[str], coverage_file: Path | None = None
-) -> tuple[float, str, float, float]:
-    """Seconds of wall time, pytest's summary line, and the machine's busy and idle CPU
-    seconds over the run; a failed run stops the benchmark. With `coverage_file`, under
-    `coverage run` as `nox -s tests` runs it, its data going there."""
+class Run(NamedTuple):
+    """One run of the suite: seconds of wall time, pytest's summary line, the machine's busy and
+    idle CPU seconds over it, and the engine's build cache records when it started."""
+
+    wall: float
+    summary: str
+    busy: float
+    idle: float
+    records: int
+
+
+def run_once(paths: list[str], extra: list[str], coverage_file: Path | None = None) -> Run:
+    """One run; a failed run stops the benchmark. With `coverage_file`, under `coverage run` as
+    `nox -s tests` runs it, its data going there."""
     # The root-only tests are `nox -s root-tests`' own: the same suite whoever runs this.
     runner = ["coverage", "run", "-m", "pytest"] if coverage_file else ["pytest"]
     argv = [sys.executable, "-m", *runner, "-q", "-p", "no:cacheprovider", "-m", "not needs_root"]
@@ -81,6 +91,9 @@ def run_once(
     # Unselected, every pytest process (the workers, and each project run the tests start)
     # would import the e2e tier's plugins too: a heavier suite than the session's.
     env["PYTEST_ADDOPTS"] = lean_addopts(os.environ.get("PYTEST_ADDOPTS", ""))
+    # Each run adds records (the canaries' clean builds), and each record makes the next run's
+    # containers cost the engine more: the count beside each run shows how far apart they were.
+    records = len(build_cache_records(engine_client()))
     busy0, idle0 = machine_cpu()
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
@@ -89,7 +102,7 @@ def run_once(
     summary = next((ln for ln in reversed(proc.stdout.splitlines()) if re.search(r"\d+ passed", ln)), "")
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
-    return seconds, summary.strip("= "), busy1 - busy0, idle1 - idle0
+    return Run(seconds, summary.strip("= "), busy1 - busy0, idle1 - idle0, records)
 
 
 def main() -> None:
@@ -99,14 +112,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         raise SystemExit(f"--rounds {args.rounds}: give at least 1")
-    records = len(build_cache_records(engine_client()))
-    print(f"the engine holds {records} build cache records", flush=True)
-    figures = [figure("engine build cache records at the start", records, "records")]
-    walls, busies, round_figures = _rounds(args.paths, args.rounds)
-    figures += round_figures
+    walls, busies, figures = _rounds(args.paths, args.rounds)
     for name, extra in OTHERS:
-        walls[name], summary, busy, idle = run_once(args.paths, extra)
-        figures += _reported(name, walls[name], summary, busy, idle)
+        run = run_once(args.paths, extra)
+        walls[name] = run.wall
+        figures += _reported(name, run)
     figures += _floor(walls, busies)
     figures += _covered(args.paths, walls, busies[PARALLEL])
     for name, seconds in walls.items():
@@ -129,9 +139,9 @@ def _rounds(paths: list[str], rounds: int) -> tuple[dict[str, float], dict[str, 
     figures: Rows = []
     for index in range(rounds):
         for name, extra in PAIR if index % 2 == 0 else PAIR[::-1]:
-            wall, summary, busy, idle = run_once(paths, extra)
-            runs[name].append((wall, busy))
-            figures += _reported(f"{name}, round {index + 1}", wall, summary, busy, idle)
+            run = run_once(paths, extra)
+            runs[name].append((run.wall, run.busy))
+            figures += _reported(f"{name}, round {index + 1}", run)
         speedup = runs[SERIAL][-1][0] / runs[PARALLEL][-1][0]
         print(f"round {index + 1}: speed-up of -n 2 over -n 0 {speedup:.2f}x", flush=True)
         figures.append(figure(f"speed-up, {PARALLEL} over -n 0, round {index + 1}", speedup, "x"))
@@ -146,17 +156,19 @@ def _rounds(paths: list[str], rounds: int) -> tuple[dict[str, float], dict[str, 
     return walls, busies, figures
 
 
-def _reported(name: str, wall: float, summary: str, busy: float, idle: float) -> Rows:
+def _reported(name: str, run: Run) -> Rows:
     cores = psutil.cpu_count() or 1
     print(
-        f"{name}: {wall:.1f} s ({summary}); machine CPU busy {busy:.0f} s, idle {idle:.0f} s "
-        f"({busy / (wall * cores):.0%} of {cores} cores)",
+        f"{name}: {run.wall:.1f} s ({run.summary}); machine CPU busy {run.busy:.0f} s, idle {run.idle:.0f} s "
+        f"({run.busy / (run.wall * cores):.0%} of {cores} cores); the engine held {run.records} build cache "
+        "records at its start",
         flush=True,
     )
     return [
-        figure(f"wall time, {name}", wall, "s"),
-        figure(f"machine CPU busy, {name}", busy, "s"),
-        figure(f"machine CPU idle, {name}", idle, "s"),
+        figure(f"wall time, {name}", run.wall, "s"),
+        figure(f"machine CPU busy, {name}", run.busy, "s"),
+        figure(f"machine CPU idle, {name}", run.idle, "s"),
+        figure(f"engine build cache records at the start, {name}", run.records, "records"),
     ]
 
 
@@ -180,20 +192,13 @@ def _floor(walls: dict[str, float], busies: dict[str, float]) -> Rows:
 def _covered(paths: list[str], walls: dict[str, float], uncovered_busy: float) -> Rows:
     """The session's run, under coverage; what coverage adds to the `-n 2, worksteal` run."""
     with tempfile.TemporaryDirectory(prefix="suite-speedup-") as data:
-        walls[COVERED], summary, busy, idle = run_once(
-            paths, ["-n", "2", "--dist", "worksteal"], Path(data) / ".coverage"
-        )
-    wall_share = 1 - walls[PARALLEL] / walls[COVERED]
-    cpu_share = 1 - uncovered_busy / busy
-    print(
-        f"{COVERED}: {walls[COVERED]:.1f} s ({summary}); machine CPU busy {busy:.0f} s, idle {idle:.0f} s; "
-        f"coverage's share of its wall time {wall_share:.0%}, of its busy CPU {cpu_share:.0%}",
-        flush=True,
-    )
+        run = run_once(paths, ["-n", "2", "--dist", "worksteal"], Path(data) / ".coverage")
+    walls[COVERED] = run.wall
+    wall_share = 1 - walls[PARALLEL] / run.wall
+    cpu_share = 1 - uncovered_busy / run.busy
+    print(f"coverage's share of its wall time {wall_share:.0%}, of its busy CPU {cpu_share:.0%}", flush=True)
     return [
-        figure(f"wall time, {COVERED}", walls[COVERED], "s"),
-        figure(f"machine CPU busy, {COVERED}", busy, "s"),
-        figure(f"machine CPU idle, {COVERED}", idle, "s"),
+        *_reported(COVERED, run),
         figure(f"coverage's share of the wall time, {COVERED}", 100 * wall_share, "%"),
         figure(f"coverage's share of the busy CPU, {COVERED}", 100 * cpu_share, "%"),
     ]
