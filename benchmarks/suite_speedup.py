@@ -194,11 +194,12 @@ def _covered(paths: list[str], walls: dict[str, float], uncovered_busy: float) -
     with tempfile.TemporaryDirectory(prefix="suite-speedup-") as data:
         run = run_once(paths, ["-n", "2", "--dist", "worksteal"], Path(data) / ".coverage")
     walls[COVERED] = run.wall
+    rows = _reported(COVERED, run)
     wall_share = 1 - walls[PARALLEL] / run.wall
     cpu_share = 1 - uncovered_busy / run.busy
     print(f"coverage's share of its wall time {wall_share:.0%}, of its busy CPU {cpu_share:.0%}", flush=True)
     return [
-        *_reported(COVERED, run),
+        *rows,
         figure(f"coverage's share of the wall time, {COVERED}", 100 * wall_share, "%"),
         figure(f"coverage's share of the busy CPU, {COVERED}", 100 * cpu_share, "%"),
     ]
