@@ -22,9 +22,9 @@ wall time over that is the speed-up that `-n 2` could reach on these cores witho
 The ratio of the `-n 2` run's busy CPU to `-n 0`'s is printed too: what running two workers at
 once adds to the cores' work for the same tests, if anything.
 And the engine's build cache records at each run's start: every container started and removed
-costs containerd more the more of them there are (docs/image-build.md, "What stays in the engine"),
-and each run adds some (its canaries' clean builds), so runs made on engines that hold very
-different numbers of them do not compare.
+costs containerd a little more the more of them there are (docs/image-build.md, "What a record
+costs"), and each run adds some (its canaries' clean builds), so runs made on engines that hold
+very different numbers of them do not compare.
 
 Run it as a user in the `docker` group, as the README's test command runs: as root, some tests
 take root's own paths (a second engine as a host process, the bootstrap test's real apt-get),
@@ -92,7 +92,8 @@ def run_once(paths: list[str], extra: list[str], coverage_file: Path | None = No
     # would import the e2e tier's plugins too: a heavier suite than the session's.
     env["PYTEST_ADDOPTS"] = lean_addopts(os.environ.get("PYTEST_ADDOPTS", ""))
     # Each run adds records (the canaries' clean builds), and each record makes the next run's
-    # containers cost the engine more: the count beside each run shows how far apart they were.
+    # containers cost the engine a little more (benchmarks/record_cost.py): the count beside each
+    # run shows how far apart they were.
     records = len(build_cache_records(engine_client()))
     busy0, idle0 = machine_cpu()
     started = time.monotonic()
