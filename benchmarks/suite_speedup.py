@@ -21,6 +21,10 @@ run's busy CPU over the cores is the wall time it would take if no core ever idl
 wall time over that is the speed-up that `-n 2` could reach on these cores without cutting work.
 The ratio of the `-n 2` run's busy CPU to `-n 0`'s is printed too: what running two workers at
 once adds to the cores' work for the same tests, if anything.
+Beside each run too, its tests' own time: the sum of every test's set-up, call and tear-down,
+from a JUnit report. One of the two workers runs at least half of that sum, so `-n 0`'s wall time
+over that half is as fast as `-n 2` can be, however the tests are spread; and the ratio of the two
+runs' sums says how much longer the same tests take side by side than one at a time.
 And the engine's build cache records at each run's start: every container started and removed
 costs containerd a little more the more of them there are (docs/image-build.md, "What a record
 costs"), and each run adds some (its canaries' clean builds), so runs made on engines that hold
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,6 +53,7 @@ from typing import NamedTuple
 
 import psutil
 from cpu import machine_cpu
+from junitparser import JUnitXml, TestSuite
 from record import ROOT, figure, write_record
 
 from tierharness.engine.client import build_cache_records, engine_client
@@ -69,13 +75,15 @@ COVERED = "-n 2, worksteal, under coverage"
 
 class Run(NamedTuple):
     """One run of the suite: seconds of wall time, pytest's summary line, the machine's busy and
-    idle CPU seconds over it, and the engine's build cache records when it started."""
+    idle CPU seconds over it, the engine's build cache records when it started, and the sum of
+    its tests' own durations (set-up, call and tear-down, as the JUnit report times them)."""
 
     wall: float
     summary: str
     busy: float
     idle: float
     records: int
+    tests: float
 
 
 def run_once(paths: list[str], extra: list[str], coverage_file: Path | None = None) -> Run:
@@ -83,8 +91,9 @@ def run_once(paths: list[str], extra: list[str], coverage_file: Path | None = No
     `nox -s tests` runs it, its data going there."""
     # The root-only tests are `nox -s root-tests`' own: the same suite whoever runs this.
     runner = ["coverage", "run", "-m", "pytest"] if coverage_file else ["pytest"]
+    report = Path(tempfile.mkdtemp(prefix="suite-speedup-")) / "junit.xml"
     argv = [sys.executable, "-m", *runner, "-q", "-p", "no:cacheprovider", "-m", "not needs_root"]
-    argv += [*extra, *paths]
+    argv += [f"--junitxml={report}", *extra, *paths]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "COV_", "COVERAGE_"))}
     if coverage_file:
         env["COVERAGE_FILE"] = str(coverage_file)  # the measured processes' data, not the checkout's
@@ -103,7 +112,16 @@ def run_once(paths: list[str], extra: list[str], coverage_file: Path | None = No
     summary = next((ln for ln in reversed(proc.stdout.splitlines()) if re.search(r"\d+ passed", ln)), "")
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
-    return Run(seconds, summary.strip("= "), busy1 - busy0, idle1 - idle0, records)
+    tests = _tests_time(report)
+    shutil.rmtree(report.parent)
+    return Run(seconds, summary.strip("= "), busy1 - busy0, idle1 - idle0, records, tests)
+
+
+def _tests_time(report: Path) -> float:
+    """The sum of the JUnit report's test case times: each test's set-up, call and tear-down."""
+    xml = JUnitXml.fromfile(str(report))
+    suites = [xml] if isinstance(xml, TestSuite) else list(xml)
+    return sum(case.time for suite in suites for case in suite)
 
 
 def main() -> None:
@@ -135,25 +153,45 @@ Rows = list[dict[str, object]]
 
 def _rounds(paths: list[str], rounds: int) -> tuple[dict[str, float], dict[str, float], Rows]:
     """`rounds` runs of each of PAIR, in alternating order; their median wall times and busy CPU
-    (the rest of the record compares with these), and each run's rows and each round's speed-up."""
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in PAIR}
+    (the rest of the record compares with these), and each run's rows, each round's speed-up, and
+    how much longer the tests themselves took at `-n 2`."""
+    runs: dict[str, list[Run]] = {name: [] for name, _ in PAIR}
     figures: Rows = []
     for index in range(rounds):
         for name, extra in PAIR if index % 2 == 0 else PAIR[::-1]:
             run = run_once(paths, extra)
-            runs[name].append((run.wall, run.busy))
+            runs[name].append(run)
             figures += _reported(f"{name}, round {index + 1}", run)
-        speedup = runs[SERIAL][-1][0] / runs[PARALLEL][-1][0]
+        speedup = runs[SERIAL][-1].wall / runs[PARALLEL][-1].wall
         print(f"round {index + 1}: speed-up of -n 2 over -n 0 {speedup:.2f}x", flush=True)
         figures.append(figure(f"speed-up, {PARALLEL} over -n 0, round {index + 1}", speedup, "x"))
-    walls = {name: statistics.median(wall for wall, _ in done) for name, done in runs.items()}
-    busies = {name: statistics.median(busy for _, busy in done) for name, done in runs.items()}
+    walls = {name: statistics.median(run.wall for run in done) for name, done in runs.items()}
+    busies = {name: statistics.median(run.busy for run in done) for name, done in runs.items()}
+    tests = {name: statistics.median(run.tests for run in done) for name, done in runs.items()}
     for name, wall in walls.items():
-        print(f"{name}: median of {rounds} round(s) {wall:.1f} s, busy CPU {busies[name]:.0f} s", flush=True)
+        print(
+            f"{name}: median of {rounds} round(s) {wall:.1f} s, busy CPU {busies[name]:.0f} s, "
+            f"tests' own time {tests[name]:.1f} s",
+            flush=True,
+        )
         figures += [
             figure(f"wall time, {name}, median of the rounds", wall, "s"),
             figure(f"machine CPU busy, {name}, median of the rounds", busies[name], "s"),
+            figure(f"tests' own time, {name}, median of the rounds", tests[name], "s"),
         ]
+    # However the tests are spread, one of the two workers runs at least half their summed time:
+    # `-n 2` takes at least that long, and its tests take longer side by side than one at a time.
+    stretch = tests[PARALLEL] / tests[SERIAL]
+    bound = walls[SERIAL] / (tests[PARALLEL] / 2)
+    print(
+        f"tests' own time at {PARALLEL} over -n 0's: {stretch:.2f}x; with half of it on each worker, "
+        f"-n 2 would be {bound:.2f}x faster than -n 0, and it can be no faster",
+        flush=True,
+    )
+    figures += [
+        figure(f"tests' own time, {PARALLEL} over -n 0's, medians", stretch, "x"),
+        figure(f"speed-up, {PARALLEL} over -n 0, at most (half its tests' own time a worker)", bound, "x"),
+    ]
     return walls, busies, figures
 
 
@@ -161,8 +199,8 @@ def _reported(name: str, run: Run) -> Rows:
     cores = psutil.cpu_count() or 1
     print(
         f"{name}: {run.wall:.1f} s ({run.summary}); machine CPU busy {run.busy:.0f} s, idle {run.idle:.0f} s "
-        f"({run.busy / (run.wall * cores):.0%} of {cores} cores); the engine held {run.records} build cache "
-        "records at its start",
+        f"({run.busy / (run.wall * cores):.0%} of {cores} cores); tests' own time {run.tests:.1f} s; the "
+        f"engine held {run.records} build cache records at its start",
         flush=True,
     )
     return [
@@ -170,6 +208,7 @@ def _reported(name: str, run: Run) -> Rows:
         figure(f"machine CPU busy, {name}", run.busy, "s"),
         figure(f"machine CPU idle, {name}", run.idle, "s"),
         figure(f"engine build cache records at the start, {name}", run.records, "records"),
+        figure(f"tests' own time, {name}", run.tests, "s"),
     ]
 
 
