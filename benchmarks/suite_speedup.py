@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -86,17 +85,12 @@ class Run(NamedTuple):
     tests: float
 
 
-def run_once(paths: list[str], extra: list[str], coverage_file: Path | None = None) -> Run:
-    """One run; a failed run stops the benchmark. With `coverage_file`, under `coverage run` as
-    `nox -s tests` runs it, its data going there."""
+def run_once(paths: list[str], extra: list[str], *, covered: bool = False) -> Run:
+    """One run; a failed run stops the benchmark. `covered`: under `coverage run`, as `nox -s
+    tests` runs it. Its JUnit report and coverage data go to a temporary folder."""
     # The root-only tests are `nox -s root-tests`' own: the same suite whoever runs this.
-    runner = ["coverage", "run", "-m", "pytest"] if coverage_file else ["pytest"]
-    report = Path(tempfile.mkdtemp(prefix="suite-speedup-")) / "junit.xml"
-    argv = [sys.executable, "-m", *runner, "-q", "-p", "no:cacheprovider", "-m", "not needs_root"]
-    argv += [f"--junitxml={report}", *extra, *paths]
+    runner = ["coverage", "run", "-m", "pytest"] if covered else ["pytest"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HARNESS_", "COV_", "COVERAGE_"))}
-    if coverage_file:
-        env["COVERAGE_FILE"] = str(coverage_file)  # the measured processes' data, not the checkout's
     # Unselected, every pytest process (the workers, and each project run the tests start)
     # would import the e2e tier's plugins too: a heavier suite than the session's.
     env["PYTEST_ADDOPTS"] = lean_addopts(os.environ.get("PYTEST_ADDOPTS", ""))
@@ -104,16 +98,21 @@ def run_once(paths: list[str], extra: list[str], coverage_file: Path | None = No
     # containers cost the engine a little more (benchmarks/record_cost.py): the count beside each
     # run shows how far apart they were.
     records = len(build_cache_records(engine_client()))
-    busy0, idle0 = machine_cpu()
-    started = time.monotonic()
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    seconds = time.monotonic() - started
-    busy1, idle1 = machine_cpu()
+    with tempfile.TemporaryDirectory(prefix="suite-speedup-") as folder:
+        report = Path(folder) / "junit.xml"
+        # Under coverage, the measured processes' data goes there, not to the checkout's.
+        env["COVERAGE_FILE"] = str(Path(folder) / ".coverage")
+        argv = [sys.executable, "-m", *runner, "-q", "-p", "no:cacheprovider", "-m", "not needs_root"]
+        argv += [f"--junitxml={report}", *extra, *paths]
+        busy0, idle0 = machine_cpu()
+        started = time.monotonic()
+        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        seconds = time.monotonic() - started
+        busy1, idle1 = machine_cpu()
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+        tests = _tests_time(report)
     summary = next((ln for ln in reversed(proc.stdout.splitlines()) if re.search(r"\d+ passed", ln)), "")
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
-    tests = _tests_time(report)
-    shutil.rmtree(report.parent)
     return Run(seconds, summary.strip("= "), busy1 - busy0, idle1 - idle0, records, tests)
 
 
@@ -131,7 +130,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         raise SystemExit(f"--rounds {args.rounds}: give at least 1")
-    walls, busies, figures = _rounds(args.paths, args.rounds)
+    walls, busies, tests, figures = _rounds(args.paths, args.rounds)
+    figures += _bound(walls, tests)
     for name, extra in OTHERS:
         run = run_once(args.paths, extra)
         walls[name] = run.wall
@@ -151,10 +151,13 @@ def main() -> None:
 Rows = list[dict[str, object]]
 
 
-def _rounds(paths: list[str], rounds: int) -> tuple[dict[str, float], dict[str, float], Rows]:
-    """`rounds` runs of each of PAIR, in alternating order; their median wall times and busy CPU
-    (the rest of the record compares with these), and each run's rows, each round's speed-up, and
-    how much longer the tests themselves took at `-n 2`."""
+Medians = dict[str, float]  # by run name
+
+
+def _rounds(paths: list[str], rounds: int) -> tuple[Medians, Medians, Medians, Rows]:
+    """`rounds` runs of each of PAIR, in alternating order; their median wall times, busy CPU and
+    tests' own time (the rest of the record compares with these), and each run's rows and each
+    round's speed-up."""
     runs: dict[str, list[Run]] = {name: [] for name, _ in PAIR}
     figures: Rows = []
     for index in range(rounds):
@@ -179,6 +182,11 @@ def _rounds(paths: list[str], rounds: int) -> tuple[dict[str, float], dict[str, 
             figure(f"machine CPU busy, {name}, median of the rounds", busies[name], "s"),
             figure(f"tests' own time, {name}, median of the rounds", tests[name], "s"),
         ]
+    return walls, busies, tests, figures
+
+
+def _bound(walls: Medians, tests: Medians) -> Rows:
+    """The most `-n 2` can gain, from its tests' own time and `-n 0`'s wall time (medians)."""
     # However the tests are spread, one of the two workers runs at least half their summed time:
     # `-n 2` takes at least that long, and its tests take longer side by side than one at a time.
     stretch = tests[PARALLEL] / tests[SERIAL]
@@ -188,11 +196,10 @@ def _rounds(paths: list[str], rounds: int) -> tuple[dict[str, float], dict[str, 
         f"-n 2 would be {bound:.2f}x faster than -n 0, and it can be no faster",
         flush=True,
     )
-    figures += [
+    return [
         figure(f"tests' own time, {PARALLEL} over -n 0's, medians", stretch, "x"),
         figure(f"speed-up, {PARALLEL} over -n 0, at most (half its tests' own time a worker)", bound, "x"),
     ]
-    return walls, busies, figures
 
 
 def _reported(name: str, run: Run) -> Rows:
@@ -212,7 +219,7 @@ def _reported(name: str, run: Run) -> Rows:
     ]
 
 
-def _floor(walls: dict[str, float], busies: dict[str, float]) -> Rows:
+def _floor(walls: Medians, busies: Medians) -> Rows:
     """How fast `-n 2` would be with no core idle, from the rounds' medians."""
     cores = psutil.cpu_count() or 1
     floor = busies[PARALLEL] / cores
@@ -231,8 +238,7 @@ def _floor(walls: dict[str, float], busies: dict[str, float]) -> Rows:
 
 def _covered(paths: list[str], walls: dict[str, float], uncovered_busy: float) -> Rows:
     """The session's run, under coverage; what coverage adds to the `-n 2, worksteal` run."""
-    with tempfile.TemporaryDirectory(prefix="suite-speedup-") as data:
-        run = run_once(paths, ["-n", "2", "--dist", "worksteal"], Path(data) / ".coverage")
+    run = run_once(paths, ["-n", "2", "--dist", "worksteal"], covered=True)
     walls[COVERED] = run.wall
     rows = _reported(COVERED, run)
     wall_share = 1 - walls[PARALLEL] / run.wall
