@@ -22,6 +22,7 @@ import os
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from record import figure, write_record
 
 from tierharness.config import load_settings
 from tierharness.engine.client import build_cache_records, engine_client
+from tierharness.engine.labels import RunIdentity
 from tierharness.engine.retention import prune_build_cache
 
 DAEMONS = ("dockerd", "containerd")
@@ -39,11 +41,16 @@ DAEMONS = ("dockerd", "containerd")
 def cycles(client: Any, image: str, count: int) -> tuple[float, dict[str, float | None]]:
     """The median seconds of `count` start-and-remove cycles, and each daemon's CPU seconds a
     cycle (None where this user cannot read it)."""
+    # Labelled as a run of this process, as a worker's are: a container a kill leaves between
+    # its start and its removal is swept by the next run, or `nox -s clean`.
+    labels = RunIdentity(f"bench-{uuid.uuid4().hex[:8]}", "bench", os.getpid()).labels("redis")
     before = {name: daemon_cpu(name) for name in DAEMONS}
     seconds = []
     for _ in range(count):
         started = time.monotonic()
-        container = client.containers.run(image, detach=True, ports={"6379/tcp": ("127.0.0.1", None)})
+        container = client.containers.run(
+            image, detach=True, labels=labels, ports={"6379/tcp": ("127.0.0.1", None)}
+        )
         try:
             container.reload()
         finally:
