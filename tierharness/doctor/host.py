@@ -139,7 +139,8 @@ def disk_check(root_dir: str, free: int | None, why: str | None = None) -> Check
 
 
 # Above this many build cache records, every container the engine starts and removes costs
-# containerd noticeably more (tierharness.engine.retention: 0.44 CPU-s with 4,488 snapshots, 0.10 with 21).
+# containerd noticeably more: the cost grows with each record (docs/image-build.md, "What a
+# record costs").
 BUILD_CACHE_WARN_ABOVE = 1500
 
 

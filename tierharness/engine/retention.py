@@ -1,10 +1,9 @@
 """What the harness leaves in the engine between runs, kept in bounds.
 
-Every container the engine starts or removes costs containerd work in proportion to what its
-metadata holds, and BuildKit's cache holds most of it: on this project's machines, after a day
-of builds, canary builds and clean rebuilds (4,488 snapshots, 178 references pulled from runs'
-registries), a container started and removed cost containerd 0.44 CPU-seconds; 0.10 once they
-were gone (the engine's own GC frees space, not records). So:
+Every container the engine starts or removes costs containerd work that grows with what its
+metadata holds, and BuildKit's cache and the references pulled from runs' registries hold most
+of it; the engine's own GC frees space, not records. What a record costs a container is
+measured by benchmarks/record_cost.py (docs/image-build.md, "What a record costs"). So:
 
 - after each build, the project image's per-commit tags beyond the newest `keep-images` are
   removed (never the one just built, never one a container still runs: the engine refuses,
