@@ -130,7 +130,12 @@ def disk_check(root_dir: str, free: int | None, why: str | None = None) -> Check
             "check it on the engine's host: `df -h` of its data root, `docker system df`",
         )
     gib = f"{free / GIB:.1f} GiB free in {root_dir}"
-    prune = "free space: `docker system prune` (unused images, build cache) or a larger disk"
+    # The harness's own first: the engine's prune also removes other projects' and other users'
+    # stopped containers, images and build cache, which on a shared engine are not the user's.
+    prune = (
+        "free space: `python -m tierharness clean --prune` (what your harness runs made), then "
+        "what else you made (`docker system df` shows it) by hand, or a larger disk"
+    )
     if free < DISK_FAIL_BELOW:
         return Check("disk space", "FAIL", f"{gib} (< {DISK_FAIL_BELOW // GIB} GiB)", prune)
     if free < DISK_WARN_BELOW:

@@ -435,6 +435,15 @@ def test_disk_space_thresholds(free: int | None, status: str) -> None:
     assert disk_check("/var/lib/docker", free, "not local").status == status
 
 
+def test_low_disk_space_advises_the_harness_own_prune_not_the_engines() -> None:
+    low = disk_check("/var/lib/docker", GIB, "")
+    assert low.status == "FAIL"
+    assert low.fix is not None
+    # The engine's own prune removes other users' stopped containers and images too.
+    assert "python -m tierharness clean --prune" in low.fix
+    assert "system prune" not in low.fix
+
+
 def test_a_build_cache_above_the_limit_warns_with_the_clean_command() -> None:
     calm = build_cache_check(BUILD_CACHE_WARN_ABOVE, 10, 3600)
     assert (calm.status, calm.detail) == (
