@@ -294,7 +294,7 @@ class DeployConfig:
 
     alerts: str = "monitoring/alerts.yml"  # the rules that page, and that roll a deploy back
     alert_tests: str = "monitoring/tests/alerts_test.yml"  # promtool rule tests
-    candidates: str = "deploy/candidates"  # recipes of broken candidates, one folder each
+    candidates: str = "deploy/candidates"  # recipes of broken candidates, one <name>.Dockerfile each
     proxy_port: int = 0  # 0: a free port on 127.0.0.1
     settle_seconds: float = 10.0  # green watched against the alerts after the switch
     alert_hold: str = "1s"  # each rule's `for:` during the rehearsal (minutes would not fit)
