@@ -220,7 +220,7 @@ def e2e(session: nox.Session) -> None:
     session.run("python", "-m", "tierharness", "publish", "--if-verifying")
     # Two workers, a file each at a time: each worker runs its own stack, which the tests of a
     # file share (and stop its Postgres); the rehearsals of one file share their folder.
-    # `-- -n 0` runs them in one process (what .ci/run does beside the tests lane).
+    # `-- -n 0` runs them in one process.
     args, _ = _with_default_paths(session.posargs, ("tests/e2e",))
     session.run("pytest", "-n", "2", "--dist", "loadfile", "--junitxml=build/junit/e2e.xml", *args)
 

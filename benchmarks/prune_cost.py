@@ -1,4 +1,4 @@
-"""What a build cache prune by id costs, a record: `prune_build_cache` (ten ids a prune, newest
+"""What a build cache prune by id costs, a record: `prune_build_cache` (twenty ids a prune, newest
 first, the expression unanchored where every id has one length) against the form it had before
 (200 ids a prune, `^(ids)$`), each on records of its own: chains of `RUN` steps on the `base`
 logical image, as the project's clean builds make them, recorded as clean builds' in a
