@@ -73,8 +73,11 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_record(name: str, figures: list[dict[str, Any]], *, argv: list[str] | None = None) -> Path:
-    """Write docs/figures/<name>.json and say so; returns its path."""
+def write_record(
+    name: str, figures: list[dict[str, Any]], *, argv: list[str] | None = None, command: str | None = None
+) -> Path:
+    """Write docs/figures/<name>.json and say so; returns its path. `command`: how to make the
+    record again, where it is not this benchmark script with its arguments."""
     changes = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"],
         cwd=ROOT, capture_output=True, text=True, check=False,
@@ -82,7 +85,7 @@ def write_record(name: str, figures: list[dict[str, Any]], *, argv: list[str] | 
     args = sys.argv[1:] if argv is None else argv
     record = {
         "name": name,
-        "command": " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *args]),
+        "command": command or " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *args]),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
         "commit": _output("git", "rev-parse", "HEAD"),
         "uncommitted_changes": bool(changes),  # measured on a tree that differs from the commit

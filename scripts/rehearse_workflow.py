@@ -10,7 +10,9 @@ download-artifact by a folder shared between the jobs of one rehearsal.
 
     sudo python3 scripts/rehearse_workflow.py [--jobs lint,tests,...] [--user runner]
 
-Writes build/rehearsal/report.json and report.md; exits 1 when any job failed.
+Writes build/rehearsal/report.json and report.md, and the record the docs render
+(docs/figures/workflow_rehearsal.json: each job's result, seconds and commit); exits 1 when any
+job failed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmarks' record: one format for every figure
+from record import figure, write_record  # noqa: E402
+
 WORKFLOW = ROOT / ".github/workflows/ci.yml"
 SUDOERS = Path("/etc/sudoers.d/harness-rehearsal")
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -223,6 +228,21 @@ def _markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _figures(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row a job: its result (and the step that failed), its seconds, and the commit it ran."""
+    rows = []
+    for r in results:
+        bad = next((s["name"] for s in r["steps"] if s["exit"]), "")
+        verdict = "PASS" if r["passed"] else f"FAIL at {bad!r}"
+        total = round(sum(s["seconds"] for s in r["steps"]), 1)
+        rows.append(figure(f"{r['job']} ({verdict}, at {r.get('revision', '')[:10]})", total, "s"))
+    return rows
+
+
+def _posargs() -> str:
+    return f" -- {' '.join(sys.argv[1:])}" if sys.argv[1:] else ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", default="", help="comma-separated job names (default: all, in order)")
@@ -256,6 +276,11 @@ def main() -> int:
     (out / "report.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(results))
     print(_markdown(results))
+    write_record(
+        "workflow_rehearsal",
+        _figures(results),
+        command=f"sudo .venv/bin/nox -s rehearse-workflow{_posargs()}",
+    )
     return 0 if all(r["passed"] for r in ran) else 1
 
 
