@@ -4,12 +4,16 @@ with the offending path named; the clean one must pass."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 from tierharness.config import load_settings
 from tierharness.imaging.buildx import buildx_build
 from tierharness.oci import read_oci
 from tierharness.repro.check import DockerfileBuild, check_reproducible
+from tierharness.repro.diff import diff_images
+from tierharness.repro.recorded import judge_recorded
 
 CANARIES = {
     "date": ("RUN date +%s%N > /build-stamp", "/build-stamp", "content differs"),
@@ -84,3 +88,40 @@ def test_clean_canary_is_reproducible(tmp_path: Path) -> None:
         context, build_args=spec.build_args, source_date_epoch=spec.source_date_epoch, oci_dest=plain
     )
     assert read_oci(plain).digest == diff.a_digest
+
+
+def test_a_cached_stage_with_an_earlier_builds_times_is_caught_against_the_recorded_build(
+    tmp_path: Path,
+) -> None:
+    """The canary for `repro-check`'s comparison with the recorded build: a stage that no
+    SOURCE_DATE_EPOCH reaches is reused from the cache for a later commit, and keeps the first
+    build's file times, which that commit's epoch is later than. Two clean builds agree with each
+    other; the recorded (cached) build does not, and the diff names the file. A file given a
+    fixed time in the stage, as Dockerfile.enterprise's deps stage gives its venv, is not named."""
+    token = uuid.uuid4().hex  # a step no earlier build cached
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        "ARG BASE\nFROM ${BASE}\n"
+        f"RUN mkdir /kept /fixed && echo {token} > /kept/file && echo {token} > /fixed/file"
+        " && touch --date=@315532800 /fixed /fixed/file\n"
+    )
+    args = {"BASE": load_settings().image("base").local}
+    buildx_build(context, build_args=args, source_date_epoch=1_700_000_000)  # an earlier commit's
+    time.sleep(1.1)
+    epoch = int(time.time())  # a later commit's: after the step ran, before the clean builds run
+    time.sleep(1.1)
+    recorded = tmp_path / "recorded.oci.tar"
+    cached = buildx_build(context, build_args=args, source_date_epoch=epoch, oci_dest=recorded)
+    assert cached.cached_steps >= 1, "the step was not reused from the cache: the canary proves nothing"
+    spec = DockerfileBuild(build_args=args, source_date_epoch=epoch)
+    clean = check_reproducible(context, spec, tmp_path / "report", log=lambda _m: None, keep=True)
+    assert clean.reproducible, clean.summary()
+    record = {"digest": read_oci(recorded).digest, "revision": "r", "image": "canary"}
+    verdict = judge_recorded(record, "r", clean.a_digest, record_path="image.json")
+    assert verdict.agrees is False, verdict.lines
+    explained = diff_images(read_oci(recorded), read_oci(tmp_path / "report" / "first.oci.tar"))
+    assert "/kept/file" in explained.offending_paths()
+    change = next(c for layer in explained.layers for c in layer.changed if c.path == "/kept/file")
+    assert "the timestamp differs" in change.why
+    assert not [p for p in explained.offending_paths() if p.startswith("/fixed")]
