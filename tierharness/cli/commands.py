@@ -93,7 +93,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "repro-check",
-        "build the image twice from clean, varied, and compare digests",
+        "build the image twice from clean, varied, and compare digests (and the recorded build's)",
         (
             _flag("--keep", "keep both OCI tarballs even when they are identical"),
             _flag(
