@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -293,6 +294,7 @@ def main() -> None:
         remove_labelled(client, {"label": [f"{LABEL_RUN}={run_id}"]})
         for record in (state_dir / "reuse").glob("*.json"):  # only the keys made here
             remove_kept(client, record.stem)
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
