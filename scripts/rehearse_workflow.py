@@ -218,13 +218,18 @@ class Rehearsal:
         return {"job": label, "passed": not failed, "steps": steps, "log": str(log)}
 
 
+def _summary(r: dict[str, Any]) -> tuple[str, str, float, str]:
+    """A job's commit, result, seconds and failed step, as the report and the record show them."""
+    bad = next((s["name"] for s in r["steps"] if s["exit"]), "")
+    total = round(sum(s["seconds"] for s in r["steps"]), 1)
+    return r.get("revision", "")[:10], "PASS" if r["passed"] else "FAIL", total, bad
+
+
 def _markdown(results: list[dict[str, Any]]) -> str:
     lines = ["| job | commit | result | seconds | failed step |", "|---|---|---|---|---|"]
     for r in results:
-        bad = next((s["name"] for s in r["steps"] if s["exit"]), "")
-        total = round(sum(s["seconds"] for s in r["steps"]), 1)
-        commit = r.get("revision", "")[:10]
-        lines.append(f"| {r['job']} | {commit} | {'PASS' if r['passed'] else 'FAIL'} | {total} | {bad} |")
+        commit, result, total, bad = _summary(r)
+        lines.append(f"| {r['job']} | {commit} | {result} | {total} | {bad} |")
     return "\n".join(lines) + "\n"
 
 
@@ -232,10 +237,9 @@ def _figures(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row a job: its result (and the step that failed), its seconds, and the commit it ran."""
     rows = []
     for r in results:
-        bad = next((s["name"] for s in r["steps"] if s["exit"]), "")
-        verdict = "PASS" if r["passed"] else f"FAIL at {bad!r}"
-        total = round(sum(s["seconds"] for s in r["steps"]), 1)
-        rows.append(figure(f"{r['job']} ({verdict}, at {r.get('revision', '')[:10]})", total, "s"))
+        commit, result, total, bad = _summary(r)
+        verdict = f"FAIL at {bad!r}" if bad else result
+        rows.append(figure(f"{r['job']} ({verdict}, at {commit})", total, "s"))
     return rows
 
 

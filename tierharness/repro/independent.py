@@ -23,6 +23,7 @@ from tierharness.imaging.image_record import build_record
 from tierharness.imaging.resolution import build_rootfs_image
 from tierharness.repro.check import repro_check
 from tierharness.repro.diff import ImageDiff
+from tierharness.repro.recorded import RecordedVerdict, judge_checkout
 
 __all__ = ["IndependentRebuild", "independent_rebuild"]
 
@@ -31,7 +32,7 @@ __all__ = ["IndependentRebuild", "independent_rebuild"]
 class IndependentRebuild:
     engine1: str
     engine2: str
-    recorded: str
+    recorded: RecordedVerdict  # build/image.json, the build shipped, against engine 1's
     base1: str | None
     base2: str
     diff: ImageDiff
@@ -39,13 +40,15 @@ class IndependentRebuild:
 
     @property
     def reproducible(self) -> bool:
-        return self.engine1 == self.engine2 == self.recorded
+        # The recorded build is the one shipped: an independent rebuild that cannot give its
+        # digest has not reproduced it, whatever the two engines agree on.
+        return self.engine1 == self.engine2 and self.recorded.agrees is True
 
 
 def independent_rebuild(
     settings: Settings, *, keep: bool = False, log: Callable[[str], None] = print
 ) -> IndependentRebuild:
-    recorded = str(build_record(settings)["digest"])
+    build_record(settings)  # a build to reproduce, or the fix, before a second engine starts
     base = settings.image(settings.build.base_image)
     if base.kind != "rootfs":
         raise HarnessError(
@@ -61,6 +64,7 @@ def independent_rebuild(
         if base1 != base2:
             log(f"base differs: {base1} on the first engine, {base2} on the second")
         diff = repro_check(settings, keep=keep, log=log, second_env=engine.env())
+    recorded = judge_checkout(settings, diff.a_digest)
     return IndependentRebuild(
         diff.a_digest, diff.b_digest, recorded, base1, base2, diff, time.monotonic() - started
     )
