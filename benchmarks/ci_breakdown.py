@@ -19,16 +19,20 @@ time by phase:
   the build cache's prune (at nice 19, no build).
 
 The run's busy CPU over the cores is the wall time it would take if no core ever idled; the
-idle by phase says where the rest goes. Goal: `.ci/run` at most 300 s warm.
+idle by phase says where the rest goes. Goal: `.ci/run` at most 300 s warm. With `--runs N`, N
+runs one after another, each in a fresh clone, and each run's step table is printed: the record
+adds each run's wall time and its tests lane's, and how many of the N met the goal; the breakdown
+is the last run's.
 
 Run it as root (as CI runs `.ci/run`), on a machine that has nothing else to do, after a first
 `.ci/run` of the same commit: the environments, images and build cache are then warm.
 
-    python benchmarks/ci_breakdown.py
+    python benchmarks/ci_breakdown.py [--runs N]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -170,12 +174,8 @@ def _by_lane(steps: list[Step], run: Measured) -> list[dict[str, object]]:
     ]
 
 
-def main() -> None:
-    if os.geteuid() != 0:
-        raise SystemExit("run it as root, as CI runs .ci/run: its tiers run as the CI user it makes")
-    run = measure()
-    steps, total = steps_of(run.output)
-    print("\n".join(line for line in run.output.splitlines() if _STEP.match(line) or _TOTAL.match(line)))
+def _breakdown(run: Measured, steps: list[Step], total: int) -> list[dict[str, object]]:
+    """One run's figures: its wall time, the busy CPU and who spent it, the idle by phase."""
     cores = psutil.cpu_count() or 1
     print(f".ci/run: {total} s; machine CPU busy {run.busy:.0f} s, idle {run.idle:.0f} s", flush=True)
     figures = [
@@ -201,6 +201,39 @@ def main() -> None:
         idle = run.sampler.idle_between(start, end)
         print(f"{phase}: t+{start} to t+{end} s, idle {idle:.0f} core-s", flush=True)
         figures += [figure(f"{phase}: seconds", end - start, "s"), figure(f"{phase}: idle", idle, "core-s")]
+    return figures
+
+
+def _series(totals: list[tuple[int, int]]) -> list[dict[str, object]]:
+    """Each run's wall time and its tests lane's, and how many runs met the goal."""
+    figures: list[dict[str, object]] = []
+    for number, (total, tests) in enumerate(totals, start=1):
+        figures += [
+            figure(f".ci/run, wall time, run {number}", total, "s", f"<= {GOAL_SECONDS} s warm"),
+            figure(f"tests lane, run {number}", tests, "s"),
+        ]
+    met = sum(total <= GOAL_SECONDS for total, _ in totals)
+    print(f"runs within {GOAL_SECONDS} s: {met} of {len(totals)}", flush=True)
+    return [*figures, figure(f"runs within {GOAL_SECONDS} s", f"{met} of {len(totals)}", "", "all")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1, help="runs one after another (default 1)")
+    args = parser.parse_args()
+    if args.runs < 1:
+        parser.error(f"--runs {args.runs}: give at least 1")
+    if os.geteuid() != 0:
+        raise SystemExit("run it as root, as CI runs .ci/run: its tiers run as the CI user it makes")
+    totals: list[tuple[int, int]] = []
+    for number in range(1, args.runs + 1):
+        run = measure()
+        steps, total = steps_of(run.output)
+        print(f"--- run {number} of {args.runs}", flush=True)
+        print("\n".join(line for line in run.output.splitlines() if _STEP.match(line) or _TOTAL.match(line)))
+        totals.append((total, next(s.seconds for s in steps if s.lane == "tests")))
+    # The breakdown is the last run's; with --runs, each run's wall time is beside it.
+    figures = _breakdown(run, steps, total) + (_series(totals) if args.runs > 1 else [])
     write_record("ci_breakdown", figures)
 
 
