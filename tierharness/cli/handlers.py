@@ -106,10 +106,11 @@ def _print_diff(diff: ImageDiff, reports: tuple[Path, Path] | None) -> int:
 
 
 def repro_check(args: argparse.Namespace) -> int:
+    from tierharness.repro.check import report_folder  # noqa: PLC0415  lazy: CLI start-up
     from tierharness.repro.check import repro_check as check  # noqa: PLC0415  lazy: CLI start-up
 
     settings = load_settings()
-    folder = settings.build_dir / "repro"
+    folder = report_folder(settings)
     if args.independent:
         return _independent_rebuild(settings, args.keep, folder)
     diff = check(settings, keep=args.keep, log=_log)

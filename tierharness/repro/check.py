@@ -37,7 +37,9 @@ __all__ = [
     "DockerfileBuild",
     "Variation",
     "check_reproducible",
+    "kept_tarball",
     "prepare_tree",
+    "report_folder",
     "repro_check",
 ]
 
@@ -112,7 +114,7 @@ def check_reproducible(
             if tarballs:
                 time.sleep(1.1)  # a different wall clock for the second build, even on a fast machine
             tree = prepare_tree(context, work / variation.path, variation, spec.extra)
-            tarball = report_dir / f"{variation.name}.oci.tar"
+            tarball = kept_tarball(report_dir, variation)
             log(
                 f"{variation.name} build: {tree} "
                 f"(umask {variation.umask:04o}, TZ={variation.tz}, {variation.lang})"
@@ -142,6 +144,16 @@ def check_reproducible(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def kept_tarball(report_dir: Path, variation: Variation) -> Path:
+    """Where a build's OCI tarball goes (kept with `keep`, or when the two builds differ)."""
+    return report_dir / f"{variation.name}.oci.tar"
+
+
+def report_folder(settings: Settings) -> Path:
+    """Where `repro_check` writes its reports and, with `keep`, both OCI tarballs."""
+    return settings.build_dir / "repro"
+
+
 def repro_check(
     settings: Settings,
     *,
@@ -162,5 +174,5 @@ def repro_check(
         extra={"build/wheelhouse": wheelhouse},
     )
     return check_reproducible(
-        settings.root, spec, settings.build_dir / "repro", log=log, keep=keep, second_env=second_env
+        settings.root, spec, report_folder(settings), log=log, keep=keep, second_env=second_env
     )

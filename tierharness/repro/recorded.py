@@ -19,6 +19,7 @@ from typing import Any
 from tierharness.config import Settings
 from tierharness.gitrepo import git_output
 from tierharness.imaging.image_record import build_record
+from tierharness.repro.check import FIRST, kept_tarball, report_folder
 
 __all__ = ["RecordedVerdict", "judge_checkout", "judge_recorded"]
 
@@ -33,10 +34,11 @@ class RecordedVerdict:
 
 
 def judge_recorded(
-    record: dict[str, Any] | None, revision: str, clean: str, *, record_path: str
+    record: dict[str, Any] | None, revision: str, clean: str, *, record_path: str, kept: str
 ) -> RecordedVerdict:
     """`record`: build/image.json's contents (None when there is none); `revision`: the commit
-    the clean builds were made of; `clean`: their digest."""
+    the clean builds were made of; `clean`: their digest; `kept`: where `repro-check --keep`
+    leaves the first clean build's tarball."""
     if record is None:
         return RecordedVerdict(
             None, (f"recorded  none ({record_path}): no build of this checkout to compare",)
@@ -63,7 +65,7 @@ def judge_recorded(
             "  a stage the cache kept from an earlier build carries what a clean build does not "
             "(most often its files' times: give them a fixed time in that stage)",
             f"  explain it: `python -m tierharness repro-check --keep`, then `python -m tierharness diff "
-            f"{record.get('image', '<the recorded image>')} build/repro/first.oci.tar`",
+            f"{record.get('image', '<the recorded image>')} {kept}`",
         ),
     )
 
@@ -72,4 +74,5 @@ def judge_checkout(settings: Settings, clean: str) -> RecordedVerdict:
     """This checkout's record, if it has one, against `clean`, the digest of clean builds of HEAD."""
     record = build_record(settings) if settings.image_record.exists() else None
     revision = git_output(settings.root, "rev-parse", "HEAD") or "unknown"
-    return judge_recorded(record, revision, clean, record_path=str(settings.image_record))
+    kept = kept_tarball(report_folder(settings), FIRST)
+    return judge_recorded(record, revision, clean, record_path=str(settings.image_record), kept=str(kept))

@@ -118,7 +118,9 @@ def test_a_cached_stage_with_an_earlier_builds_times_is_caught_against_the_recor
     clean = check_reproducible(context, spec, tmp_path / "report", log=lambda _m: None, keep=True)
     assert clean.reproducible, clean.summary()
     record = {"digest": read_oci(recorded).digest, "revision": "r", "image": "canary"}
-    verdict = judge_recorded(record, "r", clean.a_digest, record_path="image.json")
+    verdict = judge_recorded(
+        record, "r", clean.a_digest, record_path="image.json", kept=str(tmp_path / "report" / "first.oci.tar")
+    )
     assert verdict.agrees is False, verdict.lines
     explained = diff_images(read_oci(recorded), read_oci(tmp_path / "report" / "first.oci.tar"))
     assert "/kept/file" in explained.offending_paths()
